@@ -1,0 +1,516 @@
+"""The wire protocol: every message that crosses a process boundary, declared as a type.
+
+Two channels use it:
+
+* supervisor <-> agent: websocket binary frames. A frame is a msgpack array of messages, so
+  many status updates or run ops travel in one frame (batching is what makes thousands of
+  short jobs per second possible). `ToAgent` and `FromAgent` are the closed sets per direction.
+* gateway -> supervisor: one HTTP request per `GatewayRequest` (msgpack body), answered by a
+  `Reply`; job transitions flow back on a long-lived stream of `JobEvent`s.
+
+Messages are frozen dataclasses with a `TYPE` tag. They are decoded only at the socket edge
+(`decode_frame`, `decode_request`); the rest of the code never sees raw dicts. A message that
+is malformed, of an unknown type or larger than the limit raises `ProtocolError`, which the
+edge turns into an `ErrorMessage` reply: the peer stays up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+import msgpack
+
+from jobvisor.errors import MessageTooLarge, ProtocolError
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+
+
+# --------------------------------------------------------------------------- shared parts
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport(Message):
+    """What an agent knows about one job: sent in `Hello` so a restarted supervisor can
+    reconcile, and in `StatusUpdate` for every change."""
+
+    TYPE: ClassVar[str] = "job_report"
+    job_id: str
+    attempt: int
+    state: str
+    reason: str = ""
+    exit_code: int | None = None
+    result: Any = None
+    at: float = 0.0
+    log_size: int = 0
+    info: dict = field(default_factory=dict)  # driver facts: pid, slurm_job_id, slurm_state...
+
+
+# --------------------------------------------------------------------------- supervisor -> agent
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob(Message):
+    TYPE: ClassVar[str] = "run"
+    job_id: str
+    attempt: int
+    code: str
+    params: Any
+    resources: dict
+    run_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob(Message):
+    TYPE: ClassVar[str] = "cancel"
+    job_id: str
+    reason: str = "canceled by user"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Message):
+    TYPE: ClassVar[str] = "status"
+    op_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisRequest(Message):
+    TYPE: ClassVar[str] = "analysis"
+    op_id: str
+    job_id: str
+    code: str
+    run_dir: str
+    args: dict = field(default_factory=dict)
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IoRequest(Message):
+    """Read from a run dir. `action` is "list" (every file, with sizes) or "read"."""
+
+    TYPE: ClassVar[str] = "io"
+    op_id: str
+    job_id: str
+    run_dir: str
+    action: str
+    path: str = ""
+    offset: int = 0
+    length: int = IO_CHUNK_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class KillAgent(Message):
+    TYPE: ClassVar[str] = "kill"
+    reason: str = ""
+    cancel_jobs: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetJobs(Message):
+    """The supervisor committed these jobs' terminal states: the agent may drop its copies.
+
+    Until then an agent keeps every terminal report and re-sends it in its next `Hello`, so a
+    status that was in flight when a connection or the supervisor died is never lost."""
+
+    TYPE: ClassVar[str] = "forget"
+    job_ids: list
+
+
+@dataclass(frozen=True, slots=True)
+class HelloAck(Message):
+    """Sent after `Hello`: tells the agent from which byte to resend each job's log, and
+    which of its jobs the supervisor no longer wants (finished or unknown)."""
+
+    TYPE: ClassVar[str] = "hello_ack"
+    log_offsets: dict = field(default_factory=dict)
+    forget: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- agent -> supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    TYPE: ClassVar[str] = "hello"
+    agent_id: str
+    protocol_version: int
+    pid: int
+    hostname: str
+    jobs: list[JobReport] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """The agent accepted a run: the job is on its way (state `starting`)."""
+
+    TYPE: ClassVar[str] = "ack"
+    job_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate(Message):
+    TYPE: ClassVar[str] = "status_update"
+    report: JobReport
+
+
+@dataclass(frozen=True, slots=True)
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    job_id: str
+    attempt: int
+    fraction: float
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk(Message):
+    """Bytes `offset`..`offset+len(data)` of the job's output log (the file in its run dir)."""
+
+    TYPE: ClassVar[str] = "log"
+    job_id: str
+    attempt: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpReply(Message):
+    TYPE: ClassVar[str] = "op_reply"
+    op_id: str
+    ok: bool
+    data: Any = None
+    error: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage(Message):
+    """A message the peer sent could not be handled; the connection stays open."""
+
+    TYPE: ClassVar[str] = "error"
+    detail: str
+    ref_type: str = ""
+
+
+ToAgent = Union[
+    RunJob, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
+]
+FromAgent = Union[Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage]
+
+
+# --------------------------------------------------------------------------- gateway -> supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class Caller(Message):
+    """Who asks: the gateway authenticated them; the supervisor re-checks ownership."""
+
+    TYPE: ClassVar[str] = "caller"
+    user: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Message):
+    TYPE: ClassVar[str] = "job_spec"
+    code: str
+    params: Any
+    resources: dict = field(default_factory=dict)
+    driver: str = ""
+    max_retries: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJobs(Message):
+    TYPE: ClassVar[str] = "submit_jobs"
+    caller: Caller
+    jobs: list[JobSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class ListJobs(Message):
+    TYPE: ClassVar[str] = "list_jobs"
+    caller: Caller
+    states: list = field(default_factory=list)
+    limit: int = 100
+    after: str = ""  # paging cursor: the last job id of the previous page
+
+
+@dataclass(frozen=True, slots=True)
+class GetJob(Message):
+    TYPE: ClassVar[str] = "get_job"
+    caller: Caller
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJobRequest(Message):
+    TYPE: ClassVar[str] = "cancel_job"
+    caller: Caller
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLog(Message):
+    TYPE: ClassVar[str] = "read_log"
+    caller: Caller
+    job_id: str
+    offset: int = 0
+    length: int = IO_CHUNK_BYTES
+    wait: float = 0.0  # long-poll: seconds to wait for bytes past `offset` or the job's end
+
+
+@dataclass(frozen=True, slots=True)
+class ListFiles(Message):
+    TYPE: ClassVar[str] = "list_files"
+    caller: Caller
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFile(Message):
+    TYPE: ClassVar[str] = "read_file"
+    caller: Caller
+    job_id: str
+    path: str
+    offset: int = 0
+    length: int = IO_CHUNK_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class RunAnalysis(Message):
+    TYPE: ClassVar[str] = "run_analysis"
+    caller: Caller
+    job_id: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GetQueue(Message):
+    TYPE: ClassVar[str] = "get_queue"
+    caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class GetAgents(Message):
+    TYPE: ClassVar[str] = "get_agents"
+    caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus(Message):
+    TYPE: ClassVar[str] = "get_status"
+
+
+GatewayRequest = Union[
+    SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
+    GetQueue, GetAgents, GetStatus,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Message):
+    """The supervisor's answer to one `GatewayRequest`: `data` on success, else `error`
+    (see `jobvisor.errors.OpError.to_wire`)."""
+
+    TYPE: ClassVar[str] = "reply"
+    ok: bool
+    data: Any = None
+    error: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent(Message):
+    """One committed transition (or progress) of a job, pushed to the gateway's subscribers."""
+
+    TYPE: ClassVar[str] = "job_event"
+    job_id: str
+    owner: str
+    state: str
+    attempt: int
+    at: float
+    reason: str = ""
+    exit_code: int | None = None
+    progress: float | None = None
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- codec
+
+_REGISTRY: dict[str, type[Message]] = {}
+_CHECKERS: dict[type, list[tuple[str, Any, bool]]] = {}
+
+
+def _register(*classes: type[Message]) -> None:
+    for cls in classes:
+        _REGISTRY[cls.TYPE] = cls
+
+
+_register(
+    JobReport, RunJob, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
+    Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage, Caller, JobSpec,
+    SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
+    GetQueue, GetAgents, GetStatus, Reply, JobEvent,
+)
+
+
+def _union_members(tp: Any) -> tuple[Any, ...]:
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return typing.get_args(tp)
+    return (tp,)
+
+
+ALLOWED_FROM_AGENT = frozenset(c.TYPE for c in _union_members(FromAgent))
+ALLOWED_TO_AGENT = frozenset(c.TYPE for c in _union_members(ToAgent))
+ALLOWED_GATEWAY_REQUESTS = frozenset(c.TYPE for c in _union_members(GatewayRequest))
+
+
+def to_wire(message: Message) -> dict:
+    """A message as a msgpack-ready dict, nested messages included."""
+    out: dict[str, Any] = {"t": message.TYPE}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if isinstance(value, Message):
+            value = to_wire(value)
+        elif isinstance(value, list) and value and isinstance(value[0], Message):
+            value = [to_wire(v) for v in value]
+        out[f.name] = value
+    return out
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Validate (and convert nested messages of) one field; raise ProtocolError naming it."""
+    if tp is Any:
+        return value
+    members = _union_members(tp)
+    if len(members) > 1:
+        errors = []
+        for member in members:
+            try:
+                return _check(value, member, where)
+            except ProtocolError as exc:
+                errors.append(str(exc))
+        raise ProtocolError(f"{where}: {errors[0]}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ProtocolError(f"{where} must be null")
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where} must be a list")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(tp, type) and issubclass(tp, Message):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where} must be a {tp.TYPE} object")
+        return _from_dict(tp, value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ProtocolError(f"{where} must be a number")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ProtocolError(f"{where} must be an integer")
+    if tp is list:
+        if isinstance(value, list):
+            return value
+        raise ProtocolError(f"{where} must be a list")
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise ProtocolError(f"{where} must be of type {tp.__name__}")
+    return value
+
+
+def _fields_of(cls: type[Message]) -> list[tuple[str, Any, bool]]:
+    checker = _CHECKERS.get(cls)
+    if checker is None:
+        hints = typing.get_type_hints(cls)
+        checker = [
+            (
+                f.name,
+                hints[f.name],
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        ]
+        _CHECKERS[cls] = checker
+    return checker
+
+
+def _from_dict(cls: type[Message], data: dict) -> Message:
+    kwargs = {}
+    for name, tp, required in _fields_of(cls):
+        if name in data:
+            kwargs[name] = _check(data[name], tp, f"{cls.TYPE}.{name}")
+        elif required:
+            raise ProtocolError(f"{cls.TYPE} message is missing field {name!r}")
+    return cls(**kwargs)
+
+
+def from_wire(data: Any, allowed: frozenset[str] | None = None) -> Message:
+    """Build the message a decoded dict describes; ProtocolError if it is not one we accept."""
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a map with a 't' type tag")
+    tag = data.get("t")
+    cls = _REGISTRY.get(tag) if isinstance(tag, str) else None
+    if cls is None or (allowed is not None and tag not in allowed):
+        raise ProtocolError(f"unknown message type {tag!r}")
+    return _from_dict(cls, data)
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Any:
+    if len(data) > max_bytes:
+        raise MessageTooLarge(f"message of {len(data)} bytes is over the limit of {max_bytes}")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"not a msgpack message: {exc}") from exc
+
+
+def encode_frame(messages: list[Message]) -> bytes:
+    return pack([to_wire(m) for m in messages])
+
+
+def decode_frame(
+    data: bytes, allowed: frozenset[str], max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> tuple[list[Message], list[ProtocolError]]:
+    """Decode a websocket frame. Bad messages inside a good frame are returned as errors so the
+    good ones are still handled; a frame that is not msgpack at all raises."""
+    raw = unpack(data, max_bytes)
+    if not isinstance(raw, list):
+        raw = [raw]
+    messages: list[Message] = []
+    errors: list[ProtocolError] = []
+    for item in raw:
+        try:
+            messages.append(from_wire(item, allowed))
+        except ProtocolError as exc:
+            errors.append(exc)
+    return messages, errors
+
+
+def encode(message: Message) -> bytes:
+    return pack(to_wire(message))
+
+
+def decode(data: bytes, allowed: frozenset[str] | None = None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+    return from_wire(unpack(data, max_bytes), allowed)

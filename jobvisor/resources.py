@@ -1,0 +1,114 @@
+"""Parsing of a job's resources: cpus, memory, gpus, walltime.
+
+Kept pure so the gateway validates input with the same rules the drivers apply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from jobvisor.errors import InvalidRequest
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_memory(text: str | int) -> int:
+    """'512M', '2G', '1.5GiB', 1048576 -> bytes (binary units, as Slurm and Docker read them)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise InvalidRequest("memory must be positive", field="resources.memory")
+        return text
+    match = _MEMORY.match(str(text))
+    if not match:
+        raise InvalidRequest(
+            f"memory {text!r} is not a size such as '512M' or '2G'", field="resources.memory"
+        )
+    unit = (match.group(2) or "").lower()[:1]
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise InvalidRequest("memory must be positive", field="resources.memory")
+    return value
+
+
+def parse_walltime(text: str | int | float) -> float:
+    """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS' or seconds -> seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip()
+        days = 0
+        if "-" in raw:
+            day_text, raw = raw.split("-", 1)
+            if not day_text.isdigit():
+                raise InvalidRequest(f"walltime {text!r} is not D-HH:MM:SS", field="resources.walltime")
+            days = int(day_text)
+        parts = raw.split(":")
+        if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            raise InvalidRequest(
+                f"walltime {text!r} is not HH:MM:SS (or MM:SS, or seconds)",
+                field="resources.walltime",
+            )
+        numbers = [int(p) for p in parts]
+        while len(numbers) < 3:
+            numbers.insert(0, 0)
+        hours, minutes, secs = numbers
+        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+    if seconds <= 0:
+        raise InvalidRequest("walltime must be positive", field="resources.walltime")
+    return seconds
+
+
+def format_walltime(seconds: float) -> str:
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a job asks for. `memory` in bytes and `walltime` in seconds, or None for no limit."""
+
+    cpus: int = 1
+    memory: int | None = None
+    gpus: int = 0
+    walltime: float | None = None
+    nodes: int = 1
+    extra: dict | None = None  # driver specific (partition, qos, account, constraint, ...)
+
+    @classmethod
+    def parse(cls, data: dict | None) -> "Resources":
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise InvalidRequest("resources must be an object", field="resources")
+        known = {"cpus", "memory", "gpus", "walltime", "nodes"}
+        cpus = data.get("cpus", 1)
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise InvalidRequest("cpus must be a whole number >= 1", field="resources.cpus")
+        gpus = data.get("gpus", 0)
+        if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+            raise InvalidRequest("gpus must be a whole number >= 0", field="resources.gpus")
+        nodes = data.get("nodes", 1)
+        if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+            raise InvalidRequest("nodes must be a whole number >= 1", field="resources.nodes")
+        memory = data.get("memory")
+        walltime = data.get("walltime")
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(
+            cpus=cpus,
+            memory=None if memory is None else parse_memory(memory),
+            gpus=gpus,
+            walltime=None if walltime is None else parse_walltime(walltime),
+            nodes=nodes,
+            extra=extra or None,
+        )
+
+    def to_wire(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_wire(cls, data: dict) -> "Resources":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
