@@ -1,0 +1,114 @@
+"""The interface of a code plugin, and the parameter checks codes share."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jobvisor.resources import Resources
+
+from job_cmd import io
+from job_cmd.errors import InvalidParams
+from job_cmd.fsutil import META_DIR, OUTPUT_LOG, RESULT_FILE, read_json
+
+MAX_RESULT_BYTES = 1024 * 1024  # a result travels in one status message; bigger belongs in a file
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """What the agent fork/execs, directly, in the run dir: `argv` with `env` added."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Code(ABC):
+    """A kind of job. Instances are stateless; one is shared by every job of its code."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def launch(self, params: Any, run_dir: Path, resources: Resources) -> Launch:
+        """Validate `params` (raise `InvalidParams` naming the field) and say what to execute.
+
+        May write files into `run_dir`, which exists when this is called."""
+
+    def result(self, run_dir: Path) -> Any:
+        """The job's result once it completed: the JSON in `.jobvisor/result.json`, or None.
+
+        Raises ValueError if the file is not JSON or over `MAX_RESULT_BYTES`."""
+        try:
+            return read_json(Path(run_dir) / META_DIR / RESULT_FILE, max_bytes=MAX_RESULT_BYTES)
+        except FileNotFoundError:
+            return None
+
+    def analyze(self, run_dir: Path, args: dict) -> dict:
+        """A summary of a run's output files: their names and sizes, and output.log's lines."""
+        files = io.list_files(run_dir, limit=10_000)
+        return {
+            "files": [{"path": f["path"], "size": f["size"]} for f in files],
+            "total_bytes": sum(f["size"] for f in files),
+            "log_lines": count_lines(Path(run_dir) / OUTPUT_LOG),
+        }
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in `path` (0 if it does not exist), read in chunks so big logs are fine."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    lines = 0
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            lines += chunk.count(b"\n")
+    finally:
+        os.close(fd)
+    return lines
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def require_object(params: Any, code: str) -> dict:
+    if not isinstance(params, dict):
+        raise InvalidParams(f"params of code {code!r} must be an object, not {type(params).__name__}", field="params")
+    return params
+
+
+def reject_unknown(params: dict, known: set[str], code: str) -> None:
+    unknown = sorted(str(k) for k in params if k not in known)
+    if unknown:
+        raise InvalidParams(
+            f"unknown param(s) {', '.join(map(repr, unknown))} for code {code!r}; "
+            f"it accepts {', '.join(sorted(known))}",
+            field=f"params.{unknown[0]}",
+        )
+
+
+def check_env(value: Any) -> dict[str, str]:
+    """`params.env`: a map of variable names to string values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidParams("params.env must be an object mapping names to strings", field="params.env")
+    for key, val in value.items():
+        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
+            raise InvalidParams(f"params.env has an invalid variable name {key!r}", field="params.env")
+        if not isinstance(val, str) or "\x00" in val:
+            raise InvalidParams(f"params.env.{key} must be a string", field=f"params.env.{key}")
+    return dict(value)
+
+
+def check_string_list(value: Any, where: str, *, non_empty: bool) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParams(f"{where} must be a list of strings", field=where)
+    if non_empty and not value:
+        raise InvalidParams(f"{where} must not be empty", field=where)
+    for i, v in enumerate(value):
+        if "\x00" in v:
+            raise InvalidParams(f"{where}[{i}] contains a NUL character", field=where)
+    return list(value)

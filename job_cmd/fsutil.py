@@ -1,0 +1,45 @@
+"""Small file helpers shared by job commands: atomic JSON writes and the run dir's layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+META_DIR = ".jobvisor"  # jobvisor's own files inside a run dir (status, params, result, progress)
+OUTPUT_LOG = "output.log"
+RESULT_FILE = "result.json"  # in META_DIR: a job's JSON result
+
+
+def meta_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / META_DIR
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as JSON to `path` so that readers see the old or the new file, never half.
+
+    Raises TypeError/ValueError when `obj` is not JSON-serialisable (before touching the disk).
+    """
+    data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike, max_bytes: int | None = None) -> Any:
+    """The JSON in `path`; FileNotFoundError if it is missing, ValueError if it is not JSON or
+    larger than `max_bytes`."""
+    with open(path, "rb") as fh:
+        if max_bytes is not None:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise ValueError(f"{os.path.basename(os.fspath(path))} is {size} bytes, over the limit of {max_bytes}")
+        return json.loads(fh.read())

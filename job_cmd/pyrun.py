@@ -1,0 +1,78 @@
+"""Run a python job: `python -m job_cmd.pyrun` in the run dir.
+
+Reads `.jobvisor/params.json` (`entry`, `args`, `path`), imports the entry with the run dir and
+the extra paths on `sys.path`, calls `function(**args)` and writes the JSON return value to
+`.jobvisor/result.json`. Exit 0 on success, 1 when the function raises (traceback on stderr)
+or returns something that is not JSON, 2 when the entry cannot be imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from job_cmd.fsutil import RESULT_FILE, meta_dir, read_json, write_json_atomic
+
+EXIT_FAILED = 1
+EXIT_CANNOT_IMPORT = 2
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stdout.flush()
+    print(f"jobvisor: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def run(run_dir: Path) -> int:
+    try:
+        params = read_json(meta_dir(run_dir) / "params.json")
+        entry = params["entry"]
+        module_name, _, func_path = entry.partition(":")
+        args = params.get("args") or {}
+        extra = params.get("path") or []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _fail(EXIT_CANNOT_IMPORT, f"cannot read the job's params (.jobvisor/params.json): {exc}")
+    for directory in reversed([str(run_dir), *(str(run_dir / p) for p in extra)]):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    try:
+        target = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return _fail(EXIT_CANNOT_IMPORT, f"cannot import entry {entry!r}: no module named {exc.name!r} (sys.path: run dir + {extra})")
+        traceback.print_exc()
+        return _fail(EXIT_CANNOT_IMPORT, f"cannot import entry {entry!r}: {exc}")
+    except BaseException as exc:  # SyntaxError, or anything the module raises on import
+        traceback.print_exc()
+        return _fail(EXIT_CANNOT_IMPORT, f"cannot import entry {entry!r}: {type(exc).__name__}: {exc}")
+    for attr in func_path.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            return _fail(EXIT_CANNOT_IMPORT, f"cannot import entry {entry!r}: module {module_name!r} has no attribute {func_path!r}")
+    if not callable(target):
+        return _fail(EXIT_CANNOT_IMPORT, f"entry {entry!r} is not callable")
+    try:
+        value = target(**args)
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        return _fail(EXIT_FAILED, f"{entry} raised an exception")
+    try:
+        write_json_atomic(meta_dir(run_dir) / RESULT_FILE, value)
+    except (TypeError, ValueError) as exc:
+        return _fail(EXIT_FAILED, f"the return value of {entry} is not JSON-serialisable: {exc}")
+    sys.stdout.flush()
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(Path(os.environ.get("JOBVISOR_RUN_DIR") or os.getcwd())))
+
+
+if __name__ == "__main__":
+    main()
