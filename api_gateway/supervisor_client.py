@@ -1,0 +1,147 @@
+"""The gateway's only link to the supervisor: msgpack ops over HTTP, and one event stream.
+
+`SupervisorClient.op(request)` POSTs one `GatewayRequest` to `/internal/op` on a shared
+keep-alive session and returns the reply's `data`, or raises the `OpError` the supervisor
+sent. A supervisor that cannot be reached is `Unavailable` (503), one that does not answer in
+time is `OpTimeout` (504); aiohttp's exceptions never leave this module.
+
+`SupervisorClient.run_events(publish)` holds the single subscription to `/internal/events`
+(reconnecting with jittered backoff) and hands every decoded `JobEvent` to `publish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+import aiohttp
+import msgpack
+
+from jobvisor.config import Config
+from jobvisor.errors import OpError, OpTimeout, ProtocolError, Unavailable
+from jobvisor.protocol import (
+    GatewayRequest,
+    JobEvent,
+    ReadLog,
+    Reply,
+    RunAnalysis,
+    decode,
+    encode,
+    from_wire,
+)
+from jobvisor.secrets import internal_secret_path, load_or_create_secret
+from jobvisor.timing import backoff_delay
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Jobvisor-Secret"
+MSGPACK = "application/msgpack"
+DEFAULT_OP_TIMEOUT = 30.0
+_REPLY_ONLY = frozenset({Reply.TYPE})
+_EVENTS_ONLY = frozenset({JobEvent.TYPE})
+
+
+class SupervisorClient:
+    def __init__(self, config: Config, *, secret: str | None = None) -> None:
+        self._config = config
+        self._base = config.supervisor_url.rstrip("/")
+        self._secret = secret if secret is not None else load_or_create_secret(
+            internal_secret_path(config.state_dir)
+        )
+        self._max_bytes = config.supervisor.max_message_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self.events_connected = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return self._base
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=60.0)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={SECRET_HEADER: self._secret},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _timeout_for(self, request: GatewayRequest) -> float:
+        sup = self._config.supervisor
+        if isinstance(request, ReadLog):
+            return sup.io_timeout + max(0.0, request.wait) + 5.0
+        if isinstance(request, RunAnalysis):
+            return sup.analysis_timeout + 5.0
+        return max(DEFAULT_OP_TIMEOUT, sup.io_timeout + 5.0)
+
+    async def op(self, request: GatewayRequest) -> Any:
+        if self._session is None:
+            raise Unavailable("the gateway is not connected to the supervisor (starting or stopping)")
+        body = encode(request)
+        timeout = aiohttp.ClientTimeout(total=self._timeout_for(request))
+        try:
+            async with self._session.post(
+                self._base + "/internal/op",
+                data=body,
+                headers={"Content-Type": MSGPACK},
+                timeout=timeout,
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except asyncio.TimeoutError as exc:
+            raise OpTimeout(f"the supervisor did not answer {request.TYPE} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise Unavailable(f"the supervisor at {self._base} is unreachable: {exc}") from exc
+        try:
+            reply = decode(raw, _REPLY_ONLY, self._max_bytes)
+        except ProtocolError as exc:
+            log.warning("unreadable supervisor reply to %s (HTTP %s): %s", request.TYPE, status, exc)
+            if status in (401, 403):
+                raise OpError("the supervisor rejected the gateway's internal secret") from exc
+            raise OpError(f"the supervisor sent an unreadable reply (HTTP {status})") from exc
+        assert isinstance(reply, Reply)
+        if not reply.ok:
+            raise OpError.from_wire(reply.error or {"kind": "internal", "detail": "unknown error"})
+        return reply.data
+
+    async def run_events(self, publish: Callable[[JobEvent], None]) -> None:
+        """Forever: subscribe to the supervisor's events and publish each one. Cancel to stop."""
+        attempt = 0
+        while True:
+            try:
+                await self._stream_events(publish)
+                attempt = 0  # a clean end (supervisor restart): reconnect quickly
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, asyncio.TimeoutError, ProtocolError, OSError) as exc:
+                log.info("event stream from %s interrupted: %s", self._base, exc)
+            finally:
+                self.events_connected.clear()
+            delay = backoff_delay(attempt, base=0.2, cap=5.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _stream_events(self, publish: Callable[[JobEvent], None]) -> None:
+        if self._session is None:
+            raise Unavailable("client not started")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None)
+        async with self._session.get(self._base + "/internal/events", timeout=timeout) as resp:
+            if resp.status != 200:
+                raise ProtocolError(f"event stream answered HTTP {resp.status}")
+            self.events_connected.set()
+            log.info("subscribed to job events at %s", self._base)
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=self._max_bytes)
+            async for chunk in resp.content.iter_any():
+                unpacker.feed(chunk)
+                for obj in unpacker:
+                    try:
+                        message = from_wire(obj, _EVENTS_ONLY)
+                    except ProtocolError as exc:
+                        log.warning("dropping malformed job event: %s", exc)
+                        continue
+                    assert isinstance(message, JobEvent)
+                    publish(message)

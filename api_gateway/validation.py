@@ -1,0 +1,154 @@
+"""Input checks of the public API: JSON bodies to typed messages, query strings to values.
+
+Every failure is an `InvalidRequest` naming the field (`jobs[3].resources.cpus`), which the
+error middleware answers as a 400 problem with `field`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from jobvisor.errors import InvalidRequest, NotFound, TooLarge
+from jobvisor.protocol import JobSpec
+from jobvisor.resources import Resources
+from jobvisor.states import JobState
+
+JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name"})
+MAX_RETRIES = 100
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STATES = frozenset(s.value for s in JobState)
+
+
+async def read_json(request: web.Request, *, empty: Any = ...) -> Any:
+    """The request body as JSON; 400 naming the problem if it is not. 413 comes from aiohttp."""
+    raw = await request.read()
+    if not raw.strip():
+        if empty is not ...:
+            return empty
+        raise InvalidRequest("request body is empty; a JSON document is required", field="body")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"request body is not UTF-8: {exc}", field="body") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field="body",
+        ) from exc
+
+
+def _prefixed(prefix: str, field: str | None) -> str:
+    return f"{prefix}.{field}" if prefix and field else (field or prefix)
+
+
+def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
+    if not isinstance(data, dict):
+        raise InvalidRequest("a job must be a JSON object", field=prefix or "body")
+    unknown = sorted(set(data) - JOB_FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}; a job has {', '.join(sorted(JOB_FIELDS))}",
+            field=_prefixed(prefix, unknown[0]),
+        )
+    code = data.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidRequest("code is required and must be a non-empty string", field=_prefixed(prefix, "code"))
+    if "params" not in data:
+        raise InvalidRequest("params is required (use {} for none)", field=_prefixed(prefix, "params"))
+    try:
+        resources = Resources.parse(data.get("resources"))
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.detail, field=_prefixed(prefix, exc.field)) from None
+    driver = data.get("driver", "")
+    if driver is None:
+        driver = ""
+    if not isinstance(driver, str):
+        raise InvalidRequest("driver must be a string", field=_prefixed(prefix, "driver"))
+    max_retries = data.get("max_retries", 0)
+    if (
+        not isinstance(max_retries, int)
+        or isinstance(max_retries, bool)
+        or not 0 <= max_retries <= MAX_RETRIES
+    ):
+        raise InvalidRequest(
+            f"max_retries must be a whole number from 0 to {MAX_RETRIES}", field=_prefixed(prefix, "max_retries")
+        )
+    name = data.get("name", "")
+    if name is None:
+        name = ""
+    if not isinstance(name, str):
+        raise InvalidRequest("name must be a string", field=_prefixed(prefix, "name"))
+    return JobSpec(
+        code=code,
+        params=data["params"],
+        resources=resources.to_wire(),
+        driver=driver,
+        max_retries=max_retries,
+        name=name,
+    )
+
+
+def parse_job_specs(data: Any, max_batch: int) -> tuple[list[JobSpec], bool]:
+    """A job object or a list of them -> (specs, was_a_list)."""
+    if isinstance(data, list):
+        if not data:
+            raise InvalidRequest("the list of jobs is empty", field="jobs")
+        if len(data) > max_batch:
+            raise TooLarge(f"{len(data)} jobs in one request; at most {max_batch}", field="jobs")
+        return [parse_job_spec(item, f"jobs[{i}]") for i, item in enumerate(data)], True
+    return [parse_job_spec(data)], False
+
+
+def job_id_of(request: web.Request) -> str:
+    """The `{id}` of the path; a malformed id cannot name a job: 404 like any unknown one."""
+    job_id = request.match_info["id"]
+    if not _JOB_ID.match(job_id):
+        raise NotFound(f"no job {job_id!r}")
+    return job_id
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number, not {raw!r}", field=name) from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+        raise InvalidRequest(f"{name} must be {bound}", field=name)
+    return value
+
+
+def query_states(request: web.Request) -> list[str]:
+    states: list[str] = []
+    for raw in request.query.getall("state", []):
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item not in STATES:
+                raise InvalidRequest(
+                    f"unknown state {item!r}; one of {', '.join(s.value for s in JobState)}", field="state"
+                )
+            states.append(item)
+    return states
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in {"1", "true", "yes", "on"}
+
+
+def file_path_of(request: web.Request) -> str:
+    path = request.match_info["path"]
+    parts = path.split("/")
+    if path.startswith("/") or ".." in parts or "\x00" in path:
+        raise InvalidRequest("path must be relative to the job's run dir, without '..'", field="path")
+    return path
