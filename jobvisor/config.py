@@ -57,6 +57,7 @@ class SupervisorConfig:
     max_message_bytes: int = _doc("Largest protocol message accepted on any channel.", default=16 * 1024 * 1024)
     per_user_cpus: int = _doc("Most cpu slots one user may hold at once per driver; 0: no cap beyond the driver's.", default=0)
     shutdown_timeout: float = _doc("Seconds `up` waits on SIGTERM for agents to stop their jobs.", default=10.0)
+    agent_start_timeout: float = _doc("Seconds a newly started agent has to connect before its jobs fail with the reason.", default=60.0)
     schedule_debounce: float = _doc("Seconds the scheduler waits after a wake-up so that a burst is scheduled at once.", default=0.0)
 
 

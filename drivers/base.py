@@ -1,0 +1,103 @@
+"""The driver interface shared by local, docker and sbatch, and the registry of drivers.
+
+A driver owns three things: how to start and stop one agent for a (user, kind) pair, its cpu
+slots, and the run dir layout on its compute side. Everything else (queues, fairness, job
+state, websockets) belongs to the supervisor, so a new driver is a few async methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from jobvisor.config import Config
+from jobvisor.errors import DriverError, InvalidRequest
+from jobvisor.ids import AgentId, JobId, UserId
+from jobvisor.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything a driver needs to start one agent. The token is a secret: drivers pass it
+    in the agent's environment or on its stdin, never on a command line, and never log it."""
+
+    agent_id: AgentId
+    user: UserId
+    kind: str
+    token: str = field(repr=False)
+    url: str  # where the agent connects back to (ws:// or wss://)
+
+
+class DriverHost(Protocol):
+    """What the supervisor offers a driver."""
+
+    def agent_exited(self, agent_id: AgentId, reason: str) -> None:
+        """The agent's process (container, ssh session) is gone: its jobs are lost."""
+
+
+class DriverBase(abc.ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, config: Config, host: DriverHost) -> None:
+        self.config = config
+        self.host = host
+
+    @property
+    @abc.abstractmethod
+    def cpus_total(self) -> int:
+        """CPU slots this driver hands out across all users."""
+
+    @abc.abstractmethod
+    def run_dir(self, user: UserId, job_id: JobId) -> str:
+        """The job's run dir as the agent sees it."""
+
+    @abc.abstractmethod
+    async def start_agent(self, spec: AgentSpec) -> dict:
+        """Start an agent; return facts worth showing (pid, host, container id).
+
+        Raises DriverError (permanent=True when retrying cannot help, e.g. a missing image)."""
+
+    @abc.abstractmethod
+    async def stop_agent(self, agent_id: AgentId) -> None:
+        """Stop an agent: polite first (SIGTERM), then forceful after the driver's timeout."""
+
+    def adopt_agent(self, agent_id: AgentId, user: UserId, pid: int, hostname: str) -> None:
+        """An agent this driver instance did not start (a supervisor restart) reconnected:
+        watch it from now on so its death is noticed."""
+
+    def validate(self, resources: Resources) -> None:
+        if resources.cpus > self.cpus_total:
+            raise InvalidRequest(
+                f"the job asks for {resources.cpus} cpus but the {self.kind} driver has {self.cpus_total}",
+                field="resources.cpus",
+            )
+
+    async def close(self) -> None:
+        """Release what the driver holds (not the agents: the supervisor stops those)."""
+
+
+def available_drivers() -> dict[str, type[DriverBase]]:
+    """Drivers are plugins of the entry-point group `jobvisor.drivers` (local is built in)."""
+    found: dict[str, type[DriverBase]] = {}
+    for ep in importlib.metadata.entry_points(group="jobvisor.drivers"):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must not stop the others
+            log.warning("driver plugin %s cannot be loaded: %s", ep.name, exc)
+    if "local" not in found:
+        from drivers.local import LocalDriver
+
+        found["local"] = LocalDriver
+    return found
+
+
+def make_driver(kind: str, config: Config, host: DriverHost) -> DriverBase:
+    drivers = available_drivers()
+    if kind not in drivers:
+        raise DriverError(f"unknown driver {kind!r}; installed: {', '.join(sorted(drivers))}", permanent=True)
+    return drivers[kind](config, host)

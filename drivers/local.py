@@ -1,0 +1,121 @@
+"""The local driver: each (user, kind) agent is a subprocess of the supervisor's machine.
+
+Agents run in their own session so a Ctrl-C meant for `jobvisor up` does not reach them and a
+supervisor killed with SIGKILL leaves them running: they reconnect to its successor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from drivers.base import AgentSpec, DriverBase
+from drivers.process_watch import PidWatch, pid_alive
+from jobvisor.errors import DriverError
+from jobvisor.ids import AgentId, JobId, UserId
+
+log = logging.getLogger(__name__)
+
+
+class LocalDriver(DriverBase):
+    kind = "local"
+
+    def __init__(self, config, host) -> None:
+        super().__init__(config, host)
+        self._cfg = config.local
+        self._watches: dict[AgentId, PidWatch] = {}
+        self._pids: dict[AgentId, int] = {}
+        self._children: dict[AgentId, asyncio.subprocess.Process] = {}
+
+    @property
+    def cpus_total(self) -> int:
+        return self._cfg.cpus or os.cpu_count() or 1
+
+    @property
+    def run_root(self) -> Path:
+        return Path(self._cfg.run_root) if self._cfg.run_root else self.config.state_dir / "runs"
+
+    def run_dir(self, user: UserId, job_id: JobId) -> str:
+        return str(self.run_root / user / job_id)
+
+    async def start_agent(self, spec: AgentSpec) -> dict:
+        log_dir = self.config.state_dir / "agents"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            JOBVISOR_AGENT_ID=spec.agent_id,
+            JOBVISOR_AGENT_TOKEN=spec.token,
+            JOBVISOR_AGENT_URL=spec.url,
+            JOBVISOR_AGENT_USER=spec.user,
+            JOBVISOR_AGENT_KIND=spec.kind,
+        )
+        log_path = log_dir / f"{spec.agent_id}.log"
+        try:
+            with open(log_path, "ab") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "agent",
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise DriverError(f"cannot start a local agent: {exc}") from exc
+        self._children[spec.agent_id] = proc
+        self._watch(spec.agent_id, proc.pid)
+        log.info("agent %s started for user %s (pid %d, log %s)", spec.agent_id, spec.user, proc.pid, log_path)
+        return {"pid": proc.pid, "host": os.uname().nodename, "log": str(log_path)}
+
+    def _watch(self, agent_id: AgentId, pid: int) -> None:
+        self._pids[agent_id] = pid
+
+        def exited() -> None:
+            self._watches.pop(agent_id, None)
+            self._pids.pop(agent_id, None)
+            child = self._children.pop(agent_id, None)
+            code = child.returncode if child is not None else None
+            reason = "agent process exited" + (f" with code {code}" if code is not None else "")
+            if child is not None and code is None:
+                asyncio.ensure_future(child.wait())  # reap it
+            self.host.agent_exited(agent_id, reason)
+
+        self._watches[agent_id] = PidWatch(pid, exited)
+
+    def adopt_agent(self, agent_id: AgentId, user: UserId, pid: int, hostname: str) -> None:
+        if agent_id in self._watches or hostname != os.uname().nodename:
+            return
+        log.info("adopting agent %s of user %s (pid %d) started by an earlier supervisor", agent_id, user, pid)
+        self._watch(agent_id, pid)
+
+    async def stop_agent(self, agent_id: AgentId) -> None:
+        pid = self._pids.get(agent_id)
+        if pid is None:
+            return
+        self._signal(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._cfg.stop_timeout
+        while pid_alive(pid) and loop.time() < deadline:
+            child = self._children.get(agent_id)
+            if child is not None and child.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        if pid_alive(pid) and agent_id in self._pids:
+            log.warning("agent %s (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL", agent_id, pid, self._cfg.stop_timeout)
+            self._signal(pid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    async def close(self) -> None:
+        for watch in self._watches.values():
+            watch.cancel()
+        self._watches.clear()

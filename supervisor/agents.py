@@ -1,0 +1,162 @@
+"""The supervisor's view of agents: one per (user, kind), started on demand by a driver.
+
+`acquire()` is the first step of every await-retry loop that needs an agent: it starts one
+when there is none, waits (bounded) for it to connect, and answers with an `Acquire` value
+instead of raising, so the caller re-checks its op and decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from drivers.base import AgentSpec, DriverBase
+from jobvisor.errors import DriverError
+from jobvisor.ids import AgentId, JobId, UserId, new_agent_id
+from jobvisor.protocol import Message
+from jobvisor.secrets import hash_token, new_token, tokens_equal
+
+log = logging.getLogger(__name__)
+
+
+class AgentState(enum.StrEnum):
+    STARTING = "starting"        # the driver is starting it, it has not said hello yet
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # its socket dropped; it may reconnect within the grace
+    STOPPING = "stopping"
+    DEAD = "dead"
+
+
+class Acquire(enum.Enum):
+    ACQUIRED = "acquired"
+    RETRY = "retry"    # not yet: re-check the op, then ask again
+    FAILED = "failed"  # cannot: the reason says why (permanent driver error, start timeout)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    result: Acquire
+    agent: "Agent | None" = None
+    reason: str = ""
+
+
+class AgentLink(Protocol):
+    def send(self, messages: list[Message]) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
+class Agent:
+    def __init__(self, agent_id: AgentId, user: UserId, kind: str, token_hash: str) -> None:
+        self.id = agent_id
+        self.user = user
+        self.kind = kind
+        self.token_hash = token_hash
+        self.state = AgentState.STARTING
+        self.link: AgentLink | None = None
+        self.pid: int | None = None
+        self.host = ""
+        self.connected_at: float | None = None
+        self.idle_since = time.monotonic()
+        self.jobs: set[JobId] = set()
+        self.pending_ops: set[str] = set()
+        self.changed = asyncio.Event()
+        self.failure = ""
+        self.info: dict = {}
+
+    def set_state(self, state: AgentState) -> None:
+        self.state = state
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def send(self, messages: list[Message]) -> bool:
+        if self.state is not AgentState.CONNECTED or self.link is None:
+            return False
+        self.link.send(messages)
+        return True
+
+    def check_token(self, token: str) -> bool:
+        return tokens_equal(hash_token(token), self.token_hash)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs or self.pending_ops)
+
+    def view(self) -> dict:
+        from supervisor.compute_job import iso
+
+        return {
+            "id": self.id, "user": self.user, "kind": self.kind, "state": str(self.state),
+            "pid": self.pid, "host": self.host, "jobs": len(self.jobs),
+            "connected_at": iso(self.connected_at),
+        }
+
+
+class AgentRegistry:
+    def __init__(self, start_timeout: float) -> None:
+        self.by_id: dict[AgentId, Agent] = {}
+        self.current: dict[tuple[UserId, str], Agent] = {}
+        self.start_timeout = start_timeout
+        self.on_new_agent = lambda agent, token_hash: None  # persists the agent row
+
+    def add_known(self, agent: Agent) -> None:
+        """An agent from the database (a supervisor restart): it may reconnect."""
+        agent.state = AgentState.DISCONNECTED
+        self.by_id[agent.id] = agent
+        self.current.setdefault((agent.user, agent.kind), agent)
+
+    def forget(self, agent: Agent) -> None:
+        self.by_id.pop(agent.id, None)
+        if self.current.get((agent.user, agent.kind)) is agent:
+            del self.current[(agent.user, agent.kind)]
+
+    async def acquire(self, user: UserId, driver: DriverBase) -> Acquired:
+        key = (user, driver.kind)
+        agent = self.current.get(key)
+        if agent is None or agent.state in (AgentState.DEAD, AgentState.STOPPING):
+            agent = self._new(user, driver.kind)
+            token = new_token("jva")
+            agent.token_hash = hash_token(token)
+            self.on_new_agent(agent, agent.token_hash)
+            spec = AgentSpec(agent.id, user, driver.kind, token, driver.config.agent_url)
+            started = asyncio.ensure_future(self._start(agent, driver, spec))
+            started.add_done_callback(lambda f: f.exception())
+        if agent.state is AgentState.CONNECTED:
+            return Acquired(Acquire.ACQUIRED, agent)
+        if agent.state is AgentState.DEAD:
+            return Acquired(Acquire.FAILED, agent, agent.failure or "the agent died")
+        changed = agent.changed
+        try:
+            await asyncio.wait_for(changed.wait(), self.start_timeout)
+        except asyncio.TimeoutError:
+            if agent.state is AgentState.STARTING:
+                agent.failure = f"the {driver.kind} agent did not connect within {self.start_timeout:g} s"
+                log.error("agent %s of user %s: %s", agent.id, user, agent.failure)
+                return Acquired(Acquire.FAILED, agent, agent.failure)
+        if agent.state is AgentState.DEAD:
+            return Acquired(Acquire.FAILED, agent, agent.failure or "the agent died")
+        return Acquired(Acquire.RETRY, agent)
+
+    def _new(self, user: UserId, kind: str) -> Agent:
+        agent = Agent(new_agent_id(), user, kind, "")
+        self.by_id[agent.id] = agent
+        self.current[(user, kind)] = agent
+        return agent
+
+    async def _start(self, agent: Agent, driver: DriverBase, spec: AgentSpec) -> None:
+        try:
+            agent.info = await driver.start_agent(spec)
+            agent.pid = agent.info.get("pid")
+        except DriverError as exc:
+            log.error("cannot start a %s agent for user %s: %s", driver.kind, agent.user, exc.detail)
+            agent.failure = exc.detail
+            self.forget(agent)
+            agent.set_state(AgentState.DEAD)
+        except Exception as exc:  # a driver bug must fail the jobs, not hang them
+            log.exception("the %s driver failed to start an agent for user %s", driver.kind, agent.user)
+            agent.failure = f"the {driver.kind} driver failed: {exc}"
+            self.forget(agent)
+            agent.set_state(AgentState.DEAD)

@@ -1,0 +1,179 @@
+"""ComputeJob: the supervisor's in-memory owner of one job's state.
+
+Transitions are plain synchronous methods, so no other coroutine can interleave halfway
+through one. Each returns the `Transition` to persist; the caller hands it to the store, and
+the event is published only once the store has committed it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from jobvisor.ids import AgentId, JobId, UserId
+from jobvisor.states import JobState, can_transition
+
+if TYPE_CHECKING:
+    from supervisor.ops import RunOp
+
+log = logging.getLogger(__name__)
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: the supervisor tried a move DESIGN.md does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    job_id: JobId
+    owner: UserId
+    attempt: int
+    state: JobState
+    reason: str
+    at: float
+    exit_code: int | None = None
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ComputeJob:
+    """One job. `spec` keeps params and resources packed: a queued job costs a few hundred
+    bytes, so 100,000 of them fit in well under 2 KB each."""
+
+    __slots__ = (
+        "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",
+        "reason", "exit_code", "result", "agent_id", "info", "created_at", "started_at",
+        "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "run_op",
+        "sent", "log_size",
+    )
+
+    def __init__(
+        self, *, id: JobId, owner: UserId, code: str, spec: bytes, driver: str, cpus: int,
+        created_at: float, name: str = "", max_retries: int = 0, state: JobState = JobState.QUEUED,
+        attempt: int = 1, reason: str = "", exit_code: int | None = None, result: Any = None,
+        agent_id: AgentId | None = None, info: dict | None = None, started_at: float | None = None,
+        finished_at: float | None = None, updated_at: float | None = None,
+    ) -> None:
+        self.id = id
+        self.owner = owner
+        self.name = name
+        self.code = code
+        self.spec = spec
+        self.driver = driver
+        self.cpus = cpus
+        self.max_retries = max_retries
+        self.state = state
+        self.attempt = attempt
+        self.reason = reason
+        self.exit_code = exit_code
+        self.result = result
+        self.agent_id = agent_id
+        self.info = info
+        self.created_at = created_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.updated_at = updated_at if updated_at is not None else created_at
+        self.progress: float | None = None
+        self.progress_message = ""
+        self.cancel_reason: str | None = None
+        self.run_op: RunOp | None = None
+        self.sent = False  # the current attempt's RunJob went out to an agent
+        self.log_size = 0
+
+    # ------------------------------------------------------------------ spec
+
+    @staticmethod
+    def pack_spec(params: Any, resources: dict) -> bytes:
+        return msgpack.packb((params, resources), use_bin_type=True)
+
+    def unpack_spec(self) -> tuple[Any, dict]:
+        params, resources = msgpack.unpackb(self.spec, raw=False, strict_map_key=False)
+        return params, resources
+
+    # ------------------------------------------------------------------ transitions
+
+    def move(self, new: JobState, reason: str, now: float) -> Transition:
+        if not can_transition(self.state, new):
+            raise IllegalTransition(f"job {self.id}: {self.state} -> {new} is not allowed")
+        self.state = new
+        self.reason = reason
+        self.updated_at = now
+        if new is JobState.RUNNING and self.started_at is None:
+            self.started_at = now
+        if new.is_terminal:
+            self.finished_at = now
+        return Transition(self.id, self.owner, self.attempt, new, reason, now, self.exit_code)
+
+    def initial_transition(self) -> Transition:
+        return Transition(self.id, self.owner, self.attempt, self.state, self.reason, self.created_at)
+
+    def retry(self, reason: str, now: float) -> Transition:
+        """A new attempt: the previous one ended (agent lost) and retries remain."""
+        self.attempt += 1
+        self.exit_code = None
+        self.result = None
+        self.started_at = None
+        self.finished_at = None
+        self.agent_id = None
+        self.sent = False
+        self.progress = None
+        self.progress_message = ""
+        self.log_size = 0
+        self.state = JobState.QUEUED
+        self.reason = reason
+        self.updated_at = now
+        return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now)
+
+    @property
+    def retries_left(self) -> bool:
+        return self.attempt <= self.max_retries
+
+    # ------------------------------------------------------------------ views
+
+    def row(self) -> dict:
+        """The mutable columns, as one executemany row."""
+        return {
+            "_id": self.id, "state": str(self.state), "attempt": self.attempt, "reason": self.reason,
+            "exit_code": self.exit_code, "result": self.result, "agent_id": self.agent_id,
+            "info": self.info, "started_at": self.started_at, "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
+        }
+
+    def insert_row(self) -> dict:
+        row = self.row()
+        del row["_id"]
+        row.update(
+            id=self.id, owner=self.owner, name=self.name, code=self.code, spec=self.spec,
+            driver=self.driver, cpus=self.cpus, max_retries=self.max_retries, created_at=self.created_at,
+        )
+        return row
+
+    @classmethod
+    def from_row(cls, row: Any) -> "ComputeJob":
+        return cls(
+            id=row.id, owner=row.owner, name=row.name, code=row.code, spec=row.spec, driver=row.driver,
+            cpus=row.cpus, max_retries=row.max_retries, state=JobState(row.state), attempt=row.attempt,
+            reason=row.reason, exit_code=row.exit_code, result=row.result, agent_id=row.agent_id,
+            info=row.info, created_at=row.created_at, started_at=row.started_at,
+            finished_at=row.finished_at, updated_at=row.updated_at,
+        )
+
+    def to_dict(self, queue_position: int | None = None) -> dict:
+        params, resources = self.unpack_spec()
+        return {
+            "id": self.id, "state": str(self.state), "code": self.code, "params": params,
+            "resources": resources, "driver": self.driver, "owner": self.owner, "name": self.name,
+            "exit_code": self.exit_code, "result": self.result, "reason": self.reason,
+            "queue_position": queue_position, "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "attempt": self.attempt, "max_retries": self.max_retries, "progress": self.progress,
+            "progress_message": self.progress_message, "info": self.info or {},
+        }

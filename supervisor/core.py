@@ -1,0 +1,586 @@
+"""The supervisor's core: jobs, queues, agents and the reactions to what agents report.
+
+Socket handlers decode a message and call one method here; methods that change a job call
+its synchronous transition, record it in the store, and let the store publish it once
+committed. The only awaits are in the dispatch loop (await-retry: acquire an agent, commit
+`starting`, re-check, send) and in request/reply ops with their own timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from drivers.base import DriverBase, make_driver
+from jobvisor.config import Config
+from jobvisor.errors import DriverError, InvalidRequest, NotFound, OpError, Unavailable
+from jobvisor.ids import AgentId, JobId, UserId, new_job_id
+from jobvisor.protocol import (
+    Ack, CancelJob, ErrorMessage, ForgetJobs, Hello, HelloAck, JobEvent, JobReport, JobSpec,
+    KillAgent, LogChunk, Message, OpReply, Progress, RunJob, StatusUpdate,
+)
+from jobvisor.resources import Resources
+from jobvisor.states import JobState
+from jobvisor.timing import backoff_delay
+from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
+from supervisor.compute_job import ComputeJob
+from supervisor.events import EventBus
+from supervisor.logstore import LogStore
+from supervisor.ops import PendingReplies, RunOp
+from supervisor.scheduler import DriverQueue
+from supervisor.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DRIVER = "local"
+MAX_RETRIES = 100
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cfg = config.supervisor
+        state_dir = config.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = LogStore(state_dir / "logs")
+        self.store = Store(config.database_url, self.logs, commit_interval=config.database.commit_interval)
+        self.store.on_events = self._published
+        self.store.on_log_sizes = self._log_grew
+        self.bus = EventBus()
+        self.jobs: dict[JobId, ComputeJob] = {}  # every job not yet terminal (and committed)
+        self.drivers: dict[str, DriverBase] = {}
+        self.queues: dict[str, DriverQueue] = {}
+        self.agents = AgentRegistry(self.cfg.agent_start_timeout)
+        self.agents.on_new_agent = self._persist_agent
+        self.replies = PendingReplies()
+        self._wake = asyncio.Event()
+        self._log_events: dict[JobId, asyncio.Event] = {}
+        self._forget: dict[AgentId, set[str]] = defaultdict(set)
+        self._tasks: set[asyncio.Task] = set()
+        self._loops: list[asyncio.Task] = []
+        self.shutting_down = False
+        self.started = time.time()
+
+    # ================================================================== life cycle
+
+    async def start(self) -> None:
+        await self.store.open()
+        for row in await self.store.load_agents():
+            agent = Agent(AgentId(row.id), UserId(row.user), row.kind, row.token_hash)
+            agent.info = row.info or {}
+            self.agents.add_known(agent)
+        unfinished = await self.store.load_unfinished()
+        sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
+        waiting_for_agents = 0
+        for job in unfinished:
+            self.jobs[job.id] = job
+            if job.state in (JobState.QUEUED, JobState.WAITING):
+                self._queue(job.driver).push(job)
+            elif job.state.is_active:
+                job.sent = job.state is JobState.RUNNING
+                job.log_size = sizes.get(job.id, 0)
+                job.run_op = self._queue(job.driver).reserve_running(job)
+                agent = self.agents.by_id.get(job.agent_id) if job.agent_id else None
+                if agent is not None:
+                    agent.jobs.add(job.id)
+                waiting_for_agents += 1
+        if unfinished:
+            log.info("recovered %d unfinished jobs; %d wait up to %g s for their agents to reconnect",
+                     len(unfinished), waiting_for_agents, self.cfg.reconnect_grace)
+        self._loops.append(asyncio.create_task(self._schedule_loop(), name="scheduler"))
+        self._loops.append(asyncio.create_task(self._idle_loop(), name="idle-agents"))
+        if self.agents.by_id or waiting_for_agents:
+            self._spawn(self._reconcile_after_grace())
+        self._wake.set()
+
+    async def shutdown(self) -> None:
+        """Stop agents; a job still running when they are gone ends `lost` with the reason."""
+        self.shutting_down = True
+        for task in self._loops:
+            task.cancel()
+        reason = "the supervisor is shutting down"
+        for agent in list(self.agents.by_id.values()):
+            agent.send([KillAgent(reason=reason, cancel_jobs=True)])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.shutdown_timeout
+        while any(j.state.is_active for j in self.jobs.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._stop_agent(a) for a in list(self.agents.by_id.values())), return_exceptions=True)
+        now = time.time()
+        for job in list(self.jobs.values()):
+            if job.state.is_active:
+                self._end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
+        for task in list(self._tasks):
+            task.cancel()
+        for driver in self.drivers.values():
+            await driver.close()
+        await self.store.close()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ================================================================== drivers
+
+    def driver(self, kind: str) -> DriverBase:
+        driver = self.drivers.get(kind)
+        if driver is None:
+            try:
+                driver = make_driver(kind, self.config, self)
+            except DriverError as exc:
+                raise InvalidRequest(exc.detail, field="driver") from exc
+            self.drivers[kind] = driver
+        return driver
+
+    def _queue(self, kind: str) -> DriverQueue:
+        queue = self.queues.get(kind)
+        if queue is None:
+            queue = self.queues[kind] = DriverQueue(kind, self.driver(kind).cpus_total, self.cfg.per_user_cpus)
+        return queue
+
+    def agent_exited(self, agent_id: AgentId, reason: str) -> None:
+        """DriverHost: the agent's process is gone."""
+        agent = self.agents.by_id.get(agent_id)
+        if agent is not None:
+            self._agent_dead(agent, reason)
+
+    def _persist_agent(self, agent: Agent, token_hash: str) -> None:
+        self.store.add_agent(agent.id, agent.user, agent.kind, token_hash, {})
+
+    # ================================================================== submit / cancel
+
+    async def submit(self, user: UserId, specs: list[JobSpec]) -> list[ComputeJob]:
+        now = time.time()
+        jobs = []
+        for index, spec in enumerate(specs):
+            where = f"jobs[{index}]." if len(specs) > 1 else ""
+            if not spec.code or not isinstance(spec.code, str):
+                raise InvalidRequest("code must be a non-empty string", field=where + "code")
+            kind = spec.driver or DEFAULT_DRIVER
+            if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
+                raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
+            try:
+                resources = Resources.parse(spec.resources)
+                self.driver(kind).validate(resources)
+            except OpError as exc:
+                raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
+            jobs.append(ComputeJob(
+                id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
+                spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=kind,
+                cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason="submitted",
+            ))
+        self.store.insert(jobs)
+        for job in jobs:
+            self.store.record(job, job.initial_transition())
+        await self.store.committed()
+        for job in jobs:
+            self.jobs[job.id] = job
+            self._queue(job.driver).push(job)
+        self._wake.set()
+        return jobs
+
+    def cancel(self, job: ComputeJob, reason: str = "canceled by user") -> None:
+        """Idempotent: a second cancel (or one racing the job's end) changes nothing."""
+        if job.state.is_terminal or job.cancel_reason is not None:
+            return
+        now = time.time()
+        if job.state in (JobState.QUEUED, JobState.WAITING) or not job.sent:
+            self._queue(job.driver).remove(job)
+            self._end(job, JobState.CANCELED, reason, now)
+            return
+        job.cancel_reason = reason
+        agent = self.agents.by_id.get(job.agent_id) if job.agent_id else None
+        if agent is not None:
+            agent.send([CancelJob(job.id, reason)])  # if disconnected: sent again at its hello
+        log.info("job %s: cancel sent to agent %s", job.id, job.agent_id)
+
+    # ================================================================== scheduling and dispatch
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.cfg.schedule_debounce:
+                await asyncio.sleep(self.cfg.schedule_debounce)
+            for queue in self.queues.values():
+                picks = queue.schedule()
+                groups: dict[UserId, list[tuple[ComputeJob, RunOp]]] = defaultdict(list)
+                for job, op in picks:
+                    job.run_op = op
+                    groups[job.owner].append((job, op))
+                for user, group in groups.items():
+                    self._spawn(self._dispatch(user, queue.kind, group))
+
+    def _release(self, job: ComputeJob) -> None:
+        if job.run_op is not None:
+            job.run_op.destroy()
+            job.run_op = None
+            self._wake.set()
+
+    def _requeue(self, job: ComputeJob, reason: str, now: float) -> None:
+        """Back to the head of its queue, same attempt: it never reached an agent."""
+        self._release(job)
+        if job.state is not JobState.QUEUED:
+            self.store.record(job, job.move(JobState.QUEUED, reason, now))
+        job.agent_id = None
+        job.sent = False
+        self._queue(job.driver).push(job, front=True)
+        self._wake.set()
+
+    async def _dispatch(self, user: UserId, kind: str, group: list[tuple[ComputeJob, RunOp]]) -> None:
+        """Await-retry: acquire the agent, commit `starting`, re-check, send."""
+        driver = self.driver(kind)
+        tries = 0
+        while True:
+            live = [(j, op) for j, op in group if op.alive and j.state is JobState.QUEUED and j.run_op is op]
+            if not live or self.shutting_down:
+                return
+            got = await self.agents.acquire(user, driver)
+            live = [(j, op) for j, op in live if op.alive and j.state is JobState.QUEUED and j.run_op is op]
+            if got.result is Acquire.FAILED:
+                now = time.time()
+                for job, _ in live:
+                    self._end(job, JobState.FAILED, f"no agent: {got.reason}", now)
+                return
+            if got.result is Acquire.RETRY:
+                tries += 1
+                await asyncio.sleep(backoff_delay(tries, base=0.05, cap=1.0))
+                continue
+            agent = got.agent
+            assert agent is not None
+            now = time.time()
+            for job, _ in live:
+                job.agent_id = agent.id
+                agent.jobs.add(job.id)
+                self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now))
+            try:
+                await self.store.committed()
+            except Unavailable as exc:
+                for job, _ in live:
+                    if job.state is JobState.STARTING and not job.sent:
+                        agent.jobs.discard(job.id)
+                        self._requeue(job, f"waiting: {exc.detail}", time.time())
+                await asyncio.sleep(1.0)
+                return
+            ready = [j for j, op in live if op.alive and j.state is JobState.STARTING and j.agent_id == agent.id]
+            if not ready:
+                return
+            if agent.state is not AgentState.CONNECTED:
+                now = time.time()
+                for job in ready:
+                    agent.jobs.discard(job.id)
+                    self._requeue(job, "its agent disconnected before the job was sent", now)
+                return
+            messages: list[Message] = []
+            for job in ready:
+                params, resources = job.unpack_spec()
+                job.sent = True
+                messages.append(RunJob(job.id, job.attempt, job.code, params, resources,
+                                       driver.run_dir(job.owner, job.id)))
+            agent.idle_since = time.monotonic()
+            agent.send(messages)
+            return
+
+    # ================================================================== job endings
+
+    def _end(self, job: ComputeJob, state: JobState, reason: str, now: float) -> None:
+        """Move a job to a terminal state (or, for `lost` with retries left, to a new attempt)."""
+        self._release(job)
+        agent = self.agents.by_id.get(job.agent_id) if job.agent_id else None
+        if agent is not None:
+            agent.jobs.discard(job.id)
+            agent.idle_since = time.monotonic()
+        self.store.record(job, job.move(state, reason, now))
+        if state is JobState.LOST and job.retries_left and not self.shutting_down:
+            self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
+            self._queue(job.driver).push(job, front=True)
+            self._wake.set()
+            return
+        job_id = job.id
+
+        def evict() -> None:
+            current = self.jobs.get(job_id)
+            if current is job and job.state.is_terminal:
+                del self.jobs[job_id]
+            event = self._log_events.pop(job_id, None)
+            if event is not None:
+                event.set()
+
+        self.store.after_commit(evict)
+
+    def _forget_after_commit(self, agent: Agent, job_ids: list[str]) -> None:
+        pending = self._forget[agent.id]
+        first = not pending
+        pending.update(job_ids)
+        if first:
+            def send() -> None:
+                ids = self._forget.pop(agent.id, set())
+                if ids:
+                    agent.send([ForgetJobs(sorted(ids))])
+            self.store.after_commit(send)
+
+    def _agent_dead(self, agent: Agent, reason: str) -> None:
+        if agent.state is AgentState.DEAD:
+            return
+        log.warning("agent %s of user %s is gone: %s", agent.id, agent.user, reason)
+        agent.failure = reason
+        self.agents.forget(agent)
+        agent.set_state(AgentState.DEAD)
+        self.store.remove_agent(agent.id)
+        now = time.time()
+        for job_id in list(agent.jobs):
+            job = self.jobs.get(job_id)
+            if job is None or not job.state.is_active or job.agent_id != agent.id:
+                continue
+            if job.cancel_reason is not None:
+                self._end(job, JobState.CANCELED, job.cancel_reason, now)
+            elif not job.sent:
+                self._requeue(job, "its agent was lost before the job was sent", now)
+            else:
+                self._end(job, JobState.LOST, f"its agent was lost: {reason}", now)
+        agent.jobs.clear()
+        self.replies.fail_all(agent.pending_ops, Unavailable(f"the agent was lost: {reason}"))
+        if agent.link is not None:
+            agent.link.close(reason)
+        self._wake.set()
+
+    # ================================================================== agent messages
+
+    def on_agent_connected(self, agent: Agent, link, hello: Hello) -> None:
+        if agent.link is not None and agent.link is not link:
+            agent.link.close("replaced by a new connection")
+        agent.link = link
+        agent.pid = hello.pid
+        agent.host = hello.hostname
+        agent.connected_at = time.time()
+        agent.idle_since = time.monotonic()
+        self.agents.current[(agent.user, agent.kind)] = agent
+        if agent.kind in self.drivers or agent.kind == DEFAULT_DRIVER:
+            self.driver(agent.kind).adopt_agent(agent.id, agent.user, hello.pid, hello.hostname)
+        agent.set_state(AgentState.CONNECTED)
+        log.info("agent %s of user %s connected (pid %s on %s, %d jobs)", agent.id, agent.user, hello.pid, hello.hostname, len(hello.jobs))
+        self._reconcile(agent, hello.jobs)
+
+    def _reconcile(self, agent: Agent, reports: list[JobReport]) -> None:
+        now = time.time()
+        offsets: dict[str, int] = {}
+        forget: list[str] = []
+        out: list[Message] = []
+        reported = set()
+        for report in reports:
+            job = self.jobs.get(JobId(report.job_id))
+            if job is None or job.owner != agent.user or job.attempt != report.attempt or not job.state.is_active:
+                forget.append(report.job_id)
+                if not _is_terminal(report.state):
+                    out.append(CancelJob(report.job_id, "the supervisor no longer tracks this job"))
+                continue
+            reported.add(job.id)
+            if job.agent_id != agent.id:
+                old = self.agents.by_id.get(job.agent_id) if job.agent_id else None
+                if old is not None:
+                    old.jobs.discard(job.id)
+                job.agent_id = agent.id
+            agent.jobs.add(job.id)
+            job.sent = True
+            offsets[job.id] = job.log_size
+            if job.cancel_reason is not None:
+                out.append(CancelJob(job.id, job.cancel_reason))
+            self._apply(agent, job, report, now)
+        for job_id in list(agent.jobs):
+            job = self.jobs.get(job_id)
+            if job is None or job.id in reported or not job.state.is_active:
+                continue
+            agent.jobs.discard(job_id)
+            if not job.sent:
+                self._requeue(job, "its agent reconnected without it; it had not been sent", now)
+            else:
+                self._end(job, JobState.LOST, f"agent {agent.id} reconnected without it", now)
+        agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
+
+    def on_agent_messages(self, agent: Agent, messages: list[Message]) -> None:
+        now = time.time()
+        for message in messages:
+            if isinstance(message, StatusUpdate):
+                job = self._job_of(agent, message.report.job_id, message.report.attempt)
+                if job is not None:
+                    self._apply(agent, job, message.report, now)
+                elif _is_terminal(message.report.state):
+                    self._forget_after_commit(agent, [message.report.job_id])
+            elif isinstance(message, LogChunk):
+                job = self._job_of(agent, message.job_id, message.attempt)
+                if job is not None:
+                    self.store.write_log(job.id, message.offset, message.data)
+            elif isinstance(message, Progress):
+                job = self._job_of(agent, message.job_id, message.attempt)
+                if job is not None:
+                    job.progress = max(0.0, min(1.0, message.fraction))
+                    job.progress_message = message.message[:500]
+                    self.bus.publish([JobEvent(job.id, job.owner, str(job.state), job.attempt, now,
+                                               progress=job.progress, message=job.progress_message)])
+            elif isinstance(message, OpReply):
+                agent.pending_ops.discard(message.op_id)
+                if not self.replies.resolve(message.op_id, message.ok, message.data, message.error):
+                    log.debug("agent %s: reply for op %s that is gone", agent.id, message.op_id)
+            elif isinstance(message, Ack):
+                pass
+            elif isinstance(message, ErrorMessage):
+                log.warning("agent %s reports an error about a %s message: %s", agent.id, message.ref_type, message.detail)
+            elif isinstance(message, Hello):
+                agent.send([ErrorMessage("hello was already received on this connection", "hello")])
+
+    def _job_of(self, agent: Agent, job_id: str, attempt: int) -> ComputeJob | None:
+        job = self.jobs.get(JobId(job_id))
+        if job is None or job.owner != agent.user or job.attempt != attempt or job.agent_id != agent.id:
+            log.debug("agent %s: ignoring a message about job %s attempt %d", agent.id, job_id, attempt)
+            return None
+        return job
+
+    def _apply(self, agent: Agent, job: ComputeJob, report: JobReport, now: float) -> None:
+        try:
+            state = JobState(report.state)
+        except ValueError:
+            log.warning("agent %s sent unknown state %r for job %s", agent.id, report.state, job.id)
+            return
+        if report.info:
+            job.info = {**(job.info or {}), **report.info}
+        if job.state.is_terminal:
+            return
+        if state is JobState.RUNNING and job.state is JobState.STARTING:
+            self.store.record(job, job.move(JobState.RUNNING, report.reason or "running", report.at or now))
+        elif state.is_terminal:
+            job.exit_code = report.exit_code
+            job.result = report.result
+            if job.cancel_reason is not None and state is JobState.CANCELED:
+                reason = report.reason or job.cancel_reason
+            else:
+                reason = report.reason
+            self._end(job, state, reason, report.at or now)
+            self._forget_after_commit(agent, [job.id])
+        elif report.info:
+            self.store.record(job)
+
+    # ================================================================== logs
+
+    def _log_grew(self, sizes: dict[str, int]) -> None:
+        for job_id, size in sizes.items():
+            job = self.jobs.get(JobId(job_id))
+            if job is not None:
+                job.log_size = max(job.log_size, size)
+            event = self._log_events.pop(JobId(job_id), None)
+            if event is not None:
+                event.set()
+
+    def log_event(self, job_id: JobId) -> asyncio.Event:
+        event = self._log_events.get(job_id)
+        if event is None:
+            event = self._log_events[job_id] = asyncio.Event()
+        return event
+
+    def _published(self, events: list[JobEvent]) -> None:
+        self.bus.publish(events)
+
+    # ================================================================== request/reply ops
+
+    async def agent_op(self, job: ComputeJob, make, timeout: float, what: str):
+        """Send a request op to the job owner's agent of the job's driver; await its reply.
+
+        Await-retry: acquire the agent (starting one if needed), re-check, send; a timeout
+        fails this op only and never touches the job's run."""
+        driver = self.driver(job.driver)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tries = 0
+        while True:
+            got = await self.agents.acquire(job.owner, driver)
+            if got.result is Acquire.FAILED:
+                raise Unavailable(f"no agent to {what}: {got.reason}")
+            if got.result is Acquire.ACQUIRED and got.agent is not None and got.agent.state is AgentState.CONNECTED:
+                break
+            tries += 1
+            if loop.time() >= deadline:
+                raise Unavailable(f"no agent connected in time to {what}")
+            await asyncio.sleep(backoff_delay(tries, base=0.05, cap=1.0))
+        agent = got.agent
+        op_id, fut = self.replies.new()
+        agent.pending_ops.add(op_id)
+        agent.send([make(op_id, driver.run_dir(job.owner, job.id))])
+        try:
+            return await self.replies.wait(op_id, fut, max(0.1, deadline - loop.time()), what)
+        finally:
+            agent.pending_ops.discard(op_id)
+            agent.idle_since = time.monotonic()
+
+    # ================================================================== background loops
+
+    async def _reconcile_after_grace(self) -> None:
+        await asyncio.sleep(self.cfg.reconnect_grace)
+        for agent in list(self.agents.by_id.values()):
+            if agent.state is AgentState.DISCONNECTED and agent.connected_at is None:
+                self._agent_dead(agent, f"it did not reconnect within {self.cfg.reconnect_grace:g} s of the supervisor's restart")
+        now = time.time()
+        for job in list(self.jobs.values()):
+            if job.state.is_active and (job.agent_id is None or job.agent_id not in self.agents.by_id):
+                if job.sent:
+                    self._end(job, JobState.LOST, "its agent did not reconnect after the supervisor restarted", now)
+                else:
+                    self._requeue(job, "its agent did not reconnect; it had not been sent", now)
+
+    def on_agent_disconnected(self, agent: Agent, link) -> None:
+        if agent.link is not link:
+            return
+        agent.link = None
+        if agent.state in (AgentState.CONNECTED, AgentState.STARTING):
+            agent.set_state(AgentState.DISCONNECTED)
+            log.warning("agent %s of user %s disconnected; it has %g s to come back", agent.id, agent.user, self.cfg.agent_lost_grace)
+            self._spawn(self._expect_reconnect(agent))
+        self.replies.fail_all(agent.pending_ops, Unavailable("the agent disconnected"))
+
+    async def _expect_reconnect(self, agent: Agent) -> None:
+        await asyncio.sleep(self.cfg.agent_lost_grace)
+        if agent.state is AgentState.DISCONNECTED:
+            await self._stop_agent(agent)
+            self._agent_dead(agent, f"it did not reconnect within {self.cfg.agent_lost_grace:g} s")
+
+    async def _stop_agent(self, agent: Agent) -> None:
+        if agent.kind in self.drivers:
+            try:
+                await self.driver(agent.kind).stop_agent(agent.id)
+            except Exception:
+                log.exception("stopping agent %s failed", agent.id)
+
+    async def _idle_loop(self) -> None:
+        idle = self.config.local.idle_timeout
+        while True:
+            await asyncio.sleep(max(0.5, min(idle / 4, 30.0)))
+            now = time.monotonic()
+            for agent in list(self.agents.by_id.values()):
+                if agent.state is AgentState.CONNECTED and not agent.busy and now - agent.idle_since > idle:
+                    log.info("agent %s of user %s idle for %.0f s: stopping it", agent.id, agent.user, now - agent.idle_since)
+                    agent.send([KillAgent(reason="idle", cancel_jobs=False)])
+                    agent.set_state(AgentState.STOPPING)
+                    self._spawn(self._stop_agent(agent))
+
+    # ================================================================== views
+
+    def queue_position(self, job: ComputeJob) -> int | None:
+        if job.state is not JobState.QUEUED:
+            return None
+        queue = self.queues.get(job.driver)
+        return queue.position(job) if queue is not None else None
+
+
+
+def _is_terminal(state: str) -> bool:
+    try:
+        return JobState(state).is_terminal
+    except ValueError:
+        return False

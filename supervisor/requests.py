@@ -1,0 +1,179 @@
+"""Gateway requests, answered by the supervisor core.
+
+Each handler takes one decoded `GatewayRequest` and returns the reply's data or raises an
+`OpError`. Ownership is re-checked here (the gateway checked too): another user's job is
+`NotFound`, exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+from jobvisor import __version__
+from jobvisor.errors import InvalidRequest, NotFound
+from jobvisor.ids import JobId, UserId
+from jobvisor.protocol import (
+    IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents,
+    GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
+    RunAnalysis, SubmitJobs,
+)
+from jobvisor.states import JobState
+from supervisor.compute_job import ComputeJob
+from supervisor.core import Supervisor
+
+MAX_PAGE = 1000
+MAX_LOG_WAIT = 30.0
+
+
+class RequestHandlers:
+    def __init__(self, core: Supervisor) -> None:
+        self.core = core
+        self.table: dict[type, Callable[[Any], Awaitable[Any]]] = {
+            SubmitJobs: self.submit, ListJobs: self.list_jobs, GetJob: self.get_job,
+            CancelJobRequest: self.cancel, ReadLog: self.read_log, ListFiles: self.list_files,
+            ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
+            GetAgents: self.agents, GetStatus: self.status,
+        }
+
+    async def handle(self, request: Message) -> Any:
+        return await self.table[type(request)](request)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _job(self, caller: Caller, job_id: str) -> ComputeJob:
+        job = self.core.jobs.get(JobId(job_id)) or await self.core.store.get_job(job_id)
+        if job is None or (job.owner != caller.user and not caller.is_admin):
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def _view(self, job: ComputeJob, positions: dict | None = None) -> dict:
+        live = self.core.jobs.get(job.id, job)
+        if positions is not None:
+            return live.to_dict(positions.get(live.id))
+        return live.to_dict(self.core.queue_position(live))
+
+    # ------------------------------------------------------------------ jobs
+
+    async def submit(self, req: SubmitJobs) -> dict:
+        if not req.jobs:
+            raise InvalidRequest("no jobs to submit", field="jobs")
+        jobs = await self.core.submit(UserId(req.caller.user), req.jobs)
+        positions: dict = {}
+        for kind in {j.driver for j in jobs}:
+            queue = self.core.queues.get(kind)
+            if queue is not None:
+                positions.update(queue.positions(UserId(req.caller.user)))
+        return {"jobs": [j.to_dict(positions.get(j.id) if j.state is JobState.QUEUED else None) for j in jobs]}
+
+    async def list_jobs(self, req: ListJobs) -> dict:
+        for state in req.states:
+            if state not in JobState._value2member_map_:
+                raise InvalidRequest(f"unknown state {state!r}", field="state")
+        limit = max(1, min(req.limit, MAX_PAGE))
+        owner = None if req.caller.is_admin else req.caller.user
+        jobs = await self.core.store.list_jobs(owner, list(req.states), limit + 1, req.after)
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        positions: dict = {}
+        for queue in self.core.queues.values():
+            positions.update(queue.positions(None if owner is None else UserId(owner)))
+        return {"jobs": [self._view(j, positions) for j in jobs], "next": jobs[-1].id if more else None}
+
+    async def get_job(self, req: GetJob) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        view = self._view(job)
+        view["history"] = await self.core.store.transitions_of(job.id)
+        return view
+
+    async def cancel(self, req: CancelJobRequest) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        live = self.core.jobs.get(job.id)
+        if live is not None:
+            self.core.cancel(live, "canceled by user" if req.caller.user == live.owner else f"canceled by {req.caller.user}")
+            await self.core.store.committed()
+            return self._view(live)
+        return self._view(job)
+
+    # ------------------------------------------------------------------ logs and files
+
+    async def read_log(self, req: ReadLog) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        length = max(0, min(req.length, IO_CHUNK_BYTES))
+        live = self.core.jobs.get(job.id)
+        if live is not None and req.wait > 0 and req.offset >= live.log_size:
+            event = self.core.log_event(live.id)
+            try:
+                await asyncio.wait_for(event.wait(), min(req.wait, MAX_LOG_WAIT))
+            except asyncio.TimeoutError:
+                pass
+        data, size = await asyncio.to_thread(self.core.logs.read, job.id, max(0, req.offset), length)
+        current = self.core.jobs.get(job.id)
+        terminal = current is None or current.state.is_terminal
+        if current is None:
+            refreshed = await self.core.store.get_job(job.id)
+            terminal = refreshed is None or refreshed.state.is_terminal
+            job = refreshed or job
+        return {
+            "data": data, "offset": req.offset, "size": size,
+            "final": terminal and req.offset + len(data) >= size,
+            "state": str((current or job).state),
+            "exit_code": (current or job).exit_code,
+        }
+
+    async def list_files(self, req: ListFiles) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        files = await self.core.agent_op(
+            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, "list"),
+            self.core.cfg.io_timeout, f"list the files of job {job.id}",
+        )
+        return {"files": files if isinstance(files, list) else files.get("files", [])}
+
+    async def read_file(self, req: ReadFile) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        if not req.path:
+            raise InvalidRequest("a file path is required", field="path")
+        length = max(0, min(req.length, IO_CHUNK_BYTES))
+        return await self.core.agent_op(
+            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, "read", req.path, max(0, req.offset), length),
+            self.core.cfg.io_timeout, f"read {req.path!r} of job {job.id}",
+        )
+
+    async def analysis(self, req: RunAnalysis) -> dict:
+        job = await self._job(req.caller, req.job_id)
+        timeout = self.core.cfg.analysis_timeout
+        result = await self.core.agent_op(
+            job, lambda op_id, run_dir: AnalysisRequest(op_id, job.id, job.code, run_dir, req.args, timeout),
+            timeout + 5.0, f"analyse job {job.id}",
+        )
+        return {"result": result}
+
+    # ------------------------------------------------------------------ system
+
+    async def queue(self, req: GetQueue) -> dict:
+        user = None if req.caller.is_admin else UserId(req.caller.user)
+        drivers = {}
+        jobs = []
+        for kind, queue in self.core.queues.items():
+            drivers[kind] = {"cpus_total": queue.cpus_total, "cpus_used": queue.used, "queued": len(queue)}
+            positions = queue.positions(user)
+            for job in queue.queued_jobs():
+                if job.id in positions:
+                    jobs.append({"id": job.id, "owner": job.owner, "driver": kind, "cpus": job.cpus,
+                                 "queue_position": positions[job.id]})
+        jobs.sort(key=lambda j: (j["driver"], j["queue_position"]))
+        return {"drivers": drivers, "jobs": jobs[:MAX_PAGE]}
+
+    async def agents(self, req: GetAgents) -> dict:
+        return {"agents": [
+            a.view() for a in self.core.agents.by_id.values()
+            if req.caller.is_admin or a.user == req.caller.user
+        ]}
+
+    async def status(self, req: GetStatus) -> dict:
+        counts = await self.core.store.counts()
+        return {
+            "version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
+            "agents": len(self.core.agents.by_id), "uptime": time.time() - self.core.started,
+        }

@@ -1,0 +1,135 @@
+"""Fair scheduling of queued jobs onto a driver's cpu slots, as plain synchronous code.
+
+Each user has a FIFO; users are served round-robin, one job per turn, so one user's 1,000
+queued jobs never starve another user's one job. A per-user cap bounds the cpu slots one user
+holds at once. `schedule()` is a function of the queue state: the supervisor's loop calls it
+when woken (a submit, a slot freed) and dispatches what it returns.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, OrderedDict, deque
+from typing import Iterator
+
+from jobvisor.ids import JobId, UserId
+from jobvisor.states import JobState
+from supervisor.compute_job import ComputeJob
+from supervisor.ops import RunOp
+
+
+class DriverQueue:
+    def __init__(self, kind: str, cpus_total: int, per_user_cap: int = 0) -> None:
+        self.kind = kind
+        self.cpus_total = cpus_total
+        self.per_user_cap = per_user_cap
+        self.used = 0
+        self.used_by_user: Counter[UserId] = Counter()
+        self._by_user: dict[UserId, OrderedDict[JobId, ComputeJob]] = {}
+        self._ring: deque[UserId] = deque()
+
+    # ------------------------------------------------------------------ queue
+
+    def push(self, job: ComputeJob, *, front: bool = False) -> None:
+        queue = self._by_user.get(job.owner)
+        if queue is None:
+            queue = self._by_user[job.owner] = OrderedDict()
+            self._ring.append(job.owner)
+        queue[job.id] = job
+        if front:
+            queue.move_to_end(job.id, last=False)
+
+    def remove(self, job: ComputeJob) -> bool:
+        queue = self._by_user.get(job.owner)
+        return queue is not None and queue.pop(job.id, None) is not None
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._by_user.values())
+
+    def queued_jobs(self) -> Iterator[ComputeJob]:
+        for queue in self._by_user.values():
+            yield from queue.values()
+
+    # ------------------------------------------------------------------ slots
+
+    @property
+    def free(self) -> int:
+        return self.cpus_total - self.used
+
+    def _reserve(self, job: ComputeJob) -> RunOp:
+        self.used += job.cpus
+        self.used_by_user[job.owner] += job.cpus
+        owner = job.owner
+
+        def release(cpus: int) -> None:
+            self.used -= cpus
+            self.used_by_user[owner] -= cpus
+            if self.used_by_user[owner] <= 0:
+                del self.used_by_user[owner]
+
+        return RunOp(job.id, job.cpus, release)
+
+    def reserve_running(self, job: ComputeJob) -> RunOp:
+        """Slots for a job that was already running when the supervisor restarted."""
+        return self._reserve(job)
+
+    def _under_cap(self, user: UserId) -> bool:
+        return not self.per_user_cap or self.used_by_user[user] < self.per_user_cap
+
+    def schedule(self) -> list[tuple[ComputeJob, RunOp]]:
+        """Pick the jobs to start now, reserving their slots (round-robin across users)."""
+        picks: list[tuple[ComputeJob, RunOp]] = []
+        stalled = 0
+        while self.free > 0 and self._ring and stalled < len(self._ring):
+            user = self._ring[0]
+            queue = self._by_user[user]
+            if not queue:
+                self._ring.popleft()
+                del self._by_user[user]
+                continue
+            self._ring.rotate(-1)
+            job = next(iter(queue.values()))
+            if job.state is not JobState.QUEUED:  # defensive: only queued jobs belong here
+                queue.popitem(last=False)
+                continue
+            fits = job.cpus <= self.free and (
+                not self.per_user_cap or self.used_by_user[user] + job.cpus <= max(self.per_user_cap, job.cpus)
+            )
+            if not fits or not self._under_cap(user):
+                stalled += 1
+                continue
+            queue.popitem(last=False)
+            picks.append((job, self._reserve(job)))
+            stalled = 0
+        return picks
+
+    # ------------------------------------------------------------------ positions
+
+    def positions(self, user: UserId | None = None) -> dict[JobId, int]:
+        """1-based positions in the order round-robin would start the jobs (ignoring sizes).
+
+        A user's k-th job (0-based) starts in round k: ahead of it are every user's first k
+        jobs, plus the k-th job of users ahead in the ring. O(n log users) for n jobs."""
+        ring = [u for u in self._ring if self._by_user.get(u)]
+        lengths = {u: len(self._by_user[u]) for u in ring}
+        sorted_lengths = sorted(lengths.values())
+        prefix = [0]
+        for n in sorted_lengths:
+            prefix.append(prefix[-1] + n)
+        out: dict[JobId, int] = {}
+        for rank, owner in enumerate(ring):
+            if user is not None and owner != user:
+                continue
+            earlier = ring[:rank]
+            for k, job_id in enumerate(self._by_user[owner]):
+                # sum over all users of min(len, k)
+                i = bisect.bisect_left(sorted_lengths, k)
+                served_before = prefix[i] + k * (len(sorted_lengths) - i)
+                same_round = sum(1 for u in earlier if lengths[u] > k)
+                out[job_id] = served_before + same_round + 1
+        return out
+
+    def position(self, job: ComputeJob) -> int | None:
+        if job.state is not JobState.QUEUED or job.id not in self._by_user.get(job.owner, {}):
+            return None
+        return self.positions(job.owner).get(job.id)

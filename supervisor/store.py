@@ -1,0 +1,267 @@
+"""Persistence of jobs, transitions and agents, with one writer that batches commits.
+
+Status updates that arrive together are committed together: every write goes to the pending
+batch, a single writer task commits the batch in one transaction (log bytes first, then the
+database), and only then are its events published and its waiters woken. So nothing is
+published before it is committed, and thousands of transitions per second cost a handful of
+commits. If a commit fails (disk full, database gone), the updates stay pending and are
+retried with backoff; waiters get the error so the request that caused them can say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from jobvisor.errors import Unavailable
+from jobvisor.protocol import JobEvent
+from jobvisor.states import TERMINAL_STATES
+from jobvisor.timing import backoff_delay
+from supervisor import tables
+from supervisor.compute_job import ComputeJob, Transition
+from supervisor.logstore import LogStore
+
+log = logging.getLogger(__name__)
+
+_UPDATE_JOB = (
+    update(tables.jobs)
+    .where(tables.jobs.c.id == bindparam("_id"))
+    .values(
+        state=bindparam("state"), attempt=bindparam("attempt"), reason=bindparam("reason"),
+        exit_code=bindparam("exit_code"), result=bindparam("result"), agent_id=bindparam("agent_id"),
+        info=bindparam("info"), started_at=bindparam("started_at"),
+        finished_at=bindparam("finished_at"), updated_at=bindparam("updated_at"),
+    )
+)
+
+
+@dataclass
+class _Batch:
+    inserts: dict[str, ComputeJob] = field(default_factory=dict)
+    dirty: dict[str, ComputeJob] = field(default_factory=dict)
+    transitions: list[Transition] = field(default_factory=list)
+    logs: list[tuple[str, int, bytes]] = field(default_factory=list)
+    statements: list[tuple[Any, Any]] = field(default_factory=list)
+    waiters: list[asyncio.Future] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = 0.0) -> None:
+        self.url = url
+        self.logs = logs
+        self.commit_interval = commit_interval
+        self.engine: AsyncEngine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._batch = _Batch()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._closing = False
+        self.on_events: Callable[[list[JobEvent]], None] = lambda events: None
+        self.on_log_sizes: Callable[[dict[str, int]], None] = lambda sizes: None
+        self.commits = 0
+
+    async def open(self) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(tables.metadata.create_all)
+                version = (await conn.execute(
+                    select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
+                )).scalar()
+                if version is None:
+                    await conn.execute(insert(tables.meta), [{"key": "schema_version", "value": str(tables.SCHEMA_VERSION)}])
+                elif int(version) > tables.SCHEMA_VERSION:
+                    raise Unavailable(
+                        f"the database has schema version {version}, newer than this jobvisor's "
+                        f"{tables.SCHEMA_VERSION}: upgrade jobvisor"
+                    )
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
+        self._writer = asyncio.create_task(self._run(), name="store-writer")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(self._writer, 10)
+            except (asyncio.TimeoutError, Exception):
+                log.exception("the store writer did not finish cleanly")
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(self, jobs: Iterable[ComputeJob]) -> None:
+        for job in jobs:
+            self._batch.inserts[job.id] = job
+        self._wake.set()
+
+    def record(self, job: ComputeJob, transition: Transition | None = None) -> None:
+        """Persist the job's current row (and the transition that led to it) in the next batch."""
+        if job.id not in self._batch.inserts:
+            self._batch.dirty[job.id] = job
+        if transition is not None:
+            self._batch.transitions.append(transition)
+        self._wake.set()
+
+    def write_log(self, job_id: str, offset: int, data: bytes) -> None:
+        self._batch.logs.append((job_id, offset, data))
+        self._wake.set()
+
+    def execute(self, statement: Any, params: Any = None) -> None:
+        self._batch.statements.append((statement, params))
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once everything recorded so far is committed."""
+        self._batch.after.append(callback)
+        self._wake.set()
+
+    def committed(self) -> asyncio.Future:
+        """A future that resolves when everything recorded so far is committed (or fails)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append(fut)
+        self._wake.set()
+        return fut
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.commit_interval and not self._closing:
+                await asyncio.sleep(self.commit_interval)
+            batch, self._batch = self._batch, _Batch()
+            if batch.empty() and not batch.waiters and not batch.after:
+                if self._closing:
+                    return
+                continue
+            try:
+                await self._commit(batch)
+            except (SQLAlchemyError, OSError) as exc:
+                failures += 1
+                log.error("commit of %d jobs, %d transitions failed (%s); retrying", len(batch.dirty), len(batch.transitions), exc)
+                error = Unavailable(f"the database cannot be written: {exc}")
+                for fut in batch.waiters:
+                    if not fut.done():
+                        fut.set_exception(error)
+                        fut.exception()  # a waiter that gave up must not log "never retrieved"
+                # inserts are not retried: their submitter got the error and forgot the jobs
+                self._batch.dirty = {**batch.dirty, **self._batch.dirty}
+                self._batch.transitions[:0] = batch.transitions
+                self._batch.logs[:0] = batch.logs
+                self._batch.after[:0] = batch.after
+                if self._closing and failures > 3:
+                    return
+                await asyncio.sleep(backoff_delay(failures, base=0.2, cap=5.0))
+                self._wake.set()
+                continue
+            failures = 0
+            self.commits += 1
+            if self._closing and self._batch.empty() and not self._batch.waiters:
+                return
+
+    async def _commit(self, batch: _Batch) -> None:
+        if batch.logs:
+            sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
+            batch.logs = []
+            self.on_log_sizes(sizes)
+        async with self.engine.begin() as conn:
+            if batch.inserts:
+                await conn.execute(insert(tables.jobs), [j.insert_row() for j in batch.inserts.values()])
+            if batch.dirty:
+                await conn.execute(_UPDATE_JOB, [j.row() for j in batch.dirty.values()])
+            if batch.transitions:
+                await conn.execute(insert(tables.transitions), [
+                    {"job_id": t.job_id, "attempt": t.attempt, "state": str(t.state), "reason": t.reason, "at": t.at}
+                    for t in batch.transitions
+                ])
+            for statement, params in batch.statements:
+                await conn.execute(statement, params) if params is not None else await conn.execute(statement)
+        for fut in batch.waiters:
+            if not fut.done():
+                fut.set_result(None)
+        if batch.transitions:
+            self.on_events([
+                JobEvent(job_id=t.job_id, owner=t.owner, state=str(t.state), attempt=t.attempt, at=t.at,
+                         reason=t.reason, exit_code=t.exit_code)
+                for t in batch.transitions
+            ])
+        for callback in batch.after:
+            try:
+                callback()
+            except Exception:
+                log.exception("an after-commit callback failed")
+
+    # ------------------------------------------------------------------ reads
+
+    async def _read(self, statement: Any) -> list[Any]:
+        try:
+            async with self.engine.connect() as conn:
+                return list(await conn.execute(statement))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"the database cannot be read: {exc}") from exc
+
+    async def load_unfinished(self) -> list[ComputeJob]:
+        rows = await self._read(
+            select(tables.jobs).where(tables.jobs.c.state.not_in([str(s) for s in TERMINAL_STATES])).order_by(tables.jobs.c.id)
+        )
+        return [ComputeJob.from_row(r) for r in rows]
+
+    async def get_job(self, job_id: str) -> ComputeJob | None:
+        rows = await self._read(select(tables.jobs).where(tables.jobs.c.id == job_id))
+        return ComputeJob.from_row(rows[0]) if rows else None
+
+    async def list_jobs(self, owner: str | None, states: list[str], limit: int, after: str) -> list[ComputeJob]:
+        query = select(tables.jobs)
+        if owner is not None:
+            query = query.where(tables.jobs.c.owner == owner)
+        if states:
+            query = query.where(tables.jobs.c.state.in_(states))
+        if after:
+            query = query.where(tables.jobs.c.id < after)
+        rows = await self._read(query.order_by(tables.jobs.c.id.desc()).limit(limit))
+        return [ComputeJob.from_row(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._read(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
+        return {state: n for state, n in rows}
+
+    async def transitions_of(self, job_id: str) -> list[dict]:
+        rows = await self._read(
+            select(tables.transitions).where(tables.transitions.c.job_id == job_id).order_by(tables.transitions.c.seq)
+        )
+        return [{"attempt": r.attempt, "state": r.state, "reason": r.reason, "at": r.at} for r in rows]
+
+    # ------------------------------------------------------------------ agents
+
+    async def load_agents(self) -> list[Any]:
+        return await self._read(select(tables.agents))
+
+    def add_agent(self, agent_id: str, user: str, kind: str, token_hash: str, info: dict) -> None:
+        self.execute(insert(tables.agents), [{
+            "id": agent_id, "user": user, "kind": kind, "token_hash": token_hash,
+            "created_at": time.time(), "info": info,
+        }])
+
+    def remove_agent(self, agent_id: str) -> None:
+        self.execute(delete(tables.agents).where(tables.agents.c.id == agent_id))

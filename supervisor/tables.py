@@ -1,0 +1,70 @@
+"""The supervisor's tables (SQLAlchemy 2 Core), shared by SQLite and PostgreSQL.
+
+Schema changes bump SCHEMA_VERSION and add a step to `supervisor.migrations`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),  # sortable: ORDER BY id == creation order
+    Column("owner", String(128), nullable=False),
+    Column("name", String(256), nullable=False, default=""),
+    Column("code", String(128), nullable=False),
+    Column("spec", LargeBinary, nullable=False),  # msgpack of (params, resources): opaque here
+    Column("driver", String(64), nullable=False),
+    Column("cpus", Integer, nullable=False),
+    Column("max_retries", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("reason", Text, nullable=False, default=""),
+    Column("exit_code", Integer),
+    Column("result", JSON),
+    Column("agent_id", String(32)),
+    Column("info", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_jobs_owner_id", jobs.c.owner, jobs.c.id)
+Index("ix_jobs_state", jobs.c.state)
+
+transitions = Table(
+    "job_transitions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("at", Float, nullable=False),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("info", JSON),
+)
+
+meta = Table(
+    "jobvisor_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+

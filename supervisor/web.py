@@ -1,0 +1,214 @@
+"""The supervisor's sockets (Tornado): the internal op endpoint for the gateway, the event
+stream, and the agents' websocket. Each handler decodes, calls the core, encodes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+from tornado.iostream import StreamClosedError
+
+from jobvisor.errors import OpError, ProtocolError
+from jobvisor.protocol import (
+    ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
+    Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
+)
+from jobvisor.secrets import tokens_equal
+from supervisor.agents import Agent, AgentState
+from supervisor.core import Supervisor
+from supervisor.requests import RequestHandlers
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Jobvisor-Secret"
+
+
+class _Internal(tornado.web.RequestHandler):
+    def initialize(self, core: Supervisor, secret: str) -> None:
+        self.core = core
+        self.secret = secret
+
+    def prepare(self) -> None:
+        given = self.request.headers.get(SECRET_HEADER, "")
+        if not given or not tokens_equal(given, self.secret):
+            log.warning("internal request from %s with a wrong secret", self.request.remote_ip)
+            raise tornado.web.HTTPError(401)
+
+    def check_xsrf_cookie(self) -> None:  # not a browser endpoint
+        return
+
+
+class OpHandler(_Internal):
+    """POST /internal/op: one GatewayRequest in, one Reply out (msgpack)."""
+
+    def initialize(self, core: Supervisor, secret: str, handlers: RequestHandlers) -> None:
+        super().initialize(core, secret)
+        self.handlers = handlers
+
+    async def post(self) -> None:
+        try:
+            request = decode(self.request.body, ALLOWED_GATEWAY_REQUESTS, self.core.cfg.max_message_bytes)
+            reply = Reply(ok=True, data=await self.handlers.handle(request))
+        except ProtocolError as exc:
+            reply = Reply(ok=False, error={"kind": "invalid", "detail": str(exc), "field": None})
+        except OpError as exc:
+            reply = Reply(ok=False, error=exc.to_wire())
+        except Exception:
+            log.exception("internal error answering a gateway request")
+            reply = Reply(ok=False, error={"kind": "internal", "detail": "internal error in the supervisor; see its log", "field": None})
+        self.set_header("Content-Type", "application/msgpack")
+        self.finish(encode(reply))
+
+
+class EventsHandler(_Internal):
+    """GET /internal/events: an endless stream of msgpack JobEvent maps."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "application/msgpack-stream")
+        queue = self.core.bus.subscribe()
+        try:
+            self.write(b"")
+            await self.flush()
+            while True:
+                try:
+                    batch = await asyncio.wait_for(queue.get(), 15.0)
+                except asyncio.TimeoutError:
+                    self.write(pack(None))  # keepalive, ignored by the reader
+                    await self.flush()
+                    continue
+                if batch is None:
+                    break
+                while True:
+                    self.write(b"".join(pack(to_wire(e)) for e in batch))
+                    if queue.empty():
+                        break
+                    batch = queue.get_nowait()
+                    if batch is None:
+                        break
+                await self.flush()
+        except StreamClosedError:
+            pass
+        finally:
+            self.core.bus.unsubscribe(queue)
+
+    def on_connection_close(self) -> None:
+        pass
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.finish({"ok": True})
+
+
+class _Link:
+    """Sends to one agent, batching everything queued in one loop turn into one frame."""
+
+    def __init__(self, socket: "AgentSocket") -> None:
+        self.socket = socket
+        self.outbox: list[Message] = []
+        self.closed = False
+
+    def send(self, messages: list[Message]) -> None:
+        if self.closed:
+            return
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbox.extend(messages)
+
+    def _flush(self) -> None:
+        messages, self.outbox = self.outbox, []
+        if self.closed or not messages:
+            return
+        try:
+            self.socket.write_message(encode_frame(messages), binary=True)
+        except tornado.websocket.WebSocketClosedError:
+            self.closed = True
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self._flush()
+            self.closed = True
+            self.socket.close(1000, reason[:120])
+
+
+class AgentSocket(tornado.websocket.WebSocketHandler):
+    """The agents' websocket. The token is checked in `prepare`, before the upgrade."""
+
+    def initialize(self, core: Supervisor) -> None:
+        self.core = core
+        self.agent: Agent | None = None
+        self.link: _Link | None = None
+        self.hello_seen = False
+
+    def prepare(self) -> None:
+        agent_id = self.request.headers.get("X-Jobvisor-Agent", "")
+        auth = self.request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        agent = self.core.agents.by_id.get(agent_id)  # type: ignore[arg-type]
+        if agent is None or not token or not agent.check_token(token) or agent.state is AgentState.DEAD:
+            log.warning("agent connection refused from %s (agent id %r): unknown agent or wrong token", self.request.remote_ip, agent_id)
+            raise tornado.web.HTTPError(401)
+        self.agent = agent
+
+    def get_compression_options(self) -> None:
+        return None
+
+    def open(self, *args: Any) -> None:
+        self.set_nodelay(True)
+        self.link = _Link(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        assert self.agent is not None and self.link is not None
+        if isinstance(message, str):
+            self.link.send([ErrorMessage("text frames are not accepted; send msgpack binary frames")])
+            return
+        try:
+            messages, errors = decode_frame(message, ALLOWED_FROM_AGENT, self.core.cfg.max_message_bytes)
+        except ProtocolError as exc:
+            log.warning("agent %s sent an undecodable frame: %s", self.agent.id, exc)
+            self.link.send([ErrorMessage(str(exc))])
+            return
+        for error in errors:
+            log.warning("agent %s sent a bad message: %s", self.agent.id, error)
+            self.link.send([ErrorMessage(str(error))])
+        if not self.hello_seen:
+            if not messages or not isinstance(messages[0], Hello):
+                self.link.send([ErrorMessage("the first message must be hello", "hello")])
+                return
+            hello = messages.pop(0)
+            if hello.protocol_version != PROTOCOL_VERSION or hello.agent_id != self.agent.id:
+                detail = (f"protocol version {hello.protocol_version} is not supported (this supervisor speaks {PROTOCOL_VERSION})"
+                          if hello.protocol_version != PROTOCOL_VERSION else "hello names another agent")
+                log.error("agent %s: %s", self.agent.id, detail)
+                self.link.send([ErrorMessage(detail, "hello")])
+                self.link.close(detail)
+                return
+            self.hello_seen = True
+            self.core.on_agent_connected(self.agent, self.link, hello)
+        if messages:
+            self.core.on_agent_messages(self.agent, messages)
+
+    def on_close(self) -> None:
+        if self.link is not None:
+            self.link.closed = True
+        if self.agent is not None and self.hello_seen:
+            self.core.on_agent_disconnected(self.agent, self.link)
+
+
+def make_app(core: Supervisor, secret: str) -> tornado.web.Application:
+    handlers = RequestHandlers(core)
+    return tornado.web.Application(
+        [
+            (r"/internal/op", OpHandler, {"core": core, "secret": secret, "handlers": handlers}),
+            (r"/internal/events", EventsHandler, {"core": core, "secret": secret}),
+            (r"/internal/health", HealthHandler),
+            (r"/agent", AgentSocket, {"core": core}),
+        ],
+        websocket_max_message_size=core.cfg.max_message_bytes,
+        websocket_ping_interval=10,
+        websocket_ping_timeout=30,
+        max_body_size=core.cfg.max_message_bytes,
+    )
