@@ -22,7 +22,7 @@ from jobvisor.protocol import Caller
 
 from api_gateway import routes_jobs, routes_system
 from api_gateway.auth_store import AuthStore, bootstrap_admin
-from api_gateway.context import CONFIG, HUB, STORE, STREAMS, SUPERVISOR
+from api_gateway.context import CALLER, CONFIG, HUB, STORE, STREAMS, SUPERVISOR
 from api_gateway.events import EventHub
 from api_gateway.problems import error_middleware, unauthorized
 from api_gateway.supervisor_client import SupervisorClient
@@ -63,7 +63,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         principal = await request.app[STORE].authenticate(token)
     except AuthError as exc:
         return unauthorized(str(exc))
-    request["caller"] = Caller(user=principal.user, is_admin=principal.is_admin)
+    request[CALLER] = Caller(user=principal.user, is_admin=principal.is_admin)
     return await handler(request)
 
 

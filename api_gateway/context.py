@@ -18,6 +18,8 @@ STORE = web.AppKey("store", AuthStore)
 SUPERVISOR = web.AppKey("supervisor", SupervisorClient)
 HUB = web.AppKey("hub", EventHub)
 STREAMS = web.AppKey("streams", set)  # long-lived handler tasks, cancelled on shutdown
+# set by the auth middleware (RequestKey: aiohttp >= 3.12; a plain key before)
+CALLER: Any = web.RequestKey("caller", Caller) if hasattr(web, "RequestKey") else "caller"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,7 +31,7 @@ def public(handler: Handler) -> Handler:
 
 
 def caller_of(request: web.Request) -> Caller:
-    return request["caller"]
+    return request[CALLER]
 
 
 def supervisor_of(request: web.Request) -> SupervisorClient:

@@ -1,0 +1,146 @@
+"""Streams: SSE job events filtered by owner, log follow, plain log, file streaming."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from jobvisor.protocol import ReadFile
+
+from api_gateway.context import HUB
+from conftest import start_env
+
+from sse_client import next_event
+
+
+async def _wait_for_subscribers(env, count: int) -> None:
+    async def poll():
+        while _hub(env).subscriber_count < count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), 5)
+
+
+def _hub(env):
+    return env.gateway.app[HUB]
+
+
+async def test_events_are_filtered_by_owner_and_admins_see_all(env):
+    alice_job = await env.submit(user="alice")
+    bob_job = await env.submit(user="bob")
+    url = env.api + "/events"
+    async with env.http.get(url, headers=env.auth("alice")) as alice, \
+            env.http.get(url, headers=env.auth("root")) as root:
+        assert alice.status == 200 and alice.headers["Content-Type"].startswith("text/event-stream")
+        await _wait_for_subscribers(env, 2)
+        env.fake.set_state(bob_job["id"], "running")
+        env.fake.set_state(alice_job["id"], "running", progress=0.5, message="half")
+        kind, data = await next_event(alice)
+        assert kind == "job" and data["job_id"] == alice_job["id"] and data["state"] == "running"
+        assert data["progress"] == 0.5 and data["message"] == "half" and data["owner"] == "alice"
+        seen = [(await next_event(root))[1]["job_id"] for _ in range(2)]
+        assert seen == [bob_job["id"], alice_job["id"]]
+        env.fake.set_state(alice_job["id"], "completed", exit_code=0)
+        kind, data = await next_event(alice)
+        assert data["state"] == "completed" and data["exit_code"] == 0  # bob's event never came
+
+
+async def test_events_for_one_job(env):
+    one = await env.submit()
+    other = await env.submit()
+    async with env.http.get(env.api + f"/events?job={one['id']}", headers=env.auth("alice")) as resp:
+        await _wait_for_subscribers(env, 1)
+        env.fake.set_state(other["id"], "running")
+        env.fake.set_state(one["id"], "running")
+        _, data = await next_event(resp)
+        assert data["job_id"] == one["id"]
+
+
+async def test_event_stream_needs_a_token(env):
+    status, body, _ = await env.call("GET", "/events", user=None)
+    assert status == 401 and body["status"] == 401
+
+
+async def test_log_follow_streams_until_the_job_ends(env):
+    job = await env.submit()
+    env.fake.set_state(job["id"], "running")
+    env.fake.append_log(job["id"], "héllo\n".encode())
+    url = env.api + f"/jobs/{job['id']}/log?follow=1"
+    async with env.http.get(url, headers=env.auth("alice")) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+        kind, data = await next_event(resp)
+        assert kind == "log" and data == {"offset": 0, "next": 7, "text": "héllo\n"}
+        env.fake.append_log(job["id"], b"world\n")
+        kind, data = await next_event(resp)
+        assert data["text"] == "world\n" and data["offset"] == 7
+        env.fake.append_log(job["id"], b"bye\n")
+        env.fake.set_state(job["id"], "failed", exit_code=3)
+        events = []
+        while True:
+            kind, data = await next_event(resp)
+            events.append((kind, data))
+            if kind == "end":
+                break
+        assert "".join(d["text"] for k, d in events if k == "log") == "bye\n"
+        assert events[-1] == ("end", {"state": "failed", "exit_code": 3})
+        assert await asyncio.wait_for(resp.content.read(), 5) == b""  # the stream closes
+
+
+async def test_log_follow_resumes_from_offset(env):
+    job = await env.submit()
+    env.fake.append_log(job["id"], b"0123456789")
+    env.fake.set_state(job["id"], "completed", exit_code=0)
+    async with env.http.get(env.api + f"/jobs/{job['id']}/log?follow=1&offset=4", headers=env.auth("alice")) as resp:
+        assert await next_event(resp) == ("log", {"offset": 4, "next": 10, "text": "456789"})
+        assert await next_event(resp) == ("end", {"state": "completed", "exit_code": 0})
+
+
+async def test_plain_log_reads_everything_from_offset(env):
+    job = await env.submit()
+    env.fake.append_log(job["id"], b"line 1\nline 2\n")
+    status, body, headers = await env.call("GET", f"/jobs/{job['id']}/log")
+    assert status == 200 and body == b"line 1\nline 2\n"
+    assert headers["Content-Type"].startswith("text/plain") and headers["X-Log-Size"] == "14"
+    status, body, _ = await env.call("GET", f"/jobs/{job['id']}/log?offset=7")
+    assert body == b"line 2\n"
+
+
+async def test_file_streams_across_several_chunks(env):
+    job = await env.submit()
+    payload = bytes(range(256)) * 40  # 10240 bytes
+    env.fake.files[job["id"]]["out/data.bin"] = payload
+    env.fake.files[job["id"]]["small.json"] = b'{"a": 1}'
+    env.fake.io_chunk = 1000
+    before = len(env.fake.requests)
+    status, body, headers = await env.call("GET", f"/jobs/{job['id']}/files/out/data.bin")
+    assert status == 200 and body == payload
+    assert headers["Content-Type"] == "application/octet-stream"
+    reads = [r for r in env.fake.requests[before:] if isinstance(r, ReadFile)]
+    assert len(reads) == 11 and [r.offset for r in reads] == list(range(0, 11000, 1000))
+    status, body, headers = await env.call("GET", f"/jobs/{job['id']}/files/small.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json") and body == {"a": 1}
+    status, body, _ = await env.call("GET", f"/jobs/{job['id']}/files")
+    assert status == 200 and [f["path"] for f in body["files"]] == ["out/data.bin", "small.json"]
+    status, body, _ = await env.call("GET", f"/jobs/{job['id']}/files/nope.txt")
+    assert status == 404 and body["field"] == "path"
+
+
+async def test_file_path_may_not_escape(env):
+    job = await env.submit()
+    status, body, _ = await env.call("GET", f"/jobs/{job['id']}/files/a/%2E%2E/%2E%2E/etc/passwd")
+    assert status in (400, 404), body
+    assert body["status"] == status
+
+
+async def test_shutdown_ends_open_streams(tmp_path):
+    gateway, fake, _, tokens = await start_env(tmp_path)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+            async with http.get(gateway.url + "/api/v1/events", headers={"Authorization": f"Bearer {tokens['alice']}"}) as resp:
+                assert resp.status == 200
+                await asyncio.wait_for(gateway.close(), 8)
+                rest = await asyncio.wait_for(resp.content.read(), 5)
+                assert b"event: job" not in rest
+    finally:
+        await fake.close()
