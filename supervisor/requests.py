@@ -145,7 +145,7 @@ class RequestHandlers:
         timeout = self.core.cfg.analysis_timeout
         result = await self.core.agent_op(
             job, lambda op_id, run_dir: AnalysisRequest(op_id, job.id, job.code, run_dir, req.args, timeout),
-            timeout + 5.0, f"analyse job {job.id}",
+            timeout + min(5.0, timeout), f"analyse job {job.id}",
         )
         return {"result": result}
 

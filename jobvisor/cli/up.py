@@ -1,0 +1,91 @@
+"""`jobvisor up`: the supervisor and the gateway in one foreground process.
+
+This module is the composition root: it is the one place in `jobvisor` that imports the
+supervisor and the gateway (lazily), to run them side by side in one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from jobvisor.config import Config, load_config
+from jobvisor.errors import ConfigError, JobvisorError
+from jobvisor.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("up", help="run the supervisor and the gateway in the foreground until SIGINT/SIGTERM")
+    p.add_argument("--state-dir", help="state directory (default: the per-user data dir)")
+    p.add_argument("--host", help="address the gateway binds to (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gateway port (default 8765)")
+    p.add_argument("--supervisor-port", type=int, help="supervisor port for agents and the gateway (default 8766)")
+    p.add_argument("--config", help="TOML configuration file (default: $JOBVISOR_CONFIG)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = load_config(getattr(args, "config", None))
+    changes = {}
+    if getattr(args, "state_dir", None):
+        changes["state_dir"] = os.path.abspath(args.state_dir)
+    if getattr(args, "host", None):
+        changes["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        changes["port"] = args.port
+    if getattr(args, "supervisor_port", None) is not None:
+        changes["supervisor_port"] = args.supervisor_port
+    return config.replace("server", **changes) if changes else config
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"jobvisor: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level)
+    try:
+        return asyncio.run(serve(config))
+    except JobvisorError as exc:
+        print(f"jobvisor: {exc}", file=sys.stderr)
+        return 1
+
+
+async def serve(config: Config) -> int:
+    from api_gateway.app import start_gateway
+    from api_gateway.auth_store import bootstrap_admin
+    from supervisor.app import start_supervisor
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    supervisor = await start_supervisor(config)
+    try:
+        gateway = await start_gateway(config)
+    except OSError as exc:
+        await supervisor.close()
+        raise ConfigError(f"the gateway cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from exc
+    token = await bootstrap_admin(gateway.store)
+    print(f"jobvisor is up: {gateway.url}", flush=True)
+    print(f"state dir: {config.state_dir}", flush=True)
+    if token:
+        print("admin API token (shown once, stored only as a hash; keep it):", flush=True)
+        print(f"JOBVISOR_TOKEN={token}", flush=True)
+    else:
+        print("use your API token (`jobvisor token create NAME` makes a new one)", flush=True)
+    print(f"JOBVISOR_URL={gateway.url}", flush=True)
+    await stop.wait()
+    log.info("stopping: agents first, then the gateway and the supervisor")
+    await gateway.close()
+    await supervisor.close()
+    print("jobvisor stopped", flush=True)
+    return 0

@@ -1,0 +1,150 @@
+"""The races DESIGN.md's await-retry rule exists for, against a recording fake agent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobvisor.errors import OpTimeout
+from jobvisor.protocol import (
+    CancelJob, CancelJobRequest, Caller, ForgetJobs, JobSpec, OpReply, RunAnalysis, RunJob,
+)
+from jobvisor.states import JobState
+from supervisor.agents import AgentState
+from supervisor.requests import RequestHandlers
+from tests.supervisor.fakes import eventually, report
+
+
+def spec(**kw) -> JobSpec:
+    return JobSpec(code="shell", params={"argv": ["true"]}, driver="fake", **kw)
+
+
+async def submit_one(core, user="alice", **kw):
+    (job,) = await core.submit(user, [spec(**kw)])
+    return job
+
+
+async def running(core, driver, job):
+    await eventually(lambda: job.state is JobState.STARTING and job.sent, what="job sent")
+    link = driver.links[job.agent_id]
+    core.on_agent_messages(core.agents.by_id[job.agent_id], [report(job.id, "running")])
+    assert job.state is JobState.RUNNING
+    return link
+
+
+async def test_cancel_while_waiting_for_a_slot(core, driver):
+    first = await submit_one(core)
+    second = await submit_one(core)
+    link = await running(core, driver, first)
+    assert second.state is JobState.QUEUED and core.queue_position(second) == 1
+    core.cancel(second)
+    assert second.state is JobState.CANCELED
+    core.on_agent_messages(core.agents.by_id[first.agent_id], [report(first.id, "completed", exit_code=0)])
+    await core.store.committed()
+    await asyncio.sleep(0.05)
+    assert [m.job_id for m in link.of(RunJob)] == [first.id]  # the canceled job never went out
+    stored = await core.store.get_job(second.id)
+    assert stored.state is JobState.CANCELED and stored.reason == "canceled by user"
+
+
+async def test_agent_drops_between_acquire_and_send(core, driver):
+    original = core.store.committed
+    dropped = []
+
+    def committed_then_drop():
+        fut = original()
+        agent = next(iter(core.agents.by_id.values()), None)
+        if agent is not None and agent.state is AgentState.CONNECTED and not dropped:
+            dropped.append(agent)
+            core.on_agent_disconnected(agent, agent.link)
+        return fut
+
+    core.store.committed = committed_then_drop
+    job = await submit_one(core)
+    await eventually(lambda: dropped, what="the drop")
+    await eventually(lambda: job.state is JobState.QUEUED and job.reason.startswith("its agent disconnected"), what="requeue")
+    assert not driver.links[dropped[0].id].of(RunJob)
+    core.store.committed = original
+    driver.connect(dropped[0].id)  # the agent comes back: the job goes out, same attempt
+    await eventually(lambda: job.sent, what="job sent after reconnect")
+    assert job.attempt == 1 and job.state is JobState.STARTING
+
+
+async def test_reply_for_a_destroyed_op_is_dropped(core, driver):
+    job = await submit_one(core)
+    link = await running(core, driver, job)
+    handlers = RequestHandlers(core)
+    with pytest.raises(OpTimeout):
+        await handlers.handle(RunAnalysis(Caller("alice"), job.id, {}))
+    from jobvisor.protocol import AnalysisRequest
+
+    (request,) = link.of(AnalysisRequest)
+    agent = core.agents.by_id[job.agent_id]
+    core.on_agent_messages(agent, [OpReply(request.op_id, True, {"late": True})])
+    assert job.state is JobState.RUNNING and not agent.pending_ops
+
+
+async def test_two_cancels_at_once(core, driver):
+    job = await submit_one(core)
+    link = await running(core, driver, job)
+    handlers = RequestHandlers(core)
+    replies = await asyncio.gather(
+        handlers.handle(CancelJobRequest(Caller("alice"), job.id)),
+        handlers.handle(CancelJobRequest(Caller("alice"), job.id)),
+    )
+    assert len(link.of(CancelJob)) == 1
+    assert all(r["id"] == job.id for r in replies)
+    core.on_agent_messages(core.agents.by_id[job.agent_id], [report(job.id, "canceled", reason="canceled by user")])
+    await eventually(lambda: link.of(ForgetJobs), what="forget after commit")
+    stored = await core.store.get_job(job.id)
+    assert stored.state is JobState.CANCELED
+
+
+async def test_analysis_timeout_leaves_the_run_alone(core, driver):
+    job = await submit_one(core)
+    link = await running(core, driver, job)
+    with pytest.raises(OpTimeout) as info:
+        await RequestHandlers(core).handle(RunAnalysis(Caller("alice"), job.id, {}))
+    assert "did not answer" in info.value.detail
+    assert job.state is JobState.RUNNING and not link.of(CancelJob)
+    core.on_agent_messages(core.agents.by_id[job.agent_id], [report(job.id, "completed", exit_code=0)])
+    await core.store.committed()
+    assert (await core.store.get_job(job.id)).state is JobState.COMPLETED
+
+
+async def test_another_users_agent_cannot_touch_a_job(core, driver):
+    core._queue("fake").cpus_total = 2
+    job = await submit_one(core, user="alice")
+    await running(core, driver, job)
+    other = await submit_one(core, user="mallory")
+    await eventually(lambda: other.agent_id is not None, what="mallory's agent")
+    mallory = core.agents.by_id[other.agent_id]
+    core.on_agent_messages(mallory, [report(job.id, "completed", exit_code=0)])
+    assert job.state is JobState.RUNNING
+
+
+async def test_agent_death_loses_or_retries(core, driver):
+    lost = await submit_one(core)
+    await running(core, driver, lost)
+    agent_id = lost.agent_id
+    core.agent_exited(agent_id, "killed")
+    assert lost.state is JobState.LOST and "killed" in lost.reason
+    retried = await submit_one(core, max_retries=1)
+    link = await running(core, driver, retried)
+    core.agent_exited(retried.agent_id, "killed again")
+    assert retried.state in (JobState.QUEUED, JobState.STARTING) and retried.attempt == 2
+    await eventually(lambda: retried.sent and retried.attempt == 2, what="second attempt sent")
+    await core.store.committed()
+    history = await core.store.transitions_of(retried.id)
+    assert [(h["attempt"], h["state"]) for h in history][:4] == [(1, "queued"), (1, "starting"), (1, "running"), (1, "lost")]
+    assert (2, "queued") in [(h["attempt"], h["state"]) for h in history]
+    assert link is not driver.links[retried.agent_id]
+
+
+async def test_events_are_published_after_commit(core, driver):
+    queue = core.bus.subscribe()
+    job = await submit_one(core)
+    events = await asyncio.wait_for(queue.get(), 2)
+    assert events[0].job_id == job.id and events[0].state == "queued"
+    assert (await core.store.get_job(job.id)).state is not None  # the row was committed first

@@ -1,0 +1,69 @@
+"""Fairness, caps and queue positions of the pure scheduler."""
+
+from __future__ import annotations
+
+from jobvisor.ids import JobId, UserId
+from supervisor.compute_job import ComputeJob
+from supervisor.scheduler import DriverQueue
+
+
+def job(owner: str, n: int, cpus: int = 1) -> ComputeJob:
+    return ComputeJob(id=JobId(f"{owner}-{n:05d}"), owner=UserId(owner), code="shell",
+                      spec=ComputeJob.pack_spec({}, {}), driver="local", cpus=cpus, created_at=0.0)
+
+
+def test_one_users_thousand_jobs_do_not_starve_anothers_one():
+    queue = DriverQueue("local", cpus_total=2)
+    for n in range(1000):
+        queue.push(job("bulk", n))
+    queue.push(job("solo", 0))
+    picks = [j.owner for j, _ in queue.schedule()]
+    assert sorted(picks) == ["bulk", "solo"]
+    assert queue.free == 0 and queue.schedule() == []
+
+
+def test_positions_follow_round_robin():
+    queue = DriverQueue("local", cpus_total=1)
+    for n in range(3):
+        queue.push(job("a", n))
+    queue.push(job("b", 0))
+    positions = queue.positions()
+    assert positions == {"a-00000": 1, "b-00000": 2, "a-00001": 3, "a-00002": 4}
+    order = []
+    while len(queue):
+        ((picked, op),) = queue.schedule()
+        order.append(picked.id)
+        op.destroy()
+    assert order == ["a-00000", "b-00000", "a-00001", "a-00002"]
+
+
+def test_per_user_cap_and_release():
+    queue = DriverQueue("local", cpus_total=4, per_user_cap=1)
+    for n in range(3):
+        queue.push(job("a", n))
+    queue.push(job("b", 0))
+    picks = queue.schedule()
+    assert sorted(j.owner for j, _ in picks) == ["a", "b"]
+    assert queue.used == 2 and queue.schedule() == []
+    for _, op in picks:
+        op.destroy()
+        op.destroy()  # idempotent
+    assert queue.used == 0
+    assert [j.owner for j, _ in queue.schedule()] == ["a"]
+
+
+def test_a_job_too_big_for_the_free_slots_waits():
+    queue = DriverQueue("local", cpus_total=2)
+    queue.push(job("a", 0, cpus=1))
+    queue.push(job("b", 0, cpus=2))
+    assert [j.id for j, _ in queue.schedule()] == ["a-00000"]
+    assert queue.free == 1
+
+
+def test_removed_job_leaves_the_queue_and_positions():
+    queue = DriverQueue("local", cpus_total=1)
+    first, second = job("a", 0), job("a", 1)
+    queue.push(first)
+    queue.push(second)
+    assert queue.remove(first)
+    assert queue.position(second) == 1 and len(queue) == 1
