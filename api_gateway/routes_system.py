@@ -43,36 +43,40 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     job_id = request.query.get("job") or None
     hub = request.app[HUB]
-    resp = await sse.open_stream(request)
     streams = request.app[STREAMS]
     task = asyncio.current_task()
     streams.add(task)
+    # subscribe before the headers go out: a client that saw the 200 misses no event
+    sub = hub.subscribe(caller.user, caller.is_admin, job_id)
+    resp: web.StreamResponse | None = None
     try:
-        with hub.subscribe(caller.user, caller.is_admin, job_id) as sub:
-            await resp.write(b"retry: 2000\n: subscribed\n\n")
-            while True:
-                try:
-                    event = await sub.next(sse.HEARTBEAT_SECONDS)
-                except asyncio.TimeoutError:
-                    await sse.heartbeat(resp)
-                    continue
-                if event is None:
-                    if sub.overflowed:
-                        await sse.send(resp, "overflow", {"detail": "events came faster than this client read them; re-read job states"})
+        resp = await sse.open_stream(request)
+        await resp.write(b"retry: 2000\n: subscribed\n\n")
+        while True:
+            try:
+                event = await sub.next(sse.HEARTBEAT_SECONDS)
+            except asyncio.TimeoutError:
+                await sse.heartbeat(resp)
+                continue
+            if event is None:
+                if sub.overflowed:
+                    await sse.send(resp, "overflow", {"detail": "events came faster than this client read them; re-read job states"})
+                break
+            chunk = [sse.format_event("job", event_json(event))]
+            while len(chunk) < EVENT_BATCH and not sub.queue.empty():
+                more = sub.queue.get_nowait()
+                if more is None:
+                    sub.end()  # leave the end mark for the next turn
                     break
-                chunk = [sse.format_event("job", event_json(event))]
-                while len(chunk) < EVENT_BATCH and not sub.queue.empty():
-                    more = sub.queue.get_nowait()
-                    if more is None:
-                        sub.end()  # leave the end mark for the next turn
-                        break
-                    chunk.append(sse.format_event("job", event_json(more)))
-                await resp.write(b"".join(chunk))
+                chunk.append(sse.format_event("job", event_json(more)))
+            await resp.write(b"".join(chunk))
+        await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
-        return resp
+        if resp is None:
+            raise
     finally:
+        hub.unsubscribe(sub)
         streams.discard(task)
-    await resp.write_eof()
     return resp
 
 

@@ -6,7 +6,7 @@ import json
 
 from jobvisor.protocol import GetJob, SubmitJobs
 
-from conftest import MAX_BODY
+from gateway_env import MAX_BODY
 
 PROBLEM = "application/problem+json"
 

@@ -9,7 +9,7 @@ import aiohttp
 from jobvisor.protocol import ReadFile
 
 from api_gateway.context import HUB
-from conftest import start_env
+from gateway_env import start_env
 
 from sse_client import next_event
 

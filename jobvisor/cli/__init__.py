@@ -1,0 +1,1 @@
+"""The `jobvisor` command line: `main.py` builds the parser from command modules."""
