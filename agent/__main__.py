@@ -1,0 +1,3 @@
+from agent.app import main
+
+main()

@@ -1,0 +1,360 @@
+"""The agent's synchronous core: the job table and every decision about it.
+
+The socket loop decodes a message and calls `AgentCore.handle`; the runner calls `on_exit` when
+a process ends; a timer calls `poll` to ship output and progress. Nothing here awaits, so no
+other coroutine can interleave halfway through a transition. Side effects go through two small
+objects, so a test can drive the core against recording fakes:
+
+* `Comm`: queue a message to the supervisor, say whether logs may be sent now, run an op, stop.
+* `Processes` (`agent.runner.Runner`): make run dirs, spawn, signal, timers, status files.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobvisor.config import AgentConfig
+from jobvisor.errors import JobvisorError
+from jobvisor.protocol import (
+    Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, JobReport, KillAgent,
+    LogChunk, Message, OpReply, Progress, RunJob, StatusRequest, StatusUpdate, to_wire,
+)
+from jobvisor.resources import Resources, parse_walltime
+from jobvisor.states import JobState
+
+from job_cmd.codes.base import Launch
+from job_cmd.codes.registry import get_code
+
+from agent import ops, tail
+from agent.jobs import JobRecord, exit_outcome, walltime_reason
+
+logger = logging.getLogger(__name__)
+
+
+class Comm(Protocol):
+    def send(self, message: Message) -> None:
+        """Queue a message for the supervisor (dropped while disconnected: Hello re-announces)."""
+
+    def log_ready(self) -> bool:
+        """Connected, Hello acknowledged, and the send buffer is not congested."""
+
+    def run_op(self, op_id: str, make_reply: Callable[[], Awaitable[OpReply]]) -> None:
+        """Run an op off the core and send its reply."""
+
+    def stop(self, reason: str, cancel_jobs: bool) -> None:
+        """Shut the agent down (KillAgent)."""
+
+
+class Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Processes(Protocol):
+    def prepare_run_dir(self, run_dir: Path) -> None: ...
+
+    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
+        """Start the job's process; set job.pid, job.process, job.log_fd; later call the exit
+        callback with the job and its return code. Raises OSError if it cannot start."""
+
+    def signal_group(self, job: JobRecord, sig: int) -> None: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle: ...
+
+    def write_status(self, job: JobRecord) -> None: ...
+
+    def log_size(self, job: JobRecord) -> int: ...
+
+
+class AgentCore:
+    def __init__(
+        self,
+        agent_id: str,
+        config: AgentConfig,
+        comm: Comm,
+        processes: Processes,
+        *,
+        io_timeout: float = 30.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        op_env: dict[str, str] | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.config = config
+        self.comm = comm
+        self.processes = processes
+        self.io_timeout = io_timeout
+        self.max_message_bytes = max_message_bytes
+        self.op_env = op_env  # environment of analysis subprocesses
+        self.jobs: dict[str, JobRecord] = {}
+        self._poll_start = 0  # rotates, so a congested link does not starve the later jobs
+
+    # ------------------------------------------------------------------ queries
+
+    def has_running(self) -> bool:
+        return any(not job.is_terminal for job in self.jobs.values())
+
+    def all_reported(self) -> bool:
+        return all(job.report_sent or job.forget_when_done for job in self.jobs.values() if job.is_terminal)
+
+    def hello_reports(self) -> list[JobReport]:
+        """Every running job and every terminal one not yet forgotten, for a Hello. A terminal
+        report carried by a Hello counts as sent; bytes of its log still follow after HelloAck."""
+        reports = []
+        for job in self.jobs.values():
+            if job.forget_when_done:
+                continue
+            if job.is_terminal:
+                job.report_sent = True
+            reports.append(job.report())
+        return reports
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, message: Message) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            logger.warning("agent %s: no handler for message %s", self.agent_id, message.TYPE)
+            self.comm.send(ErrorMessage(f"the agent does not handle {message.TYPE!r} messages", ref_type=message.TYPE))
+            return
+        handler(self, message)
+
+    def on_run(self, msg: RunJob) -> None:
+        existing = self.jobs.get(msg.job_id)
+        if existing is not None:
+            if existing.attempt == msg.attempt:  # a resent run: say again what we know
+                logger.info("job %s attempt %d: run received again, ignored", msg.job_id, msg.attempt)
+                self.comm.send(Ack(msg.job_id, msg.attempt))
+                if not existing.is_terminal or existing.report_sent:
+                    self.comm.send(StatusUpdate(existing.report()))
+                return
+            if not existing.is_terminal:
+                reason = f"attempt {existing.attempt} of this job is still running on agent {self.agent_id}"
+                logger.warning("job %s attempt %d refused: %s", msg.job_id, msg.attempt, reason)
+                self.comm.send(StatusUpdate(JobReport(msg.job_id, msg.attempt, str(JobState.FAILED), reason, at=time.time())))
+                return
+            self._drop(existing)
+        job = JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
+        self.jobs[job.job_id] = job
+        self.comm.send(Ack(job.job_id, job.attempt))
+        try:
+            walltime = msg.resources.get("walltime") if isinstance(msg.resources, dict) else None
+            job.walltime = None if walltime is None else parse_walltime(walltime)
+            job.code_obj = code = get_code(msg.code)
+            self.processes.prepare_run_dir(job.run_dir)
+            launch = code.launch(msg.params, job.run_dir, _resources(msg.resources))
+        except JobvisorError as exc:
+            return self._fail_to_start(job, str(exc))
+        except OSError as exc:
+            return self._fail_to_start(job, f"cannot create run dir {msg.run_dir}: {exc.strerror or exc}")
+        except Exception as exc:  # a plugin's bug must fail the job, not the agent
+            logger.exception("job %s: code %s failed to prepare its launch", job.job_id, msg.code)
+            return self._fail_to_start(job, f"code {msg.code!r} failed to prepare the run: {type(exc).__name__}: {exc}")
+        env = dict(launch.env)
+        env.update(
+            JOBVISOR_JOB_ID=job.job_id,
+            JOBVISOR_ATTEMPT=str(job.attempt),
+            JOBVISOR_RUN_DIR=str(job.run_dir),
+            JOBVISOR_PROGRESS_FILE=str(job.progress_path),
+        )
+        try:
+            self.processes.spawn(job, launch, env)
+        except OSError as exc:
+            return self._fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
+        job.started_at = time.time()
+        job.set_state(JobState.RUNNING, now=job.started_at)
+        logger.info("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
+        self._write_status(job)
+        self.comm.send(StatusUpdate(job.report()))
+        if job.walltime is not None:
+            job.timers.append(self.processes.call_later(job.walltime, lambda: self._on_walltime(job)))
+
+    def on_cancel(self, msg: CancelJob) -> None:
+        job = self.jobs.get(msg.job_id)
+        if job is None or job.is_terminal or job.ending is not None:
+            return  # unknown, finished or already being stopped: nothing to do
+        logger.info("job %s attempt %d: canceling (%s)", job.job_id, job.attempt, msg.reason)
+        self._terminate(job, (JobState.CANCELED, msg.reason))
+
+    def on_status(self, msg: StatusRequest) -> None:
+        jobs = [to_wire(job.report()) for job in self.jobs.values() if not job.forget_when_done]
+        self.comm.send(OpReply(msg.op_id, True, data={"jobs": jobs}))
+
+    def on_io(self, msg: IoRequest) -> None:
+        self.comm.run_op(msg.op_id, lambda: ops.io_reply(msg, self.io_timeout))
+
+    def on_analysis(self, msg: AnalysisRequest) -> None:
+        self.comm.run_op(msg.op_id, lambda: ops.analysis_reply(msg, env=self.op_env, max_bytes=self.max_message_bytes // 2))
+
+    def on_kill(self, msg: KillAgent) -> None:
+        logger.info("agent %s: kill requested (%s), cancel jobs: %s", self.agent_id, msg.reason, msg.cancel_jobs)
+        self.comm.stop(msg.reason or "agent killed", msg.cancel_jobs)
+
+    def on_forget(self, msg: ForgetJobs) -> None:
+        for job_id in msg.job_ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.is_terminal:  # a running job here is a newer attempt: keep it
+                self._drop(job)
+
+    def on_hello_ack(self, msg: HelloAck) -> None:
+        offsets = msg.log_offsets if isinstance(msg.log_offsets, dict) else {}
+        for job_id in msg.forget:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            if job.is_terminal:
+                self._drop(job)
+            else:
+                logger.warning("job %s attempt %d: the supervisor does not want it, canceling", job.job_id, job.attempt)
+                job.forget_when_done = True
+                if job.ending is None:
+                    self._terminate(job, (JobState.CANCELED, "the supervisor forgot this job"))
+        for job in self.jobs.values():
+            offset = offsets.get(job.job_id, 0)
+            offset = offset if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0 else 0
+            if job.final_size is not None:
+                offset = min(offset, job.final_size)
+            job.sent_offset = offset
+        self.poll()
+
+    def on_error(self, msg: ErrorMessage) -> None:
+        logger.warning("agent %s: the supervisor reports an error about our %r: %s", self.agent_id, msg.ref_type, msg.detail)
+
+    _handlers: dict[type, Callable[["AgentCore", Any], None]] = {
+        RunJob: on_run, CancelJob: on_cancel, StatusRequest: on_status, IoRequest: on_io,
+        AnalysisRequest: on_analysis, KillAgent: on_kill, ForgetJobs: on_forget, HelloAck: on_hello_ack,
+        ErrorMessage: on_error,
+    }
+
+    # ------------------------------------------------------------------ stopping
+
+    def cancel_all(self, reason: str) -> None:
+        for job in list(self.jobs.values()):
+            if not job.is_terminal and job.ending is None:
+                self._terminate(job, (JobState.CANCELED, reason))
+
+    def _terminate(self, job: JobRecord, ending: tuple[JobState, str]) -> None:
+        """SIGTERM the job's process group now, SIGKILL after cancel_grace; the exit callback
+        then reports `ending`."""
+        job.ending = ending
+        self.processes.signal_group(job, signal.SIGTERM)
+
+        def kill() -> None:
+            if not job.is_terminal:
+                logger.info("job %s: still alive after %.1fs, SIGKILL", job.job_id, self.config.cancel_grace)
+                self.processes.signal_group(job, signal.SIGKILL)
+
+        job.timers.append(self.processes.call_later(self.config.cancel_grace, kill))
+
+    def _on_walltime(self, job: JobRecord) -> None:
+        if job.is_terminal or job.ending is not None:
+            return
+        reason = walltime_reason(job.walltime or 0)
+        logger.info("job %s attempt %d: %s, stopping it", job.job_id, job.attempt, reason)
+        self._terminate(job, (JobState.TIMED_OUT, reason))
+
+    # ------------------------------------------------------------------ endings
+
+    def on_exit(self, job: JobRecord, returncode: int) -> None:
+        """The job's process ended (called by the runner once, after reaping it)."""
+        job.cancel_timers()
+        job.process = None
+        state, reason = exit_outcome(returncode, job.ending)
+        job.exit_code = returncode
+        if state is JobState.COMPLETED:
+            try:
+                job.result = job.code_obj.result(job.run_dir) if job.code_obj is not None else None
+            except (OSError, ValueError) as exc:
+                reason = f"the result file could not be read: {exc}"
+        job.finished_at = time.time()
+        job.final_size = self.processes.log_size(job)
+        job.set_state(state, reason, now=job.finished_at)
+        logger.info("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
+        self._write_status(job)
+        if job.forget_when_done:
+            self._drop(job)
+            return
+        self._finish(job)
+
+    def _fail_to_start(self, job: JobRecord, reason: str) -> None:
+        logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)
+        job.finished_at = time.time()
+        job.final_size = 0
+        job.set_state(JobState.FAILED, reason, now=job.finished_at)
+        if job.run_dir.is_dir():
+            self._write_status(job)
+        self._finish(job)
+
+    def _finish(self, job: JobRecord) -> None:
+        """Ship what remains of a terminal job's log, then its report (when the link allows)."""
+        if job.log_pending:
+            if not self.comm.log_ready():
+                return
+            self._ship_log(job)
+            if job.log_pending:
+                return
+        job.close_log()
+        if not job.report_sent and self.comm.log_ready():
+            job.report_sent = True
+            self.comm.send(StatusUpdate(job.report()))
+
+    def _drop(self, job: JobRecord) -> None:
+        job.cancel_timers()
+        job.close_log()
+        if self.jobs.get(job.job_id) is job:
+            del self.jobs[job.job_id]
+
+    def _write_status(self, job: JobRecord) -> None:
+        try:
+            self.processes.write_status(job)
+        except OSError as exc:
+            logger.warning("job %s: cannot write its status file: %s", job.job_id, exc)
+
+    # ------------------------------------------------------------------ output and progress
+
+    def poll(self) -> None:
+        """Ship new output (at most max_log_chunk per job) and progress; finish drained jobs."""
+        jobs = [job for job in self.jobs.values() if job.log_pending or not job.report_sent]
+        if not jobs:
+            return
+        start = self._poll_start % len(jobs)
+        self._poll_start += 1
+        for job in jobs[start:] + jobs[:start]:
+            if job.forget_when_done and job.is_terminal:
+                continue
+            if not job.is_terminal:
+                self._poll_progress(job)
+                if self.comm.log_ready():
+                    self._ship_log(job)
+            else:
+                self._finish(job)
+
+    def _ship_log(self, job: JobRecord) -> None:
+        limit = job.final_size if job.is_terminal else None
+        try:
+            data = tail.read_new(job, self.config.max_log_chunk, limit)
+        except OSError as exc:
+            logger.warning("job %s: cannot read its output log: %s", job.job_id, exc)
+            if job.is_terminal:  # nothing more can be sent: report what we have
+                job.final_size = job.sent_offset
+            return
+        if data:
+            self.comm.send(LogChunk(job.job_id, job.attempt, job.sent_offset, data))
+            job.sent_offset += len(data)
+
+    def _poll_progress(self, job: JobRecord) -> None:
+        report = tail.read_progress_if_changed(job)
+        if report is not None:
+            self.comm.send(Progress(job.job_id, job.attempt, report.fraction, report.message))
+
+
+def _resources(data: Any) -> Resources:
+    if not isinstance(data, dict):
+        return Resources()
+    try:
+        return Resources.parse(data)
+    except JobvisorError:
+        return Resources.from_wire(data)

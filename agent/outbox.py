@@ -1,0 +1,114 @@
+"""Outgoing messages, batched: everything queued during one turn of the event loop leaves as ONE
+websocket frame (a msgpack array), which is what lets thousands of short jobs per second report
+without a frame, a syscall and a wake-up of the supervisor each.
+
+The outbox also measures congestion: bytes queued or being written. The log poller stops
+sending while it is over a threshold, so a job printing without end cannot grow the agent's
+memory: its output waits in its file instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+
+from jobvisor.errors import TooLarge
+from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
+
+logger = logging.getLogger(__name__)
+
+
+def size_hint(message: Message) -> int:
+    """A cheap estimate of a message's encoded size (exact sizes cost an encode)."""
+    if isinstance(message, LogChunk):
+        return len(message.data) + 96
+    if isinstance(message, OpReply) and isinstance(message.data, dict):
+        data = message.data.get("data")
+        if isinstance(data, bytes):
+            return len(data) + 160
+    return 256
+
+
+class Outbox:
+    def __init__(self, max_frame_bytes: int, congestion_bytes: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.congestion_bytes = congestion_bytes
+        self._items: list[Message] = []
+        self._queued_bytes = 0
+        self._in_flight_bytes = 0
+        self._wake = asyncio.Event()
+        self.frames_sent = 0
+
+    def put(self, message: Message) -> None:
+        self._items.append(message)
+        self._queued_bytes += size_hint(message)
+        self._wake.set()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._queued_bytes = 0
+        self._in_flight_bytes = 0
+        self._wake.clear()
+
+    @property
+    def congested(self) -> bool:
+        return self._queued_bytes + self._in_flight_bytes > self.congestion_bytes
+
+    @property
+    def empty(self) -> bool:
+        return not self._items and not self._in_flight_bytes
+
+    async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send batches until cancelled or `send` fails (the connection is gone)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._items:
+                batch, self._items = self._items, []
+                self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0
+                for frame in self.frames(batch):
+                    await send(frame)
+                    self.frames_sent += 1
+                self._in_flight_bytes = 0
+
+    def frames(self, batch: list[Message]) -> Iterator[bytes]:
+        """Encode `batch` as few frames as fit under the size limit, order kept."""
+        budget = self.max_frame_bytes // 2
+        group: list[Message] = []
+        size = 0
+        for message in batch:
+            hint = size_hint(message)
+            if group and size + hint > budget:
+                yield from self._encode(group)
+                group, size = [], 0
+            group.append(message)
+            size += hint
+        if group:
+            yield from self._encode(group)
+
+    def _encode(self, group: list[Message]) -> Iterator[bytes]:
+        frame = encode_frame(group)
+        if len(frame) <= self.max_frame_bytes:
+            yield frame
+            return
+        if len(group) > 1:
+            middle = len(group) // 2
+            yield from self._encode(group[:middle])
+            yield from self._encode(group[middle:])
+            return
+        replacement = _too_large(group[0], len(frame), self.max_frame_bytes)
+        if replacement is not None:
+            yield encode_frame([replacement])
+
+
+def _too_large(message: Message, size: int, limit: int) -> Message | None:
+    detail = f"the {message.TYPE} message is {size} bytes, over the limit of {limit}"
+    logger.error("dropping an outgoing message: %s", detail)
+    if isinstance(message, OpReply):
+        return OpReply(message.op_id, False, error=TooLarge(detail).to_wire())
+    if isinstance(message, StatusUpdate):
+        report = dataclasses.replace(message.report, result=None, reason=(message.report.reason + "; " if message.report.reason else "") + "result dropped: " + detail)
+        return StatusUpdate(report)
+    return None

@@ -1,0 +1,124 @@
+"""Processes of jobs: spawned directly (one fork/exec of the job's own program, no shell or
+python in between), their output appended to run_dir/output.log, reaped through a pidfd watched
+by the event loop (no thread per job, no asyncio child watcher), stopped by signalling their
+process group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from job_cmd.codes.base import Launch
+from job_cmd.status_file import read_status, write_status
+
+from agent import tail
+from agent.jobs import JobRecord
+
+logger = logging.getLogger(__name__)
+
+ExitCallback = Callable[[JobRecord, int], None]
+
+
+class Runner:
+    """The `Processes` of `agent.core.AgentCore`, for real."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback) -> None:
+        self.loop = loop
+        self.base_env = base_env  # the agent's environment, its token already removed
+        self.on_exit = on_exit
+
+    def prepare_run_dir(self, run_dir: Path) -> None:
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+
+    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
+        _keep_previous_log(job)
+        write_fd = os.open(job.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            read_fd = os.open(job.log_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                popen = subprocess.Popen(
+                    launch.argv,
+                    cwd=job.run_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=subprocess.STDOUT,
+                    process_group=0,
+                    close_fds=True,
+                    env={**self.base_env, **env},
+                )
+            except BaseException:
+                os.close(read_fd)
+                raise
+        finally:
+            os.close(write_fd)
+        job.process, job.pid, job.log_fd, job.sent_offset = popen, popen.pid, read_fd, 0
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except OSError:  # cannot happen for our unreaped child; be safe: reap by polling
+            logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, popen.pid)
+            self.loop.call_later(0.1, self._poll_exit, job)
+            return
+        self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
+
+    def _on_pidfd(self, job: JobRecord, pidfd: int) -> None:
+        self.loop.remove_reader(pidfd)
+        os.close(pidfd)
+        self._reap(job)
+
+    def _poll_exit(self, job: JobRecord) -> None:
+        if job.process.poll() is None:
+            self.loop.call_later(0.1, self._poll_exit, job)
+        else:
+            self._reap(job)
+
+    def _reap(self, job: JobRecord) -> None:
+        # The leader is a zombie until reaped, so its pid still names our group: kill whatever
+        # the job left behind (background children) so nothing outlives it or writes to its log.
+        _killpg(job.pid, signal.SIGKILL)
+        returncode = job.process.wait()  # exited already: does not block
+        self.on_exit(job, returncode)
+
+    def signal_group(self, job: JobRecord, sig: int) -> None:
+        if job.process is not None and job.pid is not None:
+            _killpg(job.pid, sig)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback)
+
+    def write_status(self, job: JobRecord) -> None:
+        write_status(job.run_dir, job.status())
+
+    def log_size(self, job: JobRecord) -> int:
+        return tail.log_size(job)
+
+    def kill_all(self, jobs: list[JobRecord]) -> None:
+        """SIGKILL every job still running (last resort at agent exit)."""
+        for job in jobs:
+            self.signal_group(job, signal.SIGKILL)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _keep_previous_log(job: JobRecord) -> None:
+    """A rerun in the same run dir: keep the previous attempt's output as output.N.log."""
+    try:
+        if os.stat(job.log_path).st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    previous = read_status(job.run_dir)
+    number = previous.attempt if previous is not None and previous.attempt != job.attempt else "previous"
+    try:
+        os.replace(job.log_path, job.run_dir / f"output.{number}.log")
+    except OSError as exc:
+        logger.warning("job %s: cannot keep the previous output log: %s", job.job_id, exc)

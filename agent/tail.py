@@ -1,0 +1,53 @@
+"""Reading what a job wrote: new bytes of its output log, and its progress file when changed.
+
+Plain, small file operations (fstat, pread, stat) done on the event loop by the poll timer;
+at most `max_chunk` bytes per job per call keep each turn short and memory bounded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from job_cmd.progress import ProgressReport, read_progress
+
+from agent.jobs import JobRecord
+
+
+def read_new(job: JobRecord, max_chunk: int, limit: int | None = None) -> bytes:
+    """Up to `max_chunk` bytes of the job's output log from `job.sent_offset` (not past
+    `limit` when given); b"" when there is nothing new. Opens the log if it was closed."""
+    if job.log_fd is None:
+        if limit is not None and job.sent_offset >= limit:
+            return b""
+        try:
+            job.log_fd = os.open(job.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return b""
+    size = os.fstat(job.log_fd).st_size
+    if limit is not None:
+        size = min(size, limit)
+    if size <= job.sent_offset:
+        return b""
+    return os.pread(job.log_fd, min(max_chunk, size - job.sent_offset), job.sent_offset)
+
+
+def log_size(job: JobRecord) -> int:
+    if job.log_fd is not None:
+        return os.fstat(job.log_fd).st_size
+    try:
+        return os.stat(job.log_path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_progress_if_changed(job: JobRecord) -> ProgressReport | None:
+    """The job's progress report if its file changed since the last call, else None."""
+    try:
+        st = os.stat(job.progress_path)
+    except OSError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns)  # atomic writers replace the file: a new inode
+    if stamp == job.progress_stamp:
+        return None
+    job.progress_stamp = stamp
+    return read_progress(job.progress_path)

@@ -1,0 +1,120 @@
+"""The real agent process against a stub supervisor: running, output, failures, batching."""
+
+import json
+import os
+import sys
+
+from jobvisor.protocol import Ack, LogChunk, OpReply, Progress, RunJob, StatusRequest, StatusUpdate
+
+from tests.agent.stub_supervisor import WAIT
+
+
+def run(job_id, run_dir, code="shell", params=None, resources=None, attempt=1):
+    return RunJob(job_id, attempt, code, params if params is not None else {"argv": ["true"]}, resources or {}, str(run_dir))
+
+
+async def test_true_runs_and_completes(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.wait_connected()
+    hello = supervisor.hellos()[0]
+    assert hello.agent_id == "a-test" and hello.jobs == []
+    await supervisor.send(run("j1", tmp_path / "j1"))
+    done = await supervisor.status("j1", "completed")
+    ack = await supervisor.message(Ack, lambda m: m.job_id == "j1")
+    running = await supervisor.status("j1", "running")
+    assert ack.attempt == 1 and running.report.info["pid"] > 0
+    assert done.report.exit_code == 0 and done.report.log_size == 0
+    # Ack and the running report were queued in the same loop turn: one frame
+    frames = {frame for frame, m in supervisor.messages if m in (ack, running)}
+    assert len(frames) == 1
+    status = json.loads((tmp_path / "j1" / ".jobvisor" / "status.json").read_text())
+    assert status["state"] == "completed" and status["exit_code"] == 0 and status["job_id"] == "j1"
+    assert oct((tmp_path / "j1").stat().st_mode & 0o777) == "0o700"
+
+
+async def test_python_print_is_shipped_as_log(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(run("j2", tmp_path / "j2", params={"argv": [sys.executable, "-c", "print(42)"]}))
+    done = await supervisor.status("j2", "completed")
+    assert bytes(supervisor.logs["j2"]) == b"42\n"
+    assert done.report.log_size == 3
+    chunk = await supervisor.message(LogChunk, lambda m: m.job_id == "j2")
+    assert chunk.offset == 0 and chunk.attempt == 1
+    # the whole log arrived before the terminal report
+    order = [m for _, m in supervisor.messages if getattr(m, "job_id", None) == "j2" or (isinstance(m, StatusUpdate) and m.report.job_id == "j2")]
+    assert isinstance(order[-1], StatusUpdate) and order[-1].report.state == "completed"
+
+
+async def test_failures_have_clear_reasons(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(
+        run("bad-code", tmp_path / "a", code="nope"),
+        run("bad-params", tmp_path / "b", params={"argv": []}),
+        run("no-prog", tmp_path / "c", params={"argv": ["/nonexistent/prog-xyz"]}),
+        run("exit3", tmp_path / "d", params={"script": "echo oops; exit 3"}),
+        run("killed", tmp_path / "e", params={"script": "kill -9 $$"}),
+    )
+    bad_code = await supervisor.status("bad-code", "failed")
+    assert "unknown code 'nope'" in bad_code.report.reason
+    assert "installed codes: demo, python, shell" in bad_code.report.reason
+    bad_params = await supervisor.status("bad-params", "failed")
+    assert "params.argv must not be empty" in bad_params.report.reason
+    no_prog = await supervisor.status("no-prog", "failed")
+    assert no_prog.report.reason == "cannot start '/nonexistent/prog-xyz': No such file or directory"
+    exit3 = await supervisor.status("exit3", "failed")
+    assert exit3.report.reason == "exit code 3" and exit3.report.exit_code == 3
+    assert bytes(supervisor.logs["exit3"]) == b"oops\n"
+    killed = await supervisor.status("killed", "failed")
+    assert killed.report.reason == "killed by signal SIGKILL"
+
+
+async def test_job_env_has_job_vars_but_no_token(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(run("envjob", tmp_path / "env", params={"argv": ["env"], "env": {"MY_VAR": "hello"}}))
+    await supervisor.status("envjob", "completed")
+    env = dict(line.split("=", 1) for line in bytes(supervisor.logs["envjob"]).decode().splitlines() if "=" in line)
+    assert "JOBVISOR_AGENT_TOKEN" not in env
+    assert not any("agent-test-token" in v for v in env.values())
+    assert env["JOBVISOR_JOB_ID"] == "envjob" and env["JOBVISOR_ATTEMPT"] == "1"
+    assert env["JOBVISOR_RUN_DIR"] == str(tmp_path / "env")
+    assert env["JOBVISOR_PROGRESS_FILE"] == str(tmp_path / "env" / ".jobvisor" / "progress.json")
+    assert env["MY_VAR"] == "hello"
+
+
+async def test_python_code_result_and_progress(supervisor, start_agent, tmp_path):
+    run_dir = tmp_path / "py"
+    run_dir.mkdir()
+    (run_dir / "mymod.py").write_text(
+        "import time\nfrom job_cmd.progress import report\n"
+        "def go(n):\n    report(0.5, 'half way')\n    time.sleep(0.3)\n    print('computing', flush=True)\n    return {'square': n * n}\n"
+    )
+    start_agent()
+    await supervisor.send(run("py1", run_dir, code="python", params={"entry": "mymod:go", "args": {"n": 7}}))
+    done = await supervisor.status("py1", "completed")
+    assert done.report.result == {"square": 49}
+    progress = await supervisor.message(Progress)
+    assert progress.job_id == "py1" and progress.fraction == 0.5 and progress.message == "half way"
+    assert b"computing" in bytes(supervisor.logs["py1"])
+
+
+async def test_status_request_lists_jobs(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(run("s1", tmp_path / "s1", params={"argv": ["sleep", "30"]}))
+    await supervisor.status("s1", "running")
+    await supervisor.send(StatusRequest("op-1"))
+    reply = await supervisor.message(OpReply, lambda m: m.op_id == "op-1")
+    assert reply.ok and [j["job_id"] for j in reply.data["jobs"]] == ["s1"]
+    assert reply.data["jobs"][0]["state"] == "running"
+
+
+async def test_thousand_short_jobs_are_batched(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.wait_connected()
+    frames_before = supervisor.frames
+    count = 300
+    await supervisor.send(*[run(f"b{i}", tmp_path / f"b{i}") for i in range(count)])
+    await supervisor.wait(lambda: len(supervisor.find(StatusUpdate, lambda m: m.report.state == "completed")) == count, WAIT)
+    assert supervisor.errors == []
+    # 300 acks + 300 running + 300 completed travelled in far fewer frames than messages
+    assert supervisor.frames - frames_before < count
+    assert os.path.exists(tmp_path / "b0" / "output.log")
