@@ -461,8 +461,12 @@ class Supervisor:
             job.result = report.result
             if job.cancel_reason is not None and state is JobState.CANCELED:
                 reason = report.reason or job.cancel_reason
-            else:
+            elif report.reason:
                 reason = report.reason
+            elif report.exit_code is not None:
+                reason = f"exit code {report.exit_code}"
+            else:
+                reason = str(state)
             self._end(job, state, reason, report.at or now)
             self._forget_after_commit(agent, [job.id])
         elif report.info:

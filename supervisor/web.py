@@ -209,6 +209,6 @@ def make_app(core: Supervisor, secret: str) -> tornado.web.Application:
         ],
         websocket_max_message_size=core.cfg.max_message_bytes,
         websocket_ping_interval=10,
-        websocket_ping_timeout=30,
+        websocket_ping_timeout=10,
         max_body_size=core.cfg.max_message_bytes,
     )

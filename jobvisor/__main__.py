@@ -1,0 +1,5 @@
+import sys
+
+from jobvisor.cli.main import main
+
+sys.exit(main())

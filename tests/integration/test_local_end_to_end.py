@@ -1,0 +1,153 @@
+"""The spine end to end on the local driver: `jobvisor up` in a subprocess, real agents and
+jobs, the HTTP API and the CLI as a user drives them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from tests.harness import REPO, Api, ApiError
+
+pytestmark = pytest.mark.integration
+
+
+async def test_submit_run_complete_over_http(api):
+    job = await api.submit({"code": "shell", "params": {"argv": ["python", "-c", "print(42)"]},
+                            "resources": {"cpus": 1, "memory": "512M", "walltime": "00:05:00"}, "name": "answer"})
+    assert job["state"] == "queued" and job["name"] == "answer" and job["attempt"] == 1
+    done = await api.wait_state(job["id"], "completed")
+    assert done["exit_code"] == 0 and done["finished_at"] and done["started_at"]
+    assert await api.log(job["id"]) == b"42\n"
+    assert [h["state"] for h in done["history"]] == ["queued", "starting", "running", "completed"]
+
+
+async def test_python_code_result_is_stored(api, tmp_path):
+    job = await api.submit({"code": "python", "params": {"entry": "json:dumps", "args": {"obj": [1, 2]}}})
+    done = await api.wait_state(job["id"], {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    assert done["result"] == "[1, 2]"
+
+
+async def test_batch_submit_and_listing_by_state(api):
+    jobs = await api.submit([{"code": "shell", "params": {"argv": ["true"]}} for _ in range(20)])
+    assert len(jobs) == 20 and len({j["id"] for j in jobs}) == 20
+    for job in jobs:
+        await api.wait_state(job["id"], "completed")
+    listed = await api.request("GET", "/jobs?state=completed&limit=10")
+    assert len(listed["jobs"]) == 10 and all(j["state"] == "completed" for j in listed["jobs"])
+
+
+async def test_cancel_a_running_sleep(api):
+    job = await api.submit({"code": "shell", "params": {"argv": ["sleep", "60"]}})
+    running = await api.wait_state(job["id"], "running")
+    pid = running["info"]["pid"]
+    await api.cancel(job["id"])
+    done = await api.wait_state(job["id"], "canceled", timeout=15)
+    assert done["reason"] == "canceled by user"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_walltime_ends_the_run_as_timed_out(api):
+    job = await api.submit({"code": "shell", "params": {"argv": ["sleep", "60"]}, "resources": {"walltime": 1}})
+    done = await api.wait_state(job["id"], "timed_out", timeout=20)
+    assert "walltime" in done["reason"]
+
+
+async def test_failed_job_has_exit_code_and_unknown_code_fails_clearly(api):
+    failing = await api.submit({"code": "shell", "params": {"script": "echo oops >&2; exit 3"}})
+    done = await api.wait_state(failing["id"], "failed")
+    assert done["exit_code"] == 3 and b"oops" in await api.log(failing["id"])
+    unknown = await api.submit({"code": "nope", "params": {}})
+    done = await api.wait_state(unknown["id"], "failed")
+    assert "nope" in done["reason"]
+
+
+async def test_two_users_cannot_see_each_others_jobs_logs_or_files(server, api):
+    out = subprocess.run([sys.executable, "-m", "jobvisor", "user", "add", "bob", "--state-dir", str(server.state_dir)],
+                         capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
+    bob = Api(server.url, out.stdout.strip().splitlines()[-1])
+    try:
+        job = await api.submit({"code": "shell", "params": {"script": "echo secret > data.txt; echo secret"}})
+        await api.wait_state(job["id"], "completed")
+        for path in (f"/jobs/{job['id']}", f"/jobs/{job['id']}/log", f"/jobs/{job['id']}/files",
+                     f"/jobs/{job['id']}/files/data.txt"):
+            with pytest.raises(ApiError) as info:
+                await bob.request("GET", path)
+            assert info.value.status == 404, path
+        with pytest.raises(ApiError) as info:
+            await bob.request("POST", f"/jobs/{job['id']}/cancel")
+        assert info.value.status == 404
+        assert (await bob.request("GET", "/jobs"))["jobs"] == []
+        assert (await api.request("GET", f"/jobs/{job['id']}/files/data.txt")) == b"secret\n"
+    finally:
+        await bob.close()
+
+
+async def test_path_escapes_on_files_are_refused(api):
+    job = await api.submit({"code": "shell", "params": {"script": "ln -s /etc/passwd link; echo x > ok.txt"}})
+    await api.wait_state(job["id"], "completed")
+    files = await api.request("GET", f"/jobs/{job['id']}/files")
+    assert "ok.txt" in {f["path"] for f in files["files"]}
+    for bad in ("link", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "../x"):
+        with pytest.raises(ApiError) as info:
+            await api.request("GET", f"/jobs/{job['id']}/files/{bad}")
+        assert info.value.status in (400, 403, 404), bad
+        assert b"root:" not in json.dumps(info.value.body).encode()
+
+
+async def test_events_stream_shows_the_users_transitions(server, api):
+    headers = {"Authorization": f"Bearer {server.token}"}
+    seen = []
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/api/v1/events", headers=headers) as resp:
+            assert resp.status == 200
+            job = await api.submit({"code": "shell", "params": {"argv": ["true"]}})
+
+            async def read():
+                async for raw in resp.content:
+                    line = raw.decode().strip()
+                    if line.startswith("data:"):
+                        event = json.loads(line[5:])
+                        if event.get("job_id") == job["id"]:
+                            seen.append(event["state"])
+                            if event["state"] == "completed":
+                                return
+
+            await asyncio.wait_for(read(), 30)
+    assert seen[0] == "queued" and seen[-1] == "completed"
+
+
+async def test_status_needs_no_token_and_jobs_need_one(server):
+    anonymous = Api(server.url, None)
+    try:
+        status = await anonymous.request("GET", "/status")
+        assert status["protocol_version"] == 1
+        with pytest.raises(ApiError) as info:
+            await anonymous.request("GET", "/jobs")
+        assert info.value.status == 401
+    finally:
+        await anonymous.close()
+
+
+def test_cli_submit_wait_logs_show_list(server):
+    env = {**os.environ, "JOBVISOR_URL": server.url, "JOBVISOR_TOKEN": server.token}
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "jobvisor", *args], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=60, check=check)
+
+    job_id = cli("submit", "--", "python", "-c", "print(42)").stdout.strip()
+    waited = cli("wait", job_id)
+    assert "completed" in waited.stdout and "exit code 0" in waited.stdout
+    assert cli("logs", job_id).stdout == "42\n"
+    assert job_id in cli("list").stdout
+    assert "completed" in cli("show", job_id).stdout
+    failing = cli("submit", "--", "false").stdout.strip()
+    assert cli("wait", failing, check=False).returncode != 0
