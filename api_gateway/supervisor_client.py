@@ -26,6 +26,7 @@ from jobvisor.protocol import (
     ReadLog,
     Reply,
     RunAnalysis,
+    SubmitJobs,
     decode,
     encode,
     from_wire,
@@ -83,15 +84,24 @@ class SupervisorClient:
             raise Unavailable("the gateway is not connected to the supervisor (starting or stopping)")
         body = encode(request)
         timeout = aiohttp.ClientTimeout(total=self._timeout_for(request))
+        # a keep-alive connection the supervisor closed while idle fails at once: retry that
+        # once, except for a submit, which must never run twice
+        tries = 1 if isinstance(request, SubmitJobs) else 2
         try:
-            async with self._session.post(
-                self._base + "/internal/op",
-                data=body,
-                headers={"Content-Type": MSGPACK},
-                timeout=timeout,
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
+            for attempt in range(tries):
+                try:
+                    async with self._session.post(
+                        self._base + "/internal/op",
+                        data=body,
+                        headers={"Content-Type": MSGPACK},
+                        timeout=timeout,
+                    ) as resp:
+                        raw = await resp.read()
+                        status = resp.status
+                    break
+                except aiohttp.ServerDisconnectedError:
+                    if attempt + 1 >= tries:
+                        raise
         except asyncio.TimeoutError as exc:
             raise OpTimeout(f"the supervisor did not answer {request.TYPE} in time") from exc
         except aiohttp.ClientError as exc:

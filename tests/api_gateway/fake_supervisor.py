@@ -57,6 +57,7 @@ class FakeSupervisor:
         self.io_chunk = IO_CHUNK_BYTES  # tests shrink it to force many ReadFile slices
         self._changed: dict[str, asyncio.Event] = {}
         self._subscribers: set[asyncio.Queue] = set()
+        self.event_connections = 0  # how many times the gateway subscribed
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.started = time.time()
@@ -80,6 +81,11 @@ class FakeSupervisor:
             queue.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def drop_event_streams(self) -> None:
+        """End every event stream, as a restarting supervisor would."""
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
 
     @property
     def subscriber_count(self) -> int:
@@ -106,6 +112,7 @@ class FakeSupervisor:
         await resp.prepare(request)
         queue: asyncio.Queue = asyncio.Queue()
         self._subscribers.add(queue)
+        self.event_connections += 1
         try:
             while True:
                 event = await queue.get()

@@ -8,7 +8,7 @@ import aiohttp
 
 from jobvisor.protocol import ReadFile
 
-from api_gateway.context import HUB
+from api_gateway.context import HUB, SUPERVISOR
 from gateway_env import start_env
 
 from sse_client import next_event
@@ -144,3 +144,21 @@ async def test_shutdown_ends_open_streams(tmp_path):
                 assert b"event: job" not in rest
     finally:
         await fake.close()
+
+
+async def test_gateway_resubscribes_after_the_event_stream_drops(env):
+    job = await env.submit()
+    client = env.gateway.app[SUPERVISOR]
+    async with env.http.get(env.api + "/events", headers=env.auth("alice")) as resp:
+        await _wait_for_subscribers(env, 1)
+        assert env.fake.event_connections == 1
+        env.fake.drop_event_streams()
+
+        async def resubscribed() -> None:
+            while env.fake.event_connections < 2 or not client.events_connected.is_set():
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(resubscribed(), 10)
+        env.fake.set_state(job["id"], "running")
+        kind, data = await next_event(resp)
+        assert kind == "job" and data["job_id"] == job["id"] and data["state"] == "running"
