@@ -176,4 +176,5 @@ class ComputeJob:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "attempt": self.attempt, "max_retries": self.max_retries, "progress": self.progress,
             "progress_message": self.progress_message, "info": self.info or {},
+            "agent_id": self.agent_id,
         }

@@ -86,6 +86,12 @@ class JobvisorProcess:
         self.kill()
         raise RuntimeError(f"jobvisor up did not start: {self.output}\n{self.log_path.read_text()[-4000:]}")
 
+    def restart(self, timeout: float = 30.0) -> "JobvisorProcess":
+        """Start again on the same ports and state dir (after `kill` or `stop`)."""
+        self.url = ""
+        self.token = None
+        return self.start(timeout)
+
     def kill(self) -> None:
         """SIGKILL: like a crash. Agents (own sessions) survive."""
         if self.proc is not None and self.proc.poll() is None:
