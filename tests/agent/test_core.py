@@ -1,0 +1,212 @@
+"""The agent's synchronous core against recording fakes: no sockets, no processes."""
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from jobvisor.config import AgentConfig
+from jobvisor.protocol import (
+    Ack, CancelJob, ForgetJobs, HelloAck, KillAgent, LogChunk, OpReply, RunJob, StatusRequest, StatusUpdate,
+)
+from jobvisor.states import JobState
+
+from agent.core import AgentCore
+from agent.jobs import exit_outcome, walltime_reason
+
+
+class FakeHandle:
+    def __init__(self, delay, callback):
+        self.delay, self.callback, self.cancelled = delay, callback, False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def fire(self):
+        assert not self.cancelled
+        self.callback()
+
+
+class FakeProcesses:
+    def __init__(self):
+        self.spawned, self.signals, self.timers, self.statuses = [], [], [], []
+        self.fail_spawn: OSError | None = None
+
+    def prepare_run_dir(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def spawn(self, job, launch, env):
+        if self.fail_spawn:
+            raise self.fail_spawn
+        self.spawned.append((job.job_id, launch.argv, env))
+        job.pid, job.process = 1000 + len(self.spawned), object()
+
+    def signal_group(self, job, sig):
+        self.signals.append((job.job_id, sig))
+
+    def call_later(self, delay, callback):
+        handle = FakeHandle(delay, callback)
+        self.timers.append(handle)
+        return handle
+
+    def write_status(self, job):
+        self.statuses.append((job.job_id, str(job.state)))
+
+    def log_size(self, job):
+        return 0
+
+
+class FakeComm:
+    def __init__(self):
+        self.sent, self.ops, self.stops = [], [], []
+        self.ready = True
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def log_ready(self):
+        return self.ready
+
+    def run_op(self, op_id, make_reply):
+        self.ops.append(op_id)
+
+    def stop(self, reason, cancel_jobs):
+        self.stops.append((reason, cancel_jobs))
+
+    def reports(self, job_id=None):
+        return [(m.report.job_id, m.report.state, m.report.reason) for m in self.sent
+                if isinstance(m, StatusUpdate) and (job_id is None or m.report.job_id == job_id)]
+
+
+@pytest.fixture
+def env(tmp_path):
+    comm, procs = FakeComm(), FakeProcesses()
+    core = AgentCore("a1", AgentConfig(cancel_grace=2.0), comm, procs)
+    return core, comm, procs, tmp_path
+
+
+def run(job_id, tmp_path, params=None, resources=None, attempt=1, code="shell"):
+    return RunJob(job_id, attempt, code, params or {"argv": ["sleep", "9"]}, resources or {}, str(tmp_path / job_id))
+
+
+def test_exit_outcome_rules():
+    assert exit_outcome(0, None) == (JobState.COMPLETED, "")
+    assert exit_outcome(2, None) == (JobState.FAILED, "exit code 2")
+    assert exit_outcome(-9, None) == (JobState.FAILED, "killed by signal SIGKILL")
+    assert exit_outcome(-15, (JobState.CANCELED, "by user")) == (JobState.CANCELED, "by user")
+    assert exit_outcome(0, (JobState.TIMED_OUT, "late")) == (JobState.TIMED_OUT, "late")
+    assert walltime_reason(3725) == "walltime of 01:02:05 exceeded"
+
+
+def test_run_then_complete(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    assert isinstance(comm.sent[0], Ack)
+    assert comm.reports() == [("j1", "running", "")]
+    job_id, argv, job_env = procs.spawned[0]
+    assert argv == ["sleep", "9"] and job_env["JOBVISOR_JOB_ID"] == "j1"
+    core.on_exit(core.jobs["j1"], 0)
+    assert comm.reports()[-1] == ("j1", "completed", "")
+    assert procs.statuses == [("j1", "running"), ("j1", "completed")]
+
+
+def test_cancel_is_idempotent_and_escalates(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.handle(CancelJob("j1", "first"))
+    core.handle(CancelJob("j1", "second"))
+    assert procs.signals == [("j1", signal.SIGTERM)]
+    (kill_timer,) = procs.timers
+    assert kill_timer.delay == 2.0
+    kill_timer.fire()
+    assert procs.signals[-1] == ("j1", signal.SIGKILL)
+    core.on_exit(core.jobs["j1"], -9)
+    assert comm.reports("j1")[-1] == ("j1", "canceled", "first")
+    core.handle(CancelJob("j1", "late"))
+    core.handle(CancelJob("never-heard-of"))
+    assert len(procs.signals) == 2
+
+
+def test_walltime(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp, resources={"walltime": "00:01:30"}))
+    (timer,) = procs.timers
+    assert timer.delay == 90.0
+    timer.fire()
+    assert procs.signals == [("j1", signal.SIGTERM)]
+    core.on_exit(core.jobs["j1"], -15)
+    assert comm.reports("j1")[-1] == ("j1", "timed_out", "walltime of 00:01:30 exceeded")
+    assert all(t.cancelled for t in procs.timers[1:])  # the SIGKILL timer died with the job
+
+
+def test_failures_before_start(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp, code="nope"))
+    core.handle(run("j2", tmp, params={"script": 5}))
+    procs.fail_spawn = FileNotFoundError(2, "No such file or directory")
+    core.handle(run("j3", tmp))
+    reasons = {job: reason for job, state, reason in comm.reports() if state == "failed"}
+    assert reasons["j1"].startswith("unknown code 'nope'; installed codes:")
+    assert reasons["j2"] == "params.script must be a non-empty string"
+    assert reasons["j3"] == "cannot start 'sleep': No such file or directory"
+
+
+def test_terminal_report_waits_for_link_then_hello_carries_it(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    comm.ready = False
+    core.on_exit(core.jobs["j1"], 0)
+    core.poll()
+    assert ("j1", "completed", "") not in comm.reports()
+    (report,) = core.hello_reports()
+    assert report.state == "completed"
+    comm.ready = True
+    core.poll()
+    assert ("j1", "completed", "") not in comm.reports()  # the Hello carried it: not twice
+    assert [r.state for r in core.hello_reports()] == ["completed"]  # until forgotten
+    core.handle(ForgetJobs(["j1"]))
+    assert core.hello_reports() == [] and core.jobs == {}
+
+
+def test_forget_keeps_a_running_newer_attempt(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.on_exit(core.jobs["j1"], 1)
+    core.handle(run("j1", tmp, attempt=2))
+    core.handle(ForgetJobs(["j1"]))  # late forget of attempt 1
+    assert core.jobs["j1"].attempt == 2 and core.jobs["j1"].state is JobState.RUNNING
+
+
+def test_rerun_while_running_is_refused_and_resent_run_reacked(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.handle(run("j1", tmp))  # same attempt again: ack and current state, no second process
+    assert len(procs.spawned) == 1 and sum(isinstance(m, Ack) for m in comm.sent) == 2
+    core.handle(run("j1", tmp, attempt=2))
+    failed = [m.report for m in comm.sent if isinstance(m, StatusUpdate) and m.report.attempt == 2]
+    assert failed[0].state == "failed" and "attempt 1 of this job is still running" in failed[0].reason
+
+
+def test_hello_ack_resets_offsets_and_forgets(env, tmp_path):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.handle(run("j2", tmp))
+    job = core.jobs["j1"]
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    job.log_path.write_bytes(b"0123456789")
+    core.handle(HelloAck(log_offsets={"j1": 4}, forget=["j2"]))
+    chunk = next(m for m in comm.sent if isinstance(m, LogChunk))
+    assert (chunk.offset, chunk.data) == (4, b"456789")
+    assert core.jobs["j2"].forget_when_done and procs.signals == [("j2", signal.SIGTERM)]
+    core.on_exit(core.jobs["j2"], -15)
+    assert "j2" not in core.jobs and comm.reports("j2") == [("j2", "running", "")]
+
+
+def test_status_and_kill(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.handle(StatusRequest("op1"))
+    reply = comm.sent[-1]
+    assert isinstance(reply, OpReply) and reply.data["jobs"][0]["job_id"] == "j1"
+    core.handle(KillAgent(reason="bye", cancel_jobs=False))
+    assert comm.stops == [("bye", False)]
