@@ -1,0 +1,141 @@
+"""Client commands as subprocesses against the gateway and the fake supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import pytest
+
+from jobvisor.cli.errors import CliError
+from jobvisor.cli.jobs import build_job, render_progress
+from jobvisor.cli.main import build_parser
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["submit", *argv])
+
+
+def test_build_job_from_options():
+    job = build_job(parse("--cpus", "2", "--mem", "512M", "--walltime", "00:10:00", "--name", "n",
+                          "--max-retries", "2", "--driver", "local", "--", "echo", "-n", "hi"))
+    assert job == {
+        "code": "shell", "params": {"argv": ["echo", "-n", "hi"]},
+        "resources": {"cpus": 2, "memory": "512M", "walltime": "00:10:00"},
+        "driver": "local", "name": "n", "max_retries": 2,
+    }
+    job = build_job(parse("--code", "python", "--entry", "pkg.mod:run", "--params", '{"x": 1}'))
+    assert job == {"code": "python", "params": {"entry": "pkg.mod:run", "args": {"x": 1}}}
+    assert build_job(parse("--code", "demo", "--params", '{"steps": 3}')) == {"code": "demo", "params": {"steps": 3}}
+    with pytest.raises(CliError, match="nothing to run"):
+        build_job(parse())
+    with pytest.raises(CliError, match="not valid JSON"):
+        build_job(parse("--code", "demo", "--params", "{oops"))
+
+
+def test_render_progress():
+    assert render_progress("running", 0.5, "half", width=10) == "[#####.....]  50% running: half"
+    assert render_progress("queued", None) == "queued"
+    assert render_progress("running", 1.7, width=4) == "[####] 100% running"
+
+
+async def test_submit_show_list_cancel(cli):
+    submitted = await cli.run("submit", "--cpus", "2", "--name", "hello", "--", "echo", "hi")
+    assert submitted.rc == 0, submitted.err
+    job_id = submitted.out.strip()
+    assert job_id in cli.fake.jobs and "\n" not in job_id
+    job = cli.fake.jobs[job_id]
+    assert job["params"] == {"argv": ["echo", "hi"]} and job["code"] == "shell" and job["resources"]["cpus"] == 2
+
+    shown = await cli.run("show", job_id)
+    assert shown.rc == 0, shown.err
+    for key in ("queue_position", "reason", "info", "state", "resources", "created_at"):
+        assert key in shown.out
+    assert "hello" in shown.out and "queued" in shown.out
+
+    listed = await cli.run("list", "--state", "queued")
+    assert listed.rc == 0 and job_id in listed.out and "STATE" in listed.out
+    other = await cli.run("list", user="bob")
+    assert other.rc == 0 and job_id not in other.out
+
+    canceled = await cli.run("cancel", job_id)
+    assert canceled.rc == 0 and canceled.out.strip() == f"{job_id} canceled"
+    again = await cli.run("cancel", job_id)
+    assert again.rc == 1 and "HTTP 409" in again.err and "Traceback" not in again.err
+
+
+async def test_errors_are_one_clear_line(cli):
+    missing = await cli.run("show", "j0000000000000000000")
+    assert missing.rc == 1 and "HTTP 404" in missing.err
+    invalid = await cli.run("submit", "--mem", "lots", "--", "true")
+    assert invalid.rc == 1 and "resources.memory" in invalid.err
+    no_token = await cli.run("list", user=None)
+    assert no_token.rc == 1 and "JOBVISOR_TOKEN" in no_token.err and "token create" in no_token.err
+    bad_token = await cli.run("list", "--token", "jv_wrong")
+    assert bad_token.rc == 1 and "HTTP 401" in bad_token.err
+    unreachable = await cli.run("list", "--url", "http://127.0.0.1:9")
+    assert unreachable.rc == 1 and "cannot reach the gateway" in unreachable.err
+
+
+async def test_wait_follows_events_until_completed(cli):
+    job_id = (await cli.run("submit", "--", "sleep", "1")).out.strip()
+    waiter = cli.start("wait", job_id)
+    await cli.wait_for_subscribers(1)
+    cli.fake.set_state(job_id, "running", progress=0.25, message="warming up")
+    cli.fake.set_state(job_id, "completed", exit_code=0)
+    result = await asyncio.wait_for(waiter, 30)
+    assert result.rc == 0, result.err
+    assert result.out.strip() == "completed (exit code 0)"
+    assert "25%" in result.err and "warming up" in result.err
+
+
+async def test_wait_exits_1_when_the_job_fails(cli):
+    job_id = (await cli.run("submit", "--", "false")).out.strip()
+    waiter = cli.start("wait", "-q", job_id)
+    await cli.wait_for_subscribers(1)
+    cli.fake.set_state(job_id, "failed", exit_code=2, reason="exit code 2")
+    result = await asyncio.wait_for(waiter, 30)
+    assert result.rc == 1 and result.out.startswith("failed (exit code 2)")
+    done = await cli.run("wait", job_id)  # already over: answers at once
+    assert done.rc == 1 and done.out.startswith("failed")
+
+
+async def test_wait_timeout(cli):
+    job_id = (await cli.run("submit", "--", "true")).out.strip()
+    result = await cli.run("wait", "--timeout", "1", job_id)
+    assert result.rc == 1 and "still queued" in result.err
+
+
+async def test_logs_plain_and_follow(cli):
+    job_id = (await cli.run("submit", "--", "echo")).out.strip()
+    cli.fake.set_state(job_id, "running")
+    cli.fake.append_log(job_id, b"one\n")
+    plain = await cli.run("logs", job_id)
+    assert plain.rc == 0 and plain.out == "one\n"
+    follower = cli.start("logs", "-f", job_id)
+
+    async def wait_for_reader() -> None:
+        while not cli.fake._changed:  # the follower's long-poll is waiting on the job
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(wait_for_reader(), 15)
+    cli.fake.append_log(job_id, b"two\n")
+    cli.fake.set_state(job_id, "completed", exit_code=0)
+    result = await asyncio.wait_for(follower, 30)
+    assert result.rc == 0 and result.out == "one\ntwo\n"
+    assert "completed" in result.err
+
+
+async def test_files_and_get(cli, tmp_path):
+    job_id = (await cli.run("submit", "--", "true")).out.strip()
+    payload = bytes(range(256)) * 30
+    cli.fake.files[job_id]["out/result.bin"] = payload
+    cli.fake.io_chunk = 1024
+    listed = await cli.run("files", job_id)
+    assert listed.rc == 0 and "out/result.bin" in listed.out and str(len(payload)) in listed.out
+    target = tmp_path / "copy.bin"
+    got = await cli.run("get", job_id, "out/result.bin", "-o", str(target))
+    assert got.rc == 0, got.err
+    assert target.read_bytes() == payload
+    missing = await cli.run("get", job_id, "nope", "-o", str(tmp_path / "x"))
+    assert missing.rc == 1 and "HTTP 404" in missing.err and not (tmp_path / "x").exists()
