@@ -5,6 +5,7 @@ reconnect with capped, jittered backoff while there is work. This is the core's 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_AUTH = 3  # the supervisor refused our token: retrying cannot help
 CONNECT_TIMEOUT = 15.0
+TURN_BUDGET = 0.02  # seconds of message handling per loop turn
 HEARTBEAT = 15.0  # seconds between pings; a peer silent for half of it more is gone
 
 
@@ -48,6 +50,8 @@ class Connection:
         self._closing = asyncio.Event()
         self._connecting: asyncio.Task | None = None
         self._ops: set[asyncio.Task] = set()
+        self._inbox: collections.deque[Message] = collections.deque()
+        self._draining = False
         self.connections = 0  # how many times we connected (tests and logs)
 
     # ------------------------------------------------------------------ Comm
@@ -141,6 +145,7 @@ class Connection:
         agent_id = self.settings.agent_id
         self.connections += 1
         self.outbox.clear()  # whatever was queued offline is in the Hello or resent after HelloAck
+        self._inbox = collections.deque(m for m in self._inbox if not isinstance(m, HelloAck))  # a stale ack
         self._ws, self._acked = ws, False
         hello = Hello(agent_id, PROTOCOL_VERSION, os.getpid(), self.settings.hostname, jobs=self.core.hello_reports())
         self.outbox.put(hello)
@@ -177,14 +182,31 @@ class Connection:
         for error in errors:
             logger.warning("agent %s: bad message from the supervisor: %s", self.settings.agent_id, error)
             self.send(ErrorMessage(str(error)))
-        for message in messages:
+        if messages:
+            self._inbox.extend(messages)
+            if not self._draining:
+                self._draining = True
+                self._drain()
+
+    def _drain(self) -> None:
+        """Hand queued messages to the core in order, for at most TURN_BUDGET seconds per loop
+        turn: a frame of thousands of runs must not stall pings, logs and replies meanwhile."""
+        assert self.core is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TURN_BUDGET
+        while self._inbox:
+            message = self._inbox.popleft()
             if isinstance(message, HelloAck):
-                self._acked = True
+                self._acked = self._ws is not None
             try:
                 self.core.handle(message)
             except Exception as exc:
                 logger.exception("agent %s: handling %s failed", self.settings.agent_id, message.TYPE)
                 self.send(ErrorMessage(f"the agent failed handling {message.TYPE}: {type(exc).__name__}: {exc}", ref_type=message.TYPE))
+            if loop.time() >= deadline and self._inbox:
+                loop.call_soon(self._drain)
+                return
+        self._draining = False
 
     async def flushed(self, timeout: float) -> bool:
         """Wait (bounded) until everything queued has been written to the socket."""

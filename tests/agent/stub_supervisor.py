@@ -20,6 +20,7 @@ from jobvisor.protocol import (
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "agent-test-token-0123456789"
 WAIT = 20.0  # the longest any single wait in these tests may take
+PROFILE: list[str] = []  # e.g. ["-m", "cProfile", "-o", "agent.prof"] when measuring
 
 
 class StubSupervisor:
@@ -178,7 +179,7 @@ class AgentProcess:
     def start(self) -> "AgentProcess":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent"], cwd=REPO, env=self.env,
+                [sys.executable, *PROFILE, "-m", "agent"], cwd=REPO, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         return self

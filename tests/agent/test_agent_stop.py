@@ -101,3 +101,20 @@ async def test_gives_up_without_supervisor_when_idle(start_agent, tmp_path):
     assert await agent.wait_exit(WAIT) == 0
     assert 0.9 < time.monotonic() - started < 10
     assert "no connection for" in agent.log()
+
+
+async def test_kill_agent_can_leave_jobs_running(supervisor, start_agent, tmp_path):
+    agent = start_agent()
+    await supervisor.send(sleeper("keep", tmp_path / "keep"))
+    running = await supervisor.status("keep", "running")
+    pid = running.report.info["pid"]
+    try:
+        await supervisor.send(KillAgent(reason="upgrade", cancel_jobs=False))
+        assert await agent.wait_exit() == 0
+        os.killpg(pid, 0)  # still there, in its own process group
+        assert not supervisor.find(StatusUpdate, lambda m: m.report.job_id == "keep" and m.report.state != "running")
+    finally:
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
