@@ -148,6 +148,8 @@ class SupervisorClient:
             async for chunk in resp.content.iter_any():
                 unpacker.feed(chunk)
                 for obj in unpacker:
+                    if obj is None:  # the supervisor's keepalive
+                        continue
                     try:
                         message = from_wire(obj, _EVENTS_ONLY)
                     except ProtocolError as exc:
