@@ -1,6 +1,9 @@
 """The websocket to the supervisor, kept thin: connect with the agent's token, announce the jobs
 (`Hello`), decode frames and hand each message to the core, send the outbox's batches, and
-reconnect with capped, jittered backoff while there is work. This is the core's `Comm`."""
+reconnect with capped, jittered backoff while there is work. This is the core's `Comm`.
+
+Log bytes and terminal reports are sent only after the supervisor's `HelloAck` (its log offsets
+say where to resume); until then they wait in the run dir and in the job table."""
 
 from __future__ import annotations
 
@@ -64,8 +67,11 @@ class Connection:
         if self._ws is not None:
             self.outbox.put(message)
 
+    def linked(self) -> bool:
+        return self._ws is not None and self._acked
+
     def log_ready(self) -> bool:
-        return self._ws is not None and self._acked and not self.outbox.congested
+        return self.linked() and not self.outbox.congested
 
     def run_op(self, op_id: str, make_reply: Callable[[], Awaitable[OpReply]]) -> None:
         task = asyncio.get_running_loop().create_task(self._run_op(op_id, make_reply))

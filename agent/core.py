@@ -40,8 +40,11 @@ class Comm(Protocol):
     def send(self, message: Message) -> None:
         """Queue a message for the supervisor (dropped while disconnected: Hello re-announces)."""
 
+    def linked(self) -> bool:
+        """Connected and the Hello acknowledged: reports may be sent."""
+
     def log_ready(self) -> bool:
-        """Connected, Hello acknowledged, and the send buffer is not congested."""
+        """Linked, and the send buffer is not congested: log bytes may be sent."""
 
     def run_op(self, op_id: str, make_reply: Callable[[], Awaitable[OpReply]]) -> None:
         """Run an op off the core and send its reply."""
@@ -297,7 +300,7 @@ class AgentCore:
             if job.log_pending:
                 return
         job.close_log()
-        if not job.report_sent and self.comm.log_ready():
+        if not job.report_sent and self.comm.linked():
             job.report_sent = True
             self.comm.send(StatusUpdate(job.report()))
 

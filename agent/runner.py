@@ -80,7 +80,9 @@ class Runner:
         # The leader is a zombie until reaped, so its pid still names our group: kill whatever
         # the job left behind (background children) so nothing outlives it or writes to its log.
         _killpg(job.pid, signal.SIGKILL)
-        returncode = job.process.wait()  # exited already: does not block
+        returncode = job.process.poll()
+        if returncode is None:  # the pidfd said it exited, so this cannot block
+            returncode = job.process.wait()
         self.on_exit(job, returncode)
 
     def signal_group(self, job: JobRecord, sig: int) -> None:

@@ -64,6 +64,9 @@ class FakeComm:
     def send(self, message):
         self.sent.append(message)
 
+    def linked(self):
+        return self.ready
+
     def log_ready(self):
         return self.ready
 
