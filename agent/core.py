@@ -152,7 +152,7 @@ class AgentCore:
         except JobvisorError as exc:
             return self._fail_to_start(job, str(exc))
         except OSError as exc:
-            return self._fail_to_start(job, f"cannot create run dir {msg.run_dir}: {exc.strerror or exc}")
+            return self._fail_to_start(job, f"cannot prepare run dir {msg.run_dir}: {exc.strerror or exc}")
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
             logger.exception("job %s: code %s failed to prepare its launch", job.job_id, msg.code)
             return self._fail_to_start(job, f"code {msg.code!r} failed to prepare the run: {type(exc).__name__}: {exc}")
@@ -169,7 +169,7 @@ class AgentCore:
             return self._fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
         job.started_at = time.time()
         job.set_state(JobState.RUNNING, now=job.started_at)
-        logger.info("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
+        logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
         self._write_status(job)
         self.comm.send(StatusUpdate(job.report()))
         if job.walltime is not None:
@@ -275,7 +275,8 @@ class AgentCore:
         job.finished_at = time.time()
         job.final_size = self.processes.log_size(job)
         job.set_state(state, reason, now=job.finished_at)
-        logger.info("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
+        log = logger.debug if state is JobState.COMPLETED else logger.info  # thousands of short jobs a second
+        log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
         self._write_status(job)
         if job.forget_when_done:
             self._drop(job)

@@ -107,7 +107,7 @@ async def test_status_request_lists_jobs(supervisor, start_agent, tmp_path):
     assert reply.data["jobs"][0]["state"] == "running"
 
 
-async def test_thousand_short_jobs_are_batched(supervisor, start_agent, tmp_path):
+async def test_many_short_jobs_are_batched(supervisor, start_agent, tmp_path):
     start_agent()
     await supervisor.wait_connected()
     frames_before = supervisor.frames
