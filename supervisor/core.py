@@ -58,6 +58,10 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._log_events: dict[JobId, asyncio.Event] = {}
         self._forget: dict[AgentId, set[str]] = defaultdict(set)
+        # After a restart: queued jobs of (user, kind)s whose agent may still run some of them
+        # (sent just before the crash, before `starting` was committed), held back until that
+        # agent re-announced its jobs or the reconnect grace is over. No job runs twice.
+        self._held: dict[tuple[UserId, str], dict[JobId, ComputeJob]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._loops: list[asyncio.Task] = []
         self.shutting_down = False
@@ -74,10 +78,15 @@ class Supervisor:
         unfinished = await self.store.load_unfinished()
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waiting_for_agents = 0
+        maybe_running = {(a.user, a.kind) for a in self.agents.by_id.values()}
         for job in unfinished:
             self.jobs[job.id] = job
             if job.state in (JobState.QUEUED, JobState.WAITING):
-                self._queue(job.driver).push(job)
+                key = (job.owner, job.driver)
+                if key in maybe_running:
+                    self._held.setdefault(key, {})[job.id] = job
+                else:
+                    self._queue(job.driver).push(job)
             elif job.state.is_active:
                 job.sent = job.state is JobState.RUNNING
                 job.log_size = sizes.get(job.id, 0)
@@ -218,7 +227,11 @@ class Supervisor:
                     job.run_op = op
                     groups[job.owner].append((job, op))
                 for user, group in groups.items():
-                    self._spawn(self._dispatch(user, queue.kind, group))
+                    agent = self.agents.current.get((user, queue.kind))
+                    if agent is not None and agent.state is AgentState.CONNECTED:
+                        self._send_runs(agent, self.driver(queue.kind), [j for j, _ in group])
+                    else:
+                        self._spawn(self._dispatch(user, queue.kind, group))
 
     def _release(self, job: ComputeJob) -> None:
         if job.run_op is not None:
@@ -257,38 +270,29 @@ class Supervisor:
                 continue
             agent = got.agent
             assert agent is not None
-            now = time.time()
-            for job, _ in live:
-                job.agent_id = agent.id
-                agent.jobs.add(job.id)
-                self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now))
-            try:
-                await self.store.committed()
-            except Unavailable as exc:
-                for job, _ in live:
-                    if job.state is JobState.STARTING and not job.sent:
-                        agent.jobs.discard(job.id)
-                        self._requeue(job, f"waiting: {exc.detail}", time.time())
-                await asyncio.sleep(1.0)
-                return
-            ready = [j for j, op in live if op.alive and j.state is JobState.STARTING and j.agent_id == agent.id]
-            if not ready:
-                return
-            if agent.state is not AgentState.CONNECTED:
-                now = time.time()
-                for job in ready:
-                    agent.jobs.discard(job.id)
-                    self._requeue(job, "its agent disconnected before the job was sent", now)
-                return
-            messages: list[Message] = []
-            for job in ready:
-                params, resources = job.unpack_spec()
-                job.sent = True
-                messages.append(RunJob(job.id, job.attempt, job.code, params, resources,
-                                       driver.run_dir(job.owner, job.id)))
-            agent.idle_since = time.monotonic()
-            agent.send(messages)
+            if agent.state is not AgentState.CONNECTED:  # dropped while we were told it is there
+                tries += 1
+                continue
+            self._send_runs(agent, driver, [j for j, _ in live])
             return
+
+    def _send_runs(self, agent: Agent, driver: DriverBase, jobs: list[ComputeJob]) -> None:
+        """Record `starting` and send, with no await in between (so nothing can interleave).
+
+        The record is committed in the background: sending before the commit is safe because a
+        restarted supervisor holds back the queued jobs of every user whose agent may still
+        run them until that agent has re-announced its jobs (see `start` and `_reconcile`)."""
+        now = time.time()
+        messages: list[Message] = []
+        for job in jobs:
+            job.agent_id = agent.id
+            job.sent = True
+            agent.jobs.add(job.id)
+            self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now))
+            params, resources = job.unpack_spec()
+            messages.append(RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id)))
+        agent.idle_since = time.monotonic()
+        agent.send(messages)
 
     # ================================================================== job endings
 
@@ -376,8 +380,15 @@ class Supervisor:
         forget: list[str] = []
         out: list[Message] = []
         reported = set()
+        held = self._held.pop((agent.user, agent.kind), {})
         for report in reports:
             job = self.jobs.get(JobId(report.job_id))
+            if job is not None and job.id in held and job.attempt == report.attempt:
+                del held[job.id]  # sent just before a crash: it is running, adopt it
+                job.agent_id = agent.id
+                job.sent = True
+                job.run_op = self._queue(job.driver).reserve_running(job)
+                self.store.record(job, job.move(JobState.STARTING, f"re-announced by agent {agent.id}", now))
             if job is None or job.owner != agent.user or job.attempt != report.attempt or not job.state.is_active:
                 forget.append(report.job_id)
                 if not _is_terminal(report.state):
@@ -405,6 +416,13 @@ class Supervisor:
             else:
                 self._end(job, JobState.LOST, f"agent {agent.id} reconnected without it", now)
         agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
+        self._release_held(held.values())
+
+    def _release_held(self, jobs) -> None:
+        for job in jobs:
+            if job.state is JobState.QUEUED:
+                self._queue(job.driver).push(job)
+        self._wake.set()
 
     def on_agent_messages(self, agent: Agent, messages: list[Message]) -> None:
         now = time.time()
@@ -527,6 +545,8 @@ class Supervisor:
 
     async def _reconcile_after_grace(self) -> None:
         await asyncio.sleep(self.cfg.reconnect_grace)
+        for key in list(self._held):
+            self._release_held(self._held.pop(key).values())
         for agent in list(self.agents.by_id.values()):
             if agent.state is AgentState.DISCONNECTED and agent.connected_at is None:
                 self._agent_dead(agent, f"it did not reconnect within {self.cfg.reconnect_grace:g} s of the supervisor's restart")

@@ -49,26 +49,26 @@ async def test_cancel_while_waiting_for_a_slot(core, driver):
 
 
 async def test_agent_drops_between_acquire_and_send(core, driver):
-    original = core.store.committed
+    original = core.agents.acquire
     dropped = []
 
-    def committed_then_drop():
-        fut = original()
-        agent = next(iter(core.agents.by_id.values()), None)
-        if agent is not None and agent.state is AgentState.CONNECTED and not dropped:
-            dropped.append(agent)
-            core.on_agent_disconnected(agent, agent.link)
-        return fut
+    async def acquire_then_drop(user, drv):
+        got = await original(user, drv)
+        if got.agent is not None and got.agent.state is AgentState.CONNECTED and not dropped:
+            dropped.append(got.agent)
+            core.on_agent_disconnected(got.agent, got.agent.link)  # the drop lands during our await
+        return got
 
-    core.store.committed = committed_then_drop
+    core.agents.acquire = acquire_then_drop
     job = await submit_one(core)
     await eventually(lambda: dropped, what="the drop")
-    await eventually(lambda: job.state is JobState.QUEUED and job.reason.startswith("its agent disconnected"), what="requeue")
+    await asyncio.sleep(0.1)
+    assert job.state is JobState.QUEUED and not job.sent
     assert not driver.links[dropped[0].id].of(RunJob)
-    core.store.committed = original
     driver.connect(dropped[0].id)  # the agent comes back: the job goes out, same attempt
     await eventually(lambda: job.sent, what="job sent after reconnect")
     assert job.attempt == 1 and job.state is JobState.STARTING
+    assert len(driver.links[dropped[0].id].of(RunJob)) == 1
 
 
 async def test_reply_for_a_destroyed_op_is_dropped(core, driver):

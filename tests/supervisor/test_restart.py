@@ -65,3 +65,27 @@ async def test_unclaimed_running_job_becomes_lost_after_grace(tmp_path):
     stored = await core2.store.get_job(job.id)
     assert stored.state is JobState.LOST and "reconnect" in stored.reason
     await core2.shutdown()
+
+
+async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path):
+    core, driver = await started(tmp_path)
+    (first,) = await core.submit("alice", [JobSpec(code="shell", params={"argv": ["true"]}, driver="fake")])
+    await eventually(lambda: first.sent, what="first sent")
+    agent_id = first.agent_id
+    core.on_agent_messages(core.agents.by_id[agent_id], [report(first.id, "completed", exit_code=0)])
+    await core.store.committed()  # the agent's row and the first job are stored
+    (job,) = await core.submit("alice", [JobSpec(code="shell", params={"argv": ["sleep", "5"]}, driver="fake")])
+    core.store._writer.cancel()  # nothing more reaches the database
+    await eventually(lambda: job.sent, what="sent")
+    crash(core)  # `starting` was never committed: the database still says queued
+    await core.store.engine.dispose()
+
+    core2, driver2 = await started(tmp_path, reconnect_grace=5.0)
+    assert core2.jobs[job.id].state is JobState.QUEUED
+    await __import__("asyncio").sleep(0.2)
+    assert not driver2.started, "a held-back job must not start a new agent"
+    link = driver2.connect(agent_id, [JobReport(job.id, 1, "running")])
+    assert core2.jobs[job.id].state is JobState.RUNNING
+    await __import__("asyncio").sleep(0.2)
+    assert not link.of(RunJob)  # adopted, not sent again
+    await core2.shutdown()
