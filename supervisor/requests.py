@@ -43,6 +43,9 @@ class RequestHandlers:
     # ------------------------------------------------------------------ helpers
 
     async def _job(self, caller: Caller, job_id: str) -> ComputeJob:
+        if JobId(job_id) in self.core.jobs:
+            # what we answer must be committed: a reader never sees a state a crash could undo
+            await self.core.store.committed()
         job = self.core.jobs.get(JobId(job_id)) or await self.core.store.get_job(job_id)
         if job is None or (job.owner != caller.user and not caller.is_admin):
             raise NotFound(f"no job {job_id!r}")
@@ -73,6 +76,7 @@ class RequestHandlers:
                 raise InvalidRequest(f"unknown state {state!r}", field="state")
         limit = max(1, min(req.limit, MAX_PAGE))
         owner = None if req.caller.is_admin else req.caller.user
+        await self.core.store.committed()
         jobs = await self.core.store.list_jobs(owner, list(req.states), limit + 1, req.after)
         more = len(jobs) > limit
         jobs = jobs[:limit]

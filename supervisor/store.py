@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -70,8 +72,15 @@ class Store:
         self.logs = logs
         self.commit_interval = commit_interval
         self.engine: AsyncEngine = create_async_engine(url)
+        self._sync_engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # SQLite writes go through one thread with a plain sqlite3 connection: a whole batch
+            # costs one thread hop instead of one per statement through aiosqlite.
+            self._sync_engine = create_engine(url.replace("+aiosqlite", ""))
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
@@ -107,6 +116,10 @@ class Store:
             except (asyncio.TimeoutError, Exception):
                 log.exception("the store writer did not finish cleanly")
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     # ------------------------------------------------------------------ writes
 
@@ -180,23 +193,46 @@ class Store:
             if self._closing and self._batch.empty() and not self._batch.waiters:
                 return
 
+    def _writes(self, batch: _Batch) -> list[tuple[Any, Any]]:
+        """The batch as statements, with row snapshots taken now, on the loop thread."""
+        writes: list[tuple[Any, Any]] = []
+        if batch.inserts:
+            writes.append((insert(tables.jobs), [j.insert_row() for j in batch.inserts.values()]))
+        if batch.dirty:
+            writes.append((_UPDATE_JOB, [j.row() for j in batch.dirty.values()]))
+        if batch.transitions:
+            writes.append((insert(tables.transitions), [
+                {"job_id": t.job_id, "attempt": t.attempt, "state": str(t.state), "reason": t.reason, "at": t.at}
+                for t in batch.transitions
+            ]))
+        writes.extend(batch.statements)
+        return writes
+
+    def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]]) -> dict[str, int]:
+        """One trip to the writer thread for a whole batch: log bytes, then one transaction."""
+        sizes = self.logs.write_batch(logs) if logs else {}
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            for statement, params in writes:
+                conn.execute(statement, params) if params is not None else conn.execute(statement)
+        return sizes
+
     async def _commit(self, batch: _Batch) -> None:
-        if batch.logs:
-            sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
+        writes = self._writes(batch)
+        if self._sync_engine is not None:
+            loop = asyncio.get_running_loop()
+            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes)
             batch.logs = []
-            self.on_log_sizes(sizes)
-        async with self.engine.begin() as conn:
-            if batch.inserts:
-                await conn.execute(insert(tables.jobs), [j.insert_row() for j in batch.inserts.values()])
-            if batch.dirty:
-                await conn.execute(_UPDATE_JOB, [j.row() for j in batch.dirty.values()])
-            if batch.transitions:
-                await conn.execute(insert(tables.transitions), [
-                    {"job_id": t.job_id, "attempt": t.attempt, "state": str(t.state), "reason": t.reason, "at": t.at}
-                    for t in batch.transitions
-                ])
-            for statement, params in batch.statements:
-                await conn.execute(statement, params) if params is not None else await conn.execute(statement)
+            if sizes:
+                self.on_log_sizes(sizes)
+        else:
+            if batch.logs:
+                sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
+                batch.logs = []
+                self.on_log_sizes(sizes)
+            async with self.engine.begin() as conn:
+                for statement, params in writes:
+                    await conn.execute(statement, params) if params is not None else await conn.execute(statement)
         for fut in batch.waiters:
             if not fut.done():
                 fut.set_result(None)

@@ -68,6 +68,7 @@ class EventsHandler(_Internal):
 
     async def get(self) -> None:
         self.set_header("Content-Type", "application/msgpack-stream")
+        self.request.connection.stream.set_nodelay(True)  # events are small and latency matters
         queue = self.core.bus.subscribe()
         try:
             self.write(b"")
