@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from jobvisor.config import AgentConfig
 from jobvisor.errors import JobvisorError
 from jobvisor.protocol import (
     Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, JobReport, KillAgent,
-    LogChunk, Message, OpReply, Progress, RunJob, StatusRequest, StatusUpdate, to_wire,
+    LogChunk, Message, OpReply, Progress, RunJob, StartHeld, StatusRequest, StatusUpdate, to_wire,
 )
 from jobvisor.resources import Resources, parse_walltime
 from jobvisor.states import JobState
@@ -93,6 +94,8 @@ class AgentCore:
         self.max_message_bytes = max_message_bytes
         self.op_env = op_env  # environment of analysis subprocesses
         self.jobs: dict[str, JobRecord] = {}
+        # jobs sent ahead (RunJob.hold), started FIFO as started jobs end; see RunJob's docstring
+        self.held: OrderedDict[str, RunJob] = OrderedDict()
         self._poll_start = 0  # rotates, so a congested link does not starve the later jobs
 
     # ------------------------------------------------------------------ queries
@@ -143,6 +146,31 @@ class AgentCore:
         job = JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
         self.jobs[job.job_id] = job
         self.comm.send(Ack(job.job_id, job.attempt))
+        if msg.hold:
+            job.held = True
+            self.held[job.job_id] = msg
+            return
+        self._start(job, msg)
+
+    def on_start_held(self, msg: StartHeld) -> None:
+        if msg.job_id in self.held:
+            self._start_held(self.held.pop(msg.job_id))
+        elif self.held:
+            self._start_held(self.held.popitem(last=False)[1])
+
+    def _start_next_held(self) -> None:
+        """A started job ended: its slot passes to the oldest held job."""
+        if self.held:
+            self._start_held(self.held.popitem(last=False)[1])
+
+    def _start_held(self, msg: RunJob) -> None:
+        job = self.jobs.get(msg.job_id)
+        if job is not None and job.held and job.attempt == msg.attempt:
+            job.held = False
+            self._start(job, msg)
+
+    def _start(self, job: JobRecord, msg: RunJob) -> None:
+        job.slotted = True
         try:
             walltime = msg.resources.get("walltime") if isinstance(msg.resources, dict) else None
             job.walltime = None if walltime is None else parse_walltime(walltime)
@@ -179,6 +207,14 @@ class AgentCore:
         job = self.jobs.get(msg.job_id)
         if job is None or job.is_terminal or job.ending is not None:
             return  # unknown, finished or already being stopped: nothing to do
+        if job.held:  # never started: it holds no slot, so no held job starts in its place
+            self.held.pop(job.job_id, None)
+            job.held = False
+            job.finished_at = time.time()
+            job.final_size = 0
+            job.set_state(JobState.CANCELED, msg.reason, now=job.finished_at)
+            self._finish(job)
+            return
         logger.info("job %s attempt %d: canceling (%s)", job.job_id, job.attempt, msg.reason)
         self._terminate(job, (JobState.CANCELED, msg.reason))
 
@@ -227,7 +263,7 @@ class AgentCore:
         logger.warning("agent %s: the supervisor reports an error about our %r: %s", self.agent_id, msg.ref_type, msg.detail)
 
     _handlers: dict[type, Callable[["AgentCore", Any], None]] = {
-        RunJob: on_run, CancelJob: on_cancel, StatusRequest: on_status, IoRequest: on_io,
+        RunJob: on_run, StartHeld: on_start_held, CancelJob: on_cancel, StatusRequest: on_status, IoRequest: on_io,
         AnalysisRequest: on_analysis, KillAgent: on_kill, ForgetJobs: on_forget, HelloAck: on_hello_ack,
         ErrorMessage: on_error,
     }
@@ -235,6 +271,8 @@ class AgentCore:
     # ------------------------------------------------------------------ stopping
 
     def cancel_all(self, reason: str) -> None:
+        for msg in list(self.held.values()):  # held ones first, so none starts as others end
+            self.on_cancel(CancelJob(msg.job_id, reason))
         for job in list(self.jobs.values()):
             if not job.is_terminal and job.ending is None:
                 self._terminate(job, (JobState.CANCELED, reason))
@@ -280,8 +318,9 @@ class AgentCore:
         self._write_status(job)
         if job.forget_when_done:
             self._drop(job)
-            return
-        self._finish(job)
+        else:
+            self._finish(job)
+        self._start_next_held()
 
     def _fail_to_start(self, job: JobRecord, reason: str) -> None:
         logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)
@@ -291,6 +330,8 @@ class AgentCore:
         if job.run_dir.is_dir():
             self._write_status(job)
         self._finish(job)
+        if job.slotted:
+            self._start_next_held()
 
     def _finish(self, job: JobRecord) -> None:
         """Ship what remains of a terminal job's log, then its report (when the link allows)."""

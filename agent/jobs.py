@@ -73,6 +73,8 @@ class JobRecord:
     forget_when_done: bool = False  # the supervisor does not want this job: drop it, no report
     # progress file
     progress_stamp: tuple = ()
+    held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
+    slotted: bool = False  # was started: its end frees a slot for the next held job
 
     @property
     def log_path(self) -> Path:
@@ -107,7 +109,7 @@ class JobRecord:
             result=self.result,
             at=self.changed_at,
             log_size=size,
-            info={"pid": self.pid} if self.pid is not None else {},
+            info={"pid": self.pid} if self.pid is not None else ({"held": True} if self.held else {}),
         )
 
     def status(self) -> JobStatus:

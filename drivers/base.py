@@ -70,6 +70,11 @@ class DriverBase(abc.ABC):
         """An agent this driver instance did not start (a supervisor restart) reconnected:
         watch it from now on so its death is noticed."""
 
+    def login_required(self, user: UserId) -> str | None:
+        """Why a new agent of `user` cannot be started until the user logs in (sbatch), or
+        None. The supervisor keeps such a user's jobs `queued` with this reason meanwhile."""
+        return None
+
     def validate(self, resources: Resources) -> None:
         if resources.cpus > self.cpus_total:
             raise InvalidRequest(

@@ -61,6 +61,11 @@ class JobReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunJob(Message):
+    """Run a job. With `hold`, the agent keeps it (state `starting`) in a FIFO and starts it
+    when one of its started jobs ends: the supervisor sends work ahead, so a freed cpu slot is
+    reused at once instead of after a round trip. The supervisor mirrors the FIFO and moves
+    the ended job's slot to the same held job, so both sides agree on who holds what."""
+
     TYPE: ClassVar[str] = "run"
     job_id: str
     attempt: int
@@ -68,6 +73,18 @@ class RunJob(Message):
     params: Any
     resources: dict
     run_dir: str
+    hold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartHeld(Message):
+    """A slot is free: start one more held job, `job_id` if it is still held, else the oldest.
+
+    "One more" (rather than "this one") keeps the count of started jobs equal on both sides
+    when the agent already started `job_id` itself because another job ended meanwhile."""
+
+    TYPE: ClassVar[str] = "start_held"
+    job_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +220,7 @@ class ErrorMessage(Message):
 
 
 ToAgent = Union[
-    RunJob, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
+    RunJob, StartHeld, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
 ]
 FromAgent = Union[Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage]
 
@@ -313,9 +330,23 @@ class GetStatus(Message):
     TYPE: ClassVar[str] = "get_status"
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterLogin(Message):
+    """Log the caller in to a Slurm cluster's login node (the `sbatch_login` op). The password
+    and one-time code live only in memory for the SSH connect: never logged, never stored."""
+
+    TYPE: ClassVar[str] = "cluster_login"
+    caller: Caller
+    cluster: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    otp: str = field(default="", repr=False)
+    use_key: bool = False
+
+
 GatewayRequest = Union[
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus,
+    GetQueue, GetAgents, GetStatus, ClusterLogin,
 ]
 
 
@@ -358,10 +389,10 @@ def _register(*classes: type[Message]) -> None:
 
 
 _register(
-    JobReport, RunJob, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
+    JobReport, RunJob, StartHeld, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus, Reply, JobEvent,
+    GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin,
 )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,6 +63,7 @@ class Agent:
         self.connected_at: float | None = None
         self.idle_since = time.monotonic()
         self.jobs: set[JobId] = set()
+        self.held: deque[JobId] = deque()  # mirror of the agent's FIFO of jobs sent ahead
         self.pending_ops: set[str] = set()
         self.changed = asyncio.Event()
         self.failure = ""

@@ -19,7 +19,7 @@ from jobvisor.errors import DriverError, InvalidRequest, NotFound, OpError, Unav
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import (
     Ack, CancelJob, ErrorMessage, ForgetJobs, Hello, HelloAck, JobEvent, JobReport, JobSpec,
-    KillAgent, LogChunk, Message, OpReply, Progress, RunJob, StatusUpdate,
+    KillAgent, LogChunk, Message, OpReply, Progress, RunJob, StartHeld, StatusUpdate,
 )
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
@@ -221,6 +221,7 @@ class Supervisor:
             if self.cfg.schedule_debounce:
                 await asyncio.sleep(self.cfg.schedule_debounce)
             for queue in self.queues.values():
+                self._promote_held(queue)
                 picks = queue.schedule()
                 groups: dict[UserId, list[tuple[ComputeJob, RunOp]]] = defaultdict(list)
                 for job, op in picks:
@@ -232,6 +233,34 @@ class Supervisor:
                         self._send_runs(agent, self.driver(queue.kind), [j for j, _ in group])
                     else:
                         self._spawn(self._dispatch(user, queue.kind, group))
+                self._send_ahead(queue)
+
+    def _promote_held(self, queue: DriverQueue) -> None:
+        """Free slots go first to jobs already sent ahead (they left the queue earlier)."""
+        for agent in self.agents.by_id.values():
+            if agent.kind != queue.kind or not agent.held or agent.state is not AgentState.CONNECTED:
+                continue
+            while agent.held and queue.free > 0:
+                job = next((self.jobs[j] for j in agent.held if j in self.jobs and self.jobs[j].cancel_reason is None), None)
+                if job is None or job.cpus > queue.free:
+                    break
+                agent.held.remove(job.id)
+                job.run_op = queue.reserve_running(job)
+                agent.send([StartHeld(job.id)])
+
+    def _send_ahead(self, queue: DriverQueue) -> None:
+        """All slots busy and one user waiting: keep their agent's FIFO filled (see RunJob)."""
+        if self.cfg.prefetch <= 0 or queue.free > 0:
+            return
+        user = queue.sole_waiting_user()
+        agent = self.agents.current.get((user, queue.kind)) if user is not None else None
+        if agent is None or agent.state is not AgentState.CONNECTED or not agent.jobs:
+            return
+        room = self.cfg.prefetch - len(agent.held)
+        if room > 0:
+            jobs = queue.take(agent.user, room)
+            if jobs:
+                self._send_runs(agent, self.driver(queue.kind), jobs, hold=True)
 
     def _release(self, job: ComputeJob) -> None:
         if job.run_op is not None:
@@ -257,6 +286,8 @@ class Supervisor:
             live = [(j, op) for j, op in group if op.alive and j.state is JobState.QUEUED and j.run_op is op]
             if not live or self.shutting_down:
                 return
+            if self._hold_for_login(user, driver, live):
+                return
             got = await self.agents.acquire(user, driver)
             live = [(j, op) for j, op in live if op.alive and j.state is JobState.QUEUED and j.run_op is op]
             if got.result is Acquire.FAILED:
@@ -276,7 +307,7 @@ class Supervisor:
             self._send_runs(agent, driver, [j for j, _ in live])
             return
 
-    def _send_runs(self, agent: Agent, driver: DriverBase, jobs: list[ComputeJob]) -> None:
+    def _send_runs(self, agent: Agent, driver: DriverBase, jobs: list[ComputeJob], hold: bool = False) -> None:
         """Record `starting` and send, with no await in between (so nothing can interleave).
 
         The record is committed in the background: sending before the commit is safe because a
@@ -288,9 +319,14 @@ class Supervisor:
             job.agent_id = agent.id
             job.sent = True
             agent.jobs.add(job.id)
-            self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now))
+            if hold:
+                agent.held.append(job.id)
+                reason = f"sent ahead to agent {agent.id}; starts there when a slot frees"
+            else:
+                reason = f"sent to agent {agent.id}"
+            self.store.record(job, job.move(JobState.STARTING, reason, now))
             params, resources = job.unpack_spec()
-            messages.append(RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id)))
+            messages.append(RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id), hold))
         agent.idle_since = time.monotonic()
         agent.send(messages)
 
@@ -298,11 +334,18 @@ class Supervisor:
 
     def _end(self, job: ComputeJob, state: JobState, reason: str, now: float) -> None:
         """Move a job to a terminal state (or, for `lost` with retries left, to a new attempt)."""
-        self._release(job)
         agent = self.agents.by_id.get(job.agent_id) if job.agent_id else None
+        started = job.run_op is not None
+        self._release(job)
         if agent is not None:
             agent.jobs.discard(job.id)
             agent.idle_since = time.monotonic()
+            if job.id in agent.held:  # ended before it started: it held no slot
+                agent.held.remove(job.id)
+            elif started and agent.held:  # the agent starts its oldest held job now: mirror it
+                successor = self.jobs.get(agent.held.popleft())
+                if successor is not None and successor.state.is_active and successor.run_op is None:
+                    successor.run_op = self._queue(successor.driver).reserve_running(successor)
         self.store.record(job, job.move(state, reason, now))
         if state is JobState.LOST and job.retries_left and not self.shutting_down:
             self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
@@ -339,6 +382,7 @@ class Supervisor:
         agent.failure = reason
         self.agents.forget(agent)
         agent.set_state(AgentState.DEAD)
+        agent.held.clear()
         self.store.remove_agent(agent.id)
         now = time.time()
         for job_id in list(agent.jobs):
@@ -381,6 +425,7 @@ class Supervisor:
         out: list[Message] = []
         reported = set()
         held = self._held.pop((agent.user, agent.kind), {})
+        agent.held.clear()
         for report in reports:
             job = self.jobs.get(JobId(report.job_id))
             if job is not None and job.id in held and job.attempt == report.attempt:
@@ -403,6 +448,11 @@ class Supervisor:
             agent.jobs.add(job.id)
             job.sent = True
             offsets[job.id] = job.log_size
+            if report.info.get("held") and report.state == JobState.STARTING:
+                agent.held.append(job.id)  # the agent's FIFO, in its order
+                if job.run_op is not None:
+                    job.run_op.destroy()
+                    job.run_op = None
             if job.cancel_reason is not None:
                 out.append(CancelJob(job.id, job.cancel_reason))
             self._apply(agent, job, report, now)
@@ -417,6 +467,30 @@ class Supervisor:
                 self._end(job, JobState.LOST, f"agent {agent.id} reconnected without it", now)
         agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
         self._release_held(held.values())
+
+    def _hold_for_login(self, user: UserId, driver: DriverBase, group: list[tuple[ComputeJob, RunOp]]) -> bool:
+        """A driver that cannot start the user's agent before the user logs in (sbatch): the
+        jobs stay `queued` with the driver's reason, held until `release_held` (the login)."""
+        agent = self.agents.current.get((user, driver.kind))
+        if agent is not None and agent.state not in (AgentState.DEAD, AgentState.STOPPING):
+            return False
+        reason = driver.login_required(user)
+        if not reason:
+            return False
+        now = time.time()
+        held = self._held.setdefault((user, driver.kind), {})
+        for job, _ in group:
+            self._release(job)
+            if job.reason != reason:
+                job.reason = reason
+                job.updated_at = now
+                self.store.record(job)
+            held[job.id] = job
+        return True
+
+    def release_held(self, user: UserId, kind: str) -> None:
+        """The user logged in: their jobs held for it queue again."""
+        self._release_held(self._held.pop((user, kind), {}).values())
 
     def _release_held(self, jobs) -> None:
         for job in jobs:
@@ -473,6 +547,10 @@ class Supervisor:
         if job.state.is_terminal:
             return
         if state is JobState.RUNNING and job.state is JobState.STARTING:
+            if job.run_op is None:  # started by the agent without our mirror knowing: count it
+                if job.id in agent.held:
+                    agent.held.remove(job.id)
+                job.run_op = self._queue(job.driver).reserve_running(job)
             self.store.record(job, job.move(JobState.RUNNING, report.reason or "running", report.at or now))
         elif state.is_terminal:
             job.exit_code = report.exit_code

@@ -103,6 +103,22 @@ class DriverQueue:
             stalled = 0
         return picks
 
+    def sole_waiting_user(self) -> UserId | None:
+        """The only user with queued jobs, if exactly one has any (then sending ahead cannot
+        take a slot from anyone else)."""
+        users = [u for u in self._ring if self._by_user.get(u)]
+        return users[0] if len(users) == 1 else None
+
+    def take(self, user: UserId, count: int) -> list[ComputeJob]:
+        """Up to `count` of the user's queued jobs, in order, without slots (sent ahead)."""
+        queue = self._by_user.get(user)
+        taken: list[ComputeJob] = []
+        while queue and len(taken) < count:
+            _, job = queue.popitem(last=False)
+            if job.state is JobState.QUEUED:
+                taken.append(job)
+        return taken
+
     # ------------------------------------------------------------------ positions
 
     def positions(self, user: UserId | None = None) -> dict[JobId, int]:

@@ -1,5 +1,6 @@
 """The agent's synchronous core against recording fakes: no sockets, no processes."""
 
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -213,3 +214,20 @@ def test_status_and_kill(env):
     assert isinstance(reply, OpReply) and reply.data["jobs"][0]["job_id"] == "j1"
     core.handle(KillAgent(reason="bye", cancel_jobs=False))
     assert comm.stops == [("bye", False)]
+
+
+def test_held_jobs_start_in_order_as_started_jobs_end(env):
+    from jobvisor.protocol import CancelJob, StartHeld
+
+    core, comm, procs, tmp_path = env
+    core.handle(run("j1", tmp_path))
+    for name in ("j2", "j3", "j4"):
+        core.handle(dataclasses.replace(run(name, tmp_path), hold=True))
+    spawned = lambda: [s[0] for s in procs.spawned]  # noqa: E731
+    assert spawned() == ["j1"] and core.jobs["j2"].report().info == {"held": True}
+    core.handle(CancelJob("j3", "canceled by user"))  # held: never starts, frees nothing
+    assert ("j3", "canceled", "canceled by user") in comm.reports("j3") and spawned() == ["j1"]
+    core.on_exit(core.jobs["j1"], 0)
+    assert spawned() == ["j1", "j2"]
+    core.handle(StartHeld("j2"))  # already started: start one more instead
+    assert spawned() == ["j1", "j2", "j4"] and not core.held

@@ -148,3 +148,34 @@ async def test_events_are_published_after_commit(core, driver):
     events = await asyncio.wait_for(queue.get(), 2)
     assert events[0].job_id == job.id and events[0].state == "queued"
     assert (await core.store.get_job(job.id)).state is not None  # the row was committed first
+
+
+async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
+    from jobvisor.protocol import StartHeld
+
+    first = await submit_one(core)
+    link = await running(core, driver, first)
+    rest = await core.submit("alice", [spec() for _ in range(3)])
+    await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
+    held = [m for m in link.of(RunJob) if m.hold]
+    assert [m.job_id for m in held] == [j.id for j in rest]
+    agent = core.agents.by_id[first.agent_id]
+    assert list(agent.held) == [j.id for j in rest] and core.queues["fake"].used == 1
+    # the agent ends `first` and starts the oldest held job itself: the slot moves with it
+    core.on_agent_messages(agent, [report(first.id, "completed", exit_code=0), report(rest[0].id, "running")])
+    assert rest[0].run_op is not None and list(agent.held) == [rest[1].id, rest[2].id]
+    assert core.queues["fake"].used == 1
+    # cancel a held job: it never started, so no slot moves
+    core.cancel(rest[2])
+    core.on_agent_messages(agent, [report(rest[2].id, "canceled", reason="canceled by user")])
+    assert list(agent.held) == [rest[1].id] and core.queues["fake"].used == 1
+    assert not link.of(StartHeld)
+
+
+async def test_a_second_user_stops_sending_ahead(core, driver):
+    first = await submit_one(core, user="alice")
+    await running(core, driver, first)
+    await core.submit("bob", [spec()])
+    more = await core.submit("alice", [spec() for _ in range(3)])
+    await asyncio.sleep(0.1)
+    assert not any(j.sent for j in more), "with bob waiting, alice's jobs must wait in the fair queue"
