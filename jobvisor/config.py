@@ -58,6 +58,7 @@ class SupervisorConfig:
     per_user_cpus: int = _doc("Most cpu slots one user may hold at once per driver; 0: no cap beyond the driver's.", default=0)
     shutdown_timeout: float = _doc("Seconds `up` waits on SIGTERM for agents to stop their jobs.", default=10.0)
     agent_start_timeout: float = _doc("Seconds a newly started agent has to connect before its jobs fail with the reason.", default=60.0)
+    prefetch: int = _doc("Jobs sent ahead to an agent beyond its cpu slots while only one user has jobs waiting for the driver, so a freed slot is reused without a round trip; 0 turns it off.", default=32)
     schedule_debounce: float = _doc("Seconds the scheduler waits after a wake-up so that a burst is scheduled at once.", default=0.0)
 
 
@@ -74,6 +75,53 @@ class LocalDriverConfig:
     idle_timeout: float = _doc("Seconds an agent with no work stays up before it is stopped.", default=300.0)
     run_root: str = _doc("Where run dirs are made (one per user, one per job below). Empty: <state_dir>/runs.", default="")
     stop_timeout: float = _doc("Seconds between SIGTERM and SIGKILL when an agent is stopped.", default=5.0)
+
+
+@dataclass(frozen=True)
+class DockerDriverConfig:
+    hosts: str = _doc("Docker engines the driver places agent containers on, comma separated, each with its cpu slots if given: 'unix:///var/run/docker.sock=4, tcp://build1:2376=16'. Empty: the local engine (DOCKER_HOST, else the default socket).", default="")
+    tls_ca_cert: str = _doc("CA certificate (PEM file) that tcp:// engines' certificates must chain to. Empty: no TLS.", default="")
+    tls_client_cert: str = _doc("Client certificate (PEM file) presented to tcp:// engines (with tls_client_key).", default="")
+    tls_client_key: str = _doc("Private key (PEM file) of the client certificate.", default="")
+    api_timeout: float = _doc("Seconds one call to a Docker engine may take; an engine that does not answer in time fails the op with a clear error.", default=10.0)
+    slots: int = _doc("CPU slots of a host that gives none in `hosts`. 0: this machine's cpu count.", default=0)
+    image: str = _doc("Image of agent containers: etc/docker/Dockerfile builds one; etc/docker/make-local-image.sh makes one without a registry.", default="jobvisor-agent:latest")
+    pull: bool = _doc("Pull the image on a host that lacks it; false: fail the jobs with an error naming the image.", default=False)
+    agent_command: str = _doc("Command that starts the agent in the container. Empty: 'python -m agent' (with host_runtime: this supervisor's Python).", default="")
+    host_runtime: bool = _doc("Bind-mount this machine's /usr, /lib, /bin, /etc, Python and jobvisor read-only into agent containers (for the image of make-local-image.sh; local engine only).", default=False)
+    cpus: float = _doc("CPU limit of each agent container (--cpus). 0: no limit beyond the host's.", default=0.0)
+    memory: str = _doc("Memory limit of each agent container (--memory, e.g. '4G'; no swap on top). Empty: no limit. Jobs asking for more are refused at submit.", default="")
+    user: str = _doc("uid[:gid] the agent and its jobs run as in the container; never root. Empty: the supervisor's own uid, or 65534 (nobody) when the supervisor is root.", default="")
+    network: str = _doc("Network of agent containers: 'host' (agents reach the supervisor on loopback) or 'bridge' (or another network name; agents reach the supervisor at the network's gateway).", default="host")
+    agent_url: str = _doc("URL agents in containers connect to. Empty: the supervisor's agent URL, with a loopback address replaced by the network's gateway on non-host networks.", default="")
+    run_root: str = _doc("Directory of run dirs on the Docker hosts (one per user, mounted into only that user's container at the same path). Empty: <state_dir>/docker-runs.", default="")
+    stop_timeout: float = _doc("Seconds a stopped agent container has between SIGTERM and SIGKILL.", default=5.0)
+    watch_interval: float = _doc("Seconds between checks that agent containers still run (a container killed from outside makes its jobs lost).", default=1.0)
+
+
+@dataclass(frozen=True)
+class SbatchConfig:
+    cluster: str = _doc("Name of the Slurm cluster: what users pass to `jobvisor login NAME` and `--cluster NAME`.", default="cluster")
+    login_host: str = _doc("SSH login node of the cluster. Empty: the sbatch driver is not configured.", default="")
+    login_port: int = _doc("SSH port of the login node.", default=22)
+    known_hosts: str = _doc("known_hosts file holding the login node's host key. Empty: ~/.ssh/known_hosts of the user running jobvisor.", default="")
+    accept_unknown_host_keys: bool = _doc("TEST ONLY: connect without verifying the login node's host key (open to man-in-the-middle attacks).", default=False)
+    key_file: str = _doc("Private key the operator provides for logins with `--key` (each user gives their cluster username). Empty: password logins only.", default="")
+    key_user: str = _doc("With key_file: the cluster account every jobvisor user's sbatch jobs run as, without any login (a service account). Empty: each user logs in.", default="")
+    work_dir: str = _doc("Remote work dir template, expanded by the login node's shell (agent logs, run dirs runs/USER/JOB).", default="${SCRATCH:-$HOME}/jobvisor")
+    agent_command: str = _doc("Command that starts a jobvisor agent on the login node (run by /bin/sh in the work dir).", default="python3 -m agent")
+    agent_url: str = _doc("URL agents on this cluster connect back to (ws:// or wss://). Empty: [server] agent_url.", default="")
+    partition: str = _doc("Default Slurm partition (--partition) of jobs that name none. Empty: Slurm's default.", default="")
+    qos: str = _doc("Default Slurm QOS (--qos). Empty: none.", default="")
+    account: str = _doc("Default Slurm account (--account). Empty: the user's default account.", default="")
+    sbatch_extra: str = _doc("Site extras: sbatch options added to every job, e.g. '--licenses=scratch --exclusive'.", default="")
+    poll_interval: float = _doc("Seconds between two squeue calls of an agent (one call covers all of its jobs).", default=5.0)
+    max_queued_jobs: int = _doc("Most jobs one user may have in the Slurm queue at once; more wait in the agent.", default=100)
+    cpus: int = _doc("CPU slots the supervisor hands out for this cluster across users (Slurm does the real scheduling).", default=100000)
+    connect_timeout: float = _doc("Seconds an SSH connect (and its login) may take.", default=20.0)
+    keepalive_interval: float = _doc("Seconds between SSH keepalives on the open connections.", default=30.0)
+    command_timeout: float = _doc("Seconds a command on the login node (start an agent, sbatch, squeue) may take.", default=60.0)
+    agent_restarts: int = _doc("Times an agent that died on the login node is started again (its Slurm jobs go on) before its jobs are given up.", default=3)
 
 
 @dataclass(frozen=True)
@@ -97,6 +145,8 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     local: LocalDriverConfig = field(default_factory=LocalDriverConfig)
+    sbatch: SbatchConfig = field(default_factory=SbatchConfig)
+    docker: DockerDriverConfig = field(default_factory=DockerDriverConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
