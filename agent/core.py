@@ -36,6 +36,8 @@ from agent.jobs import JobRecord, exit_outcome, walltime_reason
 
 logger = logging.getLogger(__name__)
 
+STATUS_FILE_DELAY = 0.5  # seconds
+
 
 class Comm(Protocol):
     def send(self, message: Message) -> None:
@@ -198,7 +200,9 @@ class AgentCore:
         job.started_at = time.time()
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
-        self._write_status(job)
+        # The `running` status file is written only for jobs still running a moment later: most
+        # of a burst of short jobs end first, and their single final write says everything.
+        job.timers.append(self.processes.call_later(STATUS_FILE_DELAY, lambda: self._write_status(job)))
         self.comm.send(StatusUpdate(job.report()))
         if job.walltime is not None:
             job.timers.append(self.processes.call_later(job.walltime, lambda: self._on_walltime(job)))

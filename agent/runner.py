@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
+from job_cmd.fsutil import META_DIR
 from job_cmd.status_file import read_status, write_status
 
 from agent import tail
@@ -33,7 +34,12 @@ class Runner:
         self.on_exit = on_exit
 
     def prepare_run_dir(self, run_dir: Path) -> None:
+        # the run dir and its .jobvisor/ (status, progress and result files), both private
         os.makedirs(run_dir, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(run_dir / META_DIR, 0o700)
+        except FileExistsError:
+            pass
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
         _keep_previous_log(job)

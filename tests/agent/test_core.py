@@ -12,7 +12,7 @@ from jobvisor.protocol import (
 )
 from jobvisor.states import JobState
 
-from agent.core import AgentCore
+from agent.core import STATUS_FILE_DELAY, AgentCore
 from agent.jobs import exit_outcome, walltime_reason
 
 
@@ -109,9 +109,20 @@ def test_run_then_complete(env):
     assert comm.reports() == [("j1", "running", "")]
     job_id, argv, job_env = procs.spawned[0]
     assert argv == ["sleep", "9"] and job_env["JOBVISOR_JOB_ID"] == "j1"
+    assert procs.statuses == []  # the `running` status file waits a moment
+    (status_timer,) = [t for t in procs.timers if t.delay == STATUS_FILE_DELAY]
+    status_timer.fire()
     core.on_exit(core.jobs["j1"], 0)
     assert comm.reports()[-1] == ("j1", "completed", "")
     assert procs.statuses == [("j1", "running"), ("j1", "completed")]
+
+
+def test_a_short_job_writes_its_status_file_once(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.on_exit(core.jobs["j1"], 0)
+    assert procs.statuses == [("j1", "completed")]
+    assert all(t.cancelled for t in procs.timers if t.delay == STATUS_FILE_DELAY)
 
 
 def test_cancel_is_idempotent_and_escalates(env):
@@ -120,7 +131,7 @@ def test_cancel_is_idempotent_and_escalates(env):
     core.handle(CancelJob("j1", "first"))
     core.handle(CancelJob("j1", "second"))
     assert procs.signals == [("j1", signal.SIGTERM)]
-    (kill_timer,) = procs.timers
+    (kill_timer,) = [t for t in procs.timers if t.delay != STATUS_FILE_DELAY]
     assert kill_timer.delay == 2.0
     kill_timer.fire()
     assert procs.signals[-1] == ("j1", signal.SIGKILL)
@@ -134,7 +145,7 @@ def test_cancel_is_idempotent_and_escalates(env):
 def test_walltime(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp, resources={"walltime": "00:01:30"}))
-    (timer,) = procs.timers
+    (timer,) = [t for t in procs.timers if t.delay != STATUS_FILE_DELAY]
     assert timer.delay == 90.0
     timer.fire()
     assert procs.signals == [("j1", signal.SIGTERM)]
