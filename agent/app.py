@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 ENV_ID = "JOBVISOR_AGENT_ID"
 ENV_TOKEN = "JOBVISOR_AGENT_TOKEN"
 ENV_URL = "JOBVISOR_AGENT_URL"
+ENV_KIND = "JOBVISOR_AGENT_KIND"  # "sbatch": jobs are submitted to Slurm (see agent/slurm)
 EXIT_USAGE = 2
 STOP_REPORT_TIMEOUT = 3.0  # seconds to flush the last reports when stopping
 
@@ -89,6 +90,10 @@ class Agent:
             io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,
             op_env=self.job_env,
         )
+        if os.environ.get(ENV_KIND) == "sbatch":  # jobs run under Slurm: its own queue and core
+            from agent.slurm.app import build
+
+            self.runner, self.core = build(self, loop)
         self.connection.core = self.core
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, "agent stopped", True)

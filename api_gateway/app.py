@@ -20,7 +20,7 @@ from jobvisor.config import Config
 from jobvisor.errors import AuthError
 from jobvisor.protocol import Caller
 
-from api_gateway import routes_jobs, routes_system
+from api_gateway import routes_clusters, routes_jobs, routes_system
 from api_gateway.auth_store import AuthStore, bootstrap_admin
 from api_gateway.context import CALLER, CONFIG, HUB, STORE, STREAMS, SUPERVISOR
 from api_gateway.events import EventHub
@@ -82,6 +82,7 @@ def make_app(config: Config, *, store: AuthStore | None = None, secret: str | No
     app[STORE] = store if store is not None else AuthStore.for_config(config)
     routes_jobs.add_routes(app)
     routes_system.add_routes(app)
+    routes_clusters.add_routes(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)

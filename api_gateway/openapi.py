@@ -191,6 +191,26 @@ def _schemas() -> dict:
                 }
             },
         },
+        "ClusterLoginRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "username": {"type": "string", "description": "Cluster account (default with method 'key': [sbatch] key_user)"},
+                "password": {"type": "string", "format": "password"},
+                "otp": {"type": "string", "format": "password", "description": "One-time code, where the site asks for one"},
+                "method": {"type": "string", "enum": ["password", "key"], "default": "password"},
+            },
+        },
+        "ClusterLogin": {
+            "type": "object",
+            "properties": {
+                "cluster": {"type": "string"},
+                "username": {"type": "string"},
+                "method": {"type": "string"},
+                "work_dir": {"type": "string", "description": "The remote work dir (agent logs, run dirs)"},
+                "logged_in": {"type": "boolean"},
+            },
+        },
         "Status": {
             "type": "object",
             "properties": {
@@ -279,6 +299,23 @@ def _paths() -> dict:
                 {"200": _json({"type": "object", "properties": {"result": {}}}, "The analysis result"), **_BAD, **_NOT_FOUND, **_ERRORS},
                 params=[_JOB_ID],
                 body={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+            ),
+        },
+        f"{PREFIX}/clusters/{{name}}/login": {
+            "post": _op(
+                "Log in to a Slurm cluster's login node (sbatch driver): password (+ one-time code) or the "
+                "operator's key. The credentials are used for the SSH connect only, never stored; until a "
+                "user has logged in, their sbatch jobs stay queued with the reason 'login required'",
+                {
+                    "200": _json(_ref("ClusterLogin"), "Logged in"),
+                    **_BAD,
+                    "403": _problem("The login node refused the credentials (nothing was stored)"),
+                    "404": _problem("No such cluster"),
+                    **_ERRORS,
+                },
+                params=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Cluster name ([sbatch] cluster)"}],
+                body={"required": True, "content": {"application/json": {"schema": _ref("ClusterLoginRequest")}}},
+                tag="clusters",
             ),
         },
         f"{PREFIX}/queue": {

@@ -96,7 +96,9 @@ class Resources:
             raise InvalidRequest("nodes must be a whole number >= 1", field="resources.nodes")
         memory = data.get("memory")
         walltime = data.get("walltime")
-        extra = {k: v for k, v in data.items() if k not in known}
+        extra = {k: v for k, v in data.items() if k not in known and k != "extra"}
+        if isinstance(data.get("extra"), dict):  # a `to_wire()` dict parsed again keeps its extras flat
+            extra = {**data["extra"], **extra}
         return cls(
             cpus=cpus,
             memory=None if memory is None else parse_memory(memory),

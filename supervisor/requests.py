@@ -19,6 +19,8 @@ from jobvisor.protocol import (
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
     RunAnalysis, SubmitJobs,
 )
+from jobvisor.errors import DriverError, Unavailable
+from jobvisor.protocol import ClusterLogin
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.core import Supervisor
@@ -35,6 +37,7 @@ class RequestHandlers:
             CancelJobRequest: self.cancel, ReadLog: self.read_log, ListFiles: self.list_files,
             ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
             GetAgents: self.agents, GetStatus: self.status,
+            ClusterLogin: self.cluster_login,
         }
 
     async def handle(self, request: Message) -> Any:
@@ -152,6 +155,23 @@ class RequestHandlers:
             timeout + min(5.0, timeout), f"analyse job {job.id}",
         )
         return {"result": result}
+
+    # ------------------------------------------------------------------ clusters (sbatch)
+
+    async def cluster_login(self, req: ClusterLogin) -> dict:
+        """The sbatch_login op: open the caller's SSH connection to the cluster; their jobs
+        held for a login then queue again. The credentials are passed on, never kept."""
+        driver = self.core.driver("sbatch")
+        login = getattr(driver, "login", None)
+        if login is None:
+            raise InvalidRequest("the sbatch driver installed here cannot log in", field="cluster")
+        user = UserId(req.caller.user)
+        try:
+            info = await login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
+        except DriverError as exc:
+            raise Unavailable(exc.detail) from None
+        self.core.release_held(user, driver.kind)
+        return info
 
     # ------------------------------------------------------------------ system
 

@@ -7,18 +7,21 @@
 # or fail under CI=true).
 #
 # What the tests read (all in $STATE, mode 0700, files 0600, root only):
-#   testbed.env       SSH_PORT, SSH_USER, AGENT_PYTHON, ...  (shell syntax)
+#   testbed.env       SSH_PORT, SSH_USER, VENVS, ...  (shell syntax)
 #   user_key          the test user's private key (its .pub is in ~hpcuser/.ssh/authorized_keys)
 #   password          the test user's password (random, made on first run)
 #   known_hosts       the sshd's host key for [127.0.0.1]:PORT
-# The project is installed (not editable) into $VENV, readable by the test user, on every run.
+# The project is installed (not editable) into $VENV (one per checkout), readable by the test
+# user, on every run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CHECKOUT=$(pwd)
 
 STATE=${JOBVISOR_TESTBED_STATE:-/var/lib/jobvisor-testbed}
 OPT=${JOBVISOR_TESTBED_OPT:-/opt/jobvisor-testbed}
-VENV=$OPT/venv
+# one venv per checkout (named by a hash of its path), so checkouts tested at the same time on
+# one machine never run each other's code; tests/drivers/slurmbed.py derives the same name
+VENV=$OPT/venvs/$(printf '%s' "$CHECKOUT" | sha256sum | cut -c1-12)
 TEST_USER=hpcuser
 SSH_PORT=${JOBVISOR_TESTBED_SSH_PORT:-2222}
 WAIT=60  # seconds any one thing may take to come up
@@ -170,7 +173,7 @@ chmod 600 "$STATE/known_hosts"
 
 # ------------------------------------------------------------------ the project, for the test user
 # The test user cannot read a checkout under /root: install a copy into a world-readable venv.
-install -d -m 755 "$OPT"
+install -d -m 755 "$OPT" "$OPT/venvs"
 if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv "$VENV"
 fi
@@ -192,7 +195,7 @@ cat >"$STATE/testbed.env" <<EOF
 SSH_HOST=127.0.0.1
 SSH_PORT=$SSH_PORT
 SSH_USER=$TEST_USER
-AGENT_PYTHON=$VENV/bin/python
+VENVS=$OPT/venvs
 SLURM_PARTITION=debug
 SLURM_NODE=$H
 REMOTE_HOME=$HOME_DIR

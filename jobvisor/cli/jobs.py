@@ -17,6 +17,7 @@ from jobvisor.states import TERMINAL_STATES
 
 TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 POLL_SECONDS = 1.0
+SLURM_OPTIONS = ("cluster", "partition", "qos", "account", "constraint")
 
 
 # --------------------------------------------------------------------------- submit
@@ -50,6 +51,10 @@ def build_job(args: argparse.Namespace) -> dict:
         resources["memory"] = args.mem
     if args.walltime:
         resources["walltime"] = args.walltime
+    for key in SLURM_OPTIONS:  # sbatch driver: where and under which allocation
+        value = getattr(args, key, None)
+        if value:
+            resources[key] = value
     if resources:
         job["resources"] = resources
     if args.driver:
@@ -304,6 +309,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus", type=int)
     p.add_argument("--mem", help="memory, e.g. 512M or 2G")
     p.add_argument("--walltime", help="HH:MM:SS")
+    for key in SLURM_OPTIONS:
+        p.add_argument(f"--{key}", help=f"sbatch driver: Slurm {key}" if key != "cluster" else "sbatch driver: the cluster")
     p.add_argument("--name")
     p.add_argument("--max-retries", type=int, dest="max_retries")
     p.add_argument("--entry", help="python code: module:function to call")

@@ -1,0 +1,92 @@
+"""The shell scripts the driver runs on the login node (pure; fed to `sh -s` on stdin, so
+nothing secret ever appears on a command line there).
+
+An agent runs detached (`nohup setsid`) in the remote work dir, as its own process group,
+logging to `agents/USER.log`; `agents/USER.pid` names its group. Before a start, a stale agent
+of the same user is killed with SIGKILL (its Slurm jobs go on: the new agent finds them in
+their run dirs and the supervisor decides what to keep).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+PID_LINE = re.compile(r"^pid=(\d+)$", re.MULTILINE)
+
+
+def check_name(user: str) -> str:
+    if not SAFE_NAME.match(user):
+        raise ValueError(f"user name {user!r} cannot name files on the login node")
+    return user
+
+
+def resolve_work_dir(template: str) -> str:
+    """Prints the work dir with the login shell's variables ($SCRATCH, $HOME) expanded."""
+    if any(c in template for c in '"`\n\\'):
+        raise ValueError("[sbatch] work_dir must not contain quotes, backquotes, backslashes or newlines")
+    return f'printf "%s\\n" "{template}"\n'
+
+
+def _kill_group(pid_var: str, signal: str, marker: str) -> str:
+    return (f'if kill -0 "${pid_var}" 2>/dev/null && {{ [ ! -r "/proc/${pid_var}/environ" ] || '
+            f'tr "\\0" "\\n" <"/proc/${pid_var}/environ" | grep -qx {shlex.quote(marker)}; }}; then\n'
+            f'  kill -{signal} -- "-${pid_var}" 2>/dev/null || kill -{signal} "${pid_var}" 2>/dev/null\n'
+            f'fi\n')
+
+
+def start_script(*, work_dir: str, user: str, command: str, env: Mapping[str, str], token: str) -> str:
+    """Start an agent; prints `pid=N` (its process group). `token` travels in this script's
+    text on stdin and reaches the agent in its environment only."""
+    user = check_name(user)
+    lines = [
+        "set -u",
+        "umask 077",
+        f"work={shlex.quote(work_dir)}",
+        f'mkdir -p "$work/agents" "$work/runs/{user}" || exit 11',
+        'cd "$work" || exit 12',
+        f'pidfile="$work/agents/{user}.pid"',
+        f'log="$work/agents/{user}.log"',
+        'if [ -s "$pidfile" ]; then',
+        '  old=$(cat "$pidfile")',
+        "  " + _kill_group("old", "KILL", "JOBVISOR_AGENT_KIND=sbatch").replace("\n", "\n  ").rstrip(),
+        "fi",
+        f"JOBVISOR_AGENT_TOKEN={shlex.quote(token)}",
+        "export JOBVISOR_AGENT_TOKEN",
+    ]
+    for name, value in env.items():
+        lines.append(f"{name}={shlex.quote(value)}; export {name}")
+    lines += [
+        f'JOBVISOR_SLURM_RUN_ROOT="$work/runs/{user}"; export JOBVISOR_SLURM_RUN_ROOT',
+        f'nohup setsid /bin/sh -c {shlex.quote(command)} >>"$log" 2>&1 </dev/null &',
+        'pid=$!',
+        'echo "$pid" >"$pidfile"',
+        'echo "pid=$pid"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_pid(output: str) -> int | None:
+    match = PID_LINE.search(output)
+    return int(match.group(1)) if match else None
+
+
+def stop_script(*, pid: int, agent_id: str, timeout: float) -> str:
+    """SIGTERM the agent's process group (it stops its jobs and says so), SIGKILL after
+    `timeout` seconds. Only a process whose environment names this agent is signalled."""
+    marker = f"JOBVISOR_AGENT_ID={agent_id}"
+    tenths = max(1, int(timeout * 10))
+    return (
+        f"pid={int(pid)}\n"
+        + _kill_group("pid", "TERM", marker)
+        + f'i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done\n'
+        + _kill_group("pid", "KILL", marker)
+    )
+
+
+def watch_command(pid: int) -> str:
+    """Ends when the process is gone (the driver's way to notice an agent's death at once)."""
+    return f"while kill -0 {int(pid)} 2>/dev/null; do sleep 1; done; echo gone"
