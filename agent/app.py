@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from jobvisor.config import AgentConfig, Config, load_config
 from jobvisor.errors import ConfigError
 from jobvisor.logs import setup_logging
+from jobvisor.states import JobState
 
 from agent.connection import Connection
 from agent.core import AgentCore
+from agent.oom import OomCounter
 from agent.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -81,10 +83,11 @@ class Agent:
         self.core: AgentCore | None = None
         self._stopping = False
         self._keep_jobs = False  # KillAgent(cancel_jobs=False): leave the jobs running
+        self.oom = OomCounter.for_environment(self.job_env)  # in a container: name OOM kills
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.runner = Runner(loop, self.job_env, on_exit=lambda job, rc: self.core.on_exit(job, rc))
+        self.runner = Runner(loop, self.job_env, on_exit=self._on_exit)
         self.core = AgentCore(
             self.settings.agent_id, self.settings.config, self.connection, self.runner,
             io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,
@@ -111,6 +114,13 @@ class Agent:
             if self.core.has_running() and not self._keep_jobs:
                 self.runner.kill_all([job for job in self.core.jobs.values() if not job.is_terminal])
             logger.info("agent %s: exiting", self.settings.agent_id)
+
+    def _on_exit(self, job, returncode: int) -> None:
+        if self.oom is not None and job.ending is None:
+            reason = self.oom.explain(returncode)
+            if reason is not None:
+                job.ending = (JobState.FAILED, reason)
+        self.core.on_exit(job, returncode)
 
     def request_stop(self, reason: str, cancel_jobs: bool) -> None:
         if self._stopping:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from tests.drivers import dockerbed
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,8 @@ class Backend:
     kind: str
     available: Callable[[], str | None]  # None when usable, else how to enable it
     kill_agent: Callable[[dict], None]  # SIGKILL the agent described by GET /agents
+    env: dict[str, str] = field(default_factory=dict)  # settings of the server under test
+    cleanup: Callable[[Path], None] = lambda state_dir: None  # what the server left behind
 
 
 def _local_kill(agent: dict) -> None:
@@ -24,6 +29,8 @@ def _local_kill(agent: dict) -> None:
 
 BACKENDS = {
     "local": Backend("local", lambda: None, _local_kill),
+    "docker": Backend("docker", dockerbed.missing, dockerbed.kill_agent, dockerbed.server_env(),
+                      dockerbed.remove_containers),
 }
 
 

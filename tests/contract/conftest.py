@@ -13,10 +13,11 @@ def backend(request):
 
 @pytest.fixture
 def server(tmp_path, backend):
-    proc = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_SUPERVISOR_RECONNECT_GRACE": "20"})
+    proc = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_SUPERVISOR_RECONNECT_GRACE": "20", **backend.env})
     proc.start()
     yield proc
     proc.cleanup()
+    backend.cleanup(proc.state_dir)
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""The real Docker engine as the docker tests use it: whether it is here (and how to get it),
+the driver settings of a `jobvisor up` under test, and clean-up of what a test left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from drivers.docker.spec import LABEL_AGENT, LABEL_INSTANCE, instance_id
+
+IMAGE = "jobvisor-agent:local"
+ENABLE = "run etc/testbed/start-docker.sh as root (it installs and starts dockerd and makes the image)"
+
+
+def client():
+    import docker
+
+    return docker.from_env(version="auto", timeout=20)
+
+
+def missing() -> str | None:
+    """None when the engine answers and the local agent image is there, else what to do."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker SDK is not installed (pip install -e '.[test]')"
+    try:
+        engine = client()
+        engine.ping()
+    except Exception as exc:  # any failure means: no usable engine
+        return f"no Docker engine answers ({type(exc).__name__}): {ENABLE}"
+    try:
+        engine.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        return f"the image {IMAGE} is missing: {ENABLE}, or etc/docker/make-local-image.sh"
+    finally:
+        engine.close()
+    return None
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """Settings of the docker driver in a `jobvisor up` under test: the local image with this
+    machine's runtime mounted, host networking (the supervisor stays on 127.0.0.1)."""
+    env = {
+        "JOBVISOR_DOCKER_IMAGE": IMAGE,
+        "JOBVISOR_DOCKER_HOST_RUNTIME": "true",
+        "JOBVISOR_DOCKER_NETWORK": "host",
+        "JOBVISOR_DOCKER_STOP_TIMEOUT": "2",
+        "JOBVISOR_DOCKER_WATCH_INTERVAL": "0.3",
+    }
+    env.update({f"JOBVISOR_DOCKER_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def containers(state_dir: Path, *labels: str) -> list:
+    engine = client()
+    try:
+        wanted = [f"{LABEL_INSTANCE}={instance_id(state_dir)}", *labels]
+        return engine.containers.list(all=True, filters={"label": wanted}, ignore_removed=True)
+    finally:
+        engine.close()
+
+
+def container_of(state_dir: Path, agent_id: str):
+    (found,) = containers(state_dir, f"{LABEL_AGENT}={agent_id}")
+    return found
+
+
+def kill_agent(agent: dict) -> None:
+    """`docker kill` of the agent's container (agent ids are unique), as an operator would."""
+    engine = client()
+    try:
+        (found,) = engine.containers.list(filters={"label": f"{LABEL_AGENT}={agent['id']}"}, ignore_removed=True)
+        found.kill()
+    finally:
+        engine.close()
+
+
+def remove_containers(state_dir: Path) -> None:
+    """Remove what a test's supervisor left (by its instance label), and its run roots."""
+    for container in containers(state_dir):
+        try:
+            container.remove(force=True)
+        except Exception:  # gone meanwhile
+            pass
+    shutil.rmtree(state_dir / "docker-runs", ignore_errors=True)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
