@@ -157,8 +157,6 @@ class AgentCore:
     def on_start_held(self, msg: StartHeld) -> None:
         if msg.job_id in self.held:
             self._start_held(self.held.pop(msg.job_id))
-        elif self.held:
-            self._start_held(self.held.popitem(last=False)[1])
 
     def _start_next_held(self) -> None:
         """A started job ended: its slot passes to the oldest held job."""

@@ -61,10 +61,11 @@ class JobReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunJob(Message):
-    """Run a job. With `hold`, the agent keeps it (state `starting`) in a FIFO and starts it
-    when one of its started jobs ends: the supervisor sends work ahead, so a freed cpu slot is
-    reused at once instead of after a round trip. The supervisor mirrors the FIFO and moves
-    the ended job's slot to the same held job, so both sides agree on who holds what."""
+    """Run a job. With `hold`, the agent keeps it (state `starting`) in a FIFO and starts the
+    oldest held job whenever one of its started jobs ends: the supervisor sends work ahead, so
+    a freed cpu slot is reused at once instead of after a round trip. The agent reports the
+    start (`running`) in the same frame as the end that made room, and the supervisor moves
+    the freed slot to it; `StartHeld` starts a held job when a slot is free elsewhere."""
 
     TYPE: ClassVar[str] = "run"
     job_id: str
@@ -78,10 +79,7 @@ class RunJob(Message):
 
 @dataclass(frozen=True, slots=True)
 class StartHeld(Message):
-    """A slot is free: start one more held job, `job_id` if it is still held, else the oldest.
-
-    "One more" (rather than "this one") keeps the count of started jobs equal on both sides
-    when the agent already started `job_id` itself because another job ended meanwhile."""
+    """A slot is free for this held job: start it now (nothing if it already started or ended)."""
 
     TYPE: ClassVar[str] = "start_held"
     job_id: str

@@ -335,17 +335,12 @@ class Supervisor:
     def _end(self, job: ComputeJob, state: JobState, reason: str, now: float) -> None:
         """Move a job to a terminal state (or, for `lost` with retries left, to a new attempt)."""
         agent = self.agents.by_id.get(job.agent_id) if job.agent_id else None
-        started = job.run_op is not None
         self._release(job)
         if agent is not None:
             agent.jobs.discard(job.id)
             agent.idle_since = time.monotonic()
-            if job.id in agent.held:  # ended before it started: it held no slot
+            if job.id in agent.held:  # ended before it started
                 agent.held.remove(job.id)
-            elif started and agent.held:  # the agent starts its oldest held job now: mirror it
-                successor = self.jobs.get(agent.held.popleft())
-                if successor is not None and successor.state.is_active and successor.run_op is None:
-                    successor.run_op = self._queue(successor.driver).reserve_running(successor)
         self.store.record(job, job.move(state, reason, now))
         if state is JobState.LOST and job.retries_left and not self.shutting_down:
             self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
@@ -547,9 +542,11 @@ class Supervisor:
         if job.state.is_terminal:
             return
         if state is JobState.RUNNING and job.state is JobState.STARTING:
-            if job.run_op is None:  # started by the agent without our mirror knowing: count it
-                if job.id in agent.held:
-                    agent.held.remove(job.id)
+            if job.id in agent.held:
+                agent.held.remove(job.id)
+            if job.run_op is None:
+                # a held job the agent started when one of its jobs ended: that job's end came
+                # just before (same frame), so its slot is the one free now
                 job.run_op = self._queue(job.driver).reserve_running(job)
             self.store.record(job, job.move(JobState.RUNNING, report.reason or "running", report.at or now))
         elif state.is_terminal:

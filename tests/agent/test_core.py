@@ -240,5 +240,7 @@ def test_held_jobs_start_in_order_as_started_jobs_end(env):
     assert ("j3", "canceled", "canceled by user") in comm.reports("j3") and spawned() == ["j1"]
     core.on_exit(core.jobs["j1"], 0)
     assert spawned() == ["j1", "j2"]
-    core.handle(StartHeld("j2"))  # already started: start one more instead
+    core.handle(StartHeld("j2"))  # already started: nothing more
+    assert spawned() == ["j1", "j2"]
+    core.handle(StartHeld("j4"))  # a slot elsewhere: start it now
     assert spawned() == ["j1", "j2", "j4"] and not core.held

@@ -161,15 +161,21 @@ async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
     assert [m.job_id for m in held] == [j.id for j in rest]
     agent = core.agents.by_id[first.agent_id]
     assert list(agent.held) == [j.id for j in rest] and core.queues["fake"].used == 1
-    # the agent ends `first` and starts the oldest held job itself: the slot moves with it
+    # the agent ends `first` and starts the oldest held job itself, in one frame
     core.on_agent_messages(agent, [report(first.id, "completed", exit_code=0), report(rest[0].id, "running")])
     assert rest[0].run_op is not None and list(agent.held) == [rest[1].id, rest[2].id]
     assert core.queues["fake"].used == 1
-    # cancel a held job: it never started, so no slot moves
+    # cancel a held job: it never started, so it frees no slot
     core.cancel(rest[2])
     core.on_agent_messages(agent, [report(rest[2].id, "canceled", reason="canceled by user")])
     assert list(agent.held) == [rest[1].id] and core.queues["fake"].used == 1
     assert not link.of(StartHeld)
+    # the running job ends with nothing held behind it at the agent yet: the freed slot goes
+    # to the held job by StartHeld, so a held job never waits for an end that already passed
+    core.on_agent_messages(agent, [report(rest[0].id, "completed", exit_code=0)])
+    await eventually(lambda: link.of(StartHeld), what="StartHeld")
+    assert [m.job_id for m in link.of(StartHeld)] == [rest[1].id] and rest[1].run_op is not None
+    assert core.queues["fake"].used == 1
 
 
 async def test_a_second_user_stops_sending_ahead(core, driver):
