@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import TooLarge
+from jobvisor.timing import Pacer
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ def size_hint(message: Message) -> int:
         if isinstance(data, bytes):
             return len(data) + 160
     return 256
+
+
+COALESCE = 0.002  # seconds
 
 
 class Outbox:
@@ -61,10 +65,21 @@ class Outbox:
         return not self._items and not self._in_flight_bytes
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        """Send batches until cancelled or `send` fails (the connection is gone)."""
+        """Send batches until cancelled or `send` fails (the connection is gone).
+
+        A frame goes out at once unless frames have been following each other closely (a
+        sustained stream, not the two or three frames of one short job): then the next waits
+        until COALESCE seconds after the last, so a busy agent sends a few large frames instead
+        of one per job (each frame costs both sides a wake-up)."""
+        loop = asyncio.get_running_loop()
+        pacer = Pacer(COALESCE)
         while True:
             await self._wake.wait()
             self._wake.clear()
+            delay = pacer.delay(loop.time())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pacer.sent(loop.time())
             while self._items:
                 batch, self._items = self._items, []
                 self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0

@@ -17,6 +17,7 @@ from jobvisor.protocol import (
     Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
 )
 from jobvisor.secrets import tokens_equal
+from jobvisor.timing import Pacer
 from supervisor.agents import Agent, AgentState
 from supervisor.core import Supervisor
 from supervisor.requests import RequestHandlers
@@ -24,6 +25,7 @@ from supervisor.requests import RequestHandlers
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Jobvisor-Secret"
+COALESCE = 0.002  # seconds: see agent.outbox.Outbox.pump
 
 
 class _Internal(tornado.web.RequestHandler):
@@ -111,15 +113,22 @@ class _Link:
         self.socket = socket
         self.outbox: list[Message] = []
         self.closed = False
+        self.pacer = Pacer(COALESCE)
 
     def send(self, messages: list[Message]) -> None:
         if self.closed:
             return
         if not self.outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            delay = self.pacer.delay(loop.time())
+            if delay > 0:  # a sustained stream: gather more into the next frame
+                loop.call_later(delay, self._flush)
+            else:
+                loop.call_soon(self._flush)
         self.outbox.extend(messages)
 
     def _flush(self) -> None:
+        self.pacer.sent(asyncio.get_running_loop().time())
         messages, self.outbox = self.outbox, []
         if self.closed or not messages:
             return
