@@ -8,12 +8,8 @@ SIGKILL that the agent did not send and the counter grew, the memory limit kille
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ENV_CONTAINER = "JOBVISOR_CONTAINER"  # set by container drivers: this cgroup is the agent's own

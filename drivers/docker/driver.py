@@ -26,7 +26,7 @@ from pathlib import Path
 
 from drivers.base import AgentSpec, DriverBase
 from drivers.docker import spec as rules
-from drivers.docker.engine import LOCAL, ContainerMissing, Engine, ImageMissing, NameConflict
+from drivers.docker.engine import ContainerMissing, Engine, ImageMissing, NameConflict
 from jobvisor.errors import DriverError, InvalidRequest
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.resources import Resources, parse_memory

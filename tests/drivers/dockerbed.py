@@ -3,7 +3,6 @@ the driver settings of a `jobvisor up` under test, and clean-up of what a test l
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -85,7 +84,3 @@ def remove_containers(state_dir: Path) -> None:
         except Exception:  # gone meanwhile
             pass
     shutil.rmtree(state_dir / "docker-runs", ignore_errors=True)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
