@@ -62,6 +62,7 @@ class Supervisor:
         # (sent just before the crash, before `starting` was committed), held back until that
         # agent re-announced its jobs or the reconnect grace is over. No job runs twice.
         self._held: dict[tuple[UserId, str], dict[JobId, ComputeJob]] = {}
+        self._acquiring: set[tuple[UserId, str]] = set()  # (user, kind) with an _acquire_agent running
         self._tasks: set[asyncio.Task] = set()
         self._loops: list[asyncio.Task] = []
         self.shutting_down = False
@@ -222,17 +223,22 @@ class Supervisor:
                 await asyncio.sleep(self.cfg.schedule_debounce)
             for queue in self.queues.values():
                 self._promote_held(queue)
-                picks = queue.schedule()
-                groups: dict[UserId, list[tuple[ComputeJob, RunOp]]] = defaultdict(list)
-                for job, op in picks:
+                kind = queue.kind
+
+                def ready(user: UserId, kind: str = kind) -> bool:
+                    agent = self.agents.current.get((user, kind))
+                    return agent is not None and agent.state is AgentState.CONNECTED
+
+                for user in queue.waiting_users():
+                    if not ready(user) and (user, kind) not in self._acquiring:
+                        self._acquiring.add((user, kind))
+                        self._spawn(self._acquire_agent(user, kind))
+                groups: dict[UserId, list[ComputeJob]] = defaultdict(list)
+                for job, op in queue.schedule(ready):
                     job.run_op = op
-                    groups[job.owner].append((job, op))
-                for user, group in groups.items():
-                    agent = self.agents.current.get((user, queue.kind))
-                    if agent is not None and agent.state is AgentState.CONNECTED:
-                        self._send_runs(agent, self.driver(queue.kind), [j for j, _ in group])
-                    else:
-                        self._spawn(self._dispatch(user, queue.kind, group))
+                    groups[job.owner].append(job)
+                for user, jobs in groups.items():
+                    self._send_runs(self.agents.current[(user, kind)], self.driver(kind), jobs)
                 self._send_ahead(queue)
 
     def _promote_held(self, queue: DriverQueue) -> None:
@@ -278,34 +284,32 @@ class Supervisor:
         self._queue(job.driver).push(job, front=True)
         self._wake.set()
 
-    async def _dispatch(self, user: UserId, kind: str, group: list[tuple[ComputeJob, RunOp]]) -> None:
-        """Await-retry: acquire the agent, commit `starting`, re-check, send."""
+    async def _acquire_agent(self, user: UserId, kind: str) -> None:
+        """Await-retry for the agent of (user, kind), while that user has jobs queued there.
+
+        After every await the world is checked again: the jobs may have been canceled (then
+        stop), the agent may have dropped again (then retry). On success the scheduler is
+        woken and hands out slots; on failure the user's queued jobs fail with the reason."""
         driver = self.driver(kind)
+        queue = self._queue(kind)
         tries = 0
-        while True:
-            live = [(j, op) for j, op in group if op.alive and j.state is JobState.QUEUED and j.run_op is op]
-            if not live or self.shutting_down:
-                return
-            if self._hold_for_login(user, driver, live):
-                return
-            got = await self.agents.acquire(user, driver)
-            live = [(j, op) for j, op in live if op.alive and j.state is JobState.QUEUED and j.run_op is op]
-            if got.result is Acquire.FAILED:
-                now = time.time()
-                for job, _ in live:
-                    self._end(job, JobState.FAILED, f"no agent: {got.reason}", now)
-                return
-            if got.result is Acquire.RETRY:
+        try:
+            while not self.shutting_down and user in queue.waiting_users():
+                if self._hold_for_login(user, driver, queue):
+                    return
+                got = await self.agents.acquire(user, driver)
+                if got.result is Acquire.ACQUIRED and got.agent is not None and got.agent.state is AgentState.CONNECTED:
+                    self._wake.set()
+                    return
+                if got.result is Acquire.FAILED:
+                    now = time.time()
+                    for job in queue.take(user, len(queue)):
+                        self._end(job, JobState.FAILED, f"no agent: {got.reason}", now)
+                    return
                 tries += 1
                 await asyncio.sleep(backoff_delay(tries, base=0.05, cap=1.0))
-                continue
-            agent = got.agent
-            assert agent is not None
-            if agent.state is not AgentState.CONNECTED:  # dropped while we were told it is there
-                tries += 1
-                continue
-            self._send_runs(agent, driver, [j for j, _ in live])
-            return
+        finally:
+            self._acquiring.discard((user, kind))
 
     def _send_runs(self, agent: Agent, driver: DriverBase, jobs: list[ComputeJob], hold: bool = False) -> None:
         """Record `starting` and send, with no await in between (so nothing can interleave).
@@ -463,7 +467,7 @@ class Supervisor:
         agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
         self._release_held(held.values())
 
-    def _hold_for_login(self, user: UserId, driver: DriverBase, group: list[tuple[ComputeJob, RunOp]]) -> bool:
+    def _hold_for_login(self, user: UserId, driver: DriverBase, queue: DriverQueue) -> bool:
         """A driver that cannot start the user's agent before the user logs in (sbatch): the
         jobs stay `queued` with the driver's reason, held until `release_held` (the login)."""
         agent = self.agents.current.get((user, driver.kind))
@@ -474,8 +478,7 @@ class Supervisor:
             return False
         now = time.time()
         held = self._held.setdefault((user, driver.kind), {})
-        for job, _ in group:
-            self._release(job)
+        for job in queue.take(user, len(queue)):
             if job.reason != reason:
                 job.reason = reason
                 job.updated_at = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, OrderedDict, deque
-from typing import Iterator
+from typing import Callable, Iterator
 
 from jobvisor.ids import JobId, UserId
 from jobvisor.states import JobState
@@ -76,8 +76,11 @@ class DriverQueue:
     def _under_cap(self, user: UserId) -> bool:
         return not self.per_user_cap or self.used_by_user[user] < self.per_user_cap
 
-    def schedule(self) -> list[tuple[ComputeJob, RunOp]]:
-        """Pick the jobs to start now, reserving their slots (round-robin across users)."""
+    def schedule(self, ready: Callable[[UserId], bool] = lambda user: True) -> list[tuple[ComputeJob, RunOp]]:
+        """Pick the jobs to start now, reserving their slots (round-robin across users).
+
+        Only users for whom `ready` holds (their agent is connected) are served: the agent is
+        acquired first, then slots, so no slot idles while an agent boots."""
         picks: list[tuple[ComputeJob, RunOp]] = []
         stalled = 0
         while self.free > 0 and self._ring and stalled < len(self._ring):
@@ -88,6 +91,9 @@ class DriverQueue:
                 del self._by_user[user]
                 continue
             self._ring.rotate(-1)
+            if not ready(user):
+                stalled += 1
+                continue
             job = next(iter(queue.values()))
             if job.state is not JobState.QUEUED:  # defensive: only queued jobs belong here
                 queue.popitem(last=False)
@@ -103,10 +109,13 @@ class DriverQueue:
             stalled = 0
         return picks
 
+    def waiting_users(self) -> list[UserId]:
+        return [u for u in self._ring if self._by_user.get(u)]
+
     def sole_waiting_user(self) -> UserId | None:
         """The only user with queued jobs, if exactly one has any (then sending ahead cannot
         take a slot from anyone else)."""
-        users = [u for u in self._ring if self._by_user.get(u)]
+        users = self.waiting_users()
         return users[0] if len(users) == 1 else None
 
     def take(self, user: UserId, count: int) -> list[ComputeJob]:

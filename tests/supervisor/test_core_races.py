@@ -49,26 +49,19 @@ async def test_cancel_while_waiting_for_a_slot(core, driver):
 
 
 async def test_agent_drops_between_acquire_and_send(core, driver):
-    original = core.agents.acquire
-    dropped = []
-
-    async def acquire_then_drop(user, drv):
-        got = await original(user, drv)
-        if got.agent is not None and got.agent.state is AgentState.CONNECTED and not dropped:
-            dropped.append(got.agent)
-            core.on_agent_disconnected(got.agent, got.agent.link)  # the drop lands during our await
-        return got
-
-    core.agents.acquire = acquire_then_drop
+    driver.connect_automatically = False
     job = await submit_one(core)
-    await eventually(lambda: dropped, what="the drop")
+    await eventually(lambda: driver.started, what="the agent's start")
+    agent_id = driver.started[0].agent_id
+    agent = core.agents.by_id[agent_id]
+    first = driver.connect(agent_id)  # acquired ...
+    core.on_agent_disconnected(agent, agent.link)  # ... and gone before any slot was handed out
     await asyncio.sleep(0.1)
-    assert job.state is JobState.QUEUED and not job.sent
-    assert not driver.links[dropped[0].id].of(RunJob)
-    driver.connect(dropped[0].id)  # the agent comes back: the job goes out, same attempt
+    assert job.state is JobState.QUEUED and not job.sent and not first.of(RunJob)
+    again = driver.connect(agent_id)  # it comes back: the job goes out once, same attempt
     await eventually(lambda: job.sent, what="job sent after reconnect")
     assert job.attempt == 1 and job.state is JobState.STARTING
-    assert len(driver.links[dropped[0].id].of(RunJob)) == 1
+    assert len(again.of(RunJob)) == 1 and not first.of(RunJob)
 
 
 async def test_reply_for_a_destroyed_op_is_dropped(core, driver):

@@ -10,7 +10,7 @@ from tests.supervisor.fakes import FakeDriver, eventually, make_config, report
 
 
 async def started(tmp_path, **cfg) -> tuple[Supervisor, FakeDriver]:
-    core = Supervisor(make_config(tmp_path, **cfg))
+    core = Supervisor(make_config(tmp_path, **{"prefetch": 0, **cfg}))
     driver = core.drivers["fake"] = FakeDriver(core.config, core, cpus=1)
     await core.start()
     return core, driver
