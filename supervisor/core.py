@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from drivers.base import DriverBase, make_driver
 from jobvisor.config import Config
-from jobvisor.errors import DriverError, InvalidRequest, NotFound, OpError, Unavailable
+from jobvisor.errors import DriverError, InvalidRequest, OpError, Unavailable
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import (
     Ack, CancelJob, ErrorMessage, ForgetJobs, Hello, HelloAck, JobEvent, JobReport, JobSpec,
@@ -28,7 +28,7 @@ from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
 from supervisor.compute_job import ComputeJob
 from supervisor.events import EventBus
 from supervisor.logstore import LogStore
-from supervisor.ops import PendingReplies, RunOp
+from supervisor.ops import PendingReplies
 from supervisor.scheduler import DriverQueue
 from supervisor.store import Store
 

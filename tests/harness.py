@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess

@@ -11,7 +11,6 @@ from jobvisor.protocol import (
     CancelJob, CancelJobRequest, Caller, ForgetJobs, JobSpec, OpReply, RunAnalysis, RunJob,
 )
 from jobvisor.states import JobState
-from supervisor.agents import AgentState
 from supervisor.requests import RequestHandlers
 from tests.supervisor.fakes import eventually, report
 
