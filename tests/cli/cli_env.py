@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "api_gateway"))  # the shared fake supervisor
 
-from gateway_env import start_env  # noqa: E402  # noqa: F401  (re-exported for the CLI tests)
+from gateway_env import start_env  # noqa: E402,F401  (re-exported for the CLI tests)
 
 from api_gateway.app import GatewayHandle  # noqa: E402
 from api_gateway.context import HUB  # noqa: E402
