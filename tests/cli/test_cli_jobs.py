@@ -81,6 +81,7 @@ async def test_wait_follows_events_until_completed(cli):
     job_id = (await cli.run("submit", "--", "sleep", "1")).out.strip()
     waiter = cli.start("wait", job_id)
     await cli.wait_for_subscribers(1)
+    await asyncio.sleep(1.0)  # the CLI re-reads the job after subscribing; let it see `queued` first
     cli.fake.set_state(job_id, "running", progress=0.25, message="warming up")
     cli.fake.set_state(job_id, "completed", exit_code=0)
     result = await asyncio.wait_for(waiter, 30)
