@@ -18,6 +18,7 @@ from aiohttp import web
 
 from jobvisor.config import Config
 from jobvisor.errors import AuthError
+from jobvisor.link import LocalLink
 from jobvisor.protocol import Caller
 
 from api_gateway import routes_clusters, routes_jobs, routes_system
@@ -67,7 +68,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     return await handler(request)
 
 
-def make_app(config: Config, *, store: AuthStore | None = None, secret: str | None = None) -> web.Application:
+def make_app(
+    config: Config, *, store: AuthStore | None = None, secret: str | None = None, link: LocalLink | None = None
+) -> web.Application:
     """The gateway app. Without `store`, it opens (and later closes) `<state_dir>/gateway.sqlite`.
     `secret` defaults to the internal secret file of the state dir."""
     app = web.Application(
@@ -77,7 +80,7 @@ def make_app(config: Config, *, store: AuthStore | None = None, secret: str | No
     app[CONFIG] = config
     app[HUB] = EventHub()
     app[STREAMS] = set()
-    app[SUPERVISOR] = SupervisorClient(config, secret=secret)
+    app[SUPERVISOR] = SupervisorClient(config, secret=secret, link=link)
     app[_OWNS_STORE] = store is None
     app[STORE] = store if store is not None else AuthStore.for_config(config)
     routes_jobs.add_routes(app)
@@ -131,12 +134,14 @@ class GatewayHandle:
 
 
 async def start_gateway(
-    config: Config, host: str | None = None, port: int | None = None, *, secret: str | None = None
+    config: Config, host: str | None = None, port: int | None = None, *, secret: str | None = None,
+    link: LocalLink | None = None,
 ) -> GatewayHandle:
-    """Serve the gateway on host:port (default: [server] host and port; port 0: a free one)."""
+    """Serve the gateway on host:port (default: [server] host and port; port 0: a free one).
+    With `link`, it talks to a supervisor in this process (see jobvisor.link)."""
     host = config.server.host if host is None else host
     port = config.server.port if port is None else port
-    app = make_app(config, secret=secret)
+    app = make_app(config, secret=secret, link=link)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -31,6 +31,7 @@ from jobvisor.protocol import (
     encode,
     from_wire,
 )
+from jobvisor.link import LocalLink
 from jobvisor.secrets import internal_secret_path, load_or_create_secret
 from jobvisor.timing import backoff_delay
 
@@ -44,8 +45,9 @@ _EVENTS_ONLY = frozenset({JobEvent.TYPE})
 
 
 class SupervisorClient:
-    def __init__(self, config: Config, *, secret: str | None = None) -> None:
+    def __init__(self, config: Config, *, secret: str | None = None, link: LocalLink | None = None) -> None:
         self._config = config
+        self._link = link  # a supervisor in this process: no sockets (see jobvisor.link)
         self._base = config.supervisor_url.rstrip("/")
         self._secret = secret if secret is not None else load_or_create_secret(
             internal_secret_path(config.state_dir)
@@ -56,7 +58,7 @@ class SupervisorClient:
 
     @property
     def url(self) -> str:
-        return self._base
+        return "in-process" if self._link is not None else self._base
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=60.0)
@@ -80,6 +82,12 @@ class SupervisorClient:
         return max(DEFAULT_OP_TIMEOUT, sup.io_timeout + 5.0)
 
     async def op(self, request: GatewayRequest) -> Any:
+        if self._link is not None:
+            try:
+                reply = await asyncio.wait_for(self._link.request(request), self._timeout_for(request))
+            except asyncio.TimeoutError as exc:
+                raise OpTimeout(f"the supervisor did not answer {request.TYPE} in time") from exc
+            return self._data_of(reply)
         if self._session is None:
             raise Unavailable("the gateway is not connected to the supervisor (starting or stopping)")
         body = encode(request)
@@ -114,6 +122,10 @@ class SupervisorClient:
                 raise OpError("the supervisor rejected the gateway's internal secret") from exc
             raise OpError(f"the supervisor sent an unreadable reply (HTTP {status})") from exc
         assert isinstance(reply, Reply)
+        return self._data_of(reply)
+
+    @staticmethod
+    def _data_of(reply: Reply) -> Any:
         if not reply.ok:
             raise OpError.from_wire(reply.error or {"kind": "internal", "detail": "unknown error"})
         return reply.data
@@ -136,6 +148,9 @@ class SupervisorClient:
             await asyncio.sleep(delay)
 
     async def _stream_events(self, publish: Callable[[JobEvent], None]) -> None:
+        if self._link is not None:
+            await self._link_events(self._link, publish)
+            return
         if self._session is None:
             raise Unavailable("client not started")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None)
@@ -157,3 +172,13 @@ class SupervisorClient:
                         continue
                     assert isinstance(message, JobEvent)
                     publish(message)
+
+    async def _link_events(self, link: LocalLink, publish: Callable[[JobEvent], None]) -> None:
+        queue = link.subscribe()
+        self.events_connected.set()
+        try:
+            while (batch := await queue.get()) is not None:
+                for event in batch:
+                    publish(event)
+        finally:
+            link.unsubscribe(queue)

@@ -40,6 +40,7 @@ class ServerConfig:
     supervisor_port: int = _doc("Port of the supervisor. Fixed, so agents find a restarted supervisor again.", default=8766)
     supervisor_url: str = _doc("URL the gateway uses to reach the supervisor. Empty: derived from supervisor_host/port.", default="")
     agent_url: str = _doc("URL agents connect back to (ws:// or wss://). Empty: derived from supervisor_host/port.", default="")
+    in_process: bool = _doc("`jobvisor up` links its gateway to its supervisor in-process (no HTTP between them); false: over HTTP at supervisor_url, as separate hosts would.", default=True)
 
 
 @dataclass(frozen=True)

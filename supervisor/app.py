@@ -8,10 +8,29 @@ import tornado.httpserver
 
 from jobvisor.config import Config
 from jobvisor.secrets import internal_secret_path, load_or_create_secret
+from jobvisor.protocol import GatewayRequest, Reply
 from supervisor.core import Supervisor
+from supervisor.requests import RequestHandlers
 from supervisor.web import make_app
 
 log = logging.getLogger(__name__)
+
+
+class LocalLink:
+    """`jobvisor.link.LocalLink` for a gateway in this process."""
+
+    def __init__(self, core: Supervisor) -> None:
+        self._core = core
+        self._handlers = RequestHandlers(core)
+
+    async def request(self, request: GatewayRequest) -> Reply:
+        return await self._handlers.answer(request)
+
+    def subscribe(self):
+        return self._core.bus.subscribe()
+
+    def unsubscribe(self, queue) -> None:
+        self._core.bus.unsubscribe(queue)
 
 
 class RunningSupervisor:
@@ -19,6 +38,9 @@ class RunningSupervisor:
         self.core = core
         self.server = server
         self.url = url
+
+    def local_link(self) -> LocalLink:
+        return LocalLink(self.core)
 
     async def close(self) -> None:
         """Graceful: agents stop their jobs, everything is committed, then the socket closes."""

@@ -8,22 +8,25 @@ Each handler takes one decoded `GatewayRequest` and returns the reply's data or 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
-from jobvisor.errors import InvalidRequest, NotFound
+from jobvisor.errors import InvalidRequest, NotFound, OpError
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents,
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
-    RunAnalysis, SubmitJobs,
+    Reply, RunAnalysis, SubmitJobs,
 )
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import ClusterLogin
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.core import Supervisor
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 MAX_LOG_WAIT = 30.0
@@ -42,6 +45,16 @@ class RequestHandlers:
 
     async def handle(self, request: Message) -> Any:
         return await self.table[type(request)](request)
+
+    async def answer(self, request: Message) -> Reply:
+        """The request's Reply: its data, or the error as the wire carries it."""
+        try:
+            return Reply(ok=True, data=await self.handle(request))
+        except OpError as exc:
+            return Reply(ok=False, error=exc.to_wire())
+        except Exception:
+            log.exception("internal error answering a %s request", request.TYPE)
+            return Reply(ok=False, error={"kind": "internal", "detail": "internal error in the supervisor; see its log", "field": None})
 
     # ------------------------------------------------------------------ helpers
 

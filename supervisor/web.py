@@ -11,7 +11,7 @@ import tornado.web
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from jobvisor.errors import OpError, ProtocolError
+from jobvisor.errors import ProtocolError
 from jobvisor.protocol import (
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
     Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
@@ -53,14 +53,10 @@ class OpHandler(_Internal):
     async def post(self) -> None:
         try:
             request = decode(self.request.body, ALLOWED_GATEWAY_REQUESTS, self.core.cfg.max_message_bytes)
-            reply = Reply(ok=True, data=await self.handlers.handle(request))
         except ProtocolError as exc:
             reply = Reply(ok=False, error={"kind": "invalid", "detail": str(exc), "field": None})
-        except OpError as exc:
-            reply = Reply(ok=False, error=exc.to_wire())
-        except Exception:
-            log.exception("internal error answering a gateway request")
-            reply = Reply(ok=False, error={"kind": "internal", "detail": "internal error in the supervisor; see its log", "field": None})
+        else:
+            reply = await self.handlers.answer(request)
         self.set_header("Content-Type", "application/msgpack")
         self.finish(encode(reply))
 

@@ -70,7 +70,8 @@ async def serve(config: Config) -> int:
 
     supervisor = await start_supervisor(config)
     try:
-        gateway = await start_gateway(config)
+        link = supervisor.local_link() if config.server.in_process else None
+        gateway = await start_gateway(config, link=link)
     except OSError as exc:
         await supervisor.close()
         raise ConfigError(f"the gateway cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from exc

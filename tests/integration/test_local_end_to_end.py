@@ -151,3 +151,20 @@ def test_cli_submit_wait_logs_show_list(server):
     assert "completed" in cli("show", job_id).stdout
     failing = cli("submit", "--", "false").stdout.strip()
     assert cli("wait", failing, check=False).returncode != 0
+
+
+async def test_gateway_and_supervisor_over_http(tmp_path):
+    """`in_process = false`: the gateway reaches the supervisor over HTTP, as on two hosts."""
+    from tests.harness import JobvisorProcess
+
+    server = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_SERVER_IN_PROCESS": "false"}).start()
+    client = Api(server.url, server.token)
+    try:
+        status = await client.request("GET", "/status")
+        assert status["gateway"]["events_connected"] is True
+        job = await client.submit({"code": "shell", "params": {"argv": ["echo", "over http"]}})
+        done = await client.wait_state(job["id"], "completed")
+        assert done["exit_code"] == 0 and await client.log(job["id"]) == b"over http\n"
+    finally:
+        await client.close()
+        server.cleanup()
