@@ -9,7 +9,9 @@ base: `SlurmQueue` does the awaiting and calls back here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,21 @@ RAN = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
 
 def _resources(data: Any) -> Resources:
     return Resources.from_wire(data) if isinstance(data, dict) else Resources()
+
+
+def _keep_previous_log(job: SlurmJob) -> None:
+    """A new attempt in the same run dir: the previous one's output becomes output.N.log (a
+    Slurm job of it that is still being canceled keeps writing there, not into the new log)."""
+    previous = SlurmJob.load(job.run_dir)
+    if previous is None or previous.attempt == job.attempt:
+        return
+    try:
+        if job.log_path.stat().st_size or previous.slurm_job_id:
+            os.replace(job.log_path, job.run_dir / f"output.{previous.attempt}.log")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("job %s: cannot keep the previous attempt's output: %s", job.job_id, exc)
 
 
 def end_reason(state: JobState, slurm_state: str, slurm_reason: str, slurm_job_id: str,
@@ -86,6 +103,24 @@ class SlurmAgentCore(AgentCore):
             logger.info("agent %s: found %d Slurm job(s) of an earlier agent in %s", self.agent_id, found, run_root)
         return found
 
+    def hello_reports(self) -> list[JobReport]:
+        """As the base, except that a job which ended while the supervisor was away is
+        announced as still running when its output may not all be there: a supervisor takes a
+        terminal state as final and drops later log bytes, so the end follows the log (in
+        `poll` -> `_finish`), moments after the HelloAck."""
+        reports = []
+        for job in self.jobs.values():
+            if job.forget_when_done:
+                continue
+            if job.is_terminal and not job.report_sent and (job.final_size or 0) > 0:
+                reports.append(dataclasses.replace(job.report(), state=str(JobState.RUNNING), reason="",
+                                                   exit_code=None, result=None))
+                continue
+            if job.is_terminal:
+                job.report_sent = True
+            reports.append(job.report())
+        return reports
+
     # ------------------------------------------------------------------ messages
 
     def on_run(self, msg: RunJob) -> None:
@@ -116,6 +151,7 @@ class SlurmAgentCore(AgentCore):
             job.walltime = resources.walltime
             job.code_obj = code = get_code(msg.code)
             self.processes.prepare_run_dir(job.run_dir)
+            _keep_previous_log(job)
             launch = code.launch(msg.params, job.run_dir, resources)
             env = dict(launch.env)
             env.update(

@@ -67,6 +67,9 @@ class SbatchDriver(DriverBase):
         return f"runs/{user}/{job_id}"  # relative to the agent's work dir on the cluster
 
     def validate(self, resources: Resources) -> None:
+        if not self._cfg.login_host:
+            raise InvalidRequest("the sbatch driver is not configured on this server ([sbatch] login_host is empty)",
+                                 field="driver")
         super().validate(resources)
         extra = resources.extra or {}
         for key, value in extra.items():

@@ -11,6 +11,8 @@ from typing import Callable
 
 import pytest
 
+from tests.drivers import slurmbed
+
 from tests.drivers import dockerbed
 
 
@@ -29,6 +31,8 @@ def _local_kill(agent: dict) -> None:
 
 BACKENDS = {
     "local": Backend("local", lambda: None, _local_kill),
+    "sbatch": Backend("sbatch", slurmbed.missing, slurmbed.kill_agent, slurmbed.contract_env(),
+                      slurmbed.contract_cleanup),
     "docker": Backend("docker", dockerbed.missing, dockerbed.kill_agent, dockerbed.server_env(),
                       dockerbed.remove_containers),
 }

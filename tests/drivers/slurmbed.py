@@ -107,3 +107,29 @@ def remove_work_dir(work_dir_template: str) -> None:
     path = work_dir_template.replace("$HOME", home)
     if home and path.startswith(home + "/jobvisor-tests/"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the driver contract suite
+
+_CONTRACT_WORK_DIR = f"$HOME/jobvisor-tests/contract-{uuid.uuid4().hex[:10]}"
+
+
+def contract_env() -> dict[str, str]:
+    """The contract suite's server: a service account (no login step), and no restart of a
+    killed agent, so that an agent's death makes its jobs `lost` as the contract says (the
+    restart that keeps them is tested in test_sbatch.py)."""
+    if missing() is not None:
+        return {}
+    env = server_env(service_account=True, work_dir=_CONTRACT_WORK_DIR)
+    env["JOBVISOR_SBATCH_AGENT_RESTARTS"] = "0"
+    return env
+
+
+def contract_cleanup(state_dir) -> None:
+    if missing() is None:
+        cancel_all(_CONTRACT_WORK_DIR)
+
+
+def kill_agent(agent: dict) -> None:
+    """SIGKILL the agent's process on the login node (this machine, as the test user)."""
+    os.kill(agent["pid"], 9)

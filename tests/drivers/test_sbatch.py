@@ -215,3 +215,28 @@ async def test_supervisor_killed_and_restarted_mid_run(server, api):
     done = await api.wait_state(job["id"], {"completed", "failed", "lost"}, timeout=60)
     assert done["state"] == "completed", done
     assert await api.log(job["id"]) == b"before\nafter\n"
+
+
+async def test_cli_login_and_submit(server, api):
+    import sys
+
+    from tests.harness import REPO
+
+    def cli(*args, stdin=""):
+        env = {**os.environ, "JOBVISOR_URL": server.url, "JOBVISOR_TOKEN": server.token}
+        return subprocess.run([sys.executable, "-m", "jobvisor", *args], input=stdin, capture_output=True,
+                              text=True, env=env, cwd=REPO, timeout=60)
+
+    bad = cli("login", CLUSTER, "--user", slurmbed.user(), "--password-stdin", stdin="not-the-password\n")
+    assert bad.returncode == 1 and "refused" in bad.stderr, bad
+    good = cli("login", CLUSTER, "--user", slurmbed.user(), "--password-stdin", stdin=slurmbed.password() + "\n")
+    assert good.returncode == 0 and f"logged in to {CLUSTER} as {slurmbed.user()}" in good.stdout, good
+    submitted = cli("submit", "--driver", "sbatch", "--cluster", CLUSTER, "--cpus", "1", "--mem", "100M",
+                    "--walltime", "00:02:00", "--partition", "debug", "--", "sh", "-c", "echo cli $SLURM_JOB_ID")
+    assert submitted.returncode == 0, submitted
+    job_id = submitted.stdout.strip()
+    done = await api.wait_state(job_id, {"completed", "failed"}, timeout=60)
+    assert done["state"] == "completed" and done["resources"]["extra"]["partition"] == "debug", done
+    assert (await api.log(job_id)).decode() == f"cli {done['info']['slurm_job_id']}\n"
+    shown = cli("show", job_id)
+    assert "slurm_job_id" in shown.stdout and done["info"]["slurm_job_id"] in shown.stdout

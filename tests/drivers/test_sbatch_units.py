@@ -158,3 +158,22 @@ def test_keyboard_interactive_answers():
     assert answer_prompts([("Password: ", False)], "pw", None) == ["pw"]
     assert answer_prompts([("Password: ", False), ("One-time code: ", True)], "pw", "123456") == ["pw", "123456"]
     assert answer_prompts([("Enter your OTP: ", False)], "pw", None) is None
+
+
+def test_submit_is_refused_when_the_driver_is_not_configured_or_resources_are_wrong():
+    from jobvisor.config import Config, SbatchConfig
+    from jobvisor.errors import InvalidRequest
+
+    from drivers.sbatch import SbatchDriver
+
+    with pytest.raises(InvalidRequest, match="not configured"):
+        SbatchDriver(Config(), host=None).validate(Resources())
+    driver = SbatchDriver(Config(sbatch=SbatchConfig(login_host="login", cluster="c1")), host=None)
+    driver.validate(Resources.parse({"cpus": 64, "partition": "debug", "cluster": "c1", "sbatch_args": ["--exclusive"]}))
+    for bad, field in [({"cluster": "c2"}, "resources.cluster"), ({"colour": "red"}, "resources.colour"),
+                       ({"qos": "a\nb"}, "resources.qos"), ({"sbatch_args": ["x"]}, "resources.sbatch_args")]:
+        with pytest.raises(InvalidRequest) as info:
+            driver.validate(Resources.parse(bad))
+        assert info.value.field == field
+    assert driver.login_required("alice").startswith("login required")
+    assert driver.run_dir("alice", "j1") == "runs/alice/j1"
