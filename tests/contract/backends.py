@@ -11,9 +11,7 @@ from typing import Callable
 
 import pytest
 
-from tests.drivers import slurmbed
-
-from tests.drivers import dockerbed
+from tests.drivers import dockerbed, slurmbed
 
 
 @dataclass(frozen=True)
@@ -31,10 +29,10 @@ def _local_kill(agent: dict) -> None:
 
 BACKENDS = {
     "local": Backend("local", lambda: None, _local_kill),
-    "sbatch": Backend("sbatch", slurmbed.missing, slurmbed.kill_agent, slurmbed.contract_env(),
-                      slurmbed.contract_cleanup),
     "docker": Backend("docker", dockerbed.missing, dockerbed.kill_agent, dockerbed.server_env(),
                       dockerbed.remove_containers),
+    "sbatch": Backend("sbatch", slurmbed.missing, slurmbed.kill_agent, slurmbed.contract_env(),
+                      slurmbed.contract_cleanup),
 }
 
 
