@@ -42,26 +42,26 @@ class Runner:
             pass
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
-        _keep_previous_log(job)
-        write_fd = os.open(job.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        if job.attempt > 1:
+            _keep_previous_log(job)
+        # one descriptor: the job's stdout and stderr (O_APPEND), and the agent's pread/fstat of
+        # the same file (file system calls are most of an agent's cost per short job)
+        log_fd = os.open(job.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            read_fd = os.open(job.log_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                popen = subprocess.Popen(
-                    launch.argv,
-                    cwd=job.run_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=write_fd,
-                    stderr=subprocess.STDOUT,
-                    process_group=0,
-                    close_fds=True,
-                    env={**self.base_env, **env},
-                )
-            except BaseException:
-                os.close(read_fd)
-                raise
-        finally:
-            os.close(write_fd)
+            popen = subprocess.Popen(
+                launch.argv,
+                cwd=job.run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                close_fds=True,
+                env={**self.base_env, **env},
+            )
+        except BaseException:
+            os.close(log_fd)
+            raise
+        read_fd = log_fd
         job.process, job.pid, job.log_fd, job.sent_offset = popen, popen.pid, read_fd, 0
         try:
             pidfd = os.pidfd_open(popen.pid)

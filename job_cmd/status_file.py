@@ -33,8 +33,11 @@ def status_path(run_dir: str | os.PathLike) -> Path:
 
 def write_status(run_dir: str | os.PathLike, status: JobStatus) -> None:
     path = status_path(run_dir)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_json_atomic(path, dataclasses.asdict(status))
+    try:
+        write_json_atomic(path, dataclasses.asdict(status))
+    except FileNotFoundError:  # .jobvisor/ is made with the run dir; make it if it went away
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json_atomic(path, dataclasses.asdict(status))
 
 
 def read_status(run_dir: str | os.PathLike) -> JobStatus | None:
