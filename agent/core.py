@@ -63,9 +63,10 @@ class Handle(Protocol):
 class Processes(Protocol):
     def prepare_run_dir(self, run_dir: Path) -> None: ...
 
-    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
-        """Start the job's process; set job.pid, job.process, job.log_fd; later call the exit
-        callback with the job and its return code. Raises OSError if it cannot start."""
+    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
+        """Start the job's process; set job.pid, job.process, job.log_fd, then call `done` on
+        the loop (with the OSError if it could not start); later call the exit callback with
+        the job and its return code. May raise OSError at once (the log cannot be opened)."""
 
     def signal_group(self, job: JobRecord, sig: int) -> None: ...
 
@@ -191,10 +192,20 @@ class AgentCore:
             JOBVISOR_RUN_DIR=str(job.run_dir),
             JOBVISOR_PROGRESS_FILE=str(job.progress_path),
         )
+        job.spawning = True
         try:
-            self.processes.spawn(job, launch, env)
+            self.processes.spawn(job, launch, env, lambda error: self._spawned(job, launch, error))
         except OSError as exc:
+            job.spawning = False
             return self._fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
+
+    def _spawned(self, job: JobRecord, launch: Launch, error: OSError | None) -> None:
+        """The fork/exec finished (in a worker thread, so the loop never waits on it)."""
+        job.spawning = False
+        if error is not None:
+            return self._fail_to_start(job, f"cannot start {launch.argv[0]!r}: {error.strerror or error}")
+        if job.ending is not None:  # canceled (or the agent stopped) while it was being started
+            self.processes.signal_group(job, signal.SIGTERM)
         job.started_at = time.time()
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
@@ -23,6 +24,7 @@ from agent.jobs import JobRecord
 logger = logging.getLogger(__name__)
 
 ExitCallback = Callable[[JobRecord, int], None]
+SPAWN_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 class Runner:
@@ -30,6 +32,7 @@ class Runner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback) -> None:
         self.loop = loop
+        self._spawner = ThreadPoolExecutor(max_workers=SPAWN_THREADS, thread_name_prefix="spawn")
         self.base_env = base_env  # the agent's environment, its token already removed
         self.on_exit = on_exit
 
@@ -41,35 +44,41 @@ class Runner:
         except FileExistsError:
             pass
 
-    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str]) -> None:
+    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         if job.attempt > 1:
             _keep_previous_log(job)
         # one descriptor: the job's stdout and stderr (O_APPEND), and the agent's pread/fstat of
         # the same file (file system calls are most of an agent's cost per short job)
         log_fd = os.open(job.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            popen = subprocess.Popen(
-                launch.argv,
-                cwd=job.run_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                process_group=0,
-                close_fds=True,
-                env={**self.base_env, **env},
+        job.log_fd, job.sent_offset = log_fd, 0
+        env = {**self.base_env, **env}
+
+        def fork_exec() -> subprocess.Popen:
+            # fork/exec releases the GIL while the child starts, so a few workers start jobs in
+            # parallel and the event loop never waits for one
+            return subprocess.Popen(
+                launch.argv, cwd=job.run_dir, stdin=subprocess.DEVNULL, stdout=log_fd,
+                stderr=subprocess.STDOUT, process_group=0, close_fds=True, env=env,
             )
-        except BaseException:
-            os.close(log_fd)
-            raise
-        read_fd = log_fd
-        job.process, job.pid, job.log_fd, job.sent_offset = popen, popen.pid, read_fd, 0
-        try:
-            pidfd = os.pidfd_open(popen.pid)
-        except OSError:  # cannot happen for our unreaped child; be safe: reap by polling
-            logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, popen.pid)
-            self.loop.call_later(0.1, self._poll_exit, job)
-            return
-        self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
+
+        def started(future: asyncio.Future) -> None:
+            error = future.exception()
+            if error is not None:
+                job.close_log()
+                done(error if isinstance(error, OSError) else OSError(str(error)))
+                return
+            popen = future.result()
+            job.process, job.pid = popen, popen.pid
+            try:
+                pidfd = os.pidfd_open(popen.pid)
+            except OSError:  # cannot happen for our unreaped child; be safe: reap by polling
+                logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, popen.pid)
+                self.loop.call_later(0.1, self._poll_exit, job)
+            else:
+                self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
+            done(None)
+
+        self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(started)
 
     def _on_pidfd(self, job: JobRecord, pidfd: int) -> None:
         self.loop.remove_reader(pidfd)

@@ -32,15 +32,27 @@ class FakeProcesses:
     def __init__(self):
         self.spawned, self.signals, self.timers, self.statuses = [], [], [], []
         self.fail_spawn: OSError | None = None
+        self.defer_spawn = False
+        self.pending = []
 
     def prepare_run_dir(self, run_dir: Path):
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    def spawn(self, job, launch, env):
+    def spawn(self, job, launch, env, done):
         if self.fail_spawn:
             raise self.fail_spawn
         self.spawned.append((job.job_id, launch.argv, env))
+        if self.defer_spawn:  # like the real runner: the fork/exec finishes later
+            self.pending.append((job, done))
+            return
         job.pid, job.process = 1000 + len(self.spawned), object()
+        done(None)
+
+    def finish_spawn(self, error=None):
+        job, done = self.pending.pop(0)
+        if error is None:
+            job.pid, job.process = 1000 + len(self.spawned), object()
+        done(error)
 
     def signal_group(self, job, sig):
         self.signals.append((job.job_id, sig))
@@ -244,3 +256,23 @@ def test_held_jobs_start_in_order_as_started_jobs_end(env):
     assert spawned() == ["j1", "j2"]
     core.handle(StartHeld("j4"))  # a slot elsewhere: start it now
     assert spawned() == ["j1", "j2", "j4"] and not core.held
+
+
+def test_cancel_while_the_fork_exec_runs_stops_the_job_once_it_exists(env):
+    core, comm, procs, tmp = env
+    procs.defer_spawn = True
+    core.handle(run("j1", tmp))
+    assert comm.reports() == [] and core.jobs["j1"].spawning
+    core.handle(CancelJob("j1", "canceled by user"))
+    procs.finish_spawn()
+    assert ("j1", signal.SIGTERM) in procs.signals
+    core.on_exit(core.jobs["j1"], -15)
+    assert comm.reports("j1")[-1] == ("j1", "canceled", "canceled by user")
+
+
+def test_a_fork_exec_that_fails_in_the_worker_fails_the_job(env):
+    core, comm, procs, tmp = env
+    procs.defer_spawn = True
+    core.handle(run("j1", tmp))
+    procs.finish_spawn(FileNotFoundError(2, "No such file or directory"))
+    assert comm.reports("j1")[-1] == ("j1", "failed", "cannot start 'sleep': No such file or directory")
