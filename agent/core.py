@@ -148,12 +148,19 @@ class AgentCore:
             self._drop(existing)
         job = JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
         self.jobs[job.job_id] = job
-        self.comm.send(Ack(job.job_id, job.attempt))
         if msg.hold:
+            self._ack(job)
             job.held = True
             self.held[job.job_id] = msg
             return
         self._start(job, msg)
+
+    def _ack(self, job: JobRecord) -> None:
+        """Ack a run once: a held job at receipt; one started at once with its first report,
+        so both share a frame (a frame costs both sides a wake-up)."""
+        if not job.acked:
+            job.acked = True
+            self.comm.send(Ack(job.job_id, job.attempt))
 
     def on_start_held(self, msg: StartHeld) -> None:
         if msg.job_id in self.held:
@@ -207,6 +214,7 @@ class AgentCore:
         if job.ending is not None:  # canceled (or the agent stopped) while it was being started
             self.processes.signal_group(job, signal.SIGTERM)
         job.started_at = time.time()
+        self._ack(job)
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
         # The `running` status file is written only for jobs still running a moment later: most
@@ -337,6 +345,7 @@ class AgentCore:
 
     def _fail_to_start(self, job: JobRecord, reason: str) -> None:
         logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)
+        self._ack(job)
         job.finished_at = time.time()
         job.final_size = 0
         job.set_state(JobState.FAILED, reason, now=job.finished_at)
