@@ -2,7 +2,7 @@
 
 Each turn: submit queued jobs while the user has fewer than `max_queued` jobs in Slurm's
 queue, send wanted cancels, and, once per poll interval, look at every job of this agent with
-ONE `squeue` call. Jobs that squeue shows as over (or no longer shows) get their exit code from
+ONE `squeue` call (right after a submit or cancel a few polls come sooner: 0.3, 0.6, 1.2 s...). Jobs that squeue shows as over (or no longer shows) get their exit code from
 the file the batch script leaves in the run dir, else from `scontrol`/`sacct`.
 """
 
@@ -27,7 +27,7 @@ from agent.slurm.states import Phase, map_state, parse_exit_code, returncode_of
 
 logger = logging.getLogger(__name__)
 
-SOON = 0.3  # seconds to the next poll after a submit or a cancel
+SOON = 0.3  # seconds to the first poll after a submit or a cancel (then twice that, ...)
 
 
 def read_exit_file(job: SlurmJob) -> int | None:
@@ -49,6 +49,8 @@ class SlurmQueue:
         self._resolve: list[SlurmJob] = []  # SUBMITTING when an earlier agent stopped
         self._wake = asyncio.Event()
         self._next_poll = 0.0
+        self._fast_until = 0.0
+        self._fast_step = SOON
         self._task: asyncio.Task | None = None
         self._cancels_sent: set[str] = set()
         self.polls = 0  # squeue calls made (tests check one per interval)
@@ -167,9 +169,22 @@ class SlurmQueue:
             await self._resolve_submission(job)
         await self._submit_waiting()
         await self._send_cancels()
-        if self.loop.time() >= self._next_poll:
-            self._next_poll = self.loop.time() + self.poll_interval
+        now = self.loop.time()
+        if now >= self._next_poll:
+            if now < self._fast_until:  # just after a submit or cancel: 0.3, 0.6, 1.2 s, ... apart
+                self._fast_step = min(self._fast_step * 2, self.poll_interval)
+                self._next_poll = now + self._fast_step
+            else:
+                self._next_poll = now + self.poll_interval
             await self.poll()
+
+    def _poll_soon(self) -> None:
+        """Slurm starts a job on an idle cluster within a second or so: look sooner than the
+        poll interval for a little while (still one squeue for all jobs each time)."""
+        now = self.loop.time()
+        self._fast_step = SOON / 2
+        self._fast_until = now + self.poll_interval
+        self._next_poll = min(self._next_poll, now + min(SOON, self.poll_interval))
 
     async def _resolve_submission(self, job: SlurmJob) -> None:
         name = batch.job_name(job.job_id, job.attempt)
@@ -206,7 +221,7 @@ class SlurmQueue:
                 continue
             in_queue += 1
             self.core.on_submitted(job, slurm_job_id)
-            self._next_poll = min(self._next_poll, self.loop.time() + SOON)
+            self._poll_soon()
 
     async def _send_cancels(self) -> None:
         for job in self._jobs():
@@ -216,7 +231,7 @@ class SlurmQueue:
                     await self.slurm.cancel(job.slurm_job_id)
                 except SlurmCommandError as exc:
                     logger.warning("job %s: scancel %s failed: %s", job.job_id, job.slurm_job_id, exc)
-                self._next_poll = min(self._next_poll, self.loop.time() + SOON)
+                self._poll_soon()
 
     async def poll(self) -> None:
         """One squeue call for every job of this agent that is in Slurm."""

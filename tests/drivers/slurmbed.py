@@ -62,6 +62,7 @@ def server_env(*, service_account: bool = False, poll: float = 0.5, work_dir: st
     """Settings of a `jobvisor up` whose sbatch driver uses the testbed. Each call gets its own
     remote work dir, so tests never see each other's agents or run dirs."""
     env = settings()
+    poll = float(os.environ.get("JOBVISOR_TEST_SBATCH_POLL", poll))  # e.g. to measure latency at 5 s
     out = {
         "JOBVISOR_SBATCH_CLUSTER": CLUSTER,
         "JOBVISOR_SBATCH_LOGIN_HOST": env["SSH_HOST"],

@@ -110,17 +110,29 @@ async def test_key_login_then_the_job_runs_under_slurm_as_the_user(server, api):
           f"{server.sbatch_env['JOBVISOR_SBATCH_POLL_INTERVAL']} s; first state seen {running['state']})")
 
 
+async def wait_node_idle(timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
+        if out.stdout.split() and all(s == "idle" for s in out.stdout.split()):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def test_submit_to_running_latency_on_an_idle_cluster(server, api):
     await login_with_key(api)
     warm = await api.submit(sbatch_job("true"))  # the first job also starts the agent
     await api.wait_state(warm["id"], "completed", timeout=60)
+    await wait_node_idle()
     latencies = []
     for _ in range(3):
         t0 = time.time()
-        job = await api.submit(sbatch_job("sleep 3"))
+        job = await api.submit(sbatch_job("sleep 60"))
         await api.wait_state(job["id"], "running", timeout=60)
         latencies.append(time.time() - t0)
-        await api.wait_state(job["id"], "completed", timeout=60)
+        await api.cancel(job["id"])
+        await api.wait_state(job["id"], "canceled", timeout=60)
+        await wait_node_idle()
     print(f"\nsubmit -> running (idle test cluster, poll interval "
           f"{server.sbatch_env['JOBVISOR_SBATCH_POLL_INTERVAL']} s): " + ", ".join(f"{x:.2f} s" for x in latencies))
     assert min(latencies) < 10

@@ -177,3 +177,22 @@ def test_submit_is_refused_when_the_driver_is_not_configured_or_resources_are_wr
         assert info.value.field == field
     assert driver.login_required("alice").startswith("login required")
     assert driver.run_dir("alice", "j1") == "runs/alice/j1"
+
+
+def test_a_second_start_kills_the_stale_agent_of_the_same_user(tmp_path):
+    def start(agent_id: str) -> int:
+        text = remote.start_script(work_dir=str(tmp_path / "w"), user="bob", command="sleep 60",
+                                   env={"JOBVISOR_AGENT_ID": agent_id, "JOBVISOR_AGENT_KIND": "sbatch"}, token="t")
+        out = subprocess.run(["/bin/sh", "-s"], input=text, capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0, out.stderr
+        return remote.parse_pid(out.stdout)
+
+    first = start("a1")
+    second = start("a2")
+    try:
+        assert first != second
+        stat = Path(f"/proc/{first}/stat")
+        assert not stat.exists() or stat.read_text().split()[2] == "Z", "the stale agent still runs"
+        assert Path(f"/proc/{second}").exists()
+    finally:
+        subprocess.run(["kill", "-9", str(first), str(second)], capture_output=True)
