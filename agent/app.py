@@ -87,7 +87,7 @@ class Agent:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.runner = Runner(loop, self.job_env, on_exit=self._on_exit)
+        self.runner = Runner(loop, self.job_env, on_exit=self._on_exit, spawn_threads=self.settings.config.spawn_threads)
         self.core = AgentCore(
             self.settings.agent_id, self.settings.config, self.connection, self.runner,
             io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,

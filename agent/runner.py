@@ -24,15 +24,18 @@ from agent.jobs import JobRecord
 logger = logging.getLogger(__name__)
 
 ExitCallback = Callable[[JobRecord, int], None]
-SPAWN_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 class Runner:
     """The `Processes` of `agent.core.AgentCore`, for real."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 0
+    ) -> None:
         self.loop = loop
-        self._spawner = ThreadPoolExecutor(max_workers=SPAWN_THREADS, thread_name_prefix="spawn")
+        self._spawner = (
+            ThreadPoolExecutor(max_workers=spawn_threads, thread_name_prefix="spawn") if spawn_threads > 0 else None
+        )
         self.base_env = base_env  # the agent's environment, its token already removed
         self.on_exit = on_exit
 
@@ -78,7 +81,15 @@ class Runner:
                 self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
             done(None)
 
-        self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(started)
+        if self._spawner is None:
+            future = self.loop.create_future()
+            try:
+                future.set_result(fork_exec())
+            except OSError as exc:
+                future.set_exception(exc)
+            started(future)
+        else:
+            self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(started)
 
     def _on_pidfd(self, job: JobRecord, pidfd: int) -> None:
         self.loop.remove_reader(pidfd)

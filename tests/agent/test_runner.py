@@ -1,0 +1,32 @@
+"""The real runner: fork/exec on the loop or in worker threads, reaped through a pidfd."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.jobs import JobRecord
+from agent.runner import Runner
+from job_cmd.codes.base import Launch
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+async def test_spawn_and_reap(tmp_path: Path, threads: int):
+    loop = asyncio.get_running_loop()
+    exits: asyncio.Queue = asyncio.Queue()
+    runner = Runner(loop, {"PATH": "/usr/bin:/bin"}, lambda job, rc: exits.put_nowait((job.job_id, rc)), spawn_threads=threads)
+    started: list = []
+    for name, argv in (("ok", ["sh", "-c", "echo hi; exit 3"]), ("missing", ["/nonexistent/program"])):
+        job = JobRecord(job_id=name, attempt=1, code="shell", run_dir=tmp_path / name)
+        runner.prepare_run_dir(job.run_dir)
+        runner.spawn(job, Launch(argv=argv, env={}), {}, lambda error, job=job: started.append((job.job_id, error)))
+    for _ in range(200):
+        if len(started) == 2:
+            break
+        await asyncio.sleep(0.01)
+    outcome = dict(started)
+    assert outcome["ok"] is None and isinstance(outcome["missing"], FileNotFoundError)
+    assert await asyncio.wait_for(exits.get(), 5) == ("ok", 3)
+    assert (tmp_path / "ok" / "output.log").read_text() == "hi\n"
