@@ -65,7 +65,9 @@ class FakeDriver(DriverBase):
 def make_config(tmp_path, **supervisor) -> Config:
     config = load_config(environ={})
     config = config.replace("server", state_dir=str(tmp_path))
-    defaults = dict(reconnect_grace=0.5, agent_lost_grace=0.3, analysis_timeout=0.3, io_timeout=0.3, shutdown_timeout=0.3)
+    # no sending ahead unless a test asks for it: queued jobs stay queued, as the races need
+    defaults = dict(reconnect_grace=0.5, agent_lost_grace=0.3, analysis_timeout=0.3, io_timeout=0.3, shutdown_timeout=0.3,
+                    prefetch=0)
     defaults.update(supervisor)
     return config.replace("supervisor", **defaults)
 

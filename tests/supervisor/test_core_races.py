@@ -142,9 +142,16 @@ async def test_events_are_published_after_commit(core, driver):
     assert (await core.store.get_job(job.id)).state is not None  # the row was committed first
 
 
+def send_ahead(core, depth: int = 32) -> None:
+    import dataclasses
+
+    core.cfg = dataclasses.replace(core.cfg, prefetch=depth)
+
+
 async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
     from jobvisor.protocol import StartHeld
 
+    send_ahead(core)
     first = await submit_one(core)
     link = await running(core, driver, first)
     rest = await core.submit("alice", [spec() for _ in range(3)])
@@ -171,6 +178,7 @@ async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
 
 
 async def test_a_second_user_stops_sending_ahead(core, driver):
+    send_ahead(core)
     first = await submit_one(core, user="alice")
     await running(core, driver, first)
     await core.submit("bob", [spec()])
