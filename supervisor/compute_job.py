@@ -144,7 +144,7 @@ class ComputeJob:
             "_id": self.id, "state": str(self.state), "attempt": self.attempt, "reason": self.reason,
             "exit_code": self.exit_code, "result": self.result, "agent_id": self.agent_id,
             "info": self.info, "started_at": self.started_at, "finished_at": self.finished_at,
-            "updated_at": self.updated_at,
+            "updated_at": self.updated_at, "progress": self.progress, "progress_message": self.progress_message,
         }
 
     def insert_row(self) -> dict:
@@ -158,13 +158,16 @@ class ComputeJob:
 
     @classmethod
     def from_row(cls, row: Any) -> "ComputeJob":
-        return cls(
+        job = cls(
             id=row.id, owner=row.owner, name=row.name, code=row.code, spec=row.spec, driver=row.driver,
             cpus=row.cpus, max_retries=row.max_retries, state=JobState(row.state), attempt=row.attempt,
             reason=row.reason, exit_code=row.exit_code, result=row.result, agent_id=row.agent_id,
             info=row.info, created_at=row.created_at, started_at=row.started_at,
             finished_at=row.finished_at, updated_at=row.updated_at,
         )
+        job.progress = row.progress
+        job.progress_message = row.progress_message or ""
+        return job
 
     def to_dict(self, queue_position: int | None = None) -> dict:
         params, resources = self.unpack_spec()

@@ -40,6 +40,7 @@ _UPDATE_JOB = (
         exit_code=bindparam("exit_code"), result=bindparam("result"), agent_id=bindparam("agent_id"),
         info=bindparam("info"), started_at=bindparam("started_at"),
         finished_at=bindparam("finished_at"), updated_at=bindparam("updated_at"),
+        progress=bindparam("progress"), progress_message=bindparam("progress_message"),
     )
 )
 

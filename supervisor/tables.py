@@ -31,6 +31,8 @@ jobs = Table(
     Column("result", JSON),
     Column("agent_id", String(32)),
     Column("info", JSON),
+    Column("progress", Float),  # last reported; written with the next transition, not per report
+    Column("progress_message", Text, nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),

@@ -168,3 +168,18 @@ async def test_gateway_and_supervisor_over_http(tmp_path):
     finally:
         await client.close()
         server.cleanup()
+
+
+async def test_demo_job_progress_files_and_analysis(api):
+    """The README's quick start: the demo simulation reports progress, writes data.csv and a
+    PNG plot, and its analysis returns summary numbers."""
+    job = await api.submit({"code": "demo", "params": {"steps": 400, "step_delay": 0.002}})
+    done = await api.wait_state(job["id"], {"completed", "failed"}, timeout=60)
+    assert done["state"] == "completed", done["reason"]
+    assert done["progress"] == 1.0
+    files = {f["path"]: f["size"] for f in (await api.request("GET", f"/jobs/{job['id']}/files"))["files"]}
+    assert files["data.csv"] > 0 and files["plot.png"] > 0
+    png = await api.request("GET", f"/jobs/{job['id']}/files/plot.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) == files["plot.png"]
+    summary = (await api.request("POST", f"/jobs/{job['id']}/analysis", json={}))["result"]
+    assert summary["rows"] == 401 or summary["rows"] == 400
