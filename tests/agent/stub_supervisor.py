@@ -113,7 +113,12 @@ class StubSupervisor:
         await ws.close()
 
     async def wait_connected(self, count: int = 1, timeout: float = WAIT) -> None:
-        await self.wait(lambda: self.connections >= count and self.ws is not None and not self.ws.closed, timeout)
+        """The agent's `count`-th connection is up and its hello has arrived."""
+        await self.wait(
+            lambda: self.connections >= count and self.ws is not None and not self.ws.closed
+            and len(self.hellos()) >= count,
+            timeout, f"connection {count} and its hello",
+        )
 
     async def wait(self, condition: Callable[[], object], timeout: float = WAIT, what: str = "") -> object:
         loop = asyncio.get_running_loop()
