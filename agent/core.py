@@ -11,6 +11,7 @@ objects, so a test can drive the core against recording fakes:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -110,11 +111,18 @@ class AgentCore:
         return all(job.report_sent or job.forget_when_done for job in self.jobs.values() if job.is_terminal)
 
     def hello_reports(self) -> list[JobReport]:
-        """Every running job and every terminal one not yet forgotten, for a Hello. A terminal
-        report carried by a Hello counts as sent; bytes of its log still follow after HelloAck."""
+        """Every running job and every terminal one not yet forgotten, for a Hello.
+
+        A job that ended while the link was down and has output is announced as still running:
+        a supervisor takes a terminal state as final and drops log bytes that come after it, so
+        the end is reported after the log (`poll` -> `_finish`), moments after the HelloAck."""
         reports = []
         for job in self.jobs.values():
             if job.forget_when_done:
+                continue
+            if job.is_terminal and not job.report_sent and (job.final_size or 0) > 0:
+                reports.append(dataclasses.replace(job.report(), state=str(JobState.RUNNING), reason="",
+                                                   exit_code=None, result=None))
                 continue
             if job.is_terminal:
                 job.report_sent = True

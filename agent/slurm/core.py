@@ -9,7 +9,6 @@ base: `SlurmQueue` does the awaiting and calls back here.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -102,24 +101,6 @@ class SlurmAgentCore(AgentCore):
         if found:
             logger.info("agent %s: found %d Slurm job(s) of an earlier agent in %s", self.agent_id, found, run_root)
         return found
-
-    def hello_reports(self) -> list[JobReport]:
-        """As the base, except that a job which ended while the supervisor was away is
-        announced as still running when its output may not all be there: a supervisor takes a
-        terminal state as final and drops later log bytes, so the end follows the log (in
-        `poll` -> `_finish`), moments after the HelloAck."""
-        reports = []
-        for job in self.jobs.values():
-            if job.forget_when_done:
-                continue
-            if job.is_terminal and not job.report_sent and (job.final_size or 0) > 0:
-                reports.append(dataclasses.replace(job.report(), state=str(JobState.RUNNING), reason="",
-                                                   exit_code=None, result=None))
-                continue
-            if job.is_terminal:
-                job.report_sent = True
-            reports.append(job.report())
-        return reports
 
     # ------------------------------------------------------------------ messages
 

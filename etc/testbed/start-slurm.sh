@@ -48,7 +48,7 @@ fi
 install -d -m 700 "$STATE"
 
 # ------------------------------------------------------------------ munge
-if ! pgrep -u munge -x munged >/dev/null; then
+if ! munge -n >/dev/null 2>&1; then
   if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
   fi
@@ -62,6 +62,7 @@ munge -n >/dev/null || { say "munged does not answer"; exit 1; }
 # ------------------------------------------------------------------ slurm
 H=$(hostname)
 CPUS=$(nproc)
+MEM_MB=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))  # what slurmd will find, less a margin
 CONF=/etc/slurm/slurm.conf
 WANT=$(cat <<EOF
 # written by jobvisor etc/testbed/start-slurm.sh: a single-node test cluster
@@ -85,7 +86,7 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 KillWait=5
 MinJobAge=300
-NodeName=$H CPUs=$CPUS RealMemory=4000 State=UNKNOWN
+NodeName=$H CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 EOF
 )
