@@ -332,6 +332,7 @@ class AgentCore:
         """The job's process ended (called by the runner once, after reaping it)."""
         job.cancel_timers()
         job.process = None
+        self._poll_progress(job)  # its last report (often 100%) goes before its end
         state, reason = exit_outcome(returncode, job.ending)
         job.exit_code = returncode
         if state is JobState.COMPLETED:
