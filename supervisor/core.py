@@ -23,6 +23,7 @@ from jobvisor.protocol import (
 )
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
+from jobvisor.tasks import Tasks
 from jobvisor.timing import backoff_delay
 from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
 from supervisor.compute_job import ComputeJob
@@ -63,7 +64,7 @@ class Supervisor:
         # agent re-announced its jobs or the reconnect grace is over. No job runs twice.
         self._held: dict[tuple[UserId, str], dict[JobId, ComputeJob]] = {}
         self._acquiring: set[tuple[UserId, str]] = set()  # (user, kind) with an _acquire_agent running
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Tasks(log, "supervisor background")
         self._loops: list[asyncio.Task] = []
         self.shutting_down = False
         self.started = time.time()
@@ -122,22 +123,13 @@ class Supervisor:
         for job in list(self.jobs.values()):
             if job.state.is_active:
                 self._end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         for driver in self.drivers.values():
             await driver.close()
         await self.store.close()
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     # ================================================================== drivers
 

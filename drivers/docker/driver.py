@@ -30,6 +30,7 @@ from drivers.docker.engine import ContainerMissing, Engine, ImageMissing, NameCo
 from jobvisor.errors import DriverError, InvalidRequest
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.resources import Resources, parse_memory
+from jobvisor.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class DockerDriver(DriverBase):
         self._starting: dict[Engine, int] = defaultdict(int)
         self._gateways: dict[Engine, str | None] = {}
         self._removals: dict[str, asyncio.Task] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Tasks(log, "docker driver")
         self._watcher: asyncio.Task | None = None
         self._closed = False
         try:
@@ -306,15 +307,7 @@ class DockerDriver(DriverBase):
     # ------------------------------------------------------------------ watching
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("docker driver task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     def _ensure_watcher(self) -> None:
         if not self._closed and (self._watcher is None or self._watcher.done()):
