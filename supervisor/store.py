@@ -174,7 +174,7 @@ class Store:
             except (SQLAlchemyError, OSError) as exc:
                 failures += 1
                 log.error("commit of %d jobs, %d transitions failed (%s); retrying", len(batch.dirty), len(batch.transitions), exc)
-                error = Unavailable(f"the database cannot be written: {exc}")
+                error = Unavailable(f"the database cannot be written: {getattr(exc, 'orig', None) or exc}")
                 for fut in batch.waiters:
                     if not fut.done():
                         fut.set_exception(error)
