@@ -334,6 +334,12 @@ class AgentCore:
         job.process = None
         self._poll_progress(job)  # its last report (often 100%) goes before its end
         state, reason = exit_outcome(returncode, job.ending)
+        self._conclude(job, state, reason, returncode, quiet=True)  # thousands of short jobs a second
+        self._start_next_held()
+
+    def _conclude(self, job: JobRecord, state: JobState, reason: str, returncode: int | None, quiet: bool = False) -> None:
+        """Record an attempt's end (exit code, result when completed, end time, final log size),
+        write its status file, then report it (or drop it if the supervisor forgot it)."""
         job.exit_code = returncode
         if state is JobState.COMPLETED:
             try:
@@ -343,14 +349,13 @@ class AgentCore:
         job.finished_at = time.time()
         job.final_size = self.processes.log_size(job)
         job.set_state(state, reason, now=job.finished_at)
-        log = logger.debug if state is JobState.COMPLETED else logger.info  # thousands of short jobs a second
+        log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
         self._write_status(job)
         if job.forget_when_done:
             self._drop(job)
         else:
             self._finish(job)
-        self._start_next_held()
 
     def _fail_to_start(self, job: JobRecord, reason: str) -> None:
         logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)

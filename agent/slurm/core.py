@@ -261,21 +261,7 @@ class SlurmAgentCore(AgentCore):
 
     def _end(self, job: SlurmJob, state: JobState, reason: str, returncode: int | None) -> None:
         job.cancel_timers()
-        job.exit_code = returncode
-        if state is JobState.COMPLETED:
-            try:
-                job.result = job.code_obj.result(job.run_dir) if job.code_obj is not None else None
-            except (OSError, ValueError) as exc:
-                reason = f"the result file could not be read: {exc}"
-        job.finished_at = time.time()
-        job.final_size = self.processes.log_size(job)
-        job.set_state(state, reason, now=job.finished_at)
-        logger.info("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
-        self._write_status(job)
-        if job.forget_when_done:
-            self._drop(job)
-        else:
-            self._finish(job)
+        self._conclude(job, state, reason, returncode)
 
     def _send_update(self, job: SlurmJob) -> None:
         if self.comm.linked():

@@ -8,7 +8,7 @@ import dataclasses
 import enum
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobvisor.protocol import JobReport
