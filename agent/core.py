@@ -193,13 +193,8 @@ class AgentCore:
             job.code_obj = code = get_code(msg.code)
             self.processes.prepare_run_dir(job.run_dir)
             launch = code.launch(msg.params, job.run_dir, _resources(msg.resources))
-        except JobvisorError as exc:
-            return self._fail_to_start(job, str(exc))
-        except OSError as exc:
-            return self._fail_to_start(job, f"cannot prepare run dir {msg.run_dir}: {exc.strerror or exc}")
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
-            logger.exception("job %s: code %s failed to prepare its launch", job.job_id, msg.code)
-            return self._fail_to_start(job, f"code {msg.code!r} failed to prepare the run: {type(exc).__name__}: {exc}")
+            return self._prepare_failed(job, msg, exc)
         env = dict(launch.env)
         env.update(
             JOBVISOR_JOB_ID=job.job_id,
@@ -213,6 +208,18 @@ class AgentCore:
         except OSError as exc:
             job.spawning = False
             return self._fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
+
+    def _prepare_failed(self, job: JobRecord, msg: RunJob, exc: Exception) -> None:
+        """Fail a job whose launch could not be prepared, with a reason the user can act on
+        (called from an except block: an unexpected error is logged with its traceback)."""
+        if isinstance(exc, JobvisorError):
+            reason = str(exc)
+        elif isinstance(exc, OSError):
+            reason = f"cannot prepare run dir {msg.run_dir}: {exc.strerror or exc}"
+        else:
+            logger.exception("job %s: code %s failed to prepare its launch", job.job_id, msg.code)
+            reason = f"code {msg.code!r} failed to prepare the run: {type(exc).__name__}: {exc}"
+        self._fail_to_start(job, reason)
 
     def _spawned(self, job: JobRecord, launch: Launch, error: OSError | None) -> None:
         """The fork/exec finished (in a worker thread, so the loop never waits on it)."""

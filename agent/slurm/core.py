@@ -144,13 +144,8 @@ class SlurmAgentCore(AgentCore):
             self.processes.write_script(job, text)
         except batch.ScriptError as exc:
             return self._fail_to_start(job, str(exc))
-        except JobvisorError as exc:
-            return self._fail_to_start(job, str(exc))
-        except OSError as exc:
-            return self._fail_to_start(job, f"cannot prepare run dir {msg.run_dir}: {exc.strerror or exc}")
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
-            logger.exception("job %s: code %s failed to prepare its launch", job.job_id, msg.code)
-            return self._fail_to_start(job, f"code {msg.code!r} failed to prepare the run: {type(exc).__name__}: {exc}")
+            return self._prepare_failed(job, msg, exc)
         job.set_state(JobState.STARTING, "waiting to be submitted to Slurm")
         self._write_status(job)
         self.processes.enqueue(job)
