@@ -32,6 +32,12 @@ start_engine() {
     return 1
   fi
   mkdir -p "$LOG_DIR"
+  # A pid file left by an engine that is gone (a machine restored from a snapshot) makes dockerd
+  # refuse to start when its pid now belongs to another program.
+  local pidfile=/var/run/docker.pid
+  if [ -s "$pidfile" ] && [ "$(cat "/proc/$(cat "$pidfile")/comm" 2>/dev/null)" != dockerd ]; then
+    rm -f "$pidfile"
+  fi
   say "starting dockerd in the background (log: $LOG_DIR/dockerd.log)"
   # Its own session, so it outlives this script and a Ctrl-C of the test run.
   setsid dockerd >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &

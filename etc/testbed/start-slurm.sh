@@ -104,13 +104,20 @@ stop_pidfile() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
 }
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file may outlive its process (a machine restored from a snapshot keeps /run and $STATE)
+# and its pid may by now belong to another program: alive only when the name matches too.
+alive() {
+  local f=$1 name=$2 pid
+  [ -s "$f" ] || return 1
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
+}
 if [ "$restart" = 1 ]; then
-  stop_pidfile /run/slurmd.pid
-  stop_pidfile /run/slurmctld.pid
+  alive /run/slurmd.pid slurmd && stop_pidfile /run/slurmd.pid
+  alive /run/slurmctld.pid slurmctld && stop_pidfile /run/slurmctld.pid
 fi
-alive /run/slurmctld.pid || slurmctld
-alive /run/slurmd.pid || slurmd
+alive /run/slurmctld.pid slurmctld || slurmctld
+alive /run/slurmd.pid slurmd || slurmd
 idle=0
 for _ in $(seq $((WAIT * 5))); do
   state=$(sinfo -h -n "$H" -o '%t' 2>/dev/null | head -1 || true)
@@ -159,17 +166,34 @@ Subsystem sftp internal-sftp
 EOF
 chmod 600 "$STATE/sshd_config"
 mkdir -p /run/sshd
-if ! alive "$STATE/sshd.pid"; then
+start_sshd() {
+  rm -f "$STATE/sshd.pid"
+  echo "--- start-slurm: sshd started $(date -Is)" >>"$STATE/sshd.log"
   /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log"
+}
+sshd_answers() {  # $1: how many tenths of a second to keep trying
+  for _ in $(seq "$1"); do
+    if ssh-keyscan -T 2 -p "$SSH_PORT" -t ed25519 127.0.0.1 >"$STATE/known_hosts.new" 2>/dev/null \
+        && [ -s "$STATE/known_hosts.new" ]; then
+      mv "$STATE/known_hosts.new" "$STATE/known_hosts"; return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+alive "$STATE/sshd.pid" sshd || start_sshd
+if ! sshd_answers 30; then
+  # ours looked alive but does not answer (or did not start): start it once more, afresh
+  say "sshd on 127.0.0.1:$SSH_PORT does not answer yet; restarting it"
+  alive "$STATE/sshd.pid" sshd && stop_pidfile "$STATE/sshd.pid"
+  start_sshd
+  sshd_answers $((WAIT * 10)) || {
+    say "sshd on 127.0.0.1:$SSH_PORT does not answer; its log ends with:"
+    tail -5 "$STATE/sshd.log" >&2 || true
+    say "what listens on port $SSH_PORT: $(ss -ltnp "sport = :$SSH_PORT" 2>&1 | tail -n +2)"
+    exit 1
+  }
 fi
-ok=0
-for _ in $(seq $((WAIT * 10))); do
-  if ssh-keyscan -T 2 -p "$SSH_PORT" -t ed25519 127.0.0.1 >"$STATE/known_hosts.new" 2>/dev/null && [ -s "$STATE/known_hosts.new" ]; then
-    mv "$STATE/known_hosts.new" "$STATE/known_hosts"; ok=1; break
-  fi
-  sleep 0.1
-done
-[ "$ok" = 1 ] || { say "sshd on 127.0.0.1:$SSH_PORT does not answer: $(tail -3 "$STATE/sshd.log" 2>/dev/null)"; exit 1; }
 chmod 600 "$STATE/known_hosts"
 
 # ------------------------------------------------------------------ the project, for the test user
