@@ -33,6 +33,8 @@ _NOT_FOUND = {"404": _problem("No such job (or it belongs to another user)")}
 _BAD = {"400": _problem("Malformed input; `field` names the culprit")}
 
 _JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Job id"}
+_CLUSTER_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "Cluster name ([sbatch] cluster or an [sbatch.clusters.NAME] table)"}
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
@@ -205,10 +207,31 @@ def _schemas() -> dict:
             "type": "object",
             "properties": {
                 "cluster": {"type": "string"},
-                "username": {"type": "string"},
-                "method": {"type": "string"},
-                "work_dir": {"type": "string", "description": "The remote work dir (agent logs, run dirs)"},
                 "logged_in": {"type": "boolean"},
+                "username": {"type": ["string", "null"]},
+                "method": {"type": ["string", "null"], "description": "password, key or service account"},
+                "work_dir": {"type": ["string", "null"], "description": "The remote work dir (agent logs, run dirs)"},
+            },
+        },
+        "Clusters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "default": {"type": "boolean", "description": "Where sbatch jobs that name no cluster go"},
+                    "login_host": {"type": "string"},
+                    "login_port": {"type": "integer"},
+                    "key_login": {"type": "boolean", "description": "The operator configured a key (method 'key')"},
+                    "partition": {"type": ["string", "null"]},
+                    "account": {"type": ["string", "null"]},
+                    "qos": {"type": ["string", "null"]},
+                    "max_queued_jobs": {"type": "integer"},
+                    "logged_in": {"type": "boolean"},
+                    "username": {"type": ["string", "null"]},
+                    "method": {"type": ["string", "null"]},
+                    "work_dir": {"type": ["string", "null"]},
+                },
             },
         },
         "Status": {
@@ -301,7 +324,17 @@ def _paths() -> dict:
                 body={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
             ),
         },
+        f"{PREFIX}/clusters": {
+            "get": _op("The Slurm clusters of the sbatch driver and the caller's login to each",
+                       {"200": _json(_ref("Clusters"), "Clusters"), **_ERRORS}, tag="clusters"),
+        },
         f"{PREFIX}/clusters/{{name}}/login": {
+            "delete": _op(
+                "Log out of a cluster: the caller's SSH connection is closed. Running agents and Slurm jobs go on; "
+                "starting a new agent needs a new login",
+                {"200": _json(_ref("ClusterLogin"), "Logged out"), "404": _problem("No such cluster"), **_ERRORS},
+                params=[_CLUSTER_NAME], tag="clusters",
+            ),
             "post": _op(
                 "Log in to a Slurm cluster's login node (sbatch driver): password (+ one-time code) or the "
                 "operator's key. The credentials are used for the SSH connect only, never stored; until a "
@@ -313,7 +346,7 @@ def _paths() -> dict:
                     "404": _problem("No such cluster"),
                     **_ERRORS,
                 },
-                params=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Cluster name ([sbatch] cluster)"}],
+                params=[_CLUSTER_NAME],
                 body={"required": True, "content": {"application/json": {"schema": _ref("ClusterLoginRequest")}}},
                 tag="clusters",
             ),

@@ -1,4 +1,4 @@
-"""Routes about Slurm clusters (the sbatch driver): log in to a cluster's login node.
+"""Routes about Slurm clusters (the sbatch driver): list them, log in to and out of one.
 
 The body's password and one-time code go to the supervisor in one op and nowhere else: this
 module never logs a body, and the supervisor keeps them only for the SSH connect.
@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from jobvisor.errors import InvalidRequest
-from jobvisor.protocol import ClusterLogin
+from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
 
 from api_gateway.context import caller_of, op
 from api_gateway.routes_jobs import PREFIX, json_response
@@ -52,5 +52,15 @@ async def post_login(request: web.Request) -> web.Response:
     return json_response(reply)
 
 
+async def delete_login(request: web.Request) -> web.Response:
+    return json_response(await op(request, ClusterLogout(caller=caller_of(request), cluster=request.match_info["name"])))
+
+
+async def get_clusters(request: web.Request) -> web.Response:
+    return json_response(await op(request, ListClusters(caller=caller_of(request))))
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get(PREFIX + "/clusters", get_clusters, allow_head=False)
     app.router.add_post(PREFIX + "/clusters/{name}/login", post_login)
+    app.router.add_delete(PREFIX + "/clusters/{name}/login", delete_login)

@@ -1,8 +1,12 @@
 """The driver interface shared by local, docker and sbatch, and the registry of drivers.
 
-A driver owns three things: how to start and stop one agent for a (user, kind) pair, its cpu
+A driver owns three things: how to start and stop one agent for a (user, target) pair, its cpu
 slots, and the run dir layout on its compute side. Everything else (queues, fairness, job
 state, websockets) belongs to the supervisor, so a new driver is a few async methods.
+
+A *target* is one instance of a driver: its own queue, slots and agents. Most drivers have one
+(target "local", "docker"); the sbatch driver has one per configured Slurm cluster
+("sbatch:perlmutter"), so each user gets one agent and one SSH login per cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ from jobvisor.resources import Resources
 log = logging.getLogger(__name__)
 
 
+TARGET_SEP = ":"
+CLUSTER_DRIVER = "sbatch"  # the driver whose instances are the configured Slurm clusters
+
+
+def target_name(kind: str, instance: str = "") -> str:
+    """The supervisor's name of a driver instance, as jobs and agents store it."""
+    return f"{kind}{TARGET_SEP}{instance}" if instance else kind
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(kind, instance) of a target name; the instance is empty for single-instance drivers."""
+    kind, _, instance = target.partition(TARGET_SEP)
+    return kind, instance
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """Everything a driver needs to start one agent. The token is a secret: drivers pass it
@@ -28,7 +47,7 @@ class AgentSpec:
 
     agent_id: AgentId
     user: UserId
-    kind: str
+    kind: str  # the driver's target name (see target_name)
     token: str = field(repr=False)
     url: str  # where the agent connects back to (ws:// or wss://)
 
@@ -42,10 +61,30 @@ class DriverHost(Protocol):
 
 class DriverBase(abc.ABC):
     kind: ClassVar[str]
+    # the resource that names a job's instance of this driver (sbatch: "cluster"); the
+    # supervisor writes the chosen instance there, so a job shows where it runs
+    instance_resource: ClassVar[str] = ""
 
-    def __init__(self, config: Config, host: DriverHost) -> None:
+    def __init__(self, config: Config, host: DriverHost, instance: str = "") -> None:
         self.config = config
         self.host = host
+        self.instance = instance
+
+    @property
+    def target(self) -> str:
+        """This driver instance's name: the key of its queue and of its users' agents."""
+        return target_name(self.kind, self.instance)
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds an agent of this driver with no work stays up before it is stopped."""
+        return self.config.local.idle_timeout
+
+    @classmethod
+    def instance_for(cls, config: Config, resources: Resources) -> str:
+        """Which instance of this driver a job with these resources goes to (sbatch: the
+        cluster it names, else the default one). Raises InvalidRequest when there is none."""
+        return ""
 
     @property
     @abc.abstractmethod
@@ -78,7 +117,7 @@ class DriverBase(abc.ABC):
     def validate(self, resources: Resources) -> None:
         if resources.cpus > self.cpus_total:
             raise InvalidRequest(
-                f"the job asks for {resources.cpus} cpus but the {self.kind} driver has {self.cpus_total}",
+                f"the job asks for {resources.cpus} cpus but the {self.target} driver has {self.cpus_total}",
                 field="resources.cpus",
             )
 
@@ -101,8 +140,13 @@ def available_drivers() -> dict[str, type[DriverBase]]:
     return found
 
 
-def make_driver(kind: str, config: Config, host: DriverHost) -> DriverBase:
+def driver_class(kind: str) -> type[DriverBase]:
     drivers = available_drivers()
     if kind not in drivers:
         raise DriverError(f"unknown driver {kind!r}; installed: {', '.join(sorted(drivers))}", permanent=True)
-    return drivers[kind](config, host)
+    return drivers[kind]
+
+
+def make_driver(target: str, config: Config, host: DriverHost) -> DriverBase:
+    kind, instance = split_target(target)
+    return driver_class(kind)(config, host, instance)

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 class LocalDriver(DriverBase):
     kind = "local"
 
-    def __init__(self, config, host) -> None:
-        super().__init__(config, host)
+    def __init__(self, config, host, instance: str = "") -> None:
+        super().__init__(config, host, instance)
         self._cfg = config.local
         self._watches: dict[AgentId, PidWatch] = {}
         self._pids: dict[AgentId, int] = {}

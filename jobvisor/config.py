@@ -14,6 +14,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from jobvisor.errors import ConfigError
@@ -97,13 +98,14 @@ class DockerDriverConfig:
     agent_url: str = _doc("URL agents in containers connect to. Empty: the supervisor's agent URL, with a loopback address replaced by the network's gateway on non-host networks.", default="")
     run_root: str = _doc("Directory of run dirs on the Docker hosts (one per user, mounted into only that user's container at the same path). Empty: <state_dir>/docker-runs.", default="")
     stop_timeout: float = _doc("Seconds a stopped agent container has between SIGTERM and SIGKILL.", default=5.0)
+    idle_timeout: float = _doc("Seconds an agent container with no work stays up before it is stopped.", default=300.0)
     watch_interval: float = _doc("Seconds between checks that agent containers still run (a container killed from outside makes its jobs lost).", default=1.0)
 
 
 @dataclass(frozen=True)
 class SbatchConfig:
-    cluster: str = _doc("Name of the Slurm cluster: what users pass to `jobvisor login NAME` and `--cluster NAME`.", default="cluster")
-    login_host: str = _doc("SSH login node of the cluster. Empty: the sbatch driver is not configured.", default="")
+    cluster: str = _doc("Name of the Slurm cluster this section describes (what users pass to `jobvisor login NAME` and `--cluster NAME`), and the cluster of sbatch jobs that name none.", default="cluster")
+    login_host: str = _doc("SSH login node of the cluster. Empty: this section describes no cluster; [sbatch.clusters.NAME] tables may still (see below).", default="")
     login_port: int = _doc("SSH port of the login node.", default=22)
     known_hosts: str = _doc("known_hosts file holding the login node's host key. Empty: ~/.ssh/known_hosts of the user running jobvisor.", default="")
     accept_unknown_host_keys: bool = _doc("TEST ONLY: connect without verifying the login node's host key (open to man-in-the-middle attacks).", default=False)
@@ -123,6 +125,8 @@ class SbatchConfig:
     keepalive_interval: float = _doc("Seconds between SSH keepalives on the open connections.", default=30.0)
     command_timeout: float = _doc("Seconds a command on the login node (start an agent, sbatch, squeue) may take.", default=60.0)
     agent_restarts: int = _doc("Times an agent that died on the login node is started again (its Slurm jobs go on) before its jobs are given up.", default=3)
+    idle_timeout: float = _doc("Seconds an agent on the login node with no jobs stays up before it is stopped (a new one needs the user's SSH connection, or a new login once it dropped).", default=1800.0)
+    stop_timeout: float = _doc("Seconds a stopped agent on the login node has between SIGTERM and SIGKILL.", default=10.0)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,9 @@ class LoggingConfig:
     level: str = _doc("Log level: DEBUG, INFO, WARNING, ERROR.", default="INFO")
 
 
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -151,6 +158,25 @@ class Config:
     docker: DockerDriverConfig = field(default_factory=DockerDriverConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # more Slurm clusters: the [sbatch.clusters.NAME] tables, each [sbatch] with its own keys
+    more_clusters: tuple[SbatchConfig, ...] = ()
+
+    @property
+    def clusters(self) -> dict[str, SbatchConfig]:
+        """The Slurm clusters the sbatch driver can reach, by name: [sbatch] itself when it
+        names a login host, then every [sbatch.clusters.NAME]."""
+        found = {self.sbatch.cluster: self.sbatch} if self.sbatch.login_host else {}
+        found.update((c.cluster, c) for c in self.more_clusters)
+        return found
+
+    @property
+    def default_cluster(self) -> str:
+        """The cluster of sbatch jobs that name none: [sbatch] cluster when it is one of the
+        clusters, else the only cluster; empty when that is ambiguous (jobs must name one)."""
+        clusters = self.clusters
+        if self.sbatch.cluster in clusters:
+            return self.sbatch.cluster
+        return next(iter(clusters)) if len(clusters) == 1 else ""
 
     @property
     def state_dir(self) -> Path:
@@ -176,7 +202,9 @@ class Config:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
 
-SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+SECTIONS: dict[str, type] = {
+    f.name: tp for f in dataclasses.fields(Config) if dataclasses.is_dataclass(tp := typing.get_type_hints(Config)[f.name])
+}
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -218,24 +246,62 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     sections: dict[str, Any] = {}
+    more_clusters: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         raw = data.pop(name, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"[{name}] must be a table")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for key, value in raw.items():
-            if key not in hints:
-                raise ConfigError(f"unknown key {key!r} in [{name}]")
-            values[key] = _coerce(value, hints[key], f"[{name}] {key}")
-        for key, tp in hints.items():
-            env_name = f"JOBVISOR_{name}_{key}".upper()
-            if env_name in environ:
-                values[key] = _coerce(environ[env_name], tp, env_name)
-        sections[name] = cls(**values)
+        if name == "sbatch":
+            more_clusters = raw.pop("clusters", {})
+        sections[name] = cls(**_section_values(cls, raw, f"[{name}]", f"JOBVISOR_{name}_", environ))
     if data:
         raise ConfigError(f"unknown section(s) in config: {', '.join(sorted(data))}")
-    return Config(**sections)
+    return Config(**sections, more_clusters=_more_clusters(sections["sbatch"], more_clusters, environ))
+
+
+def _section_values(cls: type, raw: dict, where: str, env_prefix: str, environ: Mapping[str, str],
+                    base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The keys of one table, checked and coerced, then overridden by `env_prefix + KEY`."""
+    hints = typing.get_type_hints(cls)
+    values = dict(base or {})
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(f"unknown key {key!r} in {where}")
+        values[key] = _coerce(value, hints[key], f"{where} {key}")
+    for key, tp in hints.items():
+        env_name = f"{env_prefix}{key}".upper()
+        if env_name in environ:
+            values[key] = _coerce(environ[env_name], tp, env_name)
+    return values
+
+
+def _more_clusters(sbatch: SbatchConfig, tables: Any, environ: Mapping[str, str]) -> tuple[SbatchConfig, ...]:
+    """[sbatch.clusters.NAME] tables: each starts from [sbatch] (shared site settings such as
+    agent_command or poll_interval) and overrides what differs; JOBVISOR_SBATCH_CLUSTERS_NAME_KEY
+    (NAME upper-cased, '-' and '.' as '_') overrides a key of a cluster the file names."""
+    if not isinstance(tables, dict):
+        raise ConfigError("[sbatch] clusters must be a table of tables: [sbatch.clusters.NAME]")
+    inherited = {f.name: getattr(sbatch, f.name) for f in dataclasses.fields(sbatch)}
+    out = []
+    for name, raw in tables.items():
+        where = f"[sbatch.clusters.{name}]"
+        if not CLUSTER_NAME.match(name):
+            raise ConfigError(f"{where}: a cluster name is letters, digits, '_', '.' and '-' (at most 64)")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        if "cluster" in raw:
+            raise ConfigError(f"{where}: the table's name is the cluster's name; drop its 'cluster' key")
+        env_prefix = "JOBVISOR_SBATCH_CLUSTERS_" + re.sub(r"[^A-Za-z0-9]", "_", name) + "_"
+        values = _section_values(SbatchConfig, raw, where, env_prefix, environ, base=inherited)
+        values["cluster"] = name
+        if not values["login_host"]:
+            raise ConfigError(f"{where}: login_host is required")
+        if name == sbatch.cluster and sbatch.login_host:
+            raise ConfigError(f"{where}: [sbatch] already describes cluster {name!r}; give one of them another name")
+        out.append(SbatchConfig(**values))
+    if sbatch.login_host and not CLUSTER_NAME.match(sbatch.cluster):
+        raise ConfigError("[sbatch] cluster: a cluster name is letters, digits, '_', '.' and '-' (at most 64)")
+    return tuple(out)
 
 
 def masked(value: Any, key: str) -> Any:
@@ -252,6 +318,11 @@ def describe(config: Config) -> dict[str, dict[str, Any]]:
     for name in SECTIONS:
         section = getattr(config, name)
         out[name] = {f.name: masked(getattr(section, f.name), f.name) for f in dataclasses.fields(section)}
+    if config.more_clusters:
+        out["sbatch"]["clusters"] = {
+            c.cluster: {f.name: masked(getattr(c, f.name), f.name) for f in dataclasses.fields(c) if f.name != "cluster"}
+            for c in config.more_clusters
+        }
     out["server"]["state_dir"] = str(config.state_dir)
     out["database"]["url"] = masked(config.database_url, "url")
     return out

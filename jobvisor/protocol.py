@@ -342,9 +342,26 @@ class ClusterLogin(Message):
     use_key: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterLogout(Message):
+    """Close the caller's SSH connection to a cluster; new agents there need a new login."""
+
+    TYPE: ClassVar[str] = "cluster_logout"
+    caller: Caller
+    cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListClusters(Message):
+    """The configured Slurm clusters and whether the caller is logged in to each."""
+
+    TYPE: ClassVar[str] = "list_clusters"
+    caller: Caller
+
+
 GatewayRequest = Union[
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus, ClusterLogin,
+    GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters,
 ]
 
 
@@ -390,7 +407,7 @@ _register(
     JobReport, RunJob, StartHeld, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin,
+    GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,
 )
 
 

@@ -116,14 +116,14 @@ class AgentRegistry:
             del self.current[(agent.user, agent.kind)]
 
     async def acquire(self, user: UserId, driver: DriverBase) -> Acquired:
-        key = (user, driver.kind)
+        key = (user, driver.target)
         agent = self.current.get(key)
         if agent is None or agent.state in (AgentState.DEAD, AgentState.STOPPING):
-            agent = self._new(user, driver.kind)
+            agent = self._new(user, driver.target)
             token = new_token("jva")
             agent.token_hash = hash_token(token)
             self.on_new_agent(agent, agent.token_hash)
-            spec = AgentSpec(agent.id, user, driver.kind, token, driver.config.agent_url)
+            spec = AgentSpec(agent.id, user, driver.target, token, driver.config.agent_url)
             started = asyncio.ensure_future(self._start(agent, driver, spec))
             started.add_done_callback(lambda f: f.exception())
         if agent.state is AgentState.CONNECTED:
@@ -135,7 +135,7 @@ class AgentRegistry:
             await asyncio.wait_for(changed.wait(), self.start_timeout)
         except asyncio.TimeoutError:
             if agent.state is AgentState.STARTING:
-                agent.failure = f"the {driver.kind} agent did not connect within {self.start_timeout:g} s"
+                agent.failure = f"the {driver.target} agent did not connect within {self.start_timeout:g} s"
                 log.error("agent %s of user %s: %s", agent.id, user, agent.failure)
                 return Acquired(Acquire.FAILED, agent, agent.failure)
         if agent.state is AgentState.DEAD:
@@ -153,12 +153,12 @@ class AgentRegistry:
             agent.info = await driver.start_agent(spec)
             agent.pid = agent.info.get("pid")
         except DriverError as exc:
-            log.error("cannot start a %s agent for user %s: %s", driver.kind, agent.user, exc.detail)
+            log.error("cannot start a %s agent for user %s: %s", driver.target, agent.user, exc.detail)
             agent.failure = exc.detail
             self.forget(agent)
             agent.set_state(AgentState.DEAD)
         except Exception as exc:  # a driver bug must fail the jobs, not hang them
-            log.exception("the %s driver failed to start an agent for user %s", driver.kind, agent.user)
-            agent.failure = f"the {driver.kind} driver failed: {exc}"
+            log.exception("the %s driver failed to start an agent for user %s", driver.target, agent.user)
+            agent.failure = f"the {driver.target} driver failed: {exc}"
             self.forget(agent)
             agent.set_state(AgentState.DEAD)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from drivers.base import split_target
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.states import JobState, can_transition
 
@@ -173,7 +174,7 @@ class ComputeJob:
         params, resources = self.unpack_spec()
         return {
             "id": self.id, "state": str(self.state), "code": self.code, "params": params,
-            "resources": resources, "driver": self.driver, "owner": self.owner, "name": self.name,
+            "resources": resources, "driver": split_target(self.driver)[0], "owner": self.owner, "name": self.name,
             "exit_code": self.exit_code, "result": self.result, "reason": self.reason,
             "queue_position": queue_position, "created_at": iso(self.created_at),
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),

@@ -9,11 +9,12 @@ committed. The only awaits are in the dispatch loop (await-retry: acquire an age
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import defaultdict
 
-from drivers.base import DriverBase, make_driver
+from drivers.base import DriverBase, driver_class, make_driver, target_name
 from jobvisor.config import Config
 from jobvisor.errors import DriverError, InvalidRequest, OpError, Unavailable
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
@@ -133,15 +134,29 @@ class Supervisor:
 
     # ================================================================== drivers
 
-    def driver(self, kind: str) -> DriverBase:
-        driver = self.drivers.get(kind)
+    def driver(self, target: str) -> DriverBase:
+        """The driver instance named `target` ("local", "sbatch:perlmutter"), made on first use."""
+        driver = self.drivers.get(target)
         if driver is None:
             try:
-                driver = make_driver(kind, self.config, self)
+                driver = make_driver(target, self.config, self)
             except DriverError as exc:
                 raise InvalidRequest(exc.detail, field="driver") from exc
-            self.drivers[kind] = driver
+            self.drivers[target] = driver
         return driver
+
+    def target_of(self, kind: str, resources: Resources) -> tuple[str, Resources]:
+        """The driver instance a job of driver `kind` with these resources goes to, and the
+        resources naming it (a job that names no cluster shows the default one it got)."""
+        made = self.drivers.get(kind)
+        try:
+            cls = type(made) if made is not None else driver_class(kind)
+        except DriverError as exc:
+            raise InvalidRequest(exc.detail, field="driver") from exc
+        instance = cls.instance_for(self.config, resources)
+        if instance and cls.instance_resource:
+            resources = dataclasses.replace(resources, extra={**(resources.extra or {}), cls.instance_resource: instance})
+        return target_name(kind, instance), resources
 
     def _queue(self, kind: str) -> DriverQueue:
         queue = self.queues.get(kind)
@@ -167,17 +182,17 @@ class Supervisor:
             where = f"jobs[{index}]." if len(specs) > 1 else ""
             if not spec.code or not isinstance(spec.code, str):
                 raise InvalidRequest("code must be a non-empty string", field=where + "code")
-            kind = spec.driver or DEFAULT_DRIVER
             if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
                 raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
             try:
                 resources = Resources.parse(spec.resources)
-                self.driver(kind).validate(resources)
+                target, resources = self.target_of(spec.driver or DEFAULT_DRIVER, resources)
+                self.driver(target).validate(resources)
             except OpError as exc:
                 raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
             jobs.append(ComputeJob(
                 id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
-                spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=kind,
+                spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=target,
                 cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason="submitted",
             ))
         self.store.insert(jobs)
@@ -462,14 +477,14 @@ class Supervisor:
     def _hold_for_login(self, user: UserId, driver: DriverBase, queue: DriverQueue) -> bool:
         """A driver that cannot start the user's agent before the user logs in (sbatch): the
         jobs stay `queued` with the driver's reason, held until `release_held` (the login)."""
-        agent = self.agents.current.get((user, driver.kind))
+        agent = self.agents.current.get((user, driver.target))
         if agent is not None and agent.state not in (AgentState.DEAD, AgentState.STOPPING):
             return False
         reason = driver.login_required(user)
         if not reason:
             return False
         now = time.time()
-        held = self._held.setdefault((user, driver.kind), {})
+        held = self._held.setdefault((user, driver.target), {})
         for job in queue.take(user, len(queue)):
             if job.reason != reason:
                 job.reason = reason
@@ -478,9 +493,9 @@ class Supervisor:
             held[job.id] = job
         return True
 
-    def release_held(self, user: UserId, kind: str) -> None:
+    def release_held(self, user: UserId, target: str) -> None:
         """The user logged in: their jobs held for it queue again."""
-        self._release_held(self._held.pop((user, kind), {}).values())
+        self._release_held(self._held.pop((user, target), {}).values())
 
     def _release_held(self, jobs) -> None:
         for job in jobs:
@@ -651,13 +666,20 @@ class Supervisor:
             except Exception:
                 log.exception("stopping agent %s failed", agent.id)
 
+    def _idle_timeout(self, agent: Agent) -> float:
+        driver = self.drivers.get(agent.kind)
+        return driver.idle_timeout if driver is not None else self.config.local.idle_timeout
+
     async def _idle_loop(self) -> None:
-        idle = self.config.local.idle_timeout
+        """Stop agents idle for longer than their driver's idle_timeout."""
         while True:
-            await asyncio.sleep(max(0.5, min(idle / 4, 30.0)))
+            shortest = min([self.config.local.idle_timeout, *(d.idle_timeout for d in self.drivers.values())])
+            # at most a second: a driver made later (with a shorter timeout) is honoured soon
+            await asyncio.sleep(max(0.1, min(shortest / 4, 1.0)))
             now = time.monotonic()
             for agent in list(self.agents.by_id.values()):
-                if agent.state is AgentState.CONNECTED and not agent.busy and now - agent.idle_since > idle:
+                if (agent.state is AgentState.CONNECTED and not agent.busy
+                        and now - agent.idle_since > self._idle_timeout(agent)):
                     log.info("agent %s of user %s idle for %.0f s: stopping it", agent.id, agent.user, now - agent.idle_since)
                     agent.send([KillAgent(reason="idle", cancel_jobs=False)])
                     agent.set_state(AgentState.STOPPING)

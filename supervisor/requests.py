@@ -21,7 +21,8 @@ from jobvisor.protocol import (
     Reply, RunAnalysis, SubmitJobs,
 )
 from jobvisor.errors import DriverError, Unavailable
-from jobvisor.protocol import ClusterLogin
+from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
+from drivers.base import CLUSTER_DRIVER, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.core import Supervisor
@@ -40,7 +41,7 @@ class RequestHandlers:
             CancelJobRequest: self.cancel, ReadLog: self.read_log, ListFiles: self.list_files,
             ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
             GetAgents: self.agents, GetStatus: self.status,
-            ClusterLogin: self.cluster_login,
+            ClusterLogin: self.cluster_login, ClusterLogout: self.cluster_logout, ListClusters: self.list_clusters,
         }
 
     async def handle(self, request: Message) -> Any:
@@ -171,20 +172,49 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ clusters (sbatch)
 
+    def _cluster_driver(self, name: str) -> Any:
+        """The sbatch driver instance of cluster `name`; NotFound for a cluster not configured."""
+        clusters = self.core.config.clusters
+        if name not in clusters:
+            known = ", ".join(repr(c) for c in clusters) or "none (the sbatch driver is not configured)"
+            raise NotFound(f"no cluster {name!r}: this jobvisor knows {known}")
+        driver = self.core.driver(target_name(CLUSTER_DRIVER, name))
+        if not hasattr(driver, "login"):
+            raise InvalidRequest(f"the {CLUSTER_DRIVER} driver installed here cannot log in", field="cluster")
+        return driver
+
     async def cluster_login(self, req: ClusterLogin) -> dict:
-        """The sbatch_login op: open the caller's SSH connection to the cluster; their jobs
-        held for a login then queue again. The credentials are passed on, never kept."""
-        driver = self.core.driver("sbatch")
-        login = getattr(driver, "login", None)
-        if login is None:
-            raise InvalidRequest("the sbatch driver installed here cannot log in", field="cluster")
+        """Open the caller's SSH connection to the cluster; their jobs held for a login then
+        queue again. The credentials are passed on, never kept."""
+        driver = self._cluster_driver(req.cluster)
         user = UserId(req.caller.user)
         try:
-            info = await login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
+            info = await driver.login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
         except DriverError as exc:
             raise Unavailable(exc.detail) from None
-        self.core.release_held(user, driver.kind)
+        self.core.release_held(user, driver.target)
         return info
+
+    async def cluster_logout(self, req: ClusterLogout) -> dict:
+        driver = self._cluster_driver(req.cluster)
+        driver.logout(UserId(req.caller.user))
+        return driver.session(UserId(req.caller.user))
+
+    async def list_clusters(self, req: ListClusters) -> list[dict]:
+        """Every configured cluster with the caller's login there."""
+        user = UserId(req.caller.user)
+        default = self.core.config.default_cluster
+        out = []
+        for name, cfg in self.core.config.clusters.items():
+            session = self._cluster_driver(name).session(user)  # making a driver instance does no I/O
+            out.append({
+                "name": name, "default": name == default, "login_host": cfg.login_host, "login_port": cfg.login_port,
+                "key_login": bool(cfg.key_file), "partition": cfg.partition or None, "account": cfg.account or None,
+                "qos": cfg.qos or None, "max_queued_jobs": cfg.max_queued_jobs,
+                "logged_in": session["logged_in"], "username": session["username"], "method": session["method"],
+                "work_dir": session["work_dir"],
+            })
+        return out
 
     # ------------------------------------------------------------------ system
 

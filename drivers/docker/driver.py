@@ -51,10 +51,10 @@ class _Container:
 class DockerDriver(DriverBase):
     kind = "docker"
 
-    def __init__(self, config, host) -> None:
-        super().__init__(config, host)
+    def __init__(self, config, host, instance: str = "") -> None:
+        super().__init__(config, host, instance)
         cfg = self._cfg = config.docker
-        self.instance = rules.instance_id(config.state_dir)
+        self.supervisor_id = rules.instance_id(config.state_dir)
         self._uid, self._gid = rules.container_user(cfg.user, os.getuid(), os.getgid())
         try:
             self._memory = parse_memory(cfg.memory) if cfg.memory.strip() else None
@@ -111,6 +111,10 @@ class DockerDriver(DriverBase):
     # ------------------------------------------------------------------ DriverBase
 
     @property
+    def idle_timeout(self) -> float:
+        return self._cfg.idle_timeout
+
+    @property
     def cpus_total(self) -> int:
         return sum(self._slots.values())
 
@@ -141,7 +145,7 @@ class DockerDriver(DriverBase):
         user_dir = self.run_root / spec.user
         await self._in_thread(_prepare_run_root, user_dir, self._uid, self._gid)
         engine = await self._choose_host()
-        name = rules.container_name(self.instance, spec.kind, spec.user)
+        name = rules.container_name(self.supervisor_id, spec.kind, spec.user)
         self._starting[engine] += 1
         self._launching.add(spec.agent_id)
         try:
@@ -195,7 +199,7 @@ class DockerDriver(DriverBase):
         """The least-loaded engine (agents per slot); engines that do not answer are skipped."""
         if len(self.engines) == 1:
             return self.engines[0]
-        label = f"{rules.LABEL_INSTANCE}={self.instance}"
+        label = f"{rules.LABEL_INSTANCE}={self.supervisor_id}"
         found = await asyncio.gather(*(e.containers(label) for e in self.engines), return_exceptions=True)
         loads, skipped = [], []
         for index, (engine, listing) in enumerate(zip(self.engines, found)):
@@ -226,7 +230,7 @@ class DockerDriver(DriverBase):
         create = {
             "command": self._command,
             "name": name,
-            "labels": rules.labels(self.instance, spec.kind, spec.user, spec.agent_id),
+            "labels": rules.labels(self.supervisor_id, spec.kind, spec.user, spec.agent_id),
             "environment": self._environment(spec, url, user_dir),
             "user": f"{self._uid}:{self._gid}",
             "working_dir": str(user_dir),
@@ -276,7 +280,7 @@ class DockerDriver(DriverBase):
         except ContainerMissing:
             return
         old = (info.get("Config") or {}).get("Labels") or {}
-        if old.get(rules.LABEL_INSTANCE) != self.instance:
+        if old.get(rules.LABEL_INSTANCE) != self.supervisor_id:
             raise DriverError(f"a container named {name} that this supervisor did not start is in the way on {engine.name}",
                               permanent=True)
         log.info("removing container %s of agent %s, replaced by agent %s", name, old.get(rules.LABEL_AGENT), agent_id)
@@ -324,7 +328,7 @@ class DockerDriver(DriverBase):
 
     async def _check(self, engine: Engine, recs: list[_Container], unreachable: set[Engine]) -> None:
         try:
-            listing = await engine.containers(f"{rules.LABEL_INSTANCE}={self.instance}")
+            listing = await engine.containers(f"{rules.LABEL_INSTANCE}={self.supervisor_id}")
         except DriverError as exc:
             if engine not in unreachable:
                 unreachable.add(engine)
@@ -369,7 +373,7 @@ class DockerDriver(DriverBase):
 
     async def _adopt(self, agent_id: AgentId, user: UserId) -> None:
         """An agent reconnected that this driver did not start: find its container by label."""
-        labels = (f"{rules.LABEL_INSTANCE}={self.instance}", f"{rules.LABEL_AGENT}={agent_id}")
+        labels = (f"{rules.LABEL_INSTANCE}={self.supervisor_id}", f"{rules.LABEL_AGENT}={agent_id}")
         try:
             for attempt in range(3):
                 found = await asyncio.gather(*(e.containers(*labels) for e in self.engines), return_exceptions=True)
@@ -394,7 +398,7 @@ class DockerDriver(DriverBase):
     async def _sweep(self) -> None:
         """Containers left by an earlier supervisor of this state dir: the exited ones are
         removed now, the running ones whose agent does not reconnect after the grace."""
-        label = f"{rules.LABEL_INSTANCE}={self.instance}"
+        label = f"{rules.LABEL_INSTANCE}={self.supervisor_id}"
         found = await asyncio.gather(*(e.containers(label) for e in self.engines), return_exceptions=True)
         suspects: list[tuple[Engine, dict]] = []
         for engine, listing in zip(self.engines, found):

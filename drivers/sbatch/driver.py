@@ -1,4 +1,9 @@
-"""SbatchDriver: one agent per user on the cluster's login node, started over SSH.
+"""SbatchDriver: one agent per user on a cluster's login node, started over SSH.
+
+One driver instance serves one cluster ([sbatch] or an [sbatch.clusters.NAME] table); the
+supervisor makes one per cluster that jobs name, so each user has one SSH connection and one
+agent per cluster. Clusters may share a file system: each keeps its agents and run dirs under
+its own name in the work dir.
 
 The agent is a detached process there (it survives the SSH session and a supervisor restart)
 that submits the user's jobs with `sbatch` and connects back to the supervisor's websocket
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from drivers.base import AgentSpec, DriverBase
+from drivers.base import CLUSTER_DRIVER, AgentSpec, DriverBase
 from drivers.sbatch import remote
 from drivers.sbatch.errors import LoginFailed, LoginRequired, login_required_reason
 from drivers.sbatch.ssh import Connection, connect
@@ -48,11 +53,14 @@ class RemoteAgent:
 
 
 class SbatchDriver(DriverBase):
-    kind = "sbatch"
+    kind = CLUSTER_DRIVER
+    instance_resource = "cluster"
 
-    def __init__(self, config, host) -> None:
-        super().__init__(config, host)
-        self._cfg = config.sbatch
+    def __init__(self, config, host, instance: str = "") -> None:
+        super().__init__(config, host, instance)
+        name = instance or config.default_cluster or config.sbatch.cluster
+        # a cluster no longer configured (jobs of it found after a restart): not configured
+        self._cfg = config.clusters.get(name) or dataclasses.replace(config.sbatch, cluster=name, login_host="")
         self._conns: dict[UserId, Connection] = {}
         self._locks: dict[UserId, asyncio.Lock] = {}
         self._agents: dict[AgentId, RemoteAgent] = {}
@@ -63,13 +71,29 @@ class SbatchDriver(DriverBase):
     def cpus_total(self) -> int:
         return max(1, self._cfg.cpus)
 
+    @classmethod
+    def instance_for(cls, config, resources: Resources) -> str:
+        clusters = config.clusters
+        if not clusters:
+            raise InvalidRequest("the sbatch driver is not configured on this server (no [sbatch] login_host and "
+                                 "no [sbatch.clusters.NAME])", field="driver")
+        name = (resources.extra or {}).get("cluster") or config.default_cluster
+        if not name:
+            raise InvalidRequest(f"name the cluster: this jobvisor knows {_names(clusters)}", field="resources.cluster")
+        if not isinstance(name, str) or name not in clusters:
+            raise InvalidRequest(f"no cluster {name!r}: this jobvisor knows {_names(clusters)}", field="resources.cluster")
+        return name
+
+    @property
+    def idle_timeout(self) -> float:
+        return self._cfg.idle_timeout
+
     def run_dir(self, user: UserId, job_id: JobId) -> str:
-        return f"runs/{user}/{job_id}"  # relative to the agent's work dir on the cluster
+        return remote.run_dir(self._cfg.cluster, user, job_id)  # relative to the agent's work dir
 
     def validate(self, resources: Resources) -> None:
         if not self._cfg.login_host:
-            raise InvalidRequest("the sbatch driver is not configured on this server ([sbatch] login_host is empty)",
-                                 field="driver")
+            raise InvalidRequest(f"cluster {self._cfg.cluster!r} is not configured on this server", field="driver")
         super().validate(resources)
         extra = resources.extra or {}
         for key, value in extra.items():
@@ -86,9 +110,6 @@ class SbatchDriver(DriverBase):
                     raise InvalidRequest("ntasks must be a whole number >= 1", field="resources.ntasks")
             elif not isinstance(value, str) or not value or "\n" in value or "\r" in value:
                 raise InvalidRequest(f"{key} must be a non-empty single-line string", field=f"resources.{key}")
-        cluster = extra.get("cluster")
-        if cluster is not None and cluster != self._cfg.cluster:
-            raise InvalidRequest(f"no cluster {cluster!r}: this jobvisor knows {self._cfg.cluster!r}", field="resources.cluster")
 
     def login_required(self, user: UserId) -> str | None:
         """Why a new agent of `user` cannot be started now, or None when it can."""
@@ -109,7 +130,7 @@ class SbatchDriver(DriverBase):
             self._agents.pop(spec.agent_id, None)
             raise
         return {"pid": agent.pid, "host": self._cfg.login_host, "cluster": self._cfg.cluster,
-                "username": conn.username, "log": f"{conn.work_dir}/agents/{spec.user}.log"}
+                "username": conn.username, "log": f"{conn.work_dir}/{remote.agent_log(self._cfg.cluster, spec.user)}"}
 
     async def stop_agent(self, agent_id: AgentId) -> None:
         agent = self._agents.pop(agent_id, None)
@@ -120,7 +141,7 @@ class SbatchDriver(DriverBase):
             agent.watcher.cancel()
         try:
             conn = await self._connection(agent.user)
-            script = remote.stop_script(pid=agent.pid, agent_id=agent_id, timeout=self.config.local.stop_timeout)
+            script = remote.stop_script(pid=agent.pid, agent_id=agent_id, timeout=self._cfg.stop_timeout)
             await conn.run("/bin/sh -s", stdin=script, timeout=self._cfg.command_timeout)
         except DriverError as exc:  # no connection: the supervisor's KillAgent went over the websocket
             log.info("agent %s of user %s: not stopped over SSH (%s)", agent_id, agent.user, exc.detail)
@@ -128,7 +149,8 @@ class SbatchDriver(DriverBase):
     def adopt_agent(self, agent_id: AgentId, user: UserId, pid: int, hostname: str) -> None:
         if agent_id in self._agents:
             return
-        log.info("adopting sbatch agent %s of user %s (pid %d on %s)", agent_id, user, pid, hostname)
+        log.info("adopting sbatch agent %s of user %s on cluster %s (pid %d on %s)",
+                 agent_id, user, self._cfg.cluster, pid, hostname)
         agent = RemoteAgent(agent_id, user, pid=pid)
         self._agents[agent_id] = agent
         conn = self._conns.get(user)
@@ -153,10 +175,8 @@ class SbatchDriver(DriverBase):
                     otp: str | None = None, use_key: bool = False) -> dict:
         """Open the user's SSH connection to the cluster with these credentials (kept only for
         the connect). LoginFailed when refused: then nothing is kept."""
-        if cluster != self._cfg.cluster:
-            raise NotFound(f"no cluster {cluster!r}; this jobvisor knows {self._cfg.cluster!r}")
-        if not self._cfg.login_host:
-            raise InvalidRequest("the sbatch driver is not configured: [sbatch] login_host is empty", field="cluster")
+        if cluster != self._cfg.cluster or not self._cfg.login_host:
+            raise NotFound(f"no cluster {cluster!r}: this jobvisor knows {_names(self.config.clusters)}")
         username = username or (self._cfg.key_user if use_key else "")
         if not username:
             raise InvalidRequest("a cluster username is required", field="username")
@@ -183,8 +203,32 @@ class SbatchDriver(DriverBase):
             if agent.user == user and agent.watcher is None and agent.pid is not None:
                 self._start_watch(agent)
         log.info("user %s logged in to cluster %s as %s (%s)", user, cluster, username, conn.method)
-        return {"cluster": cluster, "username": username, "method": conn.method, "work_dir": conn.work_dir,
-                "logged_in": True}
+        return self.session(user)
+
+    def session(self, user: UserId) -> dict:
+        """What the user's login to this cluster looks like now (no secrets in it)."""
+        conn = self._conns.get(user)
+        if self._service_account() and (conn is None or not conn.alive):
+            return {"cluster": self._cfg.cluster, "logged_in": True, "username": self._cfg.key_user,
+                    "method": "service account", "work_dir": conn.work_dir if conn else None}
+        if conn is None or not (conn.alive or conn.method == "key"):
+            return {"cluster": self._cfg.cluster, "logged_in": False, "username": None, "method": None, "work_dir": None}
+        return {"cluster": self._cfg.cluster, "logged_in": True, "username": conn.username, "method": conn.method,
+                "work_dir": conn.work_dir}
+
+    def logout(self, user: UserId) -> bool:
+        """Close the user's SSH connection: new agents need a new login. A running agent goes
+        on with its Slurm jobs (it talks to the supervisor, not over this connection)."""
+        conn = self._conns.pop(user, None)
+        if conn is None:
+            return False
+        for agent in self._agents.values():
+            if agent.user == user and agent.watcher is not None:
+                agent.watcher.cancel()
+                agent.watcher = None
+        conn.close()
+        log.info("user %s logged out of cluster %s", user, self._cfg.cluster)
+        return True
 
     async def _connection(self, user: UserId) -> Connection:
         """The user's live connection: reopened when it dropped and a key can open it again;
@@ -246,8 +290,8 @@ class SbatchDriver(DriverBase):
         spec = agent.spec
         assert spec is not None
         try:
-            script = remote.start_script(work_dir=conn.work_dir, user=spec.user, command=self._cfg.agent_command,
-                                         env=self._agent_env(spec), token=spec.token)
+            script = remote.start_script(work_dir=conn.work_dir, cluster=self._cfg.cluster, user=spec.user,
+                                         command=self._cfg.agent_command, env=self._agent_env(spec), token=spec.token)
         except ValueError as exc:
             raise DriverError(str(exc), permanent=True) from None
         result = await conn.run("/bin/sh -s", stdin=script, timeout=self._cfg.command_timeout)
@@ -256,8 +300,8 @@ class SbatchDriver(DriverBase):
             detail = (result.stderr or result.stdout or "").strip()[-500:]
             raise DriverError(f"starting the agent on {self._cfg.login_host} failed (exit {result.exit_status}): {detail}")
         agent.pid = pid
-        log.info("agent %s of user %s started on %s as %s (process group %d, work dir %s)",
-                 spec.agent_id, spec.user, self._cfg.login_host, conn.username, pid, conn.work_dir)
+        log.info("agent %s of user %s started on cluster %s (%s) as %s (process group %d, work dir %s)",
+                 spec.agent_id, spec.user, self._cfg.cluster, self._cfg.login_host, conn.username, pid, conn.work_dir)
         self._start_watch(agent)
 
     def _start_watch(self, agent: RemoteAgent) -> None:
@@ -302,3 +346,7 @@ class SbatchDriver(DriverBase):
             reason += f" ({agent.restarts} restarts already)"
         self._agents.pop(agent.agent_id, None)
         self.host.agent_exited(agent.agent_id, reason)
+
+
+def _names(clusters) -> str:
+    return ", ".join(repr(name) for name in clusters) or "none"

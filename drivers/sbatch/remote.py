@@ -2,9 +2,11 @@
 nothing secret ever appears on a command line there).
 
 An agent runs detached (`nohup setsid`) in the remote work dir, as its own process group,
-logging to `agents/USER.log`; `agents/USER.pid` names its group. Before a start, a stale agent
-of the same user is killed with SIGKILL (its Slurm jobs go on: the new agent finds them in
-their run dirs and the supervisor decides what to keep).
+logging to `agents/CLUSTER/USER.log`; `agents/CLUSTER/USER.pid` names its group. Before a
+start, a stale agent of the same user and cluster is killed with SIGKILL (its Slurm jobs go on:
+the new agent finds them in their run dirs and the supervisor decides what to keep). Run dirs
+are `runs/CLUSTER/USER/JOB`. The cluster in every path keeps two clusters that share a file
+system (and so a work dir) from killing each other's agents or adopting each other's jobs.
 """
 
 from __future__ import annotations
@@ -17,10 +19,23 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 PID_LINE = re.compile(r"^pid=(\d+)$", re.MULTILINE)
 
 
-def check_name(user: str) -> str:
-    if not SAFE_NAME.match(user):
-        raise ValueError(f"user name {user!r} cannot name files on the login node")
-    return user
+def check_name(name: str, what: str = "user name") -> str:
+    if not SAFE_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"{what} {name!r} cannot name files on the login node")
+    return name
+
+
+def run_root(cluster: str, user: str) -> str:
+    """The user's run dirs on this cluster, relative to the work dir."""
+    return f"runs/{check_name(cluster, 'cluster name')}/{check_name(user)}"
+
+
+def run_dir(cluster: str, user: str, job_id: str) -> str:
+    return f"{run_root(cluster, user)}/{job_id}"
+
+
+def agent_log(cluster: str, user: str) -> str:
+    return f"agents/{check_name(cluster, 'cluster name')}/{check_name(user)}.log"
 
 
 def resolve_work_dir(template: str) -> str:
@@ -37,18 +52,20 @@ def _kill_group(pid_var: str, signal: str, marker: str) -> str:
             f'fi\n')
 
 
-def start_script(*, work_dir: str, user: str, command: str, env: Mapping[str, str], token: str) -> str:
+def start_script(*, work_dir: str, cluster: str, user: str, command: str, env: Mapping[str, str], token: str) -> str:
     """Start an agent; prints `pid=N` (its process group). `token` travels in this script's
     text on stdin and reaches the agent in its environment only."""
-    user = check_name(user)
+    log = agent_log(cluster, user)
+    agents = log.rsplit("/", 1)[0]
+    runs = run_root(cluster, user)
     lines = [
         "set -u",
         "umask 077",
         f"work={shlex.quote(work_dir)}",
-        f'mkdir -p "$work/agents" "$work/runs/{user}" || exit 11',
+        f'mkdir -p "$work/{agents}" "$work/{runs}" || exit 11',
         'cd "$work" || exit 12',
-        f'pidfile="$work/agents/{user}.pid"',
-        f'log="$work/agents/{user}.log"',
+        f'pidfile="$work/{log[:-len(".log")]}.pid"',
+        f'log="$work/{log}"',
         'if [ -s "$pidfile" ]; then',
         '  old=$(cat "$pidfile")',
         "  " + _kill_group("old", "KILL", "JOBVISOR_AGENT_KIND=sbatch").replace("\n", "\n  ").rstrip(),
@@ -59,7 +76,7 @@ def start_script(*, work_dir: str, user: str, command: str, env: Mapping[str, st
     for name, value in env.items():
         lines.append(f"{name}={shlex.quote(value)}; export {name}")
     lines += [
-        f'JOBVISOR_SLURM_RUN_ROOT="$work/runs/{user}"; export JOBVISOR_SLURM_RUN_ROOT',
+        f'JOBVISOR_SLURM_RUN_ROOT="$work/{runs}"; export JOBVISOR_SLURM_RUN_ROOT',
         f'nohup setsid /bin/sh -c {shlex.quote(command)} >>"$log" 2>&1 </dev/null &',
         'pid=$!',
         'echo "$pid" >"$pidfile"',

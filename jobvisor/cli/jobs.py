@@ -200,7 +200,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- list, show, cancel
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
+def format_table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [headers, *rows]]
     return "\n".join(lines)
@@ -227,7 +227,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for j in jobs
     ]
     if rows:
-        print(_table(rows, ["ID", "STATE", "QPOS", "CODE", "NAME", "CREATED"]))
+        print(format_table(rows, ["ID", "STATE", "QPOS", "CODE", "NAME", "CREATED"]))
     return 0
 
 
@@ -271,7 +271,7 @@ def cmd_files(args: argparse.Namespace) -> int:
     reply = client_from_args(args).call("GET", f"/jobs/{args.id}/files")
     rows = [[f["path"], f["size"]] for f in reply["files"]]
     if rows:
-        print(_table(rows, ["PATH", "SIZE"]))
+        print(format_table(rows, ["PATH", "SIZE"]))
     return 0
 
 

@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "jobvisor.cli.up",
     "jobvisor.cli.jobs",
     "jobvisor.cli.admin",
-    "jobvisor.cli.login",
+    "jobvisor.cli.clusters",
 )
 
 

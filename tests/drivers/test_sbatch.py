@@ -14,37 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.drivers import slurmbed
-from tests.harness import Api, ApiError, JobvisorProcess
+from tests.harness import Api, ApiError
 
 pytestmark = pytest.mark.integration
 CLUSTER = slurmbed.CLUSTER
-
-
-@pytest.fixture
-def testbed():
-    missing = slurmbed.missing()
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Slurm/sshd testbed is required in CI: {missing}")
-        pytest.skip(f"Slurm/sshd testbed not available: {missing}")
-
-
-@pytest.fixture
-def make_server(tmp_path, testbed):
-    started: list[JobvisorProcess] = []
-
-    def make(**settings) -> JobvisorProcess:
-        env = slurmbed.server_env(**settings)
-        proc = JobvisorProcess(tmp_path / f"state{len(started)}", env=env)
-        proc.sbatch_env = env
-        started.append(proc)
-        return proc.start()
-
-    yield make
-    for proc in started:
-        proc.cleanup()
-        slurmbed.cancel_all(proc.sbatch_env["JOBVISOR_SBATCH_WORK_DIR"])
-        slurmbed.remove_work_dir(proc.sbatch_env["JOBVISOR_SBATCH_WORK_DIR"])
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_slurm_file_round_trip_and_scan(tmp_path):
 
 
 def test_start_script_keeps_the_token_off_command_lines(tmp_path):
-    text = remote.start_script(work_dir=str(tmp_path / "w"), user="alice", command="sleep 30",
+    text = remote.start_script(work_dir=str(tmp_path / "w"), cluster="c1", user="alice", command="sleep 30",
                                env={"JOBVISOR_AGENT_ID": "a1"}, token="jva_secret")
     assert "JOBVISOR_AGENT_TOKEN='jva_secret'" in text or "JOBVISOR_AGENT_TOKEN=jva_secret" in text
     nohup = [line for line in text.splitlines() if line.startswith("nohup")]
@@ -138,7 +138,7 @@ def test_start_script_keeps_the_token_off_command_lines(tmp_path):
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"JOBVISOR_AGENT_TOKEN=jva_secret" in environ and b"jva_secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        assert (tmp_path / "w" / "agents" / "alice.pid").read_text().strip() == str(pid)
+        assert (tmp_path / "w" / "agents" / "c1" / "alice.pid").read_text().strip() == str(pid)
         stop = subprocess.run(["/bin/sh", "-s"], input=remote.stop_script(pid=pid, agent_id="a1", timeout=2),
                               capture_output=True, text=True, timeout=20)
         assert stop.returncode == 0
@@ -150,6 +150,8 @@ def test_start_script_keeps_the_token_off_command_lines(tmp_path):
 def test_names_that_cannot_be_file_names_are_refused():
     with pytest.raises(ValueError):
         remote.check_name("../x")
+    with pytest.raises(ValueError):
+        remote.run_dir("..", "alice", "j1")
     with pytest.raises(ValueError):
         remote.resolve_work_dir('$HOME/"x"')
 
@@ -168,31 +170,89 @@ def test_submit_is_refused_when_the_driver_is_not_configured_or_resources_are_wr
 
     with pytest.raises(InvalidRequest, match="not configured"):
         SbatchDriver(Config(), host=None).validate(Resources())
-    driver = SbatchDriver(Config(sbatch=SbatchConfig(login_host="login", cluster="c1")), host=None)
+    with pytest.raises(InvalidRequest, match="not configured"):
+        SbatchDriver.instance_for(Config(), Resources())
+    config = Config(sbatch=SbatchConfig(login_host="login", cluster="c1"))
+    assert SbatchDriver.instance_for(config, Resources()) == "c1"
+    with pytest.raises(InvalidRequest, match="no cluster 'c2': this jobvisor knows 'c1'") as info:
+        SbatchDriver.instance_for(config, Resources.parse({"cluster": "c2"}))
+    assert info.value.field == "resources.cluster"
+    driver = SbatchDriver(config, host=None, instance="c1")
     driver.validate(Resources.parse({"cpus": 64, "partition": "debug", "cluster": "c1", "sbatch_args": ["--exclusive"]}))
-    for bad, field in [({"cluster": "c2"}, "resources.cluster"), ({"colour": "red"}, "resources.colour"),
+    for bad, field in [({"colour": "red"}, "resources.colour"),
                        ({"qos": "a\nb"}, "resources.qos"), ({"sbatch_args": ["x"]}, "resources.sbatch_args")]:
         with pytest.raises(InvalidRequest) as info:
             driver.validate(Resources.parse(bad))
         assert info.value.field == field
-    assert driver.login_required("alice").startswith("login required")
-    assert driver.run_dir("alice", "j1") == "runs/alice/j1"
+    assert driver.login_required("alice").startswith("login required: log in to cluster 'c1'")
+    assert driver.run_dir("alice", "j1") == "runs/c1/alice/j1"
+    assert driver.target == "sbatch:c1"
 
 
-def test_a_second_start_kills_the_stale_agent_of_the_same_user(tmp_path):
-    def start(agent_id: str) -> int:
-        text = remote.start_script(work_dir=str(tmp_path / "w"), user="bob", command="sleep 60",
+def test_several_clusters_each_with_its_own_settings(tmp_path):
+    from jobvisor.config import load_config
+    from jobvisor.errors import ConfigError, InvalidRequest
+
+    from drivers.sbatch import SbatchDriver
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[sbatch]\ncluster = "alpha"\nlogin_host = "alpha-login"\npoll_interval = 2.0\naccount = "m1"\n'
+        '[sbatch.clusters.beta]\nlogin_host = "beta-login"\naccount = "m2"\n'
+        '[sbatch.clusters.gamma-2]\nlogin_host = "gamma-login"\n'
+    )
+    config = load_config(path, environ={"JOBVISOR_SBATCH_CLUSTERS_GAMMA_2_LOGIN_PORT": "2200"})
+    assert list(config.clusters) == ["alpha", "beta", "gamma-2"] and config.default_cluster == "alpha"
+    beta, gamma = config.clusters["beta"], config.clusters["gamma-2"]
+    assert (beta.login_host, beta.account, beta.poll_interval) == ("beta-login", "m2", 2.0)  # poll_interval from [sbatch]
+    assert (gamma.login_port, gamma.account) == (2200, "m1")
+    assert SbatchDriver.instance_for(config, Resources.parse({"cluster": "beta"})) == "beta"
+    assert SbatchDriver.instance_for(config, Resources()) == "alpha"
+    drivers = {name: SbatchDriver(config, host=None, instance=name) for name in config.clusters}
+    assert {d.run_dir("u", "j") for d in drivers.values()} == {"runs/alpha/u/j", "runs/beta/u/j", "runs/gamma-2/u/j"}
+    assert "'beta'" in drivers["beta"].login_required("u")
+    from jobvisor.config import describe
+
+    assert describe(config)["sbatch"]["clusters"]["gamma-2"]["login_port"] == 2200
+
+    # without [sbatch] login_host and with two clusters, a job must name its cluster
+    path.write_text('[sbatch.clusters.a]\nlogin_host = "a"\n[sbatch.clusters.b]\nlogin_host = "b"\n')
+    two = load_config(path, environ={})
+    assert list(two.clusters) == ["a", "b"] and two.default_cluster == ""
+    with pytest.raises(InvalidRequest, match="name the cluster: this jobvisor knows 'a', 'b'"):
+        SbatchDriver.instance_for(two, Resources())
+
+    for text, error in [
+        ('[sbatch.clusters.b]\naccount = "x"\n', "login_host is required"),
+        ('[sbatch.clusters."a b"]\nlogin_host = "x"\n', "a cluster name is"),
+        ('[sbatch.clusters.b]\nlogin_host = "x"\ncluster = "c"\n', "drop its 'cluster' key"),
+        ('[sbatch.clusters.b]\nlogin_host = "x"\npartion = "debug"\n', "unknown key 'partion' in \\[sbatch.clusters.b\\]"),
+        ('[sbatch]\ncluster = "b"\nlogin_host = "y"\n[sbatch.clusters.b]\nlogin_host = "x"\n', "already describes cluster 'b'"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=error):
+            load_config(path, environ={})
+
+
+def test_a_second_start_kills_the_stale_agent_of_the_same_user_and_cluster_only(tmp_path):
+    def start(agent_id: str, cluster: str = "c1") -> int:
+        text = remote.start_script(work_dir=str(tmp_path / "w"), cluster=cluster, user="bob", command="sleep 60",
                                    env={"JOBVISOR_AGENT_ID": agent_id, "JOBVISOR_AGENT_KIND": "sbatch"}, token="t")
         out = subprocess.run(["/bin/sh", "-s"], input=text, capture_output=True, text=True, timeout=20)
         assert out.returncode == 0, out.stderr
         return remote.parse_pid(out.stdout)
 
+    def running(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().split()[2] != "Z"
+
     first = start("a1")
+    other_cluster = start("b1", cluster="c2")  # same user, same work dir, another cluster
     second = start("a2")
     try:
-        assert first != second
-        stat = Path(f"/proc/{first}/stat")
-        assert not stat.exists() or stat.read_text().split()[2] == "Z", "the stale agent still runs"
-        assert Path(f"/proc/{second}").exists()
+        assert len({first, second, other_cluster}) == 3
+        assert not running(first), "the stale agent still runs"
+        assert running(second)
+        assert running(other_cluster), "a start on cluster c1 killed the agent of cluster c2"
     finally:
-        subprocess.run(["kill", "-9", str(first), str(second)], capture_output=True)
+        subprocess.run(["kill", "-9", str(first), str(second), str(other_cluster)], capture_output=True)
