@@ -17,6 +17,7 @@ from http.client import HTTPResponse
 from typing import Any, Iterator
 
 from jobvisor.cli.errors import CliError
+from jobvisor.sse import SseDecoder
 
 API = "/api/v1"
 NO_TOKEN = (
@@ -142,7 +143,7 @@ class EventStream:
         self.close()
 
     def __iter__(self) -> Iterator[tuple[str, Any, str | None]]:
-        event, data, event_id = "message", [], None
+        decoder = SseDecoder()
         while True:
             try:
                 line = self._resp.readline()
@@ -150,19 +151,6 @@ class EventStream:
                 raise TimeoutError("event stream idle") from None
             if not line:
                 return
-            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not text:
-                if data:
-                    yield event, json.loads("\n".join(data)), event_id
-                event, data = "message", []
-                continue
-            if text.startswith(":"):
-                continue
-            key, _, value = text.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                event = value
-            elif key == "data":
-                data.append(value)
-            elif key == "id":
-                event_id = value
+            event = decoder.feed(line)
+            if event is not None:
+                yield event
