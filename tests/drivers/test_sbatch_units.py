@@ -4,6 +4,7 @@ single-node test cluster cannot produce), the batch script, the login-node scrip
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,19 @@ def test_slurm_file_round_trip_and_scan(tmp_path):
     assert found[0].report().info["slurm_job_id"] == "42"
 
 
+def gone_soon(pid: int, timeout: float = 5.0) -> bool:
+    """True once `pid` has exited (gone or a zombie): a SIGKILL takes effect soon, not at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_bytes().split(b" ")[2] == b"Z":
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_start_script_keeps_the_token_off_command_lines(tmp_path):
     text = remote.start_script(work_dir=str(tmp_path / "w"), cluster="c1", user="alice", command="sleep 30",
                                env={"JOBVISOR_AGENT_ID": "a1"}, token="jva_secret")
@@ -142,7 +156,7 @@ def test_start_script_keeps_the_token_off_command_lines(tmp_path):
         stop = subprocess.run(["/bin/sh", "-s"], input=remote.stop_script(pid=pid, agent_id="a1", timeout=2),
                               capture_output=True, text=True, timeout=20)
         assert stop.returncode == 0
-        assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b" ")[2]
+        assert gone_soon(pid), "the agent survived its stop script"
     finally:
         subprocess.run(["kill", "-9", str(pid)], capture_output=True)
 
@@ -251,7 +265,7 @@ def test_a_second_start_kills_the_stale_agent_of_the_same_user_and_cluster_only(
     second = start("a2")
     try:
         assert len({first, second, other_cluster}) == 3
-        assert not running(first), "the stale agent still runs"
+        assert gone_soon(first), "the stale agent still runs"
         assert running(second)
         assert running(other_cluster), "a start on cluster c1 killed the agent of cluster c2"
     finally:
