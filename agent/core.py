@@ -37,6 +37,10 @@ from agent.jobs import JobRecord, exit_outcome, walltime_reason
 
 logger = logging.getLogger(__name__)
 
+# A job's status file (what a restarted agent or a person finds on disk) is written once the job
+# has run this long, and then at its end. A job that ends sooner is reported to the supervisor
+# at once and leaves none: for a burst of short jobs that file was one more inode to create per
+# job, as costly as the rest of the run dir together.
 STATUS_FILE_DELAY = 0.5  # seconds
 
 
@@ -232,8 +236,8 @@ class AgentCore:
         self._ack(job)
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
-        # The `running` status file is written only for jobs still running a moment later: most
-        # of a burst of short jobs end first, and their single final write says everything.
+        # The status file is written only for jobs still running a moment later (see
+        # STATUS_FILE_DELAY): most of a burst of short jobs end first.
         job.timers.append(self.processes.call_later(STATUS_FILE_DELAY, lambda: self._write_status(job)))
         self.comm.send(StatusUpdate(job.report()))
         if job.walltime is not None:
@@ -358,7 +362,8 @@ class AgentCore:
         job.set_state(state, reason, now=job.finished_at)
         log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
-        self._write_status(job)
+        if job.status_written:  # never leave a stale one; a job that ended sooner leaves none
+            self._write_status(job)
         if job.forget_when_done:
             self._drop(job)
         else:
@@ -400,6 +405,8 @@ class AgentCore:
             self.processes.write_status(job)
         except OSError as exc:
             logger.warning("job %s: cannot write its status file: %s", job.job_id, exc)
+        else:
+            job.status_written = True
 
     # ------------------------------------------------------------------ output and progress
 

@@ -77,6 +77,7 @@ class JobRecord:
     spawning: bool = False  # its fork/exec runs in a worker thread
     held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
     slotted: bool = False  # was started: its end frees a slot for the next held job
+    status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
 
     @property
     def log_path(self) -> Path:
