@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections import OrderedDict
@@ -262,10 +263,14 @@ class AgentCore:
         jobs = [to_wire(job.report()) for job in self.jobs.values() if not job.forget_when_done]
         self.comm.send(OpReply(msg.op_id, True, data={"jobs": jobs}))
 
+    # Ops run in threads and subprocesses: their run dir is made absolute here, on the loop,
+    # because the runner changes the agent's working directory for an instant at each spawn.
     def on_io(self, msg: IoRequest) -> None:
+        msg = dataclasses.replace(msg, run_dir=os.path.abspath(msg.run_dir))
         self.comm.run_op(msg.op_id, lambda: ops.io_reply(msg, self.io_timeout))
 
     def on_analysis(self, msg: AnalysisRequest) -> None:
+        msg = dataclasses.replace(msg, run_dir=os.path.abspath(msg.run_dir))
         self.comm.run_op(msg.op_id, lambda: ops.analysis_reply(msg, env=self.op_env, max_bytes=self.max_message_bytes // 2))
 
     def on_kill(self, msg: KillAgent) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -79,11 +80,12 @@ class JobRecord:
     slotted: bool = False  # was started: its end frees a slot for the next held job
     status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
 
-    @property
+    # computed once: thousands of short jobs a second make pathlib's joins add up
+    @functools.cached_property
     def log_path(self) -> Path:
         return self.run_dir / OUTPUT_LOG
 
-    @property
+    @functools.cached_property
     def progress_path(self) -> Path:
         return self.run_dir / META_DIR / PROGRESS_FILE
 
