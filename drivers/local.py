@@ -30,10 +30,11 @@ class LocalDriver(DriverBase):
         self._watches: dict[AgentId, PidWatch] = {}
         self._pids: dict[AgentId, int] = {}
         self._children: dict[AgentId, asyncio.subprocess.Process] = {}
+        self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
 
     @property
     def cpus_total(self) -> int:
-        return self._cfg.cpus or os.cpu_count() or 1
+        return self._cpus
 
     @property
     def run_root(self) -> Path:
