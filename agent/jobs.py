@@ -86,8 +86,8 @@ class JobRecord:
         return self.run_dir / OUTPUT_LOG
 
     @functools.cached_property
-    def progress_path(self) -> Path:
-        return self.run_dir / META_DIR / PROGRESS_FILE
+    def progress_path(self) -> str:
+        return os.path.join(self.run_dir, META_DIR, PROGRESS_FILE)
 
     @property
     def is_terminal(self) -> bool:

@@ -51,7 +51,7 @@ class Runner:
         except OSError:
             os.makedirs(run_dir, mode=0o700, exist_ok=True)
         try:
-            os.mkdir(run_dir / META_DIR, 0o700)
+            os.mkdir(os.path.join(run_dir, META_DIR), 0o700)
         except FileExistsError:
             pass
 
