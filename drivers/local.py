@@ -31,6 +31,7 @@ class LocalDriver(DriverBase):
         self._pids: dict[AgentId, int] = {}
         self._children: dict[AgentId, asyncio.subprocess.Process] = {}
         self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
+        self._run_root: str | None = None
 
     @property
     def cpus_total(self) -> int:
@@ -41,7 +42,9 @@ class LocalDriver(DriverBase):
         return Path(self._cfg.run_root) if self._cfg.run_root else self.config.state_dir / "runs"
 
     def run_dir(self, user: UserId, job_id: JobId) -> str:
-        return str(self.run_root / user / job_id)
+        if self._run_root is None:  # asked once per job sent: joined as strings
+            self._run_root = str(self.run_root)
+        return os.path.join(self._run_root, user, job_id)
 
     async def start_agent(self, spec: AgentSpec) -> dict:
         log_dir = self.config.state_dir / "agents"
