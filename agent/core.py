@@ -67,7 +67,11 @@ class Handle(Protocol):
 
 
 class Processes(Protocol):
-    def prepare_run_dir(self, run_dir: Path) -> None: ...
+    def prepare_ahead(self, run_dir: Path) -> Any:
+        """Start making the run dir of a job that starts later; a token for prepare_run_dir."""
+
+    def prepare_run_dir(self, run_dir: Path, ahead: Any = None) -> None:
+        """Make the run dir (or finish what `prepare_ahead` began); OSError if it cannot."""
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         """Start the job's process; set job.pid, job.process, job.log_fd, then call `done` on
@@ -164,6 +168,7 @@ class AgentCore:
         if msg.hold:
             self._ack(job)
             job.held = True
+            job.ahead = self.processes.prepare_ahead(job.run_dir)
             self.held[job.job_id] = msg
             return
         self._start(job, msg)
@@ -196,7 +201,8 @@ class AgentCore:
             walltime = msg.resources.get("walltime") if isinstance(msg.resources, dict) else None
             job.walltime = None if walltime is None else parse_walltime(walltime)
             job.code_obj = code = get_code(msg.code)
-            self.processes.prepare_run_dir(job.run_dir)
+            ahead, job.ahead = job.ahead, None
+            self.processes.prepare_run_dir(job.run_dir, ahead)
             launch = code.launch(msg.params, job.run_dir, _resources(msg.resources))
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
             return self._prepare_failed(job, msg, exc)

@@ -79,6 +79,7 @@ class JobRecord:
     held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
     slotted: bool = False  # was started: its end frees a slot for the next held job
     status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
+    ahead: Any = None  # held: its run dir being made in advance (Processes.prepare_ahead)
 
     # computed once: thousands of short jobs a second make pathlib's joins add up
     @functools.cached_property

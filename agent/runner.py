@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
@@ -41,19 +41,25 @@ class Runner:
         )
         self._posix = Spawner() if self._spawner is None else None
         close_inherited_fds()
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self.base_env = base_env  # the agent's environment, its token already removed
         self.on_exit = on_exit
 
-    def prepare_run_dir(self, run_dir: Path) -> None:
-        # the run dir and its .jobvisor/ (status, progress and result files), both private
-        try:
-            os.mkdir(run_dir, 0o700)  # the common case: its parent exists, it does not
-        except OSError:
-            os.makedirs(run_dir, mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(os.path.join(run_dir, META_DIR), 0o700)
-        except FileExistsError:
-            pass
+    def prepare_ahead(self, run_dir: Path) -> Future:
+        """A job sent ahead starts when another ends: make its run dir now, in a worker thread,
+        so that start does not wait on the file system (creating a directory can cost as much
+        as the spawn itself). The path is made absolute here, on the loop, because the loop
+        changes the working directory for an instant at each spawn."""
+        return self._preparer.submit(make_run_dir, os.path.abspath(run_dir))
+
+    def prepare_run_dir(self, run_dir: Path, ahead: Future | None = None) -> None:
+        if ahead is not None and not ahead.cancel():
+            try:
+                ahead.result()  # made already, or a few system calls away (FIFO order)
+                return
+            except OSError:
+                pass  # try again here: the error is reported as this start's
+        make_run_dir(run_dir)
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         if job.attempt > 1:
@@ -135,6 +141,18 @@ class Runner:
         """SIGKILL every job still running (last resort at agent exit)."""
         for job in jobs:
             self.signal_group(job, signal.SIGKILL)
+
+
+def make_run_dir(run_dir: str | os.PathLike) -> None:
+    """The run dir and its .jobvisor/ (status, progress and result files), both private."""
+    try:
+        os.mkdir(run_dir, 0o700)  # the common case: its parent exists, it does not
+    except OSError:
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(os.path.join(run_dir, META_DIR), 0o700)
+    except FileExistsError:
+        pass
 
 
 def _killpg(pgid: int, sig: int) -> None:
