@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 # A job's status file (what a restarted agent or a person finds on disk) is written once the job
 # has run this long, and then at its end. A job that ends sooner is reported to the supervisor
 # at once and leaves none: for a burst of short jobs that file was one more inode to create per
-# job, as costly as the rest of the run dir together.
+# job, and on a file system without a journal creating one can cost as much as the spawn.
 STATUS_FILE_DELAY = 0.5  # seconds
 
 
