@@ -96,13 +96,6 @@ class Spawner:
             os.fchdir(self._home)
         return Child(pid)
 
-    def close(self) -> None:
-        for fd in (self._home, self._devnull):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
 
 def _absolute_path_list(path: str, cwd: str | os.PathLike) -> str:
     """PATH entries as the child will see them: relative ones are relative to its run dir."""
