@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections import OrderedDict
@@ -37,6 +38,10 @@ from agent.jobs import JobRecord, exit_outcome, walltime_reason
 
 logger = logging.getLogger(__name__)
 
+# A job's status file (what a restarted agent or a person finds on disk) is written once the job
+# has run this long, and then at its end. A job that ends sooner is reported to the supervisor
+# at once and leaves none: for a burst of short jobs that file was one more inode to create per
+# job, and on a file system without a journal creating one can cost as much as the spawn.
 STATUS_FILE_DELAY = 0.5  # seconds
 
 
@@ -62,7 +67,11 @@ class Handle(Protocol):
 
 
 class Processes(Protocol):
-    def prepare_run_dir(self, run_dir: Path) -> None: ...
+    def prepare_ahead(self, run_dir: Path) -> Any:
+        """Start making the run dir of a job that starts later; a token for prepare_run_dir."""
+
+    def prepare_run_dir(self, run_dir: Path, ahead: Any = None) -> None:
+        """Make the run dir (or finish what `prepare_ahead` began); OSError if it cannot."""
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         """Start the job's process; set job.pid, job.process, job.log_fd, then call `done` on
@@ -159,6 +168,7 @@ class AgentCore:
         if msg.hold:
             self._ack(job)
             job.held = True
+            job.ahead = self.processes.prepare_ahead(job.run_dir)
             self.held[job.job_id] = msg
             return
         self._start(job, msg)
@@ -191,7 +201,8 @@ class AgentCore:
             walltime = msg.resources.get("walltime") if isinstance(msg.resources, dict) else None
             job.walltime = None if walltime is None else parse_walltime(walltime)
             job.code_obj = code = get_code(msg.code)
-            self.processes.prepare_run_dir(job.run_dir)
+            ahead, job.ahead = job.ahead, None
+            self.processes.prepare_run_dir(job.run_dir, ahead)
             launch = code.launch(msg.params, job.run_dir, _resources(msg.resources))
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
             return self._prepare_failed(job, msg, exc)
@@ -232,8 +243,8 @@ class AgentCore:
         self._ack(job)
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
-        # The `running` status file is written only for jobs still running a moment later: most
-        # of a burst of short jobs end first, and their single final write says everything.
+        # The status file is written only for jobs still running a moment later (see
+        # STATUS_FILE_DELAY): most of a burst of short jobs end first.
         job.timers.append(self.processes.call_later(STATUS_FILE_DELAY, lambda: self._write_status(job)))
         self.comm.send(StatusUpdate(job.report()))
         if job.walltime is not None:
@@ -258,10 +269,14 @@ class AgentCore:
         jobs = [to_wire(job.report()) for job in self.jobs.values() if not job.forget_when_done]
         self.comm.send(OpReply(msg.op_id, True, data={"jobs": jobs}))
 
+    # Ops run in threads and subprocesses: their run dir is made absolute here, on the loop,
+    # because the runner changes the agent's working directory for an instant at each spawn.
     def on_io(self, msg: IoRequest) -> None:
+        msg = dataclasses.replace(msg, run_dir=os.path.abspath(msg.run_dir))
         self.comm.run_op(msg.op_id, lambda: ops.io_reply(msg, self.io_timeout))
 
     def on_analysis(self, msg: AnalysisRequest) -> None:
+        msg = dataclasses.replace(msg, run_dir=os.path.abspath(msg.run_dir))
         self.comm.run_op(msg.op_id, lambda: ops.analysis_reply(msg, env=self.op_env, max_bytes=self.max_message_bytes // 2))
 
     def on_kill(self, msg: KillAgent) -> None:
@@ -358,7 +373,8 @@ class AgentCore:
         job.set_state(state, reason, now=job.finished_at)
         log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
-        self._write_status(job)
+        if job.status_written:  # never leave a stale one; a job that ended sooner leaves none
+            self._write_status(job)
         if job.forget_when_done:
             self._drop(job)
         else:
@@ -400,6 +416,8 @@ class AgentCore:
             self.processes.write_status(job)
         except OSError as exc:
             logger.warning("job %s: cannot write its status file: %s", job.job_id, exc)
+        else:
+            job.status_written = True
 
     # ------------------------------------------------------------------ output and progress
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -77,14 +78,17 @@ class JobRecord:
     spawning: bool = False  # its fork/exec runs in a worker thread
     held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
     slotted: bool = False  # was started: its end frees a slot for the next held job
+    status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
+    ahead: Any = None  # held: its run dir being made in advance (Processes.prepare_ahead)
 
-    @property
+    # computed once: thousands of short jobs a second make pathlib's joins add up
+    @functools.cached_property
     def log_path(self) -> Path:
         return self.run_dir / OUTPUT_LOG
 
-    @property
-    def progress_path(self) -> Path:
-        return self.run_dir / META_DIR / PROGRESS_FILE
+    @functools.cached_property
+    def progress_path(self) -> str:
+        return os.path.join(self.run_dir, META_DIR, PROGRESS_FILE)
 
     @property
     def is_terminal(self) -> bool:

@@ -33,6 +33,10 @@ def size_hint(message: Message) -> int:
 
 
 COALESCE = 0.002  # seconds
+# While jobs wait in the agent's FIFO (a burst sent ahead), reports are no one's wait: frames
+# go out at most this often, each with many jobs' reports (a frame costs a send and a wake-up
+# on both sides). The supervisor tops the FIFO up long before it could run dry.
+BACKLOG_COALESCE = 0.005  # seconds
 
 
 class Outbox:
@@ -64,22 +68,28 @@ class Outbox:
     def empty(self) -> bool:
         return not self._items and not self._in_flight_bytes
 
-    async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+    async def pump(self, send: Callable[[bytes], Awaitable[None]], backlogged: Callable[[], bool] = lambda: False) -> None:
         """Send batches until cancelled or `send` fails (the connection is gone).
 
         A frame goes out at once unless frames have been following each other closely (a
         sustained stream, not the two or three frames of one short job): then the next waits
         until COALESCE seconds after the last, so a busy agent sends a few large frames instead
-        of one per job (each frame costs both sides a wake-up)."""
+        of one per job (each frame costs both sides a wake-up). While `backlogged()` (jobs wait
+        in the agent's FIFO), frames are BACKLOG_COALESCE apart."""
         loop = asyncio.get_running_loop()
         pacer = Pacer(COALESCE)
+        last = float("-inf")
         while True:
             await self._wake.wait()
             self._wake.clear()
-            delay = pacer.delay(loop.time())
+            now = loop.time()
+            delay = pacer.delay(now)
+            if backlogged():
+                delay = max(delay, last + BACKLOG_COALESCE - now)
             if delay > 0:
                 await asyncio.sleep(delay)
-            pacer.sent(loop.time())
+            last = loop.time()
+            pacer.sent(last)
             while self._items:
                 batch, self._items = self._items, []
                 self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0

@@ -1,7 +1,7 @@
-"""Processes of jobs: spawned directly (one fork/exec of the job's own program, no shell or
-python in between), their output appended to run_dir/output.log, reaped through a pidfd watched
-by the event loop (no thread per job, no asyncio child watcher), stopped by signalling their
-process group."""
+"""Processes of jobs: spawned directly (one posix_spawn of the job's own program, no shell or
+python in between; see `agent.spawn`), their output appended to run_dir/output.log, reaped
+through a pidfd watched by the event loop (no thread per job, no asyncio child watcher),
+stopped by signalling their process group."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
@@ -20,6 +20,7 @@ from job_cmd.status_file import read_status, write_status
 
 from agent import tail
 from agent.jobs import JobRecord
+from agent.spawn import Child, Spawner, close_inherited_fds
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +34,32 @@ class Runner:
         self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 0
     ) -> None:
         self.loop = loop
+        # spawn_threads > 0: Popen in worker threads (a process-wide chdir cannot be shared by
+        # threads); 0: posix_spawn on the loop, the cheapest start there is
         self._spawner = (
             ThreadPoolExecutor(max_workers=spawn_threads, thread_name_prefix="spawn") if spawn_threads > 0 else None
         )
+        self._posix = Spawner() if self._spawner is None else None
+        close_inherited_fds()
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self.base_env = base_env  # the agent's environment, its token already removed
         self.on_exit = on_exit
 
-    def prepare_run_dir(self, run_dir: Path) -> None:
-        # the run dir and its .jobvisor/ (status, progress and result files), both private
-        os.makedirs(run_dir, mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(run_dir / META_DIR, 0o700)
-        except FileExistsError:
-            pass
+    def prepare_ahead(self, run_dir: Path) -> Future:
+        """A job sent ahead starts when another ends: make its run dir now, in a worker thread,
+        so that start does not wait on the file system (creating a directory can cost as much
+        as the spawn itself). The path is made absolute here, on the loop, because the loop
+        changes the working directory for an instant at each spawn."""
+        return self._preparer.submit(make_run_dir, os.path.abspath(run_dir))
+
+    def prepare_run_dir(self, run_dir: Path, ahead: Future | None = None) -> None:
+        if ahead is not None and not ahead.cancel():
+            try:
+                ahead.result()  # made already, or a few system calls away (FIFO order)
+                return
+            except OSError:
+                pass  # try again here: the error is reported as this start's
+        make_run_dir(run_dir)
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         if job.attempt > 1:
@@ -64,32 +78,31 @@ class Runner:
                 stderr=subprocess.STDOUT, process_group=0, close_fds=True, env=env,
             )
 
-        def started(future: asyncio.Future) -> None:
-            error = future.exception()
-            if error is not None:
+        def started(process: subprocess.Popen | Child | None, error: BaseException | None) -> None:
+            if error is not None or process is None:
                 job.close_log()
                 done(error if isinstance(error, OSError) else OSError(str(error)))
                 return
-            popen = future.result()
-            job.process, job.pid = popen, popen.pid
+            job.process, job.pid = process, process.pid
             try:
-                pidfd = os.pidfd_open(popen.pid)
+                pidfd = os.pidfd_open(process.pid)
             except OSError:  # cannot happen for our unreaped child; be safe: reap by polling
-                logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, popen.pid)
+                logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, process.pid)
                 self.loop.call_later(0.1, self._poll_exit, job)
             else:
                 self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
             done(None)
 
-        if self._spawner is None:
-            future = self.loop.create_future()
+        if self._posix is not None:
             try:
-                future.set_result(fork_exec())
+                child = self._posix.spawn(launch.argv, job.run_dir, env, log_fd)
             except OSError as exc:
-                future.set_exception(exc)
-            started(future)
+                started(None, exc)
+            else:
+                started(child, None)
         else:
-            self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(started)
+            self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(
+                lambda future: started(None if future.exception() else future.result(), future.exception()))
 
     def _on_pidfd(self, job: JobRecord, pidfd: int) -> None:
         self.loop.remove_reader(pidfd)
@@ -128,6 +141,18 @@ class Runner:
         """SIGKILL every job still running (last resort at agent exit)."""
         for job in jobs:
             self.signal_group(job, signal.SIGKILL)
+
+
+def make_run_dir(run_dir: str | os.PathLike) -> None:
+    """The run dir and its .jobvisor/ (status, progress and result files), both private."""
+    try:
+        os.mkdir(run_dir, 0o700)  # the common case: its parent exists, it does not
+    except OSError:
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(os.path.join(run_dir, META_DIR), 0o700)
+    except FileExistsError:
+        pass
 
 
 def _killpg(pgid: int, sig: int) -> None:

@@ -17,8 +17,11 @@ from jobvisor.protocol import JobEvent
 QUEUE_LIMIT = 10_000
 
 
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))
+
+
 def event_json(event: JobEvent) -> dict[str, Any]:
-    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return {name: getattr(event, name) for name in _EVENT_FIELDS}
 
 
 class Subscription:

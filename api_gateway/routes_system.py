@@ -18,6 +18,11 @@ from api_gateway.routes_jobs import PREFIX, json_response
 
 STATIC = Path(__file__).parent / "static"
 EVENT_BATCH = 500  # most events written in one chunk when a burst is queued
+# After a chunk of at least BURST_EVENTS (a burst, not one job's few transitions), the next
+# chunk waits BURST_PAUSE seconds to gather more: every write costs a send and a wake-up of
+# the client, so a burst goes out in a few large writes. A lone event is never delayed.
+BURST_EVENTS = 16
+BURST_PAUSE = 0.005
 
 
 async def get_queue(request: web.Request) -> web.Response:
@@ -70,6 +75,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                     break
                 chunk.append(sse.format_event("job", event_json(more)))
             await resp.write(b"".join(chunk))
+            if len(chunk) >= BURST_EVENTS:
+                await asyncio.sleep(BURST_PAUSE)
         await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         if resp is None:

@@ -22,13 +22,12 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+_to_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per event
+
+
 def format_event(event: str, data: Any, event_id: str | None = None) -> bytes:
-    lines = []
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode()
+    head = f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
+    return f"{head}data: {_to_json(data)}\n\n".encode()
 
 
 async def send(resp: web.StreamResponse, event: str, data: Any, event_id: str | None = None) -> None:

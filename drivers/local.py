@@ -30,17 +30,21 @@ class LocalDriver(DriverBase):
         self._watches: dict[AgentId, PidWatch] = {}
         self._pids: dict[AgentId, int] = {}
         self._children: dict[AgentId, asyncio.subprocess.Process] = {}
+        self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
+        self._run_root: str | None = None
 
     @property
     def cpus_total(self) -> int:
-        return self._cfg.cpus or os.cpu_count() or 1
+        return self._cpus
 
     @property
     def run_root(self) -> Path:
         return Path(self._cfg.run_root) if self._cfg.run_root else self.config.state_dir / "runs"
 
     def run_dir(self, user: UserId, job_id: JobId) -> str:
-        return str(self.run_root / user / job_id)
+        if self._run_root is None:  # asked once per job sent: joined as strings
+            self._run_root = str(self.run_root)
+        return os.path.join(self._run_root, user, job_id)
 
     async def start_agent(self, spec: AgentSpec) -> dict:
         log_dir = self.config.state_dir / "agents"

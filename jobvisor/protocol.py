@@ -423,16 +423,22 @@ ALLOWED_TO_AGENT = frozenset(c.TYPE for c in _union_members(ToAgent))
 ALLOWED_GATEWAY_REQUESTS = frozenset(c.TYPE for c in _union_members(GatewayRequest))
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_wire(message: Message) -> dict:
     """A message as a msgpack-ready dict, nested messages included."""
+    names = _FIELD_NAMES.get(type(message))
+    if names is None:  # once per class: dataclasses.fields() is slow for thousands a second
+        names = _FIELD_NAMES[type(message)] = tuple(f.name for f in dataclasses.fields(message))
     out: dict[str, Any] = {"t": message.TYPE}
-    for f in dataclasses.fields(message):
-        value = getattr(message, f.name)
+    for name in names:
+        value = getattr(message, name)
         if isinstance(value, Message):
             value = to_wire(value)
         elif isinstance(value, list) and value and isinstance(value[0], Message):
             value = [to_wire(v) for v in value]
-        out[f.name] = value
+        out[name] = value
     return out
 
 

@@ -5,8 +5,9 @@ Kept pure so the gateway validates input with the same rules the drivers apply.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from jobvisor.errors import InvalidRequest
 
@@ -109,7 +110,18 @@ class Resources:
         )
 
     def to_wire(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The set fields as a plain dict (`extra` copied). Written out rather than through
+        `dataclasses.asdict`, whose recursive deep copy cost more than the rest of a submit."""
+        out: dict = {"cpus": self.cpus}
+        if self.memory is not None:
+            out["memory"] = self.memory
+        out["gpus"] = self.gpus
+        if self.walltime is not None:
+            out["walltime"] = self.walltime
+        out["nodes"] = self.nodes
+        if self.extra is not None:
+            out["extra"] = copy.deepcopy(self.extra)
+        return out
 
     @classmethod
     def from_wire(cls, data: dict) -> "Resources":

@@ -8,6 +8,7 @@ the event is published only once the store has committed it.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ class Transition:
     exit_code: int | None = None
 
 
+@functools.lru_cache(maxsize=1024)  # a batch of jobs shares its times
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

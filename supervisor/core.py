@@ -262,7 +262,10 @@ class Supervisor:
                 agent.send([StartHeld(job.id)])
 
     def _send_ahead(self, queue: DriverQueue) -> None:
-        """All slots busy and one user waiting: keep their agent's FIFO filled (see RunJob)."""
+        """All slots busy and one user waiting: keep their agent's FIFO filled (see RunJob).
+
+        It is topped up once half of it has been used, not after every job: one frame then
+        carries many runs, instead of one frame (and a wake-up of both sides) per job."""
         if self.cfg.prefetch <= 0 or queue.free > 0:
             return
         user = queue.sole_waiting_user()
@@ -270,7 +273,7 @@ class Supervisor:
         if agent is None or agent.state is not AgentState.CONNECTED or not agent.jobs:
             return
         room = self.cfg.prefetch - len(agent.held)
-        if room > 0:
+        if room >= max(1, self.cfg.prefetch // 2):
             jobs = queue.take(agent.user, room)
             if jobs:
                 self._send_runs(agent, self.driver(queue.kind), jobs, hold=True)

@@ -26,7 +26,7 @@ from jobvisor.errors import Unavailable
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay
-from supervisor import tables
+from supervisor import sqlite_rows, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.logstore import LogStore
 
@@ -195,8 +195,18 @@ class Store:
                 return
 
     def _writes(self, batch: _Batch) -> list[tuple[Any, Any]]:
-        """The batch as statements, with row snapshots taken now, on the loop thread."""
+        """The batch as statements, with row snapshots taken now, on the loop thread. For
+        SQLite the hot ones are plain SQL strings with tuples (`supervisor.sqlite_rows`)."""
         writes: list[tuple[Any, Any]] = []
+        if self._sync_engine is not None:
+            if batch.inserts:
+                writes.append((sqlite_rows.INSERT_JOBS, sqlite_rows.insert_rows(batch.inserts.values())))
+            if batch.dirty:
+                writes.append((sqlite_rows.UPDATE_JOBS, sqlite_rows.update_rows(batch.dirty.values())))
+            if batch.transitions:
+                writes.append((sqlite_rows.INSERT_TRANSITIONS, sqlite_rows.transition_rows(batch.transitions)))
+            writes.extend(batch.statements)
+            return writes
         if batch.inserts:
             writes.append((insert(tables.jobs), [j.insert_row() for j in batch.inserts.values()]))
         if batch.dirty:
@@ -215,7 +225,12 @@ class Store:
         assert self._sync_engine is not None
         with self._sync_engine.begin() as conn:
             for statement, params in writes:
-                conn.execute(statement, params) if params is not None else conn.execute(statement)
+                if isinstance(statement, str):
+                    conn.exec_driver_sql(statement, params)
+                elif params is not None:
+                    conn.execute(statement, params)
+                else:
+                    conn.execute(statement)
         return sizes
 
     async def _commit(self, batch: _Batch) -> None:

@@ -57,7 +57,10 @@ class SlurmQueue:
 
     # ------------------------------------------------------------------ Processes
 
-    def prepare_run_dir(self, run_dir: Path) -> None:
+    def prepare_ahead(self, run_dir: Path) -> None:
+        return None  # the Slurm core holds no jobs: Slurm queues them
+
+    def prepare_run_dir(self, run_dir: Path, ahead: None = None) -> None:
         os.makedirs(run_dir / META_DIR, mode=0o700, exist_ok=True)
 
     def spawn(self, job, launch, env) -> None:  # pragma: no cover - the Slurm core never spawns

@@ -91,6 +91,7 @@ class SlurmJob(JobRecord):
             job.started_at = data.get("started_at")
             job.finished_at = data.get("finished_at")
             job.changed_at = float(data.get("changed_at") or job.changed_at)
+            job.status_written = True  # read from it
             return job
         except FileNotFoundError:
             return None

@@ -1,5 +1,6 @@
 """The real agent process against a stub supervisor: running, output, failures, batching."""
 
+import asyncio
 import json
 import os
 import sys
@@ -28,9 +29,26 @@ async def test_true_runs_and_completes(supervisor, start_agent, tmp_path):
     # one frame for both
     frames = {frame for frame, m in supervisor.messages if m in (ack, running)}
     assert len(frames) == 1
-    status = json.loads((tmp_path / "j1" / ".jobvisor" / "status.json").read_text())
-    assert status["state"] == "completed" and status["exit_code"] == 0 and status["job_id"] == "j1"
+    # it ended before its status file was due (STATUS_FILE_DELAY): its report says everything
+    assert not (tmp_path / "j1" / ".jobvisor" / "status.json").exists()
     assert oct((tmp_path / "j1").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "j1" / ".jobvisor").stat().st_mode & 0o777) == "0o700"
+
+
+async def test_a_job_that_runs_a_while_has_a_status_file_until_its_end(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(run("j1", tmp_path / "j1", params={"argv": ["sleep", "1.5"]}))
+    await supervisor.status("j1", "running")
+    status_file = tmp_path / "j1" / ".jobvisor" / "status.json"
+    for _ in range(100):  # written STATUS_FILE_DELAY after the start
+        if status_file.exists():
+            break
+        await asyncio.sleep(0.05)
+    status = json.loads(status_file.read_text())
+    assert status["state"] == "running" and status["pid"] > 0 and status["job_id"] == "j1"
+    await supervisor.status("j1", "completed")
+    status = json.loads(status_file.read_text())
+    assert status["state"] == "completed" and status["exit_code"] == 0
 
 
 async def test_python_print_is_shipped_as_log(supervisor, start_agent, tmp_path):

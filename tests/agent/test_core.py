@@ -30,12 +30,17 @@ class FakeHandle:
 
 class FakeProcesses:
     def __init__(self):
-        self.spawned, self.signals, self.timers, self.statuses = [], [], [], []
+        self.spawned, self.signals, self.timers, self.statuses, self.ahead = [], [], [], [], []
         self.fail_spawn: OSError | None = None
         self.defer_spawn = False
         self.pending = []
 
-    def prepare_run_dir(self, run_dir: Path):
+    def prepare_ahead(self, run_dir: Path):
+        self.ahead.append(run_dir)
+        return run_dir
+
+    def prepare_run_dir(self, run_dir: Path, ahead=None):
+        assert ahead in (None, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, job, launch, env, done):
@@ -129,11 +134,12 @@ def test_run_then_complete(env):
     assert procs.statuses == [("j1", "running"), ("j1", "completed")]
 
 
-def test_a_short_job_writes_its_status_file_once(env):
+def test_a_short_job_writes_no_status_file(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
     core.on_exit(core.jobs["j1"], 0)
-    assert procs.statuses == [("j1", "completed")]
+    assert comm.reports()[-1] == ("j1", "completed", "")
+    assert procs.statuses == []  # it ended before its status file was due: the report says all
     assert all(t.cancelled for t in procs.timers if t.delay == STATUS_FILE_DELAY)
 
 
@@ -248,6 +254,7 @@ def test_held_jobs_start_in_order_as_started_jobs_end(env):
         core.handle(dataclasses.replace(run(name, tmp_path), hold=True))
     spawned = lambda: [s[0] for s in procs.spawned]  # noqa: E731
     assert spawned() == ["j1"] and core.jobs["j2"].report().info == {"held": True}
+    assert procs.ahead == [tmp_path / name for name in ("j2", "j3", "j4")]  # run dirs made meanwhile
     core.handle(CancelJob("j3", "canceled by user"))  # held: never starts, frees nothing
     assert ("j3", "canceled", "canceled by user") in comm.reports("j3") and spawned() == ["j1"]
     core.on_exit(core.jobs["j1"], 0)

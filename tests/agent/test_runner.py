@@ -30,3 +30,14 @@ async def test_spawn_and_reap(tmp_path: Path, threads: int):
     assert outcome["ok"] is None and isinstance(outcome["missing"], FileNotFoundError)
     assert await asyncio.wait_for(exits.get(), 5) == ("ok", 3)
     assert (tmp_path / "ok" / "output.log").read_text() == "hi\n"
+
+
+async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
+    runner = Runner(asyncio.get_running_loop(), {}, lambda job, rc: None)
+    ahead = runner.prepare_ahead(tmp_path / "later")
+    await asyncio.wrap_future(ahead)
+    assert (tmp_path / "later" / ".jobvisor").is_dir()
+    runner.prepare_run_dir(tmp_path / "later", ahead)  # nothing left to do
+    pending = runner.prepare_ahead(tmp_path / "no-parent" / "x" / "y")
+    runner.prepare_run_dir(tmp_path / "no-parent" / "x" / "y", pending)  # made whichever way
+    assert (tmp_path / "no-parent" / "x" / "y" / ".jobvisor").is_dir()
