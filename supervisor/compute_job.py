@@ -141,23 +141,30 @@ class ComputeJob:
 
     # ------------------------------------------------------------------ views
 
+    # the jobs table's columns: set once at submit, and changed by transitions
+    FIXED_COLUMNS = ("id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "created_at")
+    MUTABLE_COLUMNS = (
+        "state", "attempt", "reason", "exit_code", "result", "agent_id", "info", "started_at",
+        "finished_at", "updated_at", "progress", "progress_message",
+    )
+    JSON_COLUMNS = ("result", "info")
+
+    def fixed_values(self) -> tuple:
+        """The FIXED_COLUMNS' values, in their order."""
+        return (self.id, self.owner, self.name, self.code, self.spec, self.driver, self.cpus, self.max_retries,
+                self.created_at)
+
+    def mutable_values(self) -> tuple:
+        """The MUTABLE_COLUMNS' values, in their order (JSON columns as Python values)."""
+        return (self.state.value, self.attempt, self.reason, self.exit_code, self.result, self.agent_id, self.info,
+                self.started_at, self.finished_at, self.updated_at, self.progress, self.progress_message)
+
     def row(self) -> dict:
         """The mutable columns, as one executemany row."""
-        return {
-            "_id": self.id, "state": str(self.state), "attempt": self.attempt, "reason": self.reason,
-            "exit_code": self.exit_code, "result": self.result, "agent_id": self.agent_id,
-            "info": self.info, "started_at": self.started_at, "finished_at": self.finished_at,
-            "updated_at": self.updated_at, "progress": self.progress, "progress_message": self.progress_message,
-        }
+        return {"_id": self.id, **dict(zip(self.MUTABLE_COLUMNS, self.mutable_values()))}
 
     def insert_row(self) -> dict:
-        row = self.row()
-        del row["_id"]
-        row.update(
-            id=self.id, owner=self.owner, name=self.name, code=self.code, spec=self.spec,
-            driver=self.driver, cpus=self.cpus, max_retries=self.max_retries, created_at=self.created_at,
-        )
-        return row
+        return dict(zip(self.FIXED_COLUMNS + self.MUTABLE_COLUMNS, self.fixed_values() + self.mutable_values()))
 
     @classmethod
     def from_row(cls, row: Any) -> "ComputeJob":

@@ -19,11 +19,8 @@ from collections.abc import Iterable
 from supervisor import tables
 from supervisor.compute_job import ComputeJob, Transition
 
-_MUTABLE = (
-    "state", "attempt", "reason", "exit_code", "result", "agent_id", "info", "started_at",
-    "finished_at", "updated_at", "progress", "progress_message",
-)
-_FIXED = ("id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "created_at")
+_FIXED, _MUTABLE = ComputeJob.FIXED_COLUMNS, ComputeJob.MUTABLE_COLUMNS
+_JSON_AT = tuple(_MUTABLE.index(c) for c in ComputeJob.JSON_COLUMNS)
 
 INSERT_JOBS = (
     f"INSERT INTO {tables.jobs.name} ({', '.join(_FIXED + _MUTABLE)}) "
@@ -36,17 +33,14 @@ _dumps = json.dumps
 
 
 def _mutable(job: ComputeJob) -> tuple:
-    return (
-        job.state.value, job.attempt, job.reason, job.exit_code, _dumps(job.result), job.agent_id,
-        _dumps(job.info), job.started_at, job.finished_at, job.updated_at, job.progress, job.progress_message,
-    )
+    values = list(job.mutable_values())
+    for i in _JSON_AT:
+        values[i] = _dumps(values[i])
+    return tuple(values)
 
 
 def insert_rows(jobs: Iterable[ComputeJob]) -> list[tuple]:
-    return [
-        (j.id, j.owner, j.name, j.code, j.spec, j.driver, j.cpus, j.max_retries, j.created_at) + _mutable(j)
-        for j in jobs
-    ]
+    return [j.fixed_values() + _mutable(j) for j in jobs]
 
 
 def update_rows(jobs: Iterable[ComputeJob]) -> list[tuple]:
