@@ -113,6 +113,8 @@ class Agent:
                 loop.remove_signal_handler(sig)
             if self.core.has_running() and not self._keep_jobs:
                 self.runner.kill_all([job for job in self.core.jobs.values() if not job.is_terminal])
+            if isinstance(self.runner, Runner):
+                self.runner.close()
             logger.info("agent %s: exiting", self.settings.agent_id)
 
     def _on_exit(self, job, returncode: int) -> None:

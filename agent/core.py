@@ -351,13 +351,17 @@ class AgentCore:
     # ------------------------------------------------------------------ endings
 
     def on_exit(self, job: JobRecord, returncode: int) -> None:
-        """The job's process ended (called by the runner once, after reaping it)."""
+        """The job's process ended (called by the runner once, after reaping it).
+
+        The freed slot goes to the next held job first, the bookkeeping of this one after: under
+        a burst of short jobs the time from one job's end to the next one's start is time the
+        slot's cpu is not running a job."""
+        self._start_next_held()
         job.cancel_timers()
         job.process = None
         self._poll_progress(job)  # its last report (often 100%) goes before its end
         state, reason = exit_outcome(returncode, job.ending)
         self._conclude(job, state, reason, returncode, quiet=True)  # thousands of short jobs a second
-        self._start_next_held()
 
     def _conclude(self, job: JobRecord, state: JobState, reason: str, returncode: int | None, quiet: bool = False) -> None:
         """Record an attempt's end (exit code, result when completed, end time, final log size),

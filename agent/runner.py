@@ -6,10 +6,10 @@ stopped by signalling their process group."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
-import subprocess
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +18,10 @@ from job_cmd.codes.base import Launch
 from job_cmd.fsutil import META_DIR
 from job_cmd.status_file import read_status, write_status
 
-from agent import tail
+from agent import libc_spawn, tail
 from agent.jobs import JobRecord
-from agent.spawn import Child, Spawner, close_inherited_fds
+from agent.spawn import RESET_SIGNALS, Child, ProgramCache, Spawner, close_inherited_fds
+from agent.spawn_pool import SpawnPool
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +32,35 @@ class Runner:
     """The `Processes` of `agent.core.AgentCore`, for real."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 0
+        self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 1
     ) -> None:
         self.loop = loop
-        # spawn_threads > 0: Popen in worker threads (a process-wide chdir cannot be shared by
-        # threads); 0: posix_spawn on the loop, the cheapest start there is
-        self._spawner = (
-            ThreadPoolExecutor(max_workers=spawn_threads, thread_name_prefix="spawn") if spawn_threads > 0 else None
-        )
-        self._posix = Spawner() if self._spawner is None else None
+        # The C library's posix_spawn (the child sets up its own directory and log): on the loop
+        # (spawn_threads = 0, the least CPU per job: no thread hand-offs of the GIL) or in
+        # worker threads. os.posix_spawn on the loop where the C library cannot chdir.
+        self._libc = libc_spawn.load(RESET_SIGNALS)
+        if self._libc is None:
+            logger.info("the C library has no posix_spawn chdir action: jobs are spawned with os.posix_spawn")
+        self._pool = SpawnPool(loop, self._libc, spawn_threads) if self._libc is not None and spawn_threads > 0 else None
+        self._posix = Spawner() if self._libc is None else None
+        self._programs = ProgramCache()
         close_inherited_fds()
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self.base_env = base_env  # the agent's environment, its token already removed
+        self._base_envp = {key: _env_entry(key, value) for key, value in base_env.items()}
         self.on_exit = on_exit
+
+    def close(self) -> None:
+        """Let the worker threads end (jobs already started are not touched)."""
+        if self._pool is not None:
+            self._pool.close()
+        self._preparer.shutdown(wait=False, cancel_futures=True)
 
     def prepare_ahead(self, run_dir: Path) -> Future:
         """A job sent ahead starts when another ends: make its run dir now, in a worker thread,
         so that start does not wait on the file system (creating a directory can cost as much
         as the spawn itself). The path is made absolute here, on the loop, because the loop
-        changes the working directory for an instant at each spawn."""
+        changes the working directory for an instant at each spawn without a spawn pool."""
         return self._preparer.submit(make_run_dir, os.path.abspath(run_dir))
 
     def prepare_run_dir(self, run_dir: Path, ahead: Future | None = None) -> None:
@@ -64,45 +75,45 @@ class Runner:
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         if job.attempt > 1:
             _keep_previous_log(job)
+        job.sent_offset = 0
+        job_path = env.get("PATH", self.base_env.get("PATH", os.defpath))
+        program = self._programs.resolve(launch.argv[0], job_path, job.run_dir)
+        if self._libc is not None:
+            # the child creates output.log; the agent opens it for reading when it has bytes
+            envp = {**self._base_envp, **{key: _env_entry(key, value) for key, value in env.items()}}
+            args = (_c_string(program), [_c_string(arg) for arg in launch.argv], list(envp.values()),
+                    _c_string(job.run_dir), _c_string(job.log_path))
+            if self._pool is not None:
+                self._pool.spawn(*args, lambda pid, pidfd, error: self._started(job, pid, pidfd, error, done))
+                return
+            try:
+                pid = self._libc.spawn(*args)
+            except OSError as exc:
+                return self._started(job, None, None, exc, done)
+            return self._started(job, pid, _pidfd(pid), None, done)
         # one descriptor: the job's stdout and stderr (O_APPEND), and the agent's pread/fstat of
         # the same file (file system calls are most of an agent's cost per short job)
         log_fd = os.open(job.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        job.log_fd, job.sent_offset = log_fd, 0
-        env = {**self.base_env, **env}
+        job.log_fd = log_fd
+        try:
+            child = self._posix.spawn(launch.argv, job.run_dir, {**self.base_env, **env}, log_fd, program)
+        except OSError as exc:
+            return self._started(job, None, None, exc, done)
+        self._started(job, child.pid, _pidfd(child.pid), None, done)
 
-        def fork_exec() -> subprocess.Popen:
-            # fork/exec releases the GIL while the child starts, so a few workers start jobs in
-            # parallel and the event loop never waits for one
-            return subprocess.Popen(
-                launch.argv, cwd=job.run_dir, stdin=subprocess.DEVNULL, stdout=log_fd,
-                stderr=subprocess.STDOUT, process_group=0, close_fds=True, env=env,
-            )
-
-        def started(process: subprocess.Popen | Child | None, error: BaseException | None) -> None:
-            if error is not None or process is None:
-                job.close_log()
-                done(error if isinstance(error, OSError) else OSError(str(error)))
-                return
-            job.process, job.pid = process, process.pid
-            try:
-                pidfd = os.pidfd_open(process.pid)
-            except OSError:  # cannot happen for our unreaped child; be safe: reap by polling
-                logger.exception("job %s: pidfd_open(%d) failed, polling instead", job.job_id, process.pid)
-                self.loop.call_later(0.1, self._poll_exit, job)
-            else:
-                self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
-            done(None)
-
-        if self._posix is not None:
-            try:
-                child = self._posix.spawn(launch.argv, job.run_dir, env, log_fd)
-            except OSError as exc:
-                started(None, exc)
-            else:
-                started(child, None)
+    def _started(self, job: JobRecord, pid: int | None, pidfd: int | None, error: OSError | None,
+                 done: Callable[[OSError | None], None]) -> None:
+        if error is not None or pid is None:
+            job.close_log()
+            done(error or OSError("the job did not start"))
+            return
+        job.process, job.pid = Child(pid), pid
+        if pidfd is None:  # cannot happen for our unreaped child; be safe: reap by polling
+            logger.warning("job %s: no pidfd for pid %d, polling for its end instead", job.job_id, pid)
+            self.loop.call_later(0.1, self._poll_exit, job)
         else:
-            self.loop.run_in_executor(self._spawner, fork_exec).add_done_callback(
-                lambda future: started(None if future.exception() else future.result(), future.exception()))
+            self.loop.add_reader(pidfd, self._on_pidfd, job, pidfd)
+        done(None)
 
     def _on_pidfd(self, job: JobRecord, pidfd: int) -> None:
         self.loop.remove_reader(pidfd)
@@ -175,3 +186,25 @@ def _keep_previous_log(job: JobRecord) -> None:
         os.replace(job.log_path, job.run_dir / f"output.{number}.log")
     except OSError as exc:
         logger.warning("job %s: cannot keep the previous output log: %s", job.job_id, exc)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # the runner polls instead
+        return None
+
+
+def _c_string(value: str | os.PathLike) -> bytes:
+    """An argument for the C library: encoded as the OS does (os.fsencode), no NUL inside
+    (codes validate their params; this guards against a plugin that does not)."""
+    data = os.fsencode(value)
+    if b"\0" in data:
+        raise OSError(errno.EINVAL, "an argument or path contains a NUL character")
+    return data
+
+
+def _env_entry(key: str, value: str) -> bytes:
+    if "=" in key or not key:
+        raise OSError(errno.EINVAL, f"invalid environment variable name {key!r}")
+    return _c_string(f"{key}={value}")

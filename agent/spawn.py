@@ -7,10 +7,11 @@ overhead was a large share of the agent's own work.
 
 Two things Popen did are done differently here:
 
-* The working directory. Python 3.11's `os.posix_spawn` has no chdir action, so `spawn`
-  changes the agent's directory to the run dir for the spawn and back at once. That is safe
-  because only the event loop thread spawns (with `spawn_threads` = 0; worker threads use
-  Popen, see `agent.runner`) and the agent hands absolute paths to every other thread.
+* The working directory. Python 3.11's `os.posix_spawn` has no chdir action. Where the C
+  library has one, jobs are spawned through it, in worker threads (`agent.libc_spawn`,
+  `agent.spawn_pool`). Elsewhere `Spawner` changes the agent's directory to the run dir for
+  the spawn and back at once, on the event loop thread only; so the agent hands absolute paths
+  to every other thread.
 * Closing descriptors. Python opens every descriptor close-on-exec (PEP 446); the few that the
   agent may have inherited from whoever started it are made close-on-exec once, by
   `close_inherited_fds`, so no job sees the agent's sockets or files.
@@ -22,11 +23,12 @@ import errno
 import os
 import shutil
 import signal
+import time
 from collections.abc import Mapping, Sequence
 
 # Python ignores these; ignored signals stay ignored across exec, so reset them (as Popen's
 # restore_signals does): a job writing to a closed pipe must die of SIGPIPE like anywhere else.
-_RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
+RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 
 
 class Child:
@@ -63,38 +65,79 @@ class Child:
         return self.returncode
 
 
+def resolve_program(program: str, job_path: str, cwd: str | os.PathLike) -> str:
+    """The path to exec: `program` itself if it names a path, else the first match in the job's
+    PATH as the child will see it (relative entries are relative to its run dir); looked up
+    here because the C library's posix_spawnp would search the agent's PATH, not the job's.
+    FileNotFoundError if there is none."""
+    if os.sep in program:
+        return program
+    found = shutil.which(program, path=_absolute_path_list(job_path, cwd))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return found
+
+
+class ProgramCache:
+    """`resolve_program`, remembered for a moment.
+
+    Searching PATH in the child (posix_spawnp) costs one failed exec per PATH entry before the
+    right one (eight of them for `true` under a typical agent's PATH), while the agent waits for
+    the child to exec. Found once here, the program costs one exec. Entries expire after `ttl`
+    seconds, so a program installed or removed since is seen soon after."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 256) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._found: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def resolve(self, program: str, job_path: str, cwd: str | os.PathLike) -> str:
+        if os.sep in program or _has_relative_entry(job_path):  # the latter differs per run dir
+            return resolve_program(program, job_path, cwd)
+        key = (program, job_path)
+        now = time.monotonic()
+        hit = self._found.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = resolve_program(program, job_path, cwd)
+        if len(self._found) >= self.size:
+            self._found.clear()
+        self._found[key] = (found, now + self.ttl)
+        return found
+
+
 class Spawner:
-    """posix_spawn with the job's run dir as working directory, its output to a descriptor,
-    stdin from /dev/null, and its own process group (so a cancel reaches its children)."""
+    """os.posix_spawn on the event loop (the fallback where the C library has no chdir file
+    action, see `agent.libc_spawn`): the job's run dir as working directory, its output to a
+    descriptor the agent opened, stdin from /dev/null, and its own process group (so a cancel
+    reaches its children)."""
 
     def __init__(self) -> None:
         self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
-    def spawn(self, argv: Sequence[str], cwd: str | os.PathLike, env: Mapping[str, str], out_fd: int) -> Child:
-        """Start `argv` in `cwd`; OSError (with the errno of the failed chdir or exec) if it
-        cannot start. Must be called from the event loop thread only (see the module doc)."""
-        program = argv[0]
-        search = os.sep not in program
-        job_path = env.get("PATH", os.defpath)
-        if search and job_path != os.environ.get("PATH", os.defpath):
-            # posix_spawnp searches the agent's PATH; the job asked for its own
-            found = shutil.which(program, path=_absolute_path_list(job_path, cwd))
-            if found is None:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-            program, search = found, False
+    def spawn(self, argv: Sequence[str], cwd: str | os.PathLike, env: Mapping[str, str], out_fd: int,
+              program: str | None = None) -> Child:
+        """Start `argv` in `cwd` (`program`: the path to exec, by default `resolve_program`'s);
+        OSError (with the errno of the failed chdir or exec) if it cannot start. Must be called
+        from the event loop thread only (see the module doc)."""
+        if program is None:
+            program = resolve_program(argv[0], env.get("PATH", os.defpath), cwd)
         actions = [
             (os.POSIX_SPAWN_DUP2, self._devnull, 0),
             (os.POSIX_SPAWN_DUP2, out_fd, 1),
             (os.POSIX_SPAWN_DUP2, out_fd, 2),
         ]
-        start = os.posix_spawnp if search else os.posix_spawn
         os.chdir(cwd)
         try:
-            pid = start(program, argv, env, file_actions=actions, setpgroup=0, setsigdef=_RESET_SIGNALS)
+            pid = os.posix_spawn(program, argv, env, file_actions=actions, setpgroup=0, setsigdef=RESET_SIGNALS)
         finally:
             os.fchdir(self._home)
         return Child(pid)
+
+
+def _has_relative_entry(path: str) -> bool:
+    return any(not os.path.isabs(entry) for entry in path.split(os.pathsep))
 
 
 def _absolute_path_list(path: str, cwd: str | os.PathLike) -> str:

@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from agent import libc_spawn
 from agent.jobs import JobRecord
 from agent.runner import Runner
 from job_cmd.codes.base import Launch
 
 
-@pytest.mark.parametrize("threads", [0, 2])
-async def test_spawn_and_reap(tmp_path: Path, threads: int):
+@pytest.mark.parametrize("mode", ["libc on the loop", "libc in 2 threads", "os.posix_spawn"])
+async def test_spawn_and_reap(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch):
     loop = asyncio.get_running_loop()
     exits: asyncio.Queue = asyncio.Queue()
+    if mode == "os.posix_spawn":  # as on a C library without posix_spawn_file_actions_addchdir_np
+        monkeypatch.setattr(libc_spawn, "load", lambda *args: None)
+    threads = 2 if mode == "libc in 2 threads" else 0
     runner = Runner(loop, {"PATH": "/usr/bin:/bin"}, lambda job, rc: exits.put_nowait((job.job_id, rc)), spawn_threads=threads)
     started: list = []
     for name, argv in (("ok", ["sh", "-c", "echo hi; exit 3"]), ("missing", ["/nonexistent/program"])):
@@ -30,6 +34,7 @@ async def test_spawn_and_reap(tmp_path: Path, threads: int):
     assert outcome["ok"] is None and isinstance(outcome["missing"], FileNotFoundError)
     assert await asyncio.wait_for(exits.get(), 5) == ("ok", 3)
     assert (tmp_path / "ok" / "output.log").read_text() == "hi\n"
+    runner.close()
 
 
 async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
