@@ -427,7 +427,8 @@ class AgentCore:
 
     def poll(self) -> None:
         """Ship new output (at most max_log_chunk per job) and progress; finish drained jobs."""
-        jobs = [job for job in self.jobs.values() if job.log_pending or not job.report_sent]
+        # held jobs have not started: no output or progress yet
+        jobs = [job for job in self.jobs.values() if not job.held and (job.log_pending or not job.report_sent)]
         if not jobs:
             return
         start = self._poll_start % len(jobs)

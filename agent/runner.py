@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
@@ -46,6 +46,7 @@ class Runner:
         self._programs = ProgramCache()
         close_inherited_fds()
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        self._ahead: list[Ahead] = []
         self.base_env = base_env  # the agent's environment, its token already removed
         self._base_envp = {key: _env_entry(key, value) for key, value in base_env.items()}
         self.on_exit = on_exit
@@ -56,21 +57,30 @@ class Runner:
             self._pool.close()
         self._preparer.shutdown(wait=False, cancel_futures=True)
 
-    def prepare_ahead(self, run_dir: Path) -> Future:
-        """A job sent ahead starts when another ends: make its run dir now, in a worker thread,
-        so that start does not wait on the file system (creating a directory can cost as much
-        as the spawn itself). The path is made absolute here, on the loop, because the loop
-        changes the working directory for an instant at each spawn without a spawn pool."""
-        return self._preparer.submit(make_run_dir, os.path.abspath(run_dir))
+    def prepare_ahead(self, run_dir: Path) -> "Ahead":
+        """A job sent ahead starts when another ends: make its run dir before that, in a worker
+        thread, so that the start does not wait on the file system (creating a directory can
+        cost as much as the spawn itself). The runs of one frame go to the thread together, and
+        the thread only flags each dir as made: no future, lock or wake-up per job. The path
+        is made absolute here, on the loop (a spawn without the C library's chdir action
+        changes the working directory for an instant)."""
+        ahead = Ahead(os.path.abspath(run_dir))
+        if not self._ahead:
+            self.loop.call_soon(self._send_ahead)
+        self._ahead.append(ahead)
+        return ahead
 
-    def prepare_run_dir(self, run_dir: Path, ahead: Future | None = None) -> None:
-        if ahead is not None and not ahead.cancel():
-            try:
-                ahead.result()  # made already, or a few system calls away (FIFO order)
-                return
-            except OSError:
-                pass  # try again here: the error is reported as this start's
-        make_run_dir(run_dir)
+    def _send_ahead(self) -> None:
+        batch, self._ahead = self._ahead, []
+        try:
+            self._preparer.submit(_make_ahead, batch)
+        except RuntimeError:  # shut down: each start makes its own dir
+            pass
+
+    def prepare_run_dir(self, run_dir: Path, ahead: "Ahead | None" = None) -> None:
+        if ahead is not None and ahead.made:
+            return
+        make_run_dir(run_dir)  # not made yet (or it failed there): here, and an error is this start's
 
     def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
         if job.attempt > 1:
@@ -152,6 +162,25 @@ class Runner:
         """SIGKILL every job still running (last resort at agent exit)."""
         for job in jobs:
             self.signal_group(job, signal.SIGKILL)
+
+
+class Ahead:
+    """A run dir being made ahead; `made` is set by the worker thread once it exists."""
+
+    __slots__ = ("path", "made")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.made = False
+
+
+def _make_ahead(batch: list[Ahead]) -> None:
+    for ahead in batch:
+        try:
+            make_run_dir(ahead.path)
+        except OSError:
+            continue  # tried again at the start, which reports the error
+        ahead.made = True
 
 
 def make_run_dir(run_dir: str | os.PathLike) -> None:

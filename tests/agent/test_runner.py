@@ -39,10 +39,19 @@ async def test_spawn_and_reap(tmp_path: Path, mode: str, monkeypatch: pytest.Mon
 
 async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
     runner = Runner(asyncio.get_running_loop(), {}, lambda job, rc: None)
-    ahead = runner.prepare_ahead(tmp_path / "later")
-    await asyncio.wrap_future(ahead)
-    assert (tmp_path / "later" / ".jobvisor").is_dir()
-    runner.prepare_run_dir(tmp_path / "later", ahead)  # nothing left to do
-    pending = runner.prepare_ahead(tmp_path / "no-parent" / "x" / "y")
-    runner.prepare_run_dir(tmp_path / "no-parent" / "x" / "y", pending)  # made whichever way
+    aheads = [runner.prepare_ahead(tmp_path / name) for name in ("a", "b")]
+    failing = runner.prepare_ahead(tmp_path / "file" / "x")
+    (tmp_path / "file").write_text("not a directory")
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if all(ahead.made for ahead in aheads):
+            break
+    assert all(ahead.made for ahead in aheads) and not failing.made
+    assert (tmp_path / "a" / ".jobvisor").is_dir() and (tmp_path / "b" / ".jobvisor").is_dir()
+    runner.prepare_run_dir(tmp_path / "a", aheads[0])  # nothing left to do
+    with pytest.raises(NotADirectoryError):  # the worker's failure is reported by the start
+        runner.prepare_run_dir(tmp_path / "file" / "x", failing)
+    late = runner.prepare_ahead(tmp_path / "no-parent" / "x" / "y")
+    runner.prepare_run_dir(tmp_path / "no-parent" / "x" / "y", late)  # made whichever way comes first
     assert (tmp_path / "no-parent" / "x" / "y" / ".jobvisor").is_dir()
+    runner.close()
