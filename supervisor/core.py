@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DRIVER = "local"
 MAX_RETRIES = 100
+FORGET_GATHER = 0.05  # seconds: see Supervisor._forget_after_commit
 
 
 class Supervisor:
@@ -374,15 +375,25 @@ class Supervisor:
         self.store.after_commit(evict)
 
     def _forget_after_commit(self, agent: Agent, job_ids: list[str]) -> None:
-        pending = self._forget[agent.id]
-        first = not pending
-        pending.update(job_ids)
-        if first:
-            def send() -> None:
-                ids = self._forget.pop(agent.id, set())
-                if ids:
-                    agent.send([ForgetJobs(sorted(ids))])
-            self.store.after_commit(send)
+        """Tell the agent to drop these ended jobs once their end is committed (never before:
+        after a crash the agent's record is what a lost final state is rebuilt from).
+
+        The ends of FORGET_GATHER seconds go in one ForgetJobs: one per commit was most of the
+        frames to an agent running a burst of short jobs, and each frame wakes it."""
+        ended = list(job_ids)
+
+        def committed() -> None:
+            ready = self._forget[agent.id]
+            if not ready:
+                asyncio.get_running_loop().call_later(FORGET_GATHER, self._send_forget, agent)
+            ready.update(ended)
+
+        self.store.after_commit(committed)
+
+    def _send_forget(self, agent: Agent) -> None:
+        ids = self._forget.pop(agent.id, set())
+        if ids and agent.state is not AgentState.DEAD:
+            agent.send([ForgetJobs(sorted(ids))])
 
     def _agent_dead(self, agent: Agent, reason: str) -> None:
         if agent.state is AgentState.DEAD:

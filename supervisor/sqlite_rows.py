@@ -35,7 +35,9 @@ _dumps = json.dumps
 def _mutable(job: ComputeJob) -> tuple:
     values = list(job.mutable_values())
     for i in _JSON_AT:
-        values[i] = _dumps(values[i])
+        value = values[i]
+        # most rows have no result or info: json.dumps was a third of building a row
+        values[i] = "null" if value is None else _dumps(value)
     return tuple(values)
 
 
