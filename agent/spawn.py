@@ -92,17 +92,18 @@ class ProgramCache:
         self._found: dict[tuple[str, str], tuple[str, float]] = {}
 
     def resolve(self, program: str, job_path: str, cwd: str | os.PathLike) -> str:
-        if os.sep in program or _has_relative_entry(job_path):  # the latter differs per run dir
-            return resolve_program(program, job_path, cwd)
+        if os.sep in program:
+            return program
         key = (program, job_path)
         now = time.monotonic()
         hit = self._found.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]
         found = resolve_program(program, job_path, cwd)
-        if len(self._found) >= self.size:
-            self._found.clear()
-        self._found[key] = (found, now + self.ttl)
+        if not _has_relative_entry(job_path):  # one with relative entries differs per run dir
+            if len(self._found) >= self.size:
+                self._found.clear()
+            self._found[key] = (found, now + self.ttl)
         return found
 
 
