@@ -14,10 +14,8 @@ from jobvisor.protocol import JobReport
 from jobvisor.resources import format_walltime
 from jobvisor.states import JobState
 
-from job_cmd.fsutil import OUTPUT_LOG, META_DIR
+from job_cmd.fsutil import OUTPUT_LOG, PROGRESS_FILE
 from job_cmd.status_file import JobStatus
-
-PROGRESS_FILE = "progress.json"
 
 
 def signal_name(number: int) -> str:
@@ -88,7 +86,7 @@ class JobRecord:
 
     @functools.cached_property
     def progress_path(self) -> str:
-        return os.path.join(self.run_dir, META_DIR, PROGRESS_FILE)
+        return os.path.join(self.run_dir, PROGRESS_FILE)
 
     @property
     def is_terminal(self) -> bool:

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
-from job_cmd.fsutil import META_DIR
 from job_cmd.status_file import read_status, write_status
 
 from agent import libc_spawn, tail
@@ -184,15 +183,13 @@ def _make_ahead(batch: list[Ahead]) -> None:
 
 
 def make_run_dir(run_dir: str | os.PathLike) -> None:
-    """The run dir and its .jobvisor/ (status, progress and result files), both private."""
+    """The run dir, private. Its .jobvisor/ is made by whatever first writes there (the status
+    file, a code's params or result): most short jobs never need one, and on some file systems
+    creating a directory costs as much as the spawn itself."""
     try:
         os.mkdir(run_dir, 0o700)  # the common case: its parent exists, it does not
     except OSError:
         os.makedirs(run_dir, mode=0o700, exist_ok=True)
-    try:
-        os.mkdir(os.path.join(run_dir, META_DIR), 0o700)
-    except FileExistsError:
-        pass
 
 
 def _killpg(pgid: int, sig: int) -> None:

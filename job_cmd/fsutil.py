@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-META_DIR = ".jobvisor"  # jobvisor's own files inside a run dir (status, params, result, progress)
+META_DIR = ".jobvisor"  # jobvisor's own files inside a run dir (status, params, result), made when needed
 OUTPUT_LOG = "output.log"
 RESULT_FILE = "result.json"  # in META_DIR: a job's JSON result
+# Beside META_DIR, not in it: a job (in any language) writes it at any time, so its directory
+# must exist from the start, and making META_DIR for every job was one more inode per job.
+PROGRESS_FILE = ".jobvisor-progress.json"
 
 
 def meta_dir(run_dir: str | os.PathLike) -> Path:

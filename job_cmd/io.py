@@ -15,7 +15,7 @@ import stat
 from jobvisor.errors import InvalidRequest, NotFound, PathEscape
 from jobvisor.protocol import IO_CHUNK_BYTES
 
-from job_cmd.fsutil import META_DIR
+from job_cmd.fsutil import META_DIR, PROGRESS_FILE
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a fifo must not hang us
@@ -104,15 +104,19 @@ def list_files(run_dir: str | os.PathLike, limit: int | None = None) -> list[dic
     """Every regular file below `run_dir` as `{"path", "size", "mtime"}`, in walk order
     (sorted within each directory, a directory's files before its subdirectories).
 
-    Paths are relative with `/` separators; `.jobvisor/` is skipped; a symlink is listed (with
+    Paths are relative with `/` separators; `.jobvisor/` and the progress file are skipped; a
+    symlink is listed (with
     its target's size) only if its target is a regular file inside the run dir; symlinked
     directories are not entered. At most `limit` entries when given.
     """
     root = _root(run_dir)
     out: list[dict] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        if dirpath == root and META_DIR in dirnames:
-            dirnames.remove(META_DIR)
+        if dirpath == root:
+            if META_DIR in dirnames:
+                dirnames.remove(META_DIR)
+            if PROGRESS_FILE in filenames:
+                filenames.remove(PROGRESS_FILE)
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)

@@ -36,7 +36,7 @@ def write_status(run_dir: str | os.PathLike, status: JobStatus) -> None:
     path = status_path(run_dir)
     try:
         write_json_atomic(path, dataclasses.asdict(status))
-    except FileNotFoundError:  # .jobvisor/ is made with the run dir; make it if it went away
+    except FileNotFoundError:  # the first status of this run dir: make its .jobvisor/
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_json_atomic(path, dataclasses.asdict(status))
 

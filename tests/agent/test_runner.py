@@ -47,11 +47,11 @@ async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
         if all(ahead.made for ahead in aheads):
             break
     assert all(ahead.made for ahead in aheads) and not failing.made
-    assert (tmp_path / "a" / ".jobvisor").is_dir() and (tmp_path / "b" / ".jobvisor").is_dir()
+    assert (tmp_path / "a").is_dir() and (tmp_path / "b").is_dir()
     runner.prepare_run_dir(tmp_path / "a", aheads[0])  # nothing left to do
     with pytest.raises(NotADirectoryError):  # the worker's failure is reported by the start
         runner.prepare_run_dir(tmp_path / "file" / "x", failing)
     late = runner.prepare_ahead(tmp_path / "no-parent" / "x" / "y")
     runner.prepare_run_dir(tmp_path / "no-parent" / "x" / "y", late)  # made whichever way comes first
-    assert (tmp_path / "no-parent" / "x" / "y" / ".jobvisor").is_dir()
+    assert oct((tmp_path / "no-parent" / "x" / "y").stat().st_mode & 0o777) == "0o700"
     runner.close()

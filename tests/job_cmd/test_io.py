@@ -15,6 +15,8 @@ def run_dir(tmp_path):
     (root / "sub" / "b.txt").write_bytes(b"b")
     (root / ".jobvisor").mkdir()
     (root / ".jobvisor" / "status.json").write_text("{}")
+    (root / ".jobvisor-progress.json").write_text('{"fraction": 0.5}')  # not listed either
+    (root / "sub" / ".jobvisor-progress.json").write_text("{}")  # only at the top: listed
     (tmp_path / "secret").write_text("top secret")
     (tmp_path / "outside_dir").mkdir()
     (tmp_path / "outside_dir" / "x").write_text("x")
@@ -27,7 +29,7 @@ def test_list_files(run_dir, tmp_path):
     (run_dir / "dir_link").symlink_to(tmp_path / "outside_dir")
     (run_dir / "dangling").symlink_to(run_dir / "nope")
     files = io.list_files(run_dir)
-    assert [f["path"] for f in files] == ["a.txt", "inside_link", "sub/b.txt"]
+    assert [f["path"] for f in files] == ["a.txt", "inside_link", "sub/.jobvisor-progress.json", "sub/b.txt"]
     assert files[0]["size"] == 11 and files[0]["mtime"] > 0
     assert len(io.list_files(run_dir, limit=2)) == 2
 
