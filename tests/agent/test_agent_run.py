@@ -116,6 +116,19 @@ async def test_python_code_result_and_progress(supervisor, start_agent, tmp_path
     assert b"computing" in bytes(supervisor.logs["py1"])
 
 
+async def test_a_shell_job_reports_progress_through_its_file_from_the_start(supervisor, start_agent, tmp_path):
+    # any language: write the file JOBVISOR_PROGRESS_FILE names (a rename over it); it must be
+    # writable at once, although the run dir has no .jobvisor/ yet
+    script = ('printf \'{"fraction": 0.25, "message": "a quarter"}\' > "$JOBVISOR_PROGRESS_FILE.tmp" && '
+              'mv "$JOBVISOR_PROGRESS_FILE.tmp" "$JOBVISOR_PROGRESS_FILE" && sleep 0.3')
+    start_agent()
+    await supervisor.send(run("p1", tmp_path / "p1", params={"script": script}))
+    done = await supervisor.status("p1", "completed")
+    assert done.report.exit_code == 0
+    progress = await supervisor.message(Progress, lambda m: m.job_id == "p1")
+    assert (progress.fraction, progress.message) == (0.25, "a quarter")
+
+
 async def test_status_request_lists_jobs(supervisor, start_agent, tmp_path):
     start_agent()
     await supervisor.send(run("s1", tmp_path / "s1", params={"argv": ["sleep", "30"]}))
