@@ -19,7 +19,7 @@ from job_cmd.status_file import read_status, write_status
 
 from agent import libc_spawn, tail
 from agent.jobs import JobRecord
-from agent.spawn import RESET_SIGNALS, Child, ProgramCache, Spawner, close_inherited_fds
+from agent.spawn import RESET_SIGNALS, Child, ProgramCache, Spawner, close_inherited_fds, open_pidfd
 from agent.spawn_pool import SpawnPool
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Runner:
     """The `Processes` of `agent.core.AgentCore`, for real."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 1
+        self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 0
     ) -> None:
         self.loop = loop
         # The C library's posix_spawn (the child sets up its own directory and log): on the loop
@@ -99,7 +99,7 @@ class Runner:
                 pid = self._libc.spawn(*args)
             except OSError as exc:
                 return self._started(job, None, None, exc, done)
-            return self._started(job, pid, _pidfd(pid), None, done)
+            return self._started(job, pid, open_pidfd(pid), None, done)
         # one descriptor: the job's stdout and stderr (O_APPEND), and the agent's pread/fstat of
         # the same file (file system calls are most of an agent's cost per short job)
         log_fd = os.open(job.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -108,7 +108,7 @@ class Runner:
             child = self._posix.spawn(launch.argv, job.run_dir, {**self.base_env, **env}, log_fd, program)
         except OSError as exc:
             return self._started(job, None, None, exc, done)
-        self._started(job, child.pid, _pidfd(child.pid), None, done)
+        self._started(job, child.pid, open_pidfd(child.pid), None, done)
 
     def _started(self, job: JobRecord, pid: int | None, pidfd: int | None, error: OSError | None,
                  done: Callable[[OSError | None], None]) -> None:
@@ -212,13 +212,6 @@ def _keep_previous_log(job: JobRecord) -> None:
         os.replace(job.log_path, job.run_dir / f"output.{number}.log")
     except OSError as exc:
         logger.warning("job %s: cannot keep the previous output log: %s", job.job_id, exc)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except OSError:  # the runner polls instead
-        return None
 
 
 def _c_string(value: str | os.PathLike) -> bytes:

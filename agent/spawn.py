@@ -137,6 +137,14 @@ class Spawner:
         return Child(pid)
 
 
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for our unreaped child, or None (which cannot happen; the caller then polls)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
 def _has_relative_entry(path: str) -> bool:
     return any(not os.path.isabs(entry) for entry in path.split(os.pathsep))
 

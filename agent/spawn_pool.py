@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 
 from agent.libc_spawn import LibcSpawn
+from agent.spawn import open_pidfd
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +48,12 @@ class SpawnPool:
     def _work(self) -> None:
         while (request := self._requests.get()) is not None:
             program, argv, envp, cwd, log_path, started = request
-            pidfd = None
             try:
                 pid = self.libc.spawn(program, argv, envp, cwd, log_path)
             except OSError as exc:
                 result = (started, None, None, exc)
             else:
-                try:
-                    pidfd = os.pidfd_open(pid)
-                except OSError:  # the runner polls instead
-                    pass
-                result = (started, pid, pidfd, None)
+                result = (started, pid, open_pidfd(pid), None)
             with self._lock:
                 first = not self._results
                 self._results.append(result)
