@@ -47,7 +47,12 @@ class ServerConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = _doc("SQLAlchemy async URL. Empty: SQLite file jobvisor.sqlite in the state dir (WAL).", default="")
-    commit_interval: float = _doc("Seconds status updates may wait to be committed together with others.", default=0.0)
+    commit_interval: float = _doc(
+        "Seconds between commits under load: after a commit of many updates, the next waits until "
+        "this long after it started, so a burst costs fewer, larger commits. A lone job's updates "
+        "are committed at once. 0: every commit starts as soon as the previous one ends.",
+        default=0.01,
+    )
 
 
 @dataclass(frozen=True)

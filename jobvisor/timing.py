@@ -42,3 +42,15 @@ class Pacer:
     def sent(self, now: float) -> None:
         self._busy = now - self._last < self.interval
         self._last = now
+
+
+def batch_delay(now: float, last_start: float, last_size: int, *, interval: float, busy_size: int) -> float:
+    """How long the next batch of a writer waits so that more work joins it.
+
+    Only under load, judged by the size of the last batch (at least `busy_size` items): then
+    the next batch starts no sooner than `interval` after the last one started. A lone job's
+    updates come in batches of one or two and never wait, so its latency is untouched, while a
+    burst of thousands of transitions a second costs one commit per `interval`."""
+    if last_size < busy_size:
+        return 0.0
+    return max(0.0, last_start + interval - now)

@@ -38,6 +38,7 @@ class Transition:
     reason: str
     at: float
     exit_code: int | None = None
+    previous: JobState | None = None  # the state it left; None for a new job (keeps the counts)
 
 
 @functools.lru_cache(maxsize=1024)  # a batch of jobs shares its times
@@ -106,14 +107,14 @@ class ComputeJob:
     def move(self, new: JobState, reason: str, now: float) -> Transition:
         if not can_transition(self.state, new):
             raise IllegalTransition(f"job {self.id}: {self.state} -> {new} is not allowed")
-        self.state = new
+        previous, self.state = self.state, new
         self.reason = reason
         self.updated_at = now
         if new is JobState.RUNNING and self.started_at is None:
             self.started_at = now
         if new.is_terminal:
             self.finished_at = now
-        return Transition(self.id, self.owner, self.attempt, new, reason, now, self.exit_code)
+        return Transition(self.id, self.owner, self.attempt, new, reason, now, self.exit_code, previous)
 
     def initial_transition(self) -> Transition:
         return Transition(self.id, self.owner, self.attempt, self.state, self.reason, self.created_at)
@@ -130,10 +131,10 @@ class ComputeJob:
         self.progress = None
         self.progress_message = ""
         self.log_size = 0
-        self.state = JobState.QUEUED
+        previous, self.state = self.state, JobState.QUEUED
         self.reason = reason
         self.updated_at = now
-        return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now)
+        return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now, None, previous)
 
     @property
     def retries_left(self) -> bool:

@@ -239,7 +239,7 @@ class RequestHandlers:
         ]}
 
     async def status(self, req: GetStatus) -> dict:
-        counts = await self.core.store.counts()
+        counts = self.core.store.counts()
         return {
             "version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
             "agents": len(self.core.agents.by_id), "uptime": time.time() - self.core.started,

@@ -11,6 +11,7 @@ retried with backoff; waiters get the error so the request that caused them can 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,12 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from jobvisor.errors import Unavailable
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
-from jobvisor.timing import backoff_delay
+from jobvisor.timing import backoff_delay, batch_delay
 from supervisor import sqlite_rows, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.logstore import LogStore
 
 log = logging.getLogger(__name__)
+
+# A commit of at least this many transitions and log chunks means a burst: the next commit
+# waits for the commit interval (see `jobvisor.timing.batch_delay`).
+BUSY_BATCH = 8
 
 _UPDATE_JOB = (
     update(tables.jobs)
@@ -68,7 +73,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Store:
-    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = 0.0) -> None:
+    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = 0.01) -> None:
         self.url = url
         self.logs = logs
         self.commit_interval = commit_interval
@@ -89,6 +94,9 @@ class Store:
         self.on_events: Callable[[list[JobEvent]], None] = lambda events: None
         self.on_log_sizes: Callable[[dict[str, int]], None] = lambda sizes: None
         self.commits = 0
+        # committed jobs per state: read once at open, then kept by each commit's transitions,
+        # so GET /status costs nothing however many jobs the database holds
+        self._counts: collections.Counter[str] = collections.Counter()
 
     async def open(self) -> None:
         try:
@@ -104,6 +112,8 @@ class Store:
                         f"the database has schema version {version}, newer than this jobvisor's "
                         f"{tables.SCHEMA_VERSION}: upgrade jobvisor"
                     )
+                rows = await conn.execute(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
+                self._counts = collections.Counter({state: n for state, n in rows})
         except SQLAlchemyError as exc:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")
@@ -158,13 +168,20 @@ class Store:
         return fut
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
+        last_start, last_size = float("-inf"), 0
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.commit_interval and not self._closing:
-                await asyncio.sleep(self.commit_interval)
+            if not self._closing:
+                # Each commit writes whole pages of every table and index it touches, so under
+                # a burst fewer, larger commits cost the writer and the loop far less per job.
+                delay = batch_delay(loop.time(), last_start, last_size, interval=self.commit_interval, busy_size=BUSY_BATCH)
+                if delay > 0:
+                    await asyncio.sleep(delay)
             batch, self._batch = self._batch, _Batch()
+            last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
             if batch.empty() and not batch.waiters and not batch.after:
                 if self._closing:
                     return
@@ -181,7 +198,7 @@ class Store:
                         fut.exception()  # a waiter that gave up must not log "never retrieved"
                 # inserts are not retried: their submitter got the error and forgot the jobs
                 self._batch.dirty = {**batch.dirty, **self._batch.dirty}
-                self._batch.transitions[:0] = batch.transitions
+                self._batch.transitions[:0] = [t for t in batch.transitions if t.job_id not in batch.inserts]
                 self._batch.logs[:0] = batch.logs
                 self._batch.after[:0] = batch.after
                 if self._closing and failures > 3:
@@ -253,6 +270,11 @@ class Store:
             if not fut.done():
                 fut.set_result(None)
         if batch.transitions:
+            counts = self._counts
+            for t in batch.transitions:
+                if t.previous is not None:
+                    counts[t.previous.value] -= 1
+                counts[t.state.value] += 1
             self.on_events([
                 JobEvent(job_id=t.job_id, owner=t.owner, state=str(t.state), attempt=t.attempt, at=t.at,
                          reason=t.reason, exit_code=t.exit_code)
@@ -294,9 +316,9 @@ class Store:
         rows = await self._read(query.order_by(tables.jobs.c.id.desc()).limit(limit))
         return [ComputeJob.from_row(r) for r in rows]
 
-    async def counts(self) -> dict[str, int]:
-        rows = await self._read(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
-        return {state: n for state, n in rows}
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, as committed."""
+        return {state: n for state, n in self._counts.items() if n > 0}
 
     async def transitions_of(self, job_id: str) -> list[dict]:
         rows = await self._read(

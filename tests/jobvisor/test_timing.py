@@ -2,7 +2,9 @@
 
 import random
 
-from jobvisor.timing import Pacer, backoff_delay, ping_interval
+import pytest
+
+from jobvisor.timing import Pacer, backoff_delay, batch_delay, ping_interval
 
 
 def test_backoff_is_capped_and_jittered():
@@ -26,3 +28,13 @@ def test_pacer_never_delays_a_lone_exchange_but_paces_a_stream():
     pacer.sent(10.0025)
     pacer.sent(11.0)  # a quiet spell ends the stream
     assert pacer.delay(11.0001) == 0
+
+
+def test_a_batch_waits_only_after_a_large_one():
+    # a lone job's commits (batches of one or two) never wait, however close together
+    assert batch_delay(10.001, 10.0, 2, interval=0.005, busy_size=8) == 0.0
+    # after a large batch, the next starts `interval` after it started
+    assert batch_delay(10.001, 10.0, 50, interval=0.005, busy_size=8) == pytest.approx(0.004)
+    assert batch_delay(10.006, 10.0, 50, interval=0.005, busy_size=8) == 0.0
+    # interval 0: never waits
+    assert batch_delay(10.0, 10.0, 500, interval=0.0, busy_size=8) == 0.0

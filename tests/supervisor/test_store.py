@@ -45,3 +45,41 @@ async def test_jobs_and_transitions_round_trip(tmp_path):
         ]
     finally:
         await store.close()
+
+
+async def _counts_in_database(store: Store) -> dict[str, int]:
+    from sqlalchemy import func, select
+    rows = await store._read(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
+    return {state: n for state, n in rows}
+
+
+async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url, LogStore(tmp_path / "logs"))
+    await store.open()
+    try:
+        jobs = [ComputeJob(id=f"j{i}", owner="alice", code="shell", spec=b"\x90", driver="local", cpus=1,
+                           created_at=1000.0 + i, max_retries=1) for i in range(5)]
+        store.insert(jobs)
+        for job in jobs:
+            store.record(job, job.initial_transition())
+        await store.committed()
+        assert store.counts() == {"queued": 5}
+        for job in jobs[:4]:
+            store.record(job, job.move(JobState.STARTING, "sent", 1010.0))
+        store.record(jobs[0], jobs[0].move(JobState.RUNNING, "running", 1011.0))
+        store.record(jobs[0], jobs[0].move(JobState.COMPLETED, "exit code 0", 1012.0))
+        store.record(jobs[1], jobs[1].move(JobState.LOST, "agent died", 1012.0))
+        store.record(jobs[1], jobs[1].retry("retrying", 1012.0))
+        store.record(jobs[2], jobs[2].move(JobState.CANCELED, "canceled by user", 1012.0))
+        await store.committed()
+        expected = {"queued": 2, "starting": 1, "completed": 1, "canceled": 1}
+        assert store.counts() == expected == await _counts_in_database(store)
+    finally:
+        await store.close()
+    again = Store(url, LogStore(tmp_path / "logs"))
+    await again.open()
+    try:
+        assert again.counts() == expected
+    finally:
+        await again.close()
