@@ -166,7 +166,6 @@ class AgentCore:
         job = JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
         self.jobs[job.job_id] = job
         if msg.hold:
-            self._ack(job)
             job.held = True
             job.ahead = self.processes.prepare_ahead(job.run_dir)
             self.held[job.job_id] = msg
@@ -174,8 +173,9 @@ class AgentCore:
         self._start(job, msg)
 
     def _ack(self, job: JobRecord) -> None:
-        """Ack a run once: a held job at receipt; one started at once with its first report,
-        so both share a frame (a frame costs both sides a wake-up)."""
+        """Ack a run once, with its first report, so both share a frame: at its start (a held
+        job's too: under a burst, one Ack per run sent ahead was one message more per job for
+        both sides) or with its end if it never starts."""
         if not job.acked:
             job.acked = True
             self.comm.send(Ack(job.job_id, job.attempt))
@@ -210,8 +210,8 @@ class AgentCore:
         env.update(
             JOBVISOR_JOB_ID=job.job_id,
             JOBVISOR_ATTEMPT=str(job.attempt),
-            JOBVISOR_RUN_DIR=str(job.run_dir),
-            JOBVISOR_PROGRESS_FILE=str(job.progress_path),
+            JOBVISOR_RUN_DIR=job.run_path,
+            JOBVISOR_PROGRESS_FILE=job.progress_path,
         )
         job.spawning = True
         try:
@@ -244,8 +244,9 @@ class AgentCore:
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
         # The status file is written only for jobs still running a moment later (see
-        # STATUS_FILE_DELAY): most of a burst of short jobs end first.
-        job.timers.append(self.processes.call_later(STATUS_FILE_DELAY, lambda: self._write_status(job)))
+        # STATUS_FILE_DELAY), by `poll`: most of a burst of short jobs end first, and no timer
+        # is made and cancelled for each of them.
+        job.status_due = job.started_at + STATUS_FILE_DELAY
         self.comm.send(StatusUpdate(job.report()))
         if job.walltime is not None:
             job.timers.append(self.processes.call_later(job.walltime, lambda: self._on_walltime(job)))
@@ -260,6 +261,7 @@ class AgentCore:
             job.finished_at = time.time()
             job.final_size = 0
             job.set_state(JobState.CANCELED, msg.reason, now=job.finished_at)
+            self._ack(job)
             self._finish(job)
             return
         logger.info("job %s attempt %d: canceling (%s)", job.job_id, job.attempt, msg.reason)
@@ -426,17 +428,22 @@ class AgentCore:
     # ------------------------------------------------------------------ output and progress
 
     def poll(self) -> None:
-        """Ship new output (at most max_log_chunk per job) and progress; finish drained jobs."""
+        """Ship new output (at most max_log_chunk per job) and progress; write the status file
+        of a job that has run for STATUS_FILE_DELAY; finish drained jobs."""
         # held jobs have not started: no output or progress yet
         jobs = [job for job in self.jobs.values() if not job.held and (job.log_pending or not job.report_sent)]
         if not jobs:
             return
         start = self._poll_start % len(jobs)
         self._poll_start += 1
+        now = time.time()
         for job in jobs[start:] + jobs[:start]:
             if job.forget_when_done and job.is_terminal:
                 continue
             if not job.is_terminal:
+                if job.status_due is not None and now >= job.status_due:
+                    job.status_due = None
+                    self._write_status(job)
                 self._poll_progress(job)
                 if self.comm.log_ready():
                     self._ship_log(job)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import time
@@ -77,16 +76,19 @@ class JobRecord:
     held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
     slotted: bool = False  # was started: its end frees a slot for the next held job
     status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
+    status_due: float | None = None  # when `poll` writes its first status file (a local process)
     ahead: Any = None  # held: its run dir being made in advance (Processes.prepare_ahead)
 
-    # computed once: thousands of short jobs a second make pathlib's joins add up
-    @functools.cached_property
-    def log_path(self) -> Path:
-        return self.run_dir / OUTPUT_LOG
+    # The run dir's paths as strings, computed once: os calls take them as they are, while
+    # pathlib's joins and conversions were a tenth of the agent's work per short job.
+    run_path: str = field(init=False)
+    log_path: str = field(init=False)
+    progress_path: str = field(init=False)
 
-    @functools.cached_property
-    def progress_path(self) -> str:
-        return os.path.join(self.run_dir, PROGRESS_FILE)
+    def __post_init__(self) -> None:
+        self.run_path = path = os.fspath(self.run_dir)
+        self.log_path = os.path.join(path, OUTPUT_LOG)
+        self.progress_path = os.path.join(path, PROGRESS_FILE)
 
     @property
     def is_terminal(self) -> bool:

@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,7 @@ class Runner:
         self._ahead: list[Ahead] = []
         self.base_env = base_env  # the agent's environment, its token already removed
         self._base_envp = {key: _env_entry(key, value) for key, value in base_env.items()}
+        self._env_block = libc_spawn.EnvBlock(list(self._base_envp.values())) if self._libc is not None else None
         self.on_exit = on_exit
 
     def close(self) -> None:
@@ -89,9 +91,13 @@ class Runner:
         program = self._programs.resolve(launch.argv[0], job_path, job.run_dir)
         if self._libc is not None:
             # the child creates output.log; the agent opens it for reading when it has bytes
-            envp = {**self._base_envp, **{key: _env_entry(key, value) for key, value in env.items()}}
-            args = (_c_string(program), [_c_string(arg) for arg in launch.argv], list(envp.values()),
-                    _c_string(job.run_dir), _c_string(job.log_path))
+            extra = [_env_entry(key, value) for key, value in env.items()]
+            if self._base_envp.keys().isdisjoint(env):
+                envp = self._env_block.with_extra(extra)
+            else:  # the job sets some of the agent's own variables: its values win
+                envp = list({**self._base_envp, **dict(zip(env, extra))}.values())
+            args = (_c_string(program), [_c_string(arg) for arg in launch.argv], envp,
+                    _c_string(job.run_path), _c_string(job.log_path))
             if self._pool is not None:
                 self._pool.spawn(*args, lambda pid, pidfd, error: self._started(job, pid, pidfd, error, done))
                 return
@@ -209,15 +215,18 @@ def _keep_previous_log(job: JobRecord) -> None:
     previous = read_status(job.run_dir)
     number = previous.attempt if previous is not None and previous.attempt != job.attempt else "previous"
     try:
-        os.replace(job.log_path, job.run_dir / f"output.{number}.log")
+        os.replace(job.log_path, os.path.join(job.run_path, f"output.{number}.log"))
     except OSError as exc:
         logger.warning("job %s: cannot keep the previous output log: %s", job.job_id, exc)
+
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _c_string(value: str | os.PathLike) -> bytes:
     """An argument for the C library: encoded as the OS does (os.fsencode), no NUL inside
     (codes validate their params; this guards against a plugin that does not)."""
-    data = os.fsencode(value)
+    data = value.encode(_FS_ENCODING, _FS_ERRORS) if type(value) is str else os.fsencode(value)
     if b"\0" in data:
         raise OSError(errno.EINVAL, "an argument or path contains a NUL character")
     return data

@@ -45,7 +45,7 @@ def _keep_previous_log(job: SlurmJob) -> None:
     if previous is None or previous.attempt == job.attempt:
         return
     try:
-        if job.log_path.stat().st_size or previous.slurm_job_id:
+        if os.stat(job.log_path).st_size or previous.slurm_job_id:
             os.replace(job.log_path, job.run_dir / f"output.{previous.attempt}.log")
     except FileNotFoundError:
         pass

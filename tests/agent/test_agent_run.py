@@ -89,9 +89,12 @@ async def test_failures_have_clear_reasons(supervisor, start_agent, tmp_path):
 
 async def test_job_env_has_job_vars_but_no_token(supervisor, start_agent, tmp_path):
     start_agent()
-    await supervisor.send(run("envjob", tmp_path / "env", params={"argv": ["env"], "env": {"MY_VAR": "hello"}}))
+    path = "/nonexistent:" + os.environ["PATH"]  # one of the agent's own variables, overridden
+    await supervisor.send(run("envjob", tmp_path / "env", params={"argv": ["env"], "env": {"MY_VAR": "hello", "PATH": path}}))
     await supervisor.status("envjob", "completed")
-    env = dict(line.split("=", 1) for line in bytes(supervisor.logs["envjob"]).decode().splitlines() if "=" in line)
+    lines = bytes(supervisor.logs["envjob"]).decode().splitlines()
+    assert [line for line in lines if line.startswith("PATH=")] == [f"PATH={path}"]  # once, the job's
+    env = dict(line.split("=", 1) for line in lines if "=" in line)
     assert "JOBVISOR_AGENT_TOKEN" not in env
     assert not any("agent-test-token" in v for v in env.values())
     assert env["JOBVISOR_JOB_ID"] == "envjob" and env["JOBVISOR_ATTEMPT"] == "1"

@@ -145,3 +145,17 @@ def test_inherited_descriptors_become_close_on_exec(tmp_path: Path):
         assert not os.get_inheritable(fd)
     finally:
         os.close(fd)
+
+
+def test_an_env_block_is_shared_and_the_job_adds_its_own(tmp_path: Path):
+    lib = libc_spawn.load(RESET_SIGNALS)
+    assert lib is not None
+    block = libc_spawn.EnvBlock([b"A=1", b"B=2"])
+    outs = []
+    for n in range(2):  # the block is copied for each spawn, never changed
+        envp = block.with_extra([f"JOB={n}".encode()])
+        log = tmp_path / f"env{n}.log"
+        pid = lib.spawn(b"/usr/bin/env", [b"env"], envp, os.fsencode(tmp_path), os.fsencode(log))
+        assert _wait(Child(pid)) == 0
+        outs.append(log.read_text().splitlines())
+    assert outs == [["A=1", "B=2", "JOB=0"], ["A=1", "B=2", "JOB=1"]]

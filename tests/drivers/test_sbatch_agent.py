@@ -4,6 +4,7 @@ per-user cap on jobs in the queue, sbatch refusals, recovery without a second su
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from jobvisor.config import AgentConfig
 from jobvisor.protocol import CancelJob, RunJob, StatusUpdate
@@ -175,7 +176,7 @@ async def test_a_job_that_ended_while_disconnected_is_announced_running_until_it
     run(core, tmp_path, "j1")
     await queue.turn()
     job = core.jobs["j1"]
-    job.log_path.write_text("before\nafter\n")
+    Path(job.log_path).write_text("before\nafter\n")
     slurm.states["101"] = "COMPLETED"
     await queue.poll()
     job.report_sent = False  # as if the link was down when it ended
