@@ -396,7 +396,10 @@ class AgentCore:
             self._write_status(job)
         self._finish(job)
         if job.slotted:
-            self._start_next_held()
+            # on the next turn, not from here: when every held job fails at once (a program
+            # that does not exist), starting each from the previous one's failure would nest
+            # one call chain per held job, and enough of them overflow the stack
+            self.processes.call_later(0, self._start_next_held)
 
     def _finish(self, job: JobRecord) -> None:
         """Ship what remains of a terminal job's log, then its report (when the link allows)."""

@@ -286,3 +286,16 @@ def test_a_fork_exec_that_fails_in_the_worker_fails_the_job(env):
     core.handle(run("j1", tmp))
     procs.finish_spawn(FileNotFoundError(2, "No such file or directory"))
     assert comm.reports("j1")[-1] == ("j1", "failed", "cannot start 'sleep': No such file or directory")
+
+
+def test_many_held_jobs_that_all_fail_to_start_do_not_nest(env):
+    core, comm, procs, tmp = env
+    procs.fail_spawn = OSError(2, "No such file or directory")
+    core.handle(run("j0", tmp))
+    for n in range(1, 3000):  # far more than the recursion limit allows frames for
+        core.handle(dataclasses.replace(run(f"j{n}", tmp), hold=True))
+    while procs.timers:  # the loop's turns
+        procs.timers.pop(0).fire()
+    assert not core.held
+    failed = [r for r in comm.reports() if r[1] == "failed"]
+    assert len(failed) == 3000 and all("No such file or directory" in r[2] for r in failed)
