@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+# No pathlib or typing at import time: every python job imports this module first thing
+# (`job_cmd.pyrun`), and those two were a third of a no-op job's start-up.
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 META_DIR = ".jobvisor"  # jobvisor's own files inside a run dir (status, params, result), made when needed
 OUTPUT_LOG = "output.log"
@@ -16,6 +21,8 @@ PROGRESS_FILE = ".jobvisor-progress.json"
 
 
 def meta_dir(run_dir: str | os.PathLike) -> Path:
+    from pathlib import Path
+
     return Path(run_dir) / META_DIR
 
 
