@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from job_cmd.codes.base import Launch
+from job_cmd.fsutil import OUTPUT_LOG
 from job_cmd.status_file import read_status, write_status
 
 from agent import libc_spawn, tail
@@ -183,6 +184,10 @@ def _make_ahead(batch: list[Ahead]) -> None:
     for ahead in batch:
         try:
             make_run_dir(ahead.path)
+            # The output log too (empty; an existing one is left as it is): the child only
+            # opens it then, instead of allocating its inode while the agent waits for the
+            # exec (vfork), which on a file system slow to create files was most of that wait.
+            os.close(os.open(os.path.join(ahead.path, OUTPUT_LOG), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         except OSError:
             continue  # tried again at the start, which reports the error
         ahead.made = True
