@@ -39,6 +39,8 @@ async def test_spawn_and_reap(tmp_path: Path, mode: str, monkeypatch: pytest.Mon
 
 async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
     runner = Runner(asyncio.get_running_loop(), {}, lambda job, rc: None)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "output.log").write_text("an earlier attempt's output\n")
     aheads = [runner.prepare_ahead(tmp_path / name) for name in ("a", "b")]
     failing = runner.prepare_ahead(tmp_path / "file" / "x")
     (tmp_path / "file").write_text("not a directory")
@@ -48,6 +50,9 @@ async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
             break
     assert all(ahead.made for ahead in aheads) and not failing.made
     assert (tmp_path / "a").is_dir() and (tmp_path / "b").is_dir()
+    # with its empty output log (the child then only opens it); an existing one is kept as it is
+    assert (tmp_path / "a" / "output.log").read_text() == ""
+    assert (tmp_path / "b" / "output.log").read_text() == "an earlier attempt's output\n"
     runner.prepare_run_dir(tmp_path / "a", aheads[0])  # nothing left to do
     with pytest.raises(NotADirectoryError):  # the worker's failure is reported by the start
         runner.prepare_run_dir(tmp_path / "file" / "x", failing)
