@@ -91,7 +91,8 @@ class Runner:
         job_path = env.get("PATH", self.base_env.get("PATH", os.defpath))
         program = self._programs.resolve(launch.argv[0], job_path, job.run_dir)
         if self._libc is not None:
-            # the child creates output.log; the agent opens it for reading when it has bytes
+            # the child opens output.log (made ahead for a held job, else created by the child);
+            # the agent opens it for reading when it has bytes
             extra = [_env_entry(key, value) for key, value in env.items()]
             if self._base_envp.keys().isdisjoint(env):
                 envp = self._env_block.with_extra(extra)

@@ -8,10 +8,10 @@ overhead was a large share of the agent's own work.
 Two things Popen did are done differently here:
 
 * The working directory. Python 3.11's `os.posix_spawn` has no chdir action. Where the C
-  library has one, jobs are spawned through it, in worker threads (`agent.libc_spawn`,
-  `agent.spawn_pool`). Elsewhere `Spawner` changes the agent's directory to the run dir for
-  the spawn and back at once, on the event loop thread only; so the agent hands absolute paths
-  to every other thread.
+  library has one, jobs are spawned through it (`agent.libc_spawn`), on the event loop or, with
+  `spawn_threads`, in worker threads (`agent.spawn_pool`). Elsewhere `Spawner` changes the
+  agent's directory to the run dir for the spawn and back at once, on the event loop thread
+  only; so the agent hands absolute paths to every other thread.
 * Closing descriptors. Python opens every descriptor close-on-exec (PEP 446); the few that the
   agent may have inherited from whoever started it are made close-on-exec once, by
   `close_inherited_fds`, so no job sees the agent's sockets or files.

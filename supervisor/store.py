@@ -23,6 +23,7 @@ from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, in
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
@@ -73,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Store:
-    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = 0.01) -> None:
+    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = DatabaseConfig.commit_interval) -> None:
         self.url = url
         self.logs = logs
         self.commit_interval = commit_interval
