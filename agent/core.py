@@ -172,14 +172,6 @@ class AgentCore:
             return
         self._start(job, msg)
 
-    def _ack(self, job: JobRecord) -> None:
-        """Ack a run once, with its first report, so both share a frame: at its start (a held
-        job's too: under a burst, one Ack per run sent ahead was one message more per job for
-        both sides) or with its end if it never starts."""
-        if not job.acked:
-            job.acked = True
-            self.comm.send(Ack(job.job_id, job.attempt))
-
     def on_start_held(self, msg: StartHeld) -> None:
         if msg.job_id in self.held:
             self._start_held(self.held.pop(msg.job_id))
@@ -240,7 +232,6 @@ class AgentCore:
         if job.ending is not None:  # canceled (or the agent stopped) while it was being started
             self.processes.signal_group(job, signal.SIGTERM)
         job.started_at = time.time()
-        self._ack(job)
         job.set_state(JobState.RUNNING, now=job.started_at)
         logger.debug("job %s attempt %d: running %s as pid %d", job.job_id, job.attempt, launch.argv[0], job.pid)
         # The status file is written only for jobs still running a moment later (see
@@ -261,7 +252,6 @@ class AgentCore:
             job.finished_at = time.time()
             job.final_size = 0
             job.set_state(JobState.CANCELED, msg.reason, now=job.finished_at)
-            self._ack(job)
             self._finish(job)
             return
         logger.info("job %s attempt %d: canceling (%s)", job.job_id, job.attempt, msg.reason)
@@ -388,7 +378,6 @@ class AgentCore:
 
     def _fail_to_start(self, job: JobRecord, reason: str) -> None:
         logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)
-        self._ack(job)
         job.finished_at = time.time()
         job.final_size = 0
         job.set_state(JobState.FAILED, reason, now=job.finished_at)

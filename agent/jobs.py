@@ -71,7 +71,6 @@ class JobRecord:
     forget_when_done: bool = False  # the supervisor does not want this job: drop it, no report
     # progress file
     progress_stamp: tuple = ()
-    acked: bool = False  # the Ack of this run went out
     spawning: bool = False  # its fork/exec runs in a worker thread
     held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
     slotted: bool = False  # was started: its end frees a slot for the next held job

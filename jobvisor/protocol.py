@@ -166,9 +166,11 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
-    """The agent accepted a run. It goes out once per run, in the frame of the run's first
-    report: its start (`running`), or its end if it never started (a held run canceled, a
-    program that cannot be executed)."""
+    """The agent has the run. Its first report acknowledges a run as well, so an Ack is sent
+    only where that report may take a while (the Slurm agent's, until sbatch answers) and in
+    answer to a run received again (with the run's state). The local agent reports a start at
+    once: an Ack per run there was one message more per job for both sides under a burst.
+    The supervisor waits for neither."""
 
     TYPE: ClassVar[str] = "ack"
     job_id: str

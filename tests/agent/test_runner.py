@@ -1,15 +1,17 @@
-"""The real runner: fork/exec on the loop or in worker threads, reaped through a pidfd."""
+"""The real runner: fork/exec on the loop or in worker threads, reaped through pidfds."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent import libc_spawn
 from agent.jobs import JobRecord
-from agent.runner import Runner
+from agent.runner import EndWatch, Runner
 from job_cmd.codes.base import Launch
 
 
@@ -60,3 +62,37 @@ async def test_a_run_dir_made_ahead_in_the_worker(tmp_path: Path):
     runner.prepare_run_dir(tmp_path / "no-parent" / "x" / "y", late)  # made whichever way comes first
     assert oct((tmp_path / "no-parent" / "x" / "y").stat().st_mode & 0o777) == "0o700"
     runner.close()
+
+
+async def test_an_end_is_taken_once_while_another_process_holds_the_pidfd(tmp_path: Path):
+    """A child just spawned holds copies of the agent's descriptors until its exec closes them
+    (after its parent has resumed), so closing a pidfd alone does not take it out of an epoll
+    set: the set would go on reporting its number, which by then may name another file."""
+    loop = asyncio.get_running_loop()
+    ends: list[JobRecord] = []
+    watch = EndWatch(loop, ends.append)
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", "exit 0"], {})
+    pidfd = os.pidfd_open(pid)
+    holder = subprocess.Popen(["sleep", "30"], pass_fds=[pidfd])  # keeps the pidfd's file open
+    try:
+        job = JobRecord(job_id="j1", attempt=1, code="shell", run_dir=tmp_path / "j1")
+        watch.watch(pidfd, job)
+        for _ in range(500):
+            if ends:
+                break
+            await asyncio.sleep(0.01)
+        assert ends == [job]
+        other = os.open(os.devnull, os.O_RDONLY)  # most likely the number the pidfd had
+        try:
+            for _ in range(10):
+                await asyncio.sleep(0.01)
+            assert ends == [job]  # once
+            os.fstat(other)  # still open: nothing closed it as if it were the pidfd
+            assert watch._epoll.poll(0) == []  # nothing left in the set to report
+        finally:
+            os.close(other)
+        os.waitpid(pid, 0)
+    finally:
+        holder.kill()
+        holder.wait()
+        watch.close()
