@@ -30,8 +30,9 @@ from jobvisor.protocol import (
 from jobvisor.resources import Resources, parse_walltime
 from jobvisor.states import JobState
 
-from job_cmd.codes.base import Launch
+from job_cmd.codes.base import Code, Launch
 from job_cmd.codes.registry import get_code
+from job_cmd.fsutil import META_DIR, PROGRESS_FILE
 
 from agent import ops, tail
 from agent.jobs import JobRecord, exit_outcome, walltime_reason
@@ -351,19 +352,26 @@ class AgentCore:
         self._start_next_held()
         job.cancel_timers()
         job.process = None
-        self._poll_progress(job)  # its last report (often 100%) goes before its end
+        names = tail.few_names(job.run_path)  # None: too many to look through, so probe
+        if names is None or PROGRESS_FILE in names:
+            self._poll_progress(job)  # its last report (often 100%) goes before its end
         state, reason = exit_outcome(returncode, job.ending)
-        self._conclude(job, state, reason, returncode, quiet=True)  # thousands of short jobs a second
+        self._conclude(job, state, reason, returncode, quiet=True, names=names)  # thousands of short jobs a second
 
-    def _conclude(self, job: JobRecord, state: JobState, reason: str, returncode: int | None, quiet: bool = False) -> None:
+    def _conclude(self, job: JobRecord, state: JobState, reason: str, returncode: int | None, quiet: bool = False,
+                  names: set[str] | None = None) -> None:
         """Record an attempt's end (exit code, result when completed, end time, final log size),
-        write its status file, then report it (or drop it if the supervisor forgot it)."""
+        write its status file, then report it (or drop it if the supervisor forgot it).
+        `names`: the run dir's entries when known, so that a code reading its result the
+        default way is not asked for one where no META_DIR exists."""
         job.exit_code = returncode
-        if state is JobState.COMPLETED:
-            try:
-                job.result = job.code_obj.result(job.run_dir) if job.code_obj is not None else None
-            except (OSError, ValueError) as exc:
-                reason = f"the result file could not be read: {exc}"
+        code = job.code_obj
+        if state is JobState.COMPLETED and code is not None:
+            if names is None or META_DIR in names or type(code).result is not Code.result:
+                try:
+                    job.result = code.result(job.run_dir)
+                except (OSError, ValueError) as exc:
+                    reason = f"the result file could not be read: {exc}"
         job.finished_at = time.time()
         job.final_size = self.processes.log_size(job)
         job.set_state(state, reason, now=job.finished_at)

@@ -40,6 +40,23 @@ def log_size(job: JobRecord) -> int:
         return 0
 
 
+def few_names(path: str, limit: int = 32) -> set[str] | None:
+    """The names in a directory of at most `limit` entries; None for a bigger one (or one that
+    cannot be read). At a job's end one look at its run dir says whether it left a progress
+    file or a result: probing for each missing file cost a failed lookup each, three times the
+    price of a look at a directory holding only output.log."""
+    names: set[str] = set()
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                names.add(entry.name)
+                if len(names) > limit:
+                    return None
+    except OSError:
+        return None
+    return names
+
+
 def read_progress_if_changed(job: JobRecord) -> ProgressReport | None:
     """The job's progress report if its file changed since the last call, else None."""
     try:

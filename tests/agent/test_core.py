@@ -8,7 +8,7 @@ import pytest
 
 from jobvisor.config import AgentConfig
 from jobvisor.protocol import (
-    Ack, CancelJob, ForgetJobs, HelloAck, KillAgent, LogChunk, OpReply, RunJob, StatusRequest, StatusUpdate,
+    Ack, CancelJob, ForgetJobs, HelloAck, KillAgent, LogChunk, OpReply, Progress, RunJob, StatusRequest, StatusUpdate,
 )
 from jobvisor.states import JobState
 
@@ -300,3 +300,32 @@ def test_many_held_jobs_that_all_fail_to_start_do_not_nest(env):
     assert not core.held
     failed = [r for r in comm.reports() if r[1] == "failed"]
     assert len(failed) == 3000 and all("No such file or directory" in r[2] for r in failed)
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["small run dir", "run dir of many files"])
+def test_the_end_reports_the_last_progress_and_the_result_file(env, crowded):
+    """Progress and result are looked for in one look at the run dir; one holding more entries
+    than that look takes is probed file by file instead."""
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    run_dir = tmp / "j1"
+    (run_dir / ".jobvisor").mkdir()
+    (run_dir / ".jobvisor" / "result.json").write_text('{"answer": 42}')
+    (run_dir / ".jobvisor-progress.json").write_text('{"fraction": 1.0, "message": "done"}')
+    if crowded:
+        for i in range(40):
+            (run_dir / f"out{i}.dat").write_text("")
+    core.on_exit(core.jobs["j1"], 0)
+    progress = [m for m in comm.sent if isinstance(m, Progress)]
+    assert [(p.fraction, p.message) for p in progress] == [(1.0, "done")]
+    final = [m.report for m in comm.sent if isinstance(m, StatusUpdate)][-1]
+    assert final.state == "completed" and final.result == {"answer": 42}
+
+
+def test_a_run_dir_without_result_or_progress_ends_with_neither(env):
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    core.on_exit(core.jobs["j1"], 0)
+    assert not any(isinstance(m, Progress) for m in comm.sent)
+    final = [m.report for m in comm.sent if isinstance(m, StatusUpdate)][-1]
+    assert final.state == "completed" and final.result is None
