@@ -115,6 +115,7 @@ class JobRecord:
             at=self.changed_at,
             log_size=size,
             info={"pid": self.pid} if self.pid is not None else ({"held": True} if self.held else {}),
+            started_at=self.started_at,
         )
 
     def status(self) -> JobStatus:

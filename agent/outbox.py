@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from jobvisor.errors import TooLarge
 from jobvisor.timing import Pacer
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
+from jobvisor.states import TERMINAL_STATES, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +40,43 @@ COALESCE = 0.002  # seconds
 BACKLOG_COALESCE = 0.005  # seconds
 
 
+_RUNNING = str(JobState.RUNNING)
+_TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
+
+
 class Outbox:
+    """Also folds a job's start into its end when both wait for the same frame: the terminal
+    report carries `started_at`, which says everything the `running` one did. Under a burst of
+    short jobs that is one message less per job for both sides (a quarter of the supervisor's
+    work per job was decoding and applying reports)."""
+
     def __init__(self, max_frame_bytes: int, congestion_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.congestion_bytes = congestion_bytes
-        self._items: list[Message] = []
+        self._items: list[Message | None] = []  # None: a start folded into its end
+        self._starts: dict[tuple[str, int], int] = {}  # (job, attempt) -> its `running` report's index
         self._queued_bytes = 0
         self._in_flight_bytes = 0
         self._wake = asyncio.Event()
         self.frames_sent = 0
 
     def put(self, message: Message) -> None:
+        if type(message) is StatusUpdate:
+            report = message.report
+            if report.state == _RUNNING:
+                self._starts[report.job_id, report.attempt] = len(self._items)
+            elif report.started_at is not None and report.state in _TERMINAL:
+                start = self._starts.pop((report.job_id, report.attempt), None)
+                if start is not None:
+                    self._queued_bytes -= size_hint(self._items[start])
+                    self._items[start] = None
         self._items.append(message)
         self._queued_bytes += size_hint(message)
         self._wake.set()
 
     def clear(self) -> None:
         self._items.clear()
+        self._starts.clear()
         self._queued_bytes = 0
         self._in_flight_bytes = 0
         self._wake.clear()
@@ -92,18 +113,21 @@ class Outbox:
             pacer.sent(last)
             while self._items:
                 batch, self._items = self._items, []
+                self._starts.clear()
                 self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0
                 for frame in self.frames(batch):
                     await send(frame)
                     self.frames_sent += 1
                 self._in_flight_bytes = 0
 
-    def frames(self, batch: list[Message]) -> Iterator[bytes]:
+    def frames(self, batch: list[Message | None]) -> Iterator[bytes]:
         """Encode `batch` as few frames as fit under the size limit, order kept."""
         budget = self.max_frame_bytes // 2
         group: list[Message] = []
         size = 0
         for message in batch:
+            if message is None:
+                continue
             hint = size_hint(message)
             if group and size + hint > budget:
                 yield from self._encode(group)

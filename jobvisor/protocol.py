@@ -54,6 +54,10 @@ class JobReport(Message):
     at: float = 0.0
     log_size: int = 0
     info: dict = field(default_factory=dict)  # driver facts: pid, slurm_job_id, slurm_state...
+    # When the attempt started running, if it did. A terminal report carries it so that a
+    # start and an end queued for the same frame can travel as the end alone (the agent's
+    # outbox folds them): the supervisor records the start from it first.
+    started_at: float | None = None
 
 
 # --------------------------------------------------------------------------- supervisor -> agent

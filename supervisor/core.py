@@ -566,14 +566,10 @@ class Supervisor:
         if job.state.is_terminal:
             return
         if state is JobState.RUNNING and job.state is JobState.STARTING:
-            if job.id in agent.held:
-                agent.held.remove(job.id)
-            if job.run_op is None:
-                # a held job the agent started when one of its jobs ended: that job's end came
-                # just before (same frame), so its slot is the one free now
-                job.run_op = self._queue(job.driver).reserve_running(job)
-            self.store.record(job, job.move(JobState.RUNNING, report.reason or "running", report.at or now))
+            self._running(agent, job, report.reason or "running", report.at or now)
         elif state.is_terminal:
+            if job.state is JobState.STARTING and report.started_at is not None:
+                self._running(agent, job, "running", report.started_at)  # its start, folded into its end
             job.exit_code = report.exit_code
             job.result = report.result
             if job.cancel_reason is not None and state is JobState.CANCELED:
@@ -588,6 +584,15 @@ class Supervisor:
             self._forget_after_commit(agent, [job.id])
         elif report.info:
             self.store.record(job)
+
+    def _running(self, agent: Agent, job: ComputeJob, reason: str, at: float) -> None:
+        if job.id in agent.held:
+            agent.held.remove(job.id)
+        if job.run_op is None:
+            # a held job the agent started when one of its jobs ended: that job's end comes
+            # in the same frame, so its slot is the one free now
+            job.run_op = self._queue(job.driver).reserve_running(job)
+        self.store.record(job, job.move(JobState.RUNNING, reason, at))
 
     # ================================================================== logs
 

@@ -1,7 +1,7 @@
 import asyncio
 import contextlib
 
-from jobvisor.protocol import ALLOWED_FROM_AGENT, Ack, LogChunk, OpReply, decode_frame
+from jobvisor.protocol import ALLOWED_FROM_AGENT, Ack, JobReport, LogChunk, OpReply, StatusUpdate, decode_frame
 
 from agent.outbox import Outbox, size_hint
 
@@ -54,3 +54,39 @@ async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
         await pump
     assert len(sent) == 1 and len(decode(sent[0])) == 51
     assert box.empty and not box.congested
+
+
+async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone():
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20)
+    sent = []
+
+    async def send(frame):
+        sent.append(frame)
+
+    async def flush():
+        pump = asyncio.create_task(box.pump(send))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        return [(m.report.job_id, m.report.attempt, m.report.state) if isinstance(m, StatusUpdate) else "log"
+                for m in decode(sent[-1])]
+
+    def report(job_id, state, started_at=None, attempt=1):
+        return StatusUpdate(JobReport(job_id, attempt, state, at=1.0 if state == "running" else 2.0, started_at=started_at))
+
+    box.put(report("a", "running"))
+    box.put(report("b", "running"))
+    box.put(LogChunk("a", 1, 0, b"out\n"))
+    box.put(report("a", "completed", started_at=1.0))
+    box.put(report("b", "running", attempt=2))  # another attempt: its own start stays
+    box.put(report("b", "failed", started_at=None))  # never started: nothing to fold
+    assert await flush() == [("b", 1, "running"), "log", ("a", 1, "completed"), ("b", 2, "running"), ("b", 1, "failed")]
+    assert decode(sent[-1])[2].report.started_at == 1.0
+    # a start that left in an earlier frame stays; its end follows in the next one
+    box.put(report("c", "running"))
+    assert await flush() == [("c", 1, "running")]
+    box.put(report("c", "completed", started_at=1.0))
+    assert await flush() == [("c", 1, "completed")]
+    assert len(sent) == 3 and box.empty

@@ -185,3 +185,27 @@ async def test_a_second_user_stops_sending_ahead(core, driver):
     more = await core.submit("alice", [spec() for _ in range(3)])
     await asyncio.sleep(0.1)
     assert not any(j.sent for j in more), "with bob waiting, alice's jobs must wait in the fair queue"
+
+
+async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
+    """The agent's outbox sends a job's start and end queued for the same frame as the end
+    alone, with `started_at`: the supervisor records the start first, with its time."""
+    send_ahead(core)
+    first = await submit_one(core)
+    link = await running(core, driver, first)
+    rest = await core.submit("alice", [spec() for _ in range(2)])
+    await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
+    assert [m.job_id for m in link.of(RunJob) if m.hold] == [j.id for j in rest]
+    agent = core.agents.by_id[first.agent_id]
+    # one frame: `first` ends, rest[0] takes its slot and ends too, rest[1] takes the slot
+    core.on_agent_messages(agent, [
+        report(first.id, "completed", exit_code=0),
+        report(rest[0].id, "completed", exit_code=0, at=124.0, started_at=123.0),
+        report(rest[1].id, "running"),
+    ])
+    assert rest[0].state is JobState.COMPLETED and rest[0].started_at == 123.0
+    assert list(agent.held) == [] and core.queues["fake"].used == 1
+    await core.store.committed()
+    transitions = await core.store.transitions_of(rest[0].id)
+    assert [(t["state"], t["at"]) for t in transitions[2:]] == [("running", 123.0), ("completed", 124.0)]
+    assert [t["state"] for t in transitions[:2]] == ["queued", "starting"]
