@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -58,6 +59,21 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
+# The youngest generation is collected every GC_THRESHOLDS[0] allocations (Python's default: 700).
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Python's cyclic collector, set for a server that makes a few objects per job at
+    thousands of jobs a second. The objects made at start-up (modules, classes, the routes:
+    about 80,000) are frozen out of every collection, and the youngest generation is collected
+    less often. On a burst of 15,000 jobs, collections in `up` took 250 ms (four full ones of
+    45 ms each, during which no agent's report was handled) and 60 ms after. Cycles are still
+    freed, a little later."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(config: Config) -> int:
     from api_gateway.app import start_gateway
     from api_gateway.auth_store import bootstrap_admin
@@ -84,6 +100,7 @@ async def serve(config: Config) -> int:
     else:
         print("use your API token (`jobvisor token create NAME` makes a new one)", flush=True)
     print(f"JOBVISOR_URL={gateway.url}", flush=True)
+    tune_gc()
     await stop.wait()
     log.info("stopping: agents first, then the gateway and the supervisor")
     await gateway.close()
