@@ -12,6 +12,22 @@ def decode(frame):
     return messages
 
 
+async def pump_a_moment(box: Outbox) -> list[bytes]:
+    """The frames the outbox sends in a few turns of the loop."""
+    sent: list[bytes] = []
+
+    async def send(frame):
+        sent.append(frame)
+
+    pump = asyncio.create_task(box.pump(send))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pump
+    return sent
+
+
 def test_small_batch_is_one_frame():
     box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20)
     batch = [Ack(f"j{i}", 1) for i in range(1000)]
@@ -36,22 +52,12 @@ def test_oversized_reply_becomes_an_error():
 
 async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
     box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=100_000)
-    sent = []
-
-    async def send(frame):
-        sent.append(frame)
-
     for i in range(50):
         box.put(Ack(f"j{i}", 1))
     assert not box.congested
     box.put(LogChunk("j", 1, 0, b"y" * 200_000))
     assert box.congested and size_hint(box._items[-1]) > 200_000
-    pump = asyncio.create_task(box.pump(send))
-    for _ in range(5):
-        await asyncio.sleep(0)
-    pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await pump
+    sent = await pump_a_moment(box)
     assert len(sent) == 1 and len(decode(sent[0])) == 51
     assert box.empty and not box.congested
 
@@ -60,16 +66,8 @@ async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone
     box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20)
     sent = []
 
-    async def send(frame):
-        sent.append(frame)
-
     async def flush():
-        pump = asyncio.create_task(box.pump(send))
-        for _ in range(5):
-            await asyncio.sleep(0)
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        sent.extend(await pump_a_moment(box))
         return [(m.report.job_id, m.report.attempt, m.report.state) if isinstance(m, StatusUpdate) else "log"
                 for m in decode(sent[-1])]
 
