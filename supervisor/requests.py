@@ -79,12 +79,13 @@ class RequestHandlers:
     async def submit(self, req: SubmitJobs) -> dict:
         if not req.jobs:
             raise InvalidRequest("no jobs to submit", field="jobs")
-        jobs = await self.core.submit(UserId(req.caller.user), req.jobs)
+        user = UserId(req.caller.user)
+        jobs = await self.core.submit(user, req.jobs)
         positions: dict = {}
         for kind in {j.driver for j in jobs}:
             queue = self.core.queues.get(kind)
             if queue is not None:
-                positions.update(queue.positions(UserId(req.caller.user)))
+                positions.update(queue.positions_of(user, (j.id for j in jobs if j.driver == kind)))
         return {"jobs": [j.to_dict(positions.get(j.id) if j.state is JobState.QUEUED else None) for j in jobs]}
 
     async def list_jobs(self, req: ListJobs) -> dict:

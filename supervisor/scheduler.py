@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, OrderedDict, deque
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from jobvisor.ids import JobId, UserId
 from jobvisor.states import JobState
@@ -130,31 +130,58 @@ class DriverQueue:
 
     # ------------------------------------------------------------------ positions
 
-    def positions(self, user: UserId | None = None) -> dict[JobId, int]:
-        """1-based positions in the order round-robin would start the jobs (ignoring sizes).
+    def _order(self) -> tuple[list[UserId], Callable[[int, int], int]]:
+        """The ring of users with queued jobs, and where the k-th job (0-based) of the user at
+        rank r in it stands (1-based) in the order round-robin would start the jobs.
 
-        A user's k-th job (0-based) starts in round k: ahead of it are every user's first k
-        jobs, plus the k-th job of users ahead in the ring. O(n log users) for n jobs."""
+        That job starts in round k: ahead of it are every user's first k jobs, plus the k-th
+        job of the users ahead in the ring. O(log users + rank) per job."""
         ring = [u for u in self._ring if self._by_user.get(u)]
-        lengths = {u: len(self._by_user[u]) for u in ring}
-        sorted_lengths = sorted(lengths.values())
+        lengths = [len(self._by_user[u]) for u in ring]
+        sorted_lengths = sorted(lengths)
         prefix = [0]
         for n in sorted_lengths:
             prefix.append(prefix[-1] + n)
+
+        def position(rank: int, k: int) -> int:
+            i = bisect.bisect_left(sorted_lengths, k)
+            served_before = prefix[i] + k * (len(sorted_lengths) - i)  # sum over users of min(len, k)
+            same_round = sum(1 for n in lengths[:rank] if n > k)
+            return served_before + same_round + 1
+
+        return ring, position
+
+    def positions(self, user: UserId | None = None) -> dict[JobId, int]:
+        """1-based positions of every queued job (of `user`, if given) in the order round-robin
+        would start them (ignoring sizes)."""
+        ring, position = self._order()
         out: dict[JobId, int] = {}
         for rank, owner in enumerate(ring):
-            if user is not None and owner != user:
-                continue
-            earlier = ring[:rank]
-            for k, job_id in enumerate(self._by_user[owner]):
-                # sum over all users of min(len, k)
-                i = bisect.bisect_left(sorted_lengths, k)
-                served_before = prefix[i] + k * (len(sorted_lengths) - i)
-                same_round = sum(1 for u in earlier if lengths[u] > k)
-                out[job_id] = served_before + same_round + 1
+            if user is None or owner == user:
+                for k, job_id in enumerate(self._by_user[owner]):
+                    out[job_id] = position(rank, k)
+        return out
+
+    def positions_of(self, user: UserId, job_ids: Iterable[JobId]) -> dict[JobId, int]:
+        """The positions of some of `user`'s jobs, those still queued. A submit's jobs are at
+        the tail of the user's FIFO, so they are looked for from there: answering a submit
+        costs its own jobs, not the whole queue (100,000 queued jobs are a normal day)."""
+        queue = self._by_user.get(user)
+        wanted = set(job_ids) & queue.keys() if queue else set()
+        if not wanted:
+            return {}
+        ring, position = self._order()
+        rank = ring.index(user)
+        last = len(queue) - 1
+        out: dict[JobId, int] = {}
+        for back, job_id in enumerate(reversed(queue)):
+            if job_id in wanted:
+                out[job_id] = position(rank, last - back)
+                if len(out) == len(wanted):
+                    break
         return out
 
     def position(self, job: ComputeJob) -> int | None:
         if job.state is not JobState.QUEUED or job.id not in self._by_user.get(job.owner, {}):
             return None
-        return self.positions(job.owner).get(job.id)
+        return self.positions_of(job.owner, (job.id,)).get(job.id)

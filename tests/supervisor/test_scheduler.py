@@ -67,3 +67,22 @@ def test_removed_job_leaves_the_queue_and_positions():
     queue.push(second)
     assert queue.remove(first)
     assert queue.position(second) == 1 and len(queue) == 1
+
+
+def test_positions_of_some_jobs_agree_with_the_whole_queue():
+    queue = DriverQueue("local", cpus_total=1)
+    jobs = {}
+    for owner, count in (("a", 5), ("b", 2), ("c", 7)):
+        for n in range(count):
+            jobs[f"{owner}-{n:05d}"] = job(owner, n)
+            queue.push(jobs[f"{owner}-{n:05d}"])
+    (started, op), = queue.schedule()  # the ring turns: b is now first, a last
+    whole = queue.positions()
+    assert started.id not in whole and sorted(whole.values()) == list(range(1, 14))
+    for owner in ("a", "b", "c"):
+        mine = [j for j in whole if j.startswith(owner)]
+        assert queue.positions_of(UserId(owner), mine) == {j: whole[j] for j in mine}
+        assert queue.positions_of(UserId(owner), mine[-2:]) == {j: whole[j] for j in mine[-2:]}
+    assert queue.positions_of(UserId("a"), [started.id, JobId("c-00001")]) == {}  # not queued, or not a's
+    assert queue.positions_of(UserId("nobody"), [JobId("a-00001")]) == {}
+    assert queue.position(jobs["c-00003"]) == whole["c-00003"]
