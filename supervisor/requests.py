@@ -74,18 +74,27 @@ class RequestHandlers:
             return live.to_dict(positions.get(live.id))
         return live.to_dict(self.core.queue_position(live))
 
+    def _positions(self, jobs: list[ComputeJob]) -> dict[JobId, int]:
+        """The queue positions of those of `jobs` that are queued: the cost follows the jobs
+        asked about, not the length of the queue."""
+        wanted: dict[tuple[str, UserId], list[JobId]] = {}
+        for job in jobs:
+            if job.state is JobState.QUEUED:
+                wanted.setdefault((job.driver, job.owner), []).append(job.id)
+        positions: dict[JobId, int] = {}
+        for (kind, owner), ids in wanted.items():
+            queue = self.core.queues.get(kind)
+            if queue is not None:
+                positions.update(queue.positions_of(owner, ids))
+        return positions
+
     # ------------------------------------------------------------------ jobs
 
     async def submit(self, req: SubmitJobs) -> dict:
         if not req.jobs:
             raise InvalidRequest("no jobs to submit", field="jobs")
-        user = UserId(req.caller.user)
-        jobs = await self.core.submit(user, req.jobs)
-        positions: dict = {}
-        for kind in {j.driver for j in jobs}:
-            queue = self.core.queues.get(kind)
-            if queue is not None:
-                positions.update(queue.positions_of(user, (j.id for j in jobs if j.driver == kind)))
+        jobs = await self.core.submit(UserId(req.caller.user), req.jobs)
+        positions = self._positions(jobs)
         return {"jobs": [j.to_dict(positions.get(j.id) if j.state is JobState.QUEUED else None) for j in jobs]}
 
     async def list_jobs(self, req: ListJobs) -> dict:
@@ -98,9 +107,7 @@ class RequestHandlers:
         jobs = await self.core.store.list_jobs(owner, list(req.states), limit + 1, req.after)
         more = len(jobs) > limit
         jobs = jobs[:limit]
-        positions: dict = {}
-        for queue in self.core.queues.values():
-            positions.update(queue.positions(None if owner is None else UserId(owner)))
+        positions = self._positions([self.core.jobs.get(j.id, j) for j in jobs])
         return {"jobs": [self._view(j, positions) for j in jobs], "next": jobs[-1].id if more else None}
 
     async def get_job(self, req: GetJob) -> dict:
@@ -223,15 +230,12 @@ class RequestHandlers:
         user = None if req.caller.is_admin else UserId(req.caller.user)
         drivers = {}
         jobs = []
-        for kind, queue in self.core.queues.items():
+        for kind, queue in sorted(self.core.queues.items()):
             drivers[kind] = {"cpus_total": queue.cpus_total, "cpus_used": queue.used, "queued": len(queue)}
-            positions = queue.positions(user)
-            for job in queue.queued_jobs():
-                if job.id in positions:
-                    jobs.append({"id": job.id, "owner": job.owner, "driver": kind, "cpus": job.cpus,
-                                 "queue_position": positions[job.id]})
-        jobs.sort(key=lambda j: (j["driver"], j["queue_position"]))
-        return {"drivers": drivers, "jobs": jobs[:MAX_PAGE]}
+            for job, position in queue.head(MAX_PAGE - len(jobs), user):
+                jobs.append({"id": job.id, "owner": job.owner, "driver": kind, "cpus": job.cpus,
+                             "queue_position": position})
+        return {"drivers": drivers, "jobs": jobs}
 
     async def agents(self, req: GetAgents) -> dict:
         return {"agents": [

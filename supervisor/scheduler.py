@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, OrderedDict, deque
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from jobvisor.ids import JobId, UserId
@@ -179,6 +180,27 @@ class DriverQueue:
                 out[job_id] = position(rank, last - back)
                 if len(out) == len(wanted):
                     break
+        return out
+
+    def head(self, limit: int, user: UserId | None = None) -> list[tuple[ComputeJob, int]]:
+        """The first `limit` queued jobs (of `user`, if given) with their positions, in the
+        order round-robin would start them; the cost follows `limit`, not the queue's length."""
+        if limit <= 0:
+            return []
+        ring, position = self._order()
+        if user is not None:
+            if user not in ring:
+                return []
+            rank = ring.index(user)
+            return [(job, position(rank, k)) for k, job in enumerate(islice(self._by_user[user].values(), limit))]
+        out: list[tuple[ComputeJob, int]] = []
+        turns = deque(iter(self._by_user[u].values()) for u in ring)
+        while turns and len(out) < limit:  # one job per user per round, as schedule() takes them
+            jobs = turns.popleft()
+            job = next(jobs, None)
+            if job is not None:
+                out.append((job, len(out) + 1))
+                turns.append(jobs)
         return out
 
     def position(self, job: ComputeJob) -> int | None:

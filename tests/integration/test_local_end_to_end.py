@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import pytest
 
-from tests.harness import REPO, Api, ApiError
+from tests.harness import REPO, Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +183,39 @@ async def test_demo_job_progress_files_and_analysis(api):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) == files["plot.png"]
     summary = (await api.request("POST", f"/jobs/{job['id']}/analysis", json={}))["result"]
     assert summary["rows"] == 401 or summary["rows"] == 400
+
+
+async def test_queue_positions_are_fair_and_seen_everywhere(tmp_path):
+    """One slot, no sending ahead: the admin's three waiting jobs and bob's one are served
+    round-robin, and every view (the submit's answer, a job, a listing, the queue) agrees."""
+    server = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_LOCAL_CPUS": "1", "JOBVISOR_SUPERVISOR_PREFETCH": "0"})
+    server.start()
+    admin = Api(server.url, server.token)
+    out = subprocess.run([sys.executable, "-m", "jobvisor", "user", "add", "bob", "--state-dir", str(server.state_dir)],
+                         capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
+    bob = Api(server.url, out.stdout.strip().splitlines()[-1])
+    sleep = {"code": "shell", "params": {"argv": ["sleep", "120"]}}
+    try:
+        first = await admin.submit(sleep)
+        await admin.wait_state(first["id"], "running")
+        waiting = await admin.submit([sleep, sleep, sleep])
+        assert [j["queue_position"] for j in waiting] == [1, 2, 3]
+        (bobs,) = await bob.submit([sleep])
+        assert bobs["queue_position"] == 2  # round-robin: bob's first job right after the admin's first
+        expected = {waiting[0]["id"]: 1, bobs["id"]: 2, waiting[1]["id"]: 3, waiting[2]["id"]: 4}
+        listed = (await admin.request("GET", "/jobs?state=queued"))["jobs"]
+        assert {j["id"]: j["queue_position"] for j in listed} == expected
+        assert (await admin.job(waiting[2]["id"]))["queue_position"] == 4
+        assert (await admin.job(first["id"]))["queue_position"] is None
+        queue = await admin.request("GET", "/queue")
+        assert [(j["id"], j["queue_position"]) for j in queue["jobs"]] == sorted(expected.items(), key=lambda kv: kv[1])
+        assert queue["drivers"]["local"]["queued"] == 4 and queue["drivers"]["local"]["cpus_used"] == 1
+        assert [(j["id"], j["queue_position"]) for j in (await bob.request("GET", "/queue"))["jobs"]] == [(bobs["id"], 2)]
+        await admin.cancel(waiting[0]["id"])  # the admin's next job takes its place, ahead of bob's
+        assert (await bob.job(bobs["id"]))["queue_position"] == 2
+        listed = (await admin.request("GET", "/jobs?state=queued"))["jobs"]
+        assert {j["id"]: j["queue_position"] for j in listed} == {waiting[1]["id"]: 1, bobs["id"]: 2, waiting[2]["id"]: 3}
+    finally:
+        await admin.close()
+        await bob.close()
+        server.cleanup()

@@ -86,3 +86,18 @@ def test_positions_of_some_jobs_agree_with_the_whole_queue():
     assert queue.positions_of(UserId("a"), [started.id, JobId("c-00001")]) == {}  # not queued, or not a's
     assert queue.positions_of(UserId("nobody"), [JobId("a-00001")]) == {}
     assert queue.position(jobs["c-00003"]) == whole["c-00003"]
+
+
+def test_the_head_of_the_queue_is_the_round_robin_order():
+    queue = DriverQueue("local", cpus_total=1)
+    for owner, count in (("a", 4), ("b", 1), ("c", 3)):
+        for n in range(count):
+            queue.push(job(owner, n))
+    whole = queue.positions()
+    head = [(j.id, position) for j, position in queue.head(6)]
+    assert head == sorted(whole.items(), key=lambda item: item[1])[:6]
+    assert [p for _, p in head] == [1, 2, 3, 4, 5, 6]
+    mine = [(j.id, position) for j, position in queue.head(2, UserId("c"))]
+    assert mine == [("c-00000", whole["c-00000"]), ("c-00001", whole["c-00001"])]
+    assert queue.head(0) == [] and queue.head(5, UserId("nobody")) == []
+    assert len(queue.head(100)) == 8
