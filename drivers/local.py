@@ -1,7 +1,8 @@
 """The local driver: each (user, kind) agent is a subprocess of the supervisor's machine.
 
 Agents run in their own session so a Ctrl-C meant for `jobvisor up` does not reach them and a
-supervisor killed with SIGKILL leaves them running: they reconnect to its successor.
+supervisor killed with SIGKILL leaves them running: they reconnect to its successor. An agent
+that dies takes its jobs with it (drivers.leftovers), before its death is reported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from drivers.base import AgentSpec, DriverBase
+from drivers.leftovers import stop_leftovers
 from drivers.process_watch import PidWatch, pid_alive
 from jobvisor.errors import DriverError
 from jobvisor.ids import AgentId, JobId, UserId
@@ -30,6 +32,7 @@ class LocalDriver(DriverBase):
         self._watches: dict[AgentId, PidWatch] = {}
         self._pids: dict[AgentId, int] = {}
         self._children: dict[AgentId, asyncio.subprocess.Process] = {}
+        self._exits: set[asyncio.Future] = set()
         self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
         self._run_root: str | None = None
 
@@ -82,13 +85,25 @@ class LocalDriver(DriverBase):
             self._watches.pop(agent_id, None)
             self._pids.pop(agent_id, None)
             child = self._children.pop(agent_id, None)
-            code = child.returncode if child is not None else None
-            reason = "agent process exited" + (f" with code {code}" if code is not None else "")
-            if child is not None and code is None:
-                asyncio.ensure_future(child.wait())  # reap it
-            self.host.agent_exited(agent_id, reason)
+            task = asyncio.ensure_future(self._after_exit(agent_id, pid, child))
+            self._exits.add(task)
+            task.add_done_callback(self._exits.discard)
 
         self._watches[agent_id] = PidWatch(pid, exited)
+
+    async def _after_exit(self, agent_id: AgentId, pid: int, child: asyncio.subprocess.Process | None) -> None:
+        """Reap the agent, stop what it left running, then report it gone: the supervisor may
+        start a job's next attempt at once, and it must not run beside the last one."""
+        code = await child.wait() if child is not None else None
+        try:
+            stopped = await asyncio.to_thread(stop_leftovers, agent_id)
+        except OSError as exc:
+            log.error("agent %s (pid %d) exited; cannot look for the jobs it left: %s", agent_id, pid, exc)
+        else:
+            if stopped:
+                log.warning("agent %s (pid %d) exited with %d job processes still running: killed them (pids %s)",
+                            agent_id, pid, len(stopped), " ".join(map(str, stopped[:20])))
+        self.host.agent_exited(agent_id, "agent process exited" + (f" with code {code}" if code is not None else ""))
 
     def adopt_agent(self, agent_id: AgentId, user: UserId, pid: int, hostname: str) -> None:
         if agent_id in self._watches or hostname != os.uname().nodename:

@@ -1,0 +1,104 @@
+"""The local driver stops the jobs of an agent that died: real processes, and `jobvisor up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.leftovers import stop_leftovers
+from tests.harness import Api
+
+pytestmark = pytest.mark.integration
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+                members.append(int(entry.name))
+    return members
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_leftovers_are_found_by_their_agent_id_and_only_they_are_stopped():
+    env = {**os.environ, "JOBVISOR_AGENT_ID": "a-dead"}
+    # a job: the leader of its own group, with a child that cleared its environment
+    job = subprocess.Popen(["sh", "-c", "env -i sleep 300 & exec sleep 300"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, "JOBVISOR_AGENT_ID": "a-dead-but-longer"},
+                             start_new_session=True)
+    unmarked = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(group_members(job.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (child,) = [pid for pid in group_members(job.pid) if pid != job.pid]
+        assert stop_leftovers("a-dead") == [job.pid]
+        assert job.wait(10) == -signal.SIGKILL
+        assert gone(child), "the job's child that cleared its environment is still running"
+        assert other.poll() is None and unmarked.poll() is None
+        assert stop_leftovers("a-dead") == []
+    finally:
+        for proc in (job, other, unmarked):
+            proc.kill()
+            proc.wait()
+
+
+async def test_an_agent_killed_with_sigkill_leaves_no_job_running(server, api: Api):
+    submitted = await api.submit({"code": "shell", "max_retries": 1, "params": {
+        "script": 'if [ "$JOBVISOR_ATTEMPT" = 1 ]; then sleep 300 & sleep 300; else echo second; fi'}})
+    running = await api.wait_state(submitted["id"], "running")
+    pgid = running["info"]["pid"]
+    deadline = time.monotonic() + 10
+    while len(group_members(pgid)) < 3 and time.monotonic() < deadline:  # sh and its two sleeps
+        time.sleep(0.02)
+    assert len(group_members(pgid)) == 3
+    (agent,) = (await api.request("GET", "/agents"))["agents"]
+    os.kill(agent["pid"], signal.SIGKILL)
+    done = await api.wait_state(submitted["id"], {"completed", "failed"}, timeout=60)
+    assert done["state"] == "completed" and done["attempt"] == 2, done
+    assert group_members(pgid) == [], "the first attempt is still running"
+    history = [(h["attempt"], h["state"]) for h in done["history"]]
+    assert history.index((1, "lost")) < history.index((2, "starting"))
+
+
+@pytest.fixture
+def server(tmp_path):
+    from tests.harness import JobvisorProcess
+
+    proc = JobvisorProcess(tmp_path / "state")
+    proc.start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+async def api(server):
+    client = Api(server.url, server.token)
+    yield client
+    await client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
