@@ -427,6 +427,9 @@ class Supervisor:
         if agent.link is not None and agent.link is not link:
             agent.link.close("replaced by a new connection")
         agent.link = link
+        # the same process as before (not one restarted under this id): it keeps every job it
+        # was sent until told to forget it, so a sent job it does not name never reached it
+        same_process = agent.pid is not None and (agent.pid, agent.host) == (hello.pid, hello.hostname)
         agent.pid = hello.pid
         agent.host = hello.hostname
         agent.connected_at = time.time()
@@ -436,9 +439,9 @@ class Supervisor:
             self.driver(agent.kind).adopt_agent(agent.id, agent.user, hello.pid, hello.hostname)
         agent.set_state(AgentState.CONNECTED)
         log.info("agent %s of user %s connected (pid %s on %s, %d jobs)", agent.id, agent.user, hello.pid, hello.hostname, len(hello.jobs))
-        self._reconcile(agent, hello.jobs)
+        self._reconcile(agent, hello.jobs, same_process)
 
-    def _reconcile(self, agent: Agent, reports: list[JobReport]) -> None:
+    def _reconcile(self, agent: Agent, reports: list[JobReport], same_process: bool = False) -> None:
         now = time.time()
         offsets: dict[str, int] = {}
         forget: list[str] = []
@@ -483,6 +486,8 @@ class Supervisor:
             agent.jobs.discard(job_id)
             if not job.sent:
                 self._requeue(job, "its agent reconnected without it; it had not been sent", now)
+            elif same_process:
+                self._requeue(job, f"agent {agent.id} reconnected without it: the run never reached it", now)
             else:
                 self._end(job, JobState.LOST, f"agent {agent.id} reconnected without it", now)
         agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])

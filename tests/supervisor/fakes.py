@@ -51,11 +51,12 @@ class FakeDriver(DriverBase):
             asyncio.get_running_loop().call_soon(self.connect, spec.agent_id)
         return {"pid": 4242}
 
-    def connect(self, agent_id: str, jobs: list[JobReport] | None = None) -> FakeLink:
+    def connect(self, agent_id: str, jobs: list[JobReport] | None = None, pid: int = 4242) -> FakeLink:
+        """The agent says hello; a `pid` other than the last one is a process restarted under its id."""
         agent = self.core.agents.by_id[agent_id]
         link = FakeLink()
         self.links[agent_id] = link
-        self.core.on_agent_connected(agent, link, Hello(agent_id, 1, 4242, "fakehost", jobs or []))
+        self.core.on_agent_connected(agent, link, Hello(agent_id, 1, pid, "fakehost", jobs or []))
         return link
 
     async def stop_agent(self, agent_id) -> None:

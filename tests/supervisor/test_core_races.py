@@ -209,3 +209,23 @@ async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
     transitions = await core.store.transitions_of(rest[0].id)
     assert [(t["state"], t["at"]) for t in transitions[2:]] == [("running", 123.0), ("completed", 124.0)]
     assert [t["state"] for t in transitions[:2]] == ["queued", "starting"]
+
+
+async def test_a_run_lost_on_the_way_is_sent_again_and_a_restarted_agents_job_is_lost(core, driver):
+    """The same agent process names every job it was sent until told to forget it: one it does
+    not name never reached it, and goes out again (same attempt). A process restarted under
+    the agent's id may have run it: that attempt is `lost`."""
+    job = await submit_one(core)
+    await eventually(lambda: job.state is JobState.STARTING and job.sent, what="job sent")
+    agent = core.agents.by_id[job.agent_id]
+    core.on_agent_disconnected(agent, agent.link)  # the RunJob died with the link
+    again = driver.connect(agent.id, jobs=[])
+    await eventually(lambda: job.sent and again.of(RunJob), what="the run sent again")
+    assert job.attempt == 1 and job.state is JobState.STARTING
+    await core.store.committed()
+    history = [(t["state"], t["reason"]) for t in await core.store.transitions_of(job.id)]
+    assert ("queued", f"agent {agent.id} reconnected without it: the run never reached it") in history
+
+    core.on_agent_disconnected(agent, agent.link)
+    driver.connect(agent.id, jobs=[], pid=4343)
+    assert job.state is JobState.LOST and job.reason == f"agent {agent.id} reconnected without it"
