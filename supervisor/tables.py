@@ -1,6 +1,7 @@
 """The supervisor's tables (SQLAlchemy 2 Core), shared by SQLite and PostgreSQL.
 
-Schema changes bump SCHEMA_VERSION and add a step to `supervisor.migrations`.
+A schema change bumps SCHEMA_VERSION, and `Store.open` must then upgrade older databases (no
+step exists yet: 1 is the first schema). A database newer than this code is refused there.
 """
 
 from __future__ import annotations
