@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import importlib.metadata
 import logging
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -38,6 +39,20 @@ def split_target(target: str) -> tuple[str, str]:
     """(kind, instance) of a target name; the instance is empty for single-instance drivers."""
     kind, _, instance = target.partition(TARGET_SEP)
     return kind, instance
+
+
+def agent_settings_env(config: Config) -> dict[str, str]:
+    """What an agent reads of the configuration, as the JOBVISOR_<SECTION>_<KEY> variables that
+    override any file: an agent has no file of its own (in a container, on a cluster), or not
+    the one `up` was given with --config."""
+    env = {}
+    for section in ("agent", "logging"):
+        values = getattr(config, section)
+        for f in dataclasses.fields(values):
+            env[f"JOBVISOR_{section}_{f.name}".upper()] = str(getattr(values, f.name))
+    env["JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES"] = str(config.supervisor.max_message_bytes)
+    env["JOBVISOR_SUPERVISOR_IO_TIMEOUT"] = str(config.supervisor.io_timeout)
+    return env
 
 
 @dataclass(frozen=True)

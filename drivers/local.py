@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from drivers.base import AgentSpec, DriverBase
+from drivers.base import AgentSpec, DriverBase, agent_settings_env
 from drivers.leftovers import stop_leftovers
 from drivers.process_watch import PidWatch, pid_alive
 from jobvisor.errors import DriverError
@@ -53,6 +53,7 @@ class LocalDriver(DriverBase):
         log_dir = self.config.state_dir / "agents"
         log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        env.update(agent_settings_env(self.config))  # as `up` read them, --config included
         env.update(
             JOBVISOR_AGENT_ID=spec.agent_id,
             JOBVISOR_AGENT_TOKEN=spec.token,

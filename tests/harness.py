@@ -29,8 +29,9 @@ def free_port() -> int:
 class JobvisorProcess:
     """`jobvisor up` on free ports with its own state dir."""
 
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.state_dir = state_dir
+        self.args = list(args or [])  # more options of `up`, e.g. --config FILE
         self.port = free_port()
         self.supervisor_port = free_port()
         self.env = {
@@ -53,7 +54,7 @@ class JobvisorProcess:
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jobvisor", "up", "--state-dir", str(self.state_dir),
-                 "--port", str(self.port), "--supervisor-port", str(self.supervisor_port)],
+                 "--port", str(self.port), "--supervisor-port", str(self.supervisor_port), *self.args],
                 stdout=subprocess.PIPE, stderr=log_file, env=self.env, cwd=REPO,
             )
         fd = self.proc.stdout.fileno()

@@ -15,7 +15,6 @@ reconnect and removes the ones whose agents do not.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.base import AgentSpec, DriverBase
+from drivers.base import AgentSpec, DriverBase, agent_settings_env
 from drivers.docker import spec as rules
 from drivers.docker.engine import ContainerMissing, Engine, ImageMissing, NameConflict
 from jobvisor.errors import DriverError, InvalidRequest
@@ -298,12 +297,7 @@ class DockerDriver(DriverBase):
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        # No configuration file in the container: the agent's settings travel in its environment.
-        for section in ("agent", "logging"):
-            for f in dataclasses.fields(getattr(self.config, section)):
-                env[f"JOBVISOR_{section}_{f.name}".upper()] = str(getattr(getattr(self.config, section), f.name))
-        env["JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES"] = str(self.config.supervisor.max_message_bytes)
-        env["JOBVISOR_SUPERVISOR_IO_TIMEOUT"] = str(self.config.supervisor.io_timeout)
+        env.update(agent_settings_env(self.config))  # no configuration file in the container
         if self._cfg.host_runtime:
             env["PATH"] = f"{os.path.dirname(sys.executable)}:{rules.DEFAULT_PATH}"
         return env

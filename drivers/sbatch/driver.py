@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from drivers.base import CLUSTER_DRIVER, AgentSpec, DriverBase
+from drivers.base import CLUSTER_DRIVER, AgentSpec, DriverBase, agent_settings_env
 from drivers.sbatch import remote
 from drivers.sbatch.errors import LoginFailed, LoginRequired, login_required_reason
 from drivers.sbatch.ssh import Connection, connect
@@ -276,12 +276,8 @@ class SbatchDriver(DriverBase):
             "JOBVISOR_AGENT_URL": self._cfg.agent_url or spec.url,
             "JOBVISOR_AGENT_USER": spec.user,
             "JOBVISOR_AGENT_KIND": self.kind,
-            "JOBVISOR_LOGGING_LEVEL": self.config.logging.level,
-            "JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES": str(self.config.supervisor.max_message_bytes),
-            "JOBVISOR_SUPERVISOR_IO_TIMEOUT": str(self.config.supervisor.io_timeout),
+            **agent_settings_env(self.config),
         }
-        for f in dataclasses.fields(self.config.agent):
-            env[f"JOBVISOR_AGENT_{f.name.upper()}"] = str(getattr(self.config.agent, f.name))
         for key in AGENT_SBATCH_KEYS:
             env[f"JOBVISOR_SBATCH_{key.upper()}"] = str(getattr(self._cfg, key))
         return env

@@ -102,3 +102,27 @@ async def api(server):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+async def test_agents_get_the_settings_of_ups_config_file(tmp_path):
+    """`up --config FILE`: the agents it starts run with the file's [agent] and [logging]
+    settings, though nothing names the file in their environment."""
+    config = tmp_path / "site.toml"
+    config.write_text('[logging]\nlevel = "DEBUG"\n')
+    from tests.harness import JobvisorProcess
+
+    server = JobvisorProcess(tmp_path / "state", args=["--config", str(config)])
+    server.env.pop("JOBVISOR_CONFIG", None)
+    server.start()
+    api = Api(server.url, server.token)
+    try:
+        submitted = await api.submit({"code": "shell", "params": {"argv": ["true"]}})
+        done = await api.wait_state(submitted["id"], "completed")
+        (agent_log,) = (server.state_dir / "agents").glob(f"{done['agent_id']}.log")
+        deadline = time.monotonic() + 10
+        while f"job {done['id']} attempt 1: completed" not in agent_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"job {done['id']} attempt 1: completed" in agent_log.read_text()  # logged at DEBUG only
+    finally:
+        await api.close()
+        server.cleanup()

@@ -150,6 +150,9 @@ def test_start_script_keeps_the_token_off_command_lines(tmp_path):
     pid = remote.parse_pid(out.stdout)
     assert out.returncode == 0 and pid, out.stderr
     try:
+        deadline = time.monotonic() + 10  # the started shell may not have exec'd the command yet
+        while b"sleep" not in Path(f"/proc/{pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"JOBVISOR_AGENT_TOKEN=jva_secret" in environ and b"jva_secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
         assert (tmp_path / "w" / "agents" / "c1" / "alice.pid").read_text().strip() == str(pid)
