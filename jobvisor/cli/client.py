@@ -16,6 +16,7 @@ import urllib.request
 from http.client import HTTPResponse
 from typing import Any, Iterator
 
+from jobvisor.cli.config_args import add_config_argument, config_from_args
 from jobvisor.cli.errors import CliError
 from jobvisor.sse import SseDecoder
 
@@ -36,16 +37,16 @@ class ApiError(CliError):
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="gateway URL (default: $JOBVISOR_URL, else from the config)")
+    parser.add_argument("--url", help="gateway URL (default: $JOBVISOR_URL, else [server] host and port of the config)")
     parser.add_argument("--token", help="API token (default: $JOBVISOR_TOKEN)")
+    add_config_argument(parser, "read for the gateway URL when neither --url nor $JOBVISOR_URL gives one")
 
 
 def client_from_args(args: argparse.Namespace) -> "ApiClient":
     url = args.url or os.environ.get("JOBVISOR_URL")
-    if not url:
-        from jobvisor.config import load_config
-
-        url = load_config().gateway_url
+    if not url or getattr(args, "config", None):  # a --config FILE given is read (and checked) even if unused
+        config_url = config_from_args(args).gateway_url
+        url = url or config_url
     token = args.token or os.environ.get("JOBVISOR_TOKEN")
     if not token:
         raise CliError(NO_TOKEN)

@@ -10,11 +10,12 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 
-from jobvisor.config import Config, load_config
+from jobvisor.cli.config_args import add_config_argument
+from jobvisor.cli.config_args import config_from_args as shared_config_from_args
+from jobvisor.config import Config
 from jobvisor.errors import ConfigError, JobvisorError
 from jobvisor.logs import setup_logging
 
@@ -23,34 +24,26 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="run the supervisor and the gateway in the foreground until SIGINT/SIGTERM")
-    p.add_argument("--state-dir", help="state directory (default: the per-user data dir)")
+    p.add_argument("--state-dir", help="state directory (default: [server] state_dir of the config, else the per-user data dir)")
     p.add_argument("--host", help="address the gateway binds to (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gateway port (default 8765)")
     p.add_argument("--supervisor-port", type=int, help="supervisor port for agents and the gateway (default 8766)")
-    p.add_argument("--config", help="TOML configuration file (default: $JOBVISOR_CONFIG)")
+    add_config_argument(p, "--state-dir, --host, --port and --supervisor-port win over both")
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    config = load_config(getattr(args, "config", None))
-    changes = {}
-    if getattr(args, "state_dir", None):
-        changes["state_dir"] = os.path.abspath(args.state_dir)
-    if getattr(args, "host", None):
-        changes["host"] = args.host
-    if getattr(args, "port", None) is not None:
-        changes["port"] = args.port
-    if getattr(args, "supervisor_port", None) is not None:
-        changes["supervisor_port"] = args.supervisor_port
-    return config.replace("server", **changes) if changes else config
+    """`--config` (else $JOBVISOR_CONFIG), the environment's overrides, then the options."""
+    return shared_config_from_args(
+        args,
+        host=getattr(args, "host", None) or None,
+        port=getattr(args, "port", None),
+        supervisor_port=getattr(args, "supervisor_port", None),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = config_from_args(args)
-    except ConfigError as exc:
-        print(f"jobvisor: {exc}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)  # a bad config file: CliError, exit status 2
     setup_logging(config.logging.level)
     try:
         return asyncio.run(serve(config))
