@@ -50,9 +50,62 @@ def _op(summary: str, responses: dict, *, params: list | None = None, body: dict
     return op
 
 
+def _job_schema(states: list[str]) -> dict:
+    """A job as the supervisor answers it (ComputeJob.to_dict): every key, always present.
+    An end-to-end test compares a real job's keys with this list, so it cannot drift."""
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    properties: dict[str, dict] = {
+        "id": {"type": "string"},
+        "state": {"type": "string", "enum": states},
+        "code": {"type": "string"},
+        "params": {"description": "As submitted"},
+        "resources": {"type": "object", "description": "As parsed: memory in bytes, walltime in seconds"},
+        "driver": {"type": "string", "description": "local, docker or sbatch"},
+        "owner": {"type": "string"},
+        "name": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "result": {"description": "What the code returned (python) or wrote to .jobvisor/result.json; null if none"},
+        "reason": {"type": "string", "description": "Why the job is in its state"},
+        "queue_position": {"type": ["integer", "null"], "description": "1 = next to start; null unless queued"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": nullable_time,
+        "finished_at": nullable_time,
+        "attempt": {"type": "integer", "minimum": 1},
+        "max_retries": {"type": "integer", "minimum": 0},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "progress_message": {"type": "string"},
+        "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
+        "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _job_detail_schema(states: list[str]) -> dict:
+    """GET /jobs/{id}: a Job and its history (flat, not allOf, so its keys can be listed)."""
+    job = _job_schema(states)
+    history = {
+        "type": "array",
+        "description": "Every transition of every attempt, oldest first",
+        "items": {
+            "type": "object",
+            "required": ["attempt", "state", "reason", "at"],
+            "properties": {
+                "attempt": {"type": "integer"},
+                "state": {"type": "string", "enum": states},
+                "reason": {"type": "string"},
+                "at": {"type": "number", "description": "Unix time"},
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": [*job["required"], "history"],
+        "properties": {**job["properties"], "history": history},
+    }
+
+
 def _schemas() -> dict:
     states = [s.value for s in JobState]
-    nullable_time = {"type": ["string", "null"], "format": "date-time"}
     return {
         "Problem": {
             "type": "object",
@@ -83,39 +136,17 @@ def _schemas() -> dict:
             "additionalProperties": False,
             "properties": {
                 "code": {"type": "string", "minLength": 1, "description": "shell, python, demo or a plugin"},
-                "params": {"description": "Code-specific parameters (shell: {argv}, python: {entry, args})"},
+                "params": {"description": "Code-specific parameters (shell: {argv} or {script}, python: {entry, args}, "
+                           "demo: {steps, dt, ...}), checked at submit for these built-in codes; a plugin's "
+                           "are checked where it runs"},
                 "resources": _ref("Resources"),
                 "driver": {"type": "string", "description": "local, docker, sbatch; empty: the default"},
                 "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
                 "name": {"type": "string"},
             },
         },
-        "Job": {
-            "type": "object",
-            "required": ["id", "state", "code", "owner"],
-            "properties": {
-                "id": {"type": "string"},
-                "state": {"type": "string", "enum": states},
-                "code": {"type": "string"},
-                "params": {},
-                "resources": {"type": "object"},
-                "driver": {"type": "string"},
-                "owner": {"type": "string"},
-                "name": {"type": "string"},
-                "exit_code": {"type": ["integer", "null"]},
-                "result": {},
-                "reason": {"type": "string"},
-                "queue_position": {"type": ["integer", "null"]},
-                "created_at": nullable_time,
-                "started_at": nullable_time,
-                "finished_at": nullable_time,
-                "attempt": {"type": "integer"},
-                "max_retries": {"type": "integer"},
-                "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-                "progress_message": {"type": "string"},
-                "info": {"type": "object"},
-            },
-        },
+        "Job": _job_schema(states),
+        "JobDetail": _job_detail_schema(states),
         "JobPage": {
             "type": "object",
             "required": ["jobs", "next"],
@@ -276,7 +307,7 @@ def _paths() -> dict:
     return {
         f"{PREFIX}/jobs": jobs,
         f"{PREFIX}/jobs/{{id}}": {
-            "get": _op("A job, with queue position, reason and info", {"200": _json(_ref("Job"), "The job"), **_NOT_FOUND, **_ERRORS}, params=[_JOB_ID]),
+            "get": _op("A job, with queue position, reason, info and history", {"200": _json(_ref("JobDetail"), "The job"), **_NOT_FOUND, **_ERRORS}, params=[_JOB_ID]),
         },
         f"{PREFIX}/jobs/{{id}}/cancel": {
             "post": _op(

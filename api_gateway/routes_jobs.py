@@ -1,8 +1,10 @@
 """Routes about jobs: submit, list, show, cancel, log, files, analysis.
 
-Each handler decodes and validates, makes one op request (two where the gateway first checks
-ownership of a job it does not get back), and encodes. A job of another user is answered
-404, exactly like a job that does not exist.
+Each handler decodes and validates, makes one op request, and encodes. (Streams repeat
+their op for each slice or long-poll.) A job of another user is answered 404, exactly like a
+job that does not exist: every op about one job is refused by the supervisor with NotFound
+unless the caller owns the job or is an admin, so the gateway does not ask first with a
+GetJob of its own; it checks the owner of the jobs it gets back as well.
 """
 
 from __future__ import annotations
@@ -59,16 +61,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def _visible(request: web.Request, job: dict) -> dict:
+    """The job, if the caller may see it; else NotFound. The supervisor checked already: this
+    is the gateway's own check of what it is about to show, which costs no op."""
     caller = caller_of(request)
     if not caller.is_admin and job.get("owner") != caller.user:
         raise NotFound(f"no job {job.get('id')!r}")
     return job
-
-
-async def owned_job(request: web.Request, job_id: str) -> dict:
-    """The job, if the caller may see it; else NotFound."""
-    job = await op(request, GetJob(caller=caller_of(request), job_id=job_id))
-    return _visible(request, job)
 
 
 class _Stream:
@@ -124,8 +122,6 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     job_id = job_id_of(request)
-    if not caller_of(request).is_admin:
-        await owned_job(request, job_id)
     job = await op(request, CancelJobRequest(caller=caller_of(request), job_id=job_id))
     return json_response(_visible(request, job))
 
@@ -140,13 +136,15 @@ def _start_offset(request: web.Request) -> int:
 
 
 async def get_log(request: web.Request) -> web.StreamResponse:
+    """The log as text, or with follow=1 as SSE. The first ReadLog is made before any response
+    is started: another user's job (or a missing one) is a 404 problem, not a 200 stream that
+    carries an error event."""
     job_id = job_id_of(request)
     caller = caller_of(request)
     offset = _start_offset(request)
-    await owned_job(request, job_id)
-    if query_flag(request, "follow"):
-        return await _follow_log(request, job_id, offset)
     first = await op(request, ReadLog(caller=caller, job_id=job_id, offset=offset))
+    if query_flag(request, "follow"):
+        return await _follow_log(request, job_id, offset, first)
     resp = web.StreamResponse(headers={"X-Log-Size": str(first["size"])})
     resp.content_type = "text/plain"
     resp.charset = "utf-8"
@@ -164,18 +162,16 @@ async def get_log(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _follow_log(request: web.Request, job_id: str, offset: int) -> web.StreamResponse:
+async def _follow_log(request: web.Request, job_id: str, offset: int, first: dict) -> web.StreamResponse:
+    """Stream `first` (the ReadLog at `offset` that get_log made) and what follows it."""
     caller = caller_of(request)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     resp = await sse.open_stream(request)
     last_write = time.monotonic()
+    reply = first
     with _Stream(request):
         try:
             while True:
-                reply = await op(
-                    request,
-                    ReadLog(caller=caller, job_id=job_id, offset=offset, wait=LOG_WAIT_SECONDS),
-                )
                 data = reply["data"]
                 if data:
                     start, offset = offset, offset + len(data)
@@ -192,6 +188,10 @@ async def _follow_log(request: web.Request, job_id: str, offset: int) -> web.Str
                 if not data and time.monotonic() - last_write >= sse.HEARTBEAT_SECONDS:
                     await sse.heartbeat(resp)
                     last_write = time.monotonic()
+                reply = await op(
+                    request,
+                    ReadLog(caller=caller, job_id=job_id, offset=offset, wait=LOG_WAIT_SECONDS),
+                )
         except OpError as exc:
             status = KIND_TO_STATUS.get(str(exc.kind), 500)
             await sse.send(resp, "error", {"status": status, "detail": exc.detail})
@@ -206,8 +206,6 @@ async def _follow_log(request: web.Request, job_id: str, offset: int) -> web.Str
 
 async def list_files(request: web.Request) -> web.Response:
     job_id = job_id_of(request)
-    if not caller_of(request).is_admin:
-        await owned_job(request, job_id)
     reply = await op(request, ListFiles(caller=caller_of(request), job_id=job_id))
     return json_response({"files": reply["files"]})
 
@@ -216,8 +214,6 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     job_id = job_id_of(request)
     path = file_path_of(request)
     caller = caller_of(request)
-    if not caller.is_admin:
-        await owned_job(request, job_id)
     reply = await op(request, ReadFile(caller=caller, job_id=job_id, path=path, offset=0, length=IO_CHUNK_BYTES))
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     headers = {"X-File-Size": str(reply["size"])}
@@ -248,8 +244,6 @@ async def run_analysis(request: web.Request) -> web.Response:
     args = await read_json(request, empty={})
     if not isinstance(args, dict):
         raise InvalidRequest("the analysis arguments must be a JSON object", field="body")
-    if not caller_of(request).is_admin:
-        await owned_job(request, job_id)
     reply = await op(request, RunAnalysis(caller=caller_of(request), job_id=job_id, args=args))
     return json_response({"result": reply.get("result")})
 

@@ -2,6 +2,11 @@
 
 Every failure is an `InvalidRequest` naming the field (`jobs[3].resources.cpus`), which the
 error middleware answers as a 400 problem with `field`.
+
+A job's params are checked here for the built-in codes (shell, python, demo) by the same
+functions the agent runs (`jobvisor.code_params`). A code the gateway does not know passes
+unchecked: it may be a plugin installed only where the agent runs (a Docker image, a cluster),
+and the agent checks it, or fails the job naming the unknown code, at run time.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from jobvisor.code_params import check_params
 from jobvisor.errors import InvalidRequest, NotFound, TooLarge
 from jobvisor.protocol import JobSpec
 from jobvisor.resources import Resources
@@ -48,6 +54,7 @@ def _prefixed(prefix: str, field: str | None) -> str:
 
 
 def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
+    """One job object -> JobSpec; the params last, so a job's other fields are reported first."""
     if not isinstance(data, dict):
         raise InvalidRequest("a job must be a JSON object", field=prefix or "body")
     unknown = sorted(set(data) - JOB_FIELDS)
@@ -84,6 +91,10 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
         name = ""
     if not isinstance(name, str):
         raise InvalidRequest("name must be a string", field=_prefixed(prefix, "name"))
+    try:
+        check_params(code, data["params"])
+    except InvalidRequest as exc:
+        raise type(exc)(exc.detail, field=_prefixed(prefix, exc.field)) from None
     return JobSpec(
         code=code,
         params=data["params"],

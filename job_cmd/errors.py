@@ -2,19 +2,15 @@
 
     jobvisor.errors.InvalidRequest
     ├── InvalidParams     a code's params are wrong; `field` names the offending one
+    │                     (defined in jobvisor.errors: the gateway raises it too, at submit)
     └── UnknownCode       no installed code plugin has that name (or it cannot be loaded)
 """
 
 from __future__ import annotations
 
-from jobvisor.errors import InvalidRequest
+from jobvisor.errors import InvalidParams, InvalidRequest
 
-
-class InvalidParams(InvalidRequest):
-    """The params of a job do not fit its code. The message names the field."""
-
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail, field=field)
+__all__ = ["InvalidParams", "UnknownCode"]
 
 
 class UnknownCode(InvalidRequest):

@@ -9,6 +9,7 @@
     ├── OpError                 an op failed; `kind` says how, the gateway maps it to HTTP
     │   ├── NotFound
     │   ├── InvalidRequest      (names the field)
+    │   │   └── InvalidParams   a job's params do not fit its code (`field`: params.argv)
     │   ├── Conflict
     │   ├── OpTimeout
     │   └── Unavailable         retryable: no agent, engine down, disk full
@@ -84,6 +85,11 @@ class NotFound(OpError):
 
 class InvalidRequest(OpError):
     kind = ErrorKind.INVALID
+
+
+class InvalidParams(InvalidRequest):
+    """The params of a job do not fit its code. Raised by the checks both the gateway (at
+    submit) and the agent (at launch) run, so it lives here (see `jobvisor.code_params`)."""
 
 
 class Conflict(OpError):

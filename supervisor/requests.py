@@ -13,7 +13,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
-from jobvisor.errors import InvalidRequest, NotFound, OpError
+from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents,
@@ -117,13 +117,18 @@ class RequestHandlers:
         return view
 
     async def cancel(self, req: CancelJobRequest) -> dict:
+        """A job still queued or running is canceled (a second cancel while it stops changes
+        nothing); one that has ended is a conflict that names its state, as the API says."""
         job = await self._job(req.caller, req.job_id)
         live = self.core.jobs.get(job.id)
-        if live is not None:
-            self.core.cancel(live, "canceled by user" if req.caller.user == live.owner else f"canceled by {req.caller.user}")
-            await self.core.store.committed()
-            return self._view(live)
-        return self._view(job)
+        if live is None or live.state.is_terminal:
+            current = live or job
+            if current.state.is_terminal:
+                raise Conflict(f"job {current.id} already ended ({current.state})")
+            return self._view(current)
+        self.core.cancel(live, "canceled by user" if req.caller.user == live.owner else f"canceled by {req.caller.user}")
+        await self.core.store.committed()
+        return self._view(live)
 
     # ------------------------------------------------------------------ logs and files
 

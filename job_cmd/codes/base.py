@@ -1,4 +1,7 @@
-"""The interface of a code plugin, and the parameter checks codes share."""
+"""The interface of a code plugin, and the parameter checks codes share.
+
+The checks live in `jobvisor.code_params` (the gateway runs them at submit too) and are
+re-exported here, where plugins import them from."""
 
 from __future__ import annotations
 
@@ -8,11 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from jobvisor.code_params import check_env, check_string_list, reject_unknown, require_object
 from jobvisor.resources import Resources
 
 from job_cmd import io
-from job_cmd.errors import InvalidParams
 from job_cmd.fsutil import META_DIR, OUTPUT_LOG, RESULT_FILE, read_json
+
+__all__ = [
+    "MAX_RESULT_BYTES",
+    "Code",
+    "Launch",
+    "check_env",
+    "check_string_list",
+    "count_lines",
+    "reject_unknown",
+    "require_object",
+]
 
 MAX_RESULT_BYTES = 1024 * 1024  # a result travels in one status message; bigger belongs in a file
 
@@ -68,47 +82,3 @@ def count_lines(path: Path) -> int:
     finally:
         os.close(fd)
     return lines
-
-
-# --------------------------------------------------------------------------- shared checks
-
-
-def require_object(params: Any, code: str) -> dict:
-    if not isinstance(params, dict):
-        raise InvalidParams(f"params of code {code!r} must be an object, not {type(params).__name__}", field="params")
-    return params
-
-
-def reject_unknown(params: dict, known: set[str], code: str) -> None:
-    unknown = sorted(str(k) for k in params if k not in known)
-    if unknown:
-        raise InvalidParams(
-            f"unknown param(s) {', '.join(map(repr, unknown))} for code {code!r}; "
-            f"it accepts {', '.join(sorted(known))}",
-            field=f"params.{unknown[0]}",
-        )
-
-
-def check_env(value: Any) -> dict[str, str]:
-    """`params.env`: a map of variable names to string values."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidParams("params.env must be an object mapping names to strings", field="params.env")
-    for key, val in value.items():
-        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
-            raise InvalidParams(f"params.env has an invalid variable name {key!r}", field="params.env")
-        if not isinstance(val, str) or "\x00" in val:
-            raise InvalidParams(f"params.env.{key} must be a string", field=f"params.env.{key}")
-    return dict(value)
-
-
-def check_string_list(value: Any, where: str, *, non_empty: bool) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParams(f"{where} must be a list of strings", field=where)
-    if non_empty and not value:
-        raise InvalidParams(f"{where} must not be empty", field=where)
-    for i, v in enumerate(value):
-        if "\x00" in v:
-            raise InvalidParams(f"{where}[{i}] contains a NUL character", field=where)
-    return list(value)

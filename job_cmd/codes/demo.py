@@ -5,7 +5,8 @@
 Pure Python. Writes `data.csv` (t, x, v, energy), `plot.png` (x against t) and a JSON result
 into the run dir, reports progress and prints a line every `print_every` steps. Runs as
 `python -m job_cmd.codes.demo --steps=... --dt=...`. Its analysis summarises a column of
-data.csv: rows, min, max, mean, final value.
+data.csv: rows, min, max, mean, final value. Its params are checked by
+`jobvisor.code_params.check_demo`, which the gateway runs at submit.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobvisor.code_params import DEMO_PARAMS, check_demo
 from jobvisor.errors import InvalidRequest, NotFound
 from jobvisor.resources import Resources
 
 from job_cmd import progress
-from job_cmd.codes.base import Code, Launch, reject_unknown
+from job_cmd.codes.base import Code, Launch
 from job_cmd.errors import InvalidParams
 from job_cmd.fsutil import RESULT_FILE, meta_dir, write_json_atomic
 from job_cmd.plot import line_plot_png
@@ -31,45 +33,6 @@ DATA_FILE = "data.csv"
 PLOT_FILE = "plot.png"
 COLUMNS = ("t", "x", "v", "energy")
 MAX_PLOT_POINTS = 2000
-
-# name: (type, default, minimum, maximum)
-PARAMS: dict[str, tuple[type, float | int, float | None, float | None]] = {
-    "steps": (int, 2000, 1, 5_000_000),
-    "dt": (float, 0.01, 1e-9, 1.0),
-    "omega0": (float, 2.0, 0.0, 1e6),
-    "zeta": (float, 0.1, 0.0, 1e6),
-    "force": (float, 1.0, -1e9, 1e9),
-    "drive_omega": (float, 1.5, 0.0, 1e6),
-    "x0": (float, 1.0, -1e9, 1e9),
-    "v0": (float, 0.0, -1e9, 1e9),
-    "print_every": (int, 0, 0, None),  # 0: about twenty lines per run
-    "step_delay": (float, 0.0, 0.0, 1.0),  # seconds of sleep per step, to watch a slow run
-}
-
-
-def check_params(params: Any) -> dict[str, float | int]:
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise InvalidParams(f"params of code 'demo' must be an object, not {type(params).__name__}", field="params")
-    reject_unknown(params, set(PARAMS), "demo")
-    out: dict[str, float | int] = {}
-    for name, (kind, default, lo, hi) in PARAMS.items():
-        value = params.get(name, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if kind is int and ok:
-            ok = float(value).is_integer()
-        if not ok:
-            raise InvalidParams(f"params.{name} must be a {'whole number' if kind is int else 'number'}", field=f"params.{name}")
-        value = kind(value)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            bounds = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-            raise InvalidParams(f"params.{name} must be {bounds}, not {value}", field=f"params.{name}")
-        out[name] = value
-    if not out["print_every"]:
-        out["print_every"] = max(1, int(out["steps"]) // 20)
-    return out
-
 
 def derivative(t: float, x: float, v: float, p: dict) -> tuple[float, float]:
     accel = p["force"] * math.cos(p["drive_omega"] * t) - 2.0 * p["zeta"] * p["omega0"] * v - p["omega0"] ** 2 * x
@@ -120,7 +83,7 @@ class DemoCode(Code):
     name = "demo"
 
     def launch(self, params: Any, run_dir: Path, resources: Resources) -> Launch:
-        checked = check_params(params)
+        checked = check_demo(params)
         return Launch(argv=[sys.executable, "-m", "job_cmd.codes.demo", *(f"--{k}={v!r}" for k, v in checked.items())])
 
     def analyze(self, run_dir: Path, args: dict) -> dict:
@@ -153,11 +116,11 @@ class DemoCode(Code):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m job_cmd.codes.demo", description=__doc__.splitlines()[0])
-    for name, (kind, default, _, _) in PARAMS.items():
+    for name, (kind, default, _, _) in DEMO_PARAMS.items():
         parser.add_argument(f"--{name}", type=kind, default=default)
     options = vars(parser.parse_args(argv))
     try:
-        p = check_params(options)
+        p = check_demo(options)
     except InvalidParams as exc:
         parser.error(str(exc))
     run_dir = Path.cwd()

@@ -1,6 +1,11 @@
 """A test double of the supervisor's gateway-facing side: `/internal/op` and `/internal/events`,
 exactly per the protocol, with jobs kept in a dict. Tests drive job transitions, logs and
 files through its methods; the real supervisor is tested against the same contract elsewhere.
+
+Ownership is enforced as supervisor/requests.py does it: every op about one job first looks
+the job up for the caller (`_job`), and another user's job is NotFound like a missing one.
+The gateway relies on that (it makes one op per request, with no ownership check of its own
+first), so the gateway's cross-user 404 tests test the gateway and this contract together.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class FakeSupervisor:
         self.jobs: dict[str, dict] = {}
         self.logs: dict[str, bytearray] = {}
         self.files: dict[str, dict[str, bytes]] = {}
+        self.history: dict[str, list[dict]] = {}  # GetJob's `history`, as the real store keeps it
         self.requests: list[Any] = []  # every decoded op, for assertions
         self.io_chunk = IO_CHUNK_BYTES  # tests shrink it to force many ReadFile slices
         self._changed: dict[str, asyncio.Event] = {}
@@ -128,6 +134,7 @@ class FakeSupervisor:
     # ------------------------------------------------------------------ ops
 
     def _job(self, caller: Caller, job_id: str) -> dict:
+        """As RequestHandlers._job: the job if the caller owns it or is an admin, else NotFound."""
         job = self.jobs.get(job_id)
         if job is None or not (caller.is_admin or job["owner"] == caller.user):
             raise NotFound(f"no job {job_id!r}")
@@ -145,10 +152,12 @@ class FakeSupervisor:
                     "queue_position": len(self.jobs) + 1, "created_at": _iso(time.time()),
                     "started_at": None, "finished_at": None, "attempt": 1,
                     "max_retries": spec.max_retries, "progress": None, "progress_message": "", "info": {},
+                    "agent_id": None,
                 }
                 self.jobs[job_id] = job
                 self.logs[job_id] = bytearray()
                 self.files[job_id] = {}
+                self.history[job_id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": time.time()}]
                 out.append(job)
             return {"jobs": out}
         if isinstance(m, ListJobs):
@@ -164,7 +173,7 @@ class FakeSupervisor:
             more = len(jobs) > m.limit
             return {"jobs": page, "next": page[-1]["id"] if more else None}
         if isinstance(m, GetJob):
-            return self._job(m.caller, m.job_id)
+            return {**self._job(m.caller, m.job_id), "history": self.history[m.job_id]}
         if isinstance(m, CancelJobRequest):
             job = self._job(m.caller, m.job_id)
             if JobState(job["state"]).is_terminal:
@@ -234,6 +243,7 @@ class FakeSupervisor:
         job = self.jobs[job_id]
         job["state"] = state
         job["reason"] = reason or job["reason"]
+        self.history[job_id].append({"attempt": job["attempt"], "state": state, "reason": job["reason"], "at": time.time()})
         if exit_code is not None:
             job["exit_code"] = exit_code
         if progress is not None:

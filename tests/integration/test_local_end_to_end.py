@@ -16,6 +16,57 @@ from tests.harness import REPO, Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration
 
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool,
+    "object": dict, "array": list, "null": type(None),
+}
+
+
+def _resolve(doc: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _response_schema(doc: dict, path: str, method: str, status: str) -> dict:
+    return doc["paths"]["/api/v1" + path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+
+def assert_fits(doc: dict, schema: dict, value, where: str = "body") -> None:
+    """`value` is what `schema` says, to the keys: every key it has is a documented property,
+    every required property is there, and types and enums hold (a small JSON Schema subset:
+    the one openapi.py writes)."""
+    schema = _resolve(doc, schema)
+    if "oneOf" in schema:
+        failures = []
+        for option in schema["oneOf"]:
+            try:
+                assert_fits(doc, option, value, where)
+            except AssertionError as exc:
+                failures.append(str(exc))
+            else:
+                return
+        raise AssertionError(f"{where} fits none of oneOf: {failures}")
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        assert any(
+            isinstance(value, _JSON_TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+            for t in types
+        ), f"{where} = {value!r} is not {types}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where} = {value!r} is not one of {schema['enum']}"
+    if isinstance(value, dict) and "properties" in schema:
+        props = schema["properties"]
+        assert set(value) <= set(props), f"{where} has keys the schema lacks: {sorted(set(value) - set(props))}"
+        missing = set(schema.get("required", ())) - set(value)
+        assert not missing, f"{where} lacks required keys {sorted(missing)}"
+        for key, item in value.items():
+            assert_fits(doc, props[key], item, f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            assert_fits(doc, schema["items"], item, f"{where}[{i}]")
+
 
 async def test_submit_run_complete_over_http(api):
     job = await api.submit({"code": "shell", "params": {"argv": ["python", "-c", "print(42)"]},
@@ -25,6 +76,25 @@ async def test_submit_run_complete_over_http(api):
     assert done["exit_code"] == 0 and done["finished_at"] and done["started_at"]
     assert await api.log(job["id"]) == b"42\n"
     assert [h["state"] for h in done["history"]] == ["queued", "starting", "running", "completed"]
+
+
+async def test_jobs_are_exactly_what_the_openapi_document_says(api):
+    """The Job schemas list every key the real supervisor answers, and it answers every required
+    one: a field added on either side without the other fails here."""
+    doc = await api.request("GET", "/openapi.json")
+    submitted = await api.submit({"code": "python", "params": {"entry": "json:dumps", "args": {"obj": [1]}}})
+    assert_fits(doc, _response_schema(doc, "/jobs", "post", "201"), submitted, "submit")
+    done = await api.wait_state(submitted["id"], {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    assert_fits(doc, _response_schema(doc, "/jobs/{id}", "get", "200"), done, "GET /jobs/{id}")
+    assert done["history"] and done["agent_id"]  # the keys the schema once lacked, with values
+    page = await api.request("GET", "/jobs")
+    assert_fits(doc, _response_schema(doc, "/jobs", "get", "200"), page, "GET /jobs")
+    assert submitted["id"] in {job["id"] for job in page["jobs"]}
+    batch = await api.submit([{"code": "shell", "params": {"argv": ["sleep", "60"]}}])
+    assert_fits(doc, _response_schema(doc, "/jobs", "post", "201"), batch, "batch submit")
+    canceled = await api.cancel(batch[0]["id"])
+    assert_fits(doc, _response_schema(doc, "/jobs/{id}/cancel", "post", "200"), canceled, "cancel")
 
 
 async def test_python_code_result_is_stored(api, tmp_path):
@@ -52,6 +122,9 @@ async def test_cancel_a_running_sleep(api):
     assert done["reason"] == "canceled by user"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    with pytest.raises(ApiError) as info:  # it has ended: a conflict that names its state
+        await api.cancel(job["id"])
+    assert info.value.status == 409 and "already ended (canceled)" in info.value.body["detail"]
 
 
 async def test_walltime_ends_the_run_as_timed_out(api):
