@@ -1,4 +1,5 @@
-"""The local driver stops the jobs of an agent that died: real processes, and `jobvisor up`."""
+"""The local driver stops the jobs of an agent that died, and gives its agents the settings
+of `up`: real processes, and `jobvisor up`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.leftovers import stop_leftovers
-from tests.harness import Api
+from tests.harness import Api, JobvisorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -83,23 +84,6 @@ async def test_an_agent_killed_with_sigkill_leaves_no_job_running(server, api: A
     assert history.index((1, "lost")) < history.index((2, "starting"))
 
 
-@pytest.fixture
-def server(tmp_path):
-    from tests.harness import JobvisorProcess
-
-    proc = JobvisorProcess(tmp_path / "state")
-    proc.start()
-    yield proc
-    proc.cleanup()
-
-
-@pytest.fixture
-async def api(server):
-    client = Api(server.url, server.token)
-    yield client
-    await client.close()
-
-
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
@@ -109,8 +93,6 @@ async def test_agents_get_the_settings_of_ups_config_file(tmp_path):
     settings, though nothing names the file in their environment."""
     config = tmp_path / "site.toml"
     config.write_text('[logging]\nlevel = "DEBUG"\n')
-    from tests.harness import JobvisorProcess
-
     server = JobvisorProcess(tmp_path / "state", args=["--config", str(config)])
     server.env.pop("JOBVISOR_CONFIG", None)
     server.start()
