@@ -121,11 +121,11 @@ class RequestHandlers:
         nothing); one that has ended is a conflict that names its state, as the API says."""
         job = await self._job(req.caller, req.job_id)
         live = self.core.jobs.get(job.id)
-        if live is None or live.state.is_terminal:
-            current = live or job
-            if current.state.is_terminal:
-                raise Conflict(f"job {current.id} already ended ({current.state})")
-            return self._view(current)
+        current = live or job
+        if current.state.is_terminal:
+            raise Conflict(f"job {current.id} already ended ({current.state})")
+        if live is None:
+            return self._view(job)
         self.core.cancel(live, "canceled by user" if req.caller.user == live.owner else f"canceled by {req.caller.user}")
         await self.core.store.committed()
         return self._view(live)

@@ -152,17 +152,6 @@ class DriverQueue:
 
         return ring, position
 
-    def positions(self, user: UserId | None = None) -> dict[JobId, int]:
-        """1-based positions of every queued job (of `user`, if given) in the order round-robin
-        would start them (ignoring sizes)."""
-        ring, position = self._order()
-        out: dict[JobId, int] = {}
-        for rank, owner in enumerate(ring):
-            if user is None or owner == user:
-                for k, job_id in enumerate(self._by_user[owner]):
-                    out[job_id] = position(rank, k)
-        return out
-
     def positions_of(self, user: UserId, job_ids: Iterable[JobId]) -> dict[JobId, int]:
         """The positions of some of `user`'s jobs, those still queued. A submit's jobs are at
         the tail of the user's FIFO, so they are looked for from there: answering a submit
