@@ -38,6 +38,11 @@ COALESCE = 0.002  # seconds
 # go out at most this often, each with many jobs' reports (a frame costs a send and a wake-up
 # on both sides). The supervisor tops the FIFO up long before it could run dry.
 BACKLOG_COALESCE = 0.005  # seconds
+# A frame holding nothing but `running` reports waits up to this long for more: a job that ends
+# by then sends its end alone (which carries `started_at`), so a short job costs one message,
+# one commit and one event downstream instead of two. Any other message ends the wait at once,
+# so an end or a reply is never delayed; only a longer job's start is seen this much later.
+START_HOLD = 0.005  # seconds
 
 
 _RUNNING = str(JobState.RUNNING)
@@ -50,11 +55,13 @@ class Outbox:
     short jobs that is one message less per job for both sides (a quarter of the supervisor's
     work per job was decoding and applying reports)."""
 
-    def __init__(self, max_frame_bytes: int, congestion_bytes: int) -> None:
+    def __init__(self, max_frame_bytes: int, congestion_bytes: int, start_hold: float = START_HOLD) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.congestion_bytes = congestion_bytes
+        self.start_hold = start_hold
         self._items: list[Message | None] = []  # None: a start folded into its end
         self._starts: dict[tuple[str, int], int] = {}  # (job, attempt) -> its `running` report's index
+        self._others = 0  # queued messages that are not `running` reports
         self._queued_bytes = 0
         self._in_flight_bytes = 0
         self._wake = asyncio.Event()
@@ -65,11 +72,13 @@ class Outbox:
             report = message.report
             if report.state == _RUNNING:
                 self._starts[report.job_id, report.attempt] = len(self._items)
+                self._others -= 1  # counted below like any message
             elif report.started_at is not None and report.state in _TERMINAL:
                 start = self._starts.pop((report.job_id, report.attempt), None)
                 if start is not None:
                     self._queued_bytes -= size_hint(self._items[start])
                     self._items[start] = None
+        self._others += 1
         self._items.append(message)
         self._queued_bytes += size_hint(message)
         self._wake.set()
@@ -77,6 +86,7 @@ class Outbox:
     def clear(self) -> None:
         self._items.clear()
         self._starts.clear()
+        self._others = 0
         self._queued_bytes = 0
         self._in_flight_bytes = 0
         self._wake.clear()
@@ -96,13 +106,18 @@ class Outbox:
         sustained stream, not the two or three frames of one short job): then the next waits
         until COALESCE seconds after the last, so a busy agent sends a few large frames instead
         of one per job (each frame costs both sides a wake-up). While `backlogged()` (jobs wait
-        in the agent's FIFO), frames are BACKLOG_COALESCE apart."""
+        in the agent's FIFO), frames are BACKLOG_COALESCE apart. Starts alone wait up to
+        `start_hold` for their ends (see START_HOLD)."""
         loop = asyncio.get_running_loop()
         pacer = Pacer(COALESCE)
         last = float("-inf")
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._items:
+                continue  # already sent by the previous turn
+            if self._others == 0 and self._starts and self.start_hold > 0:
+                await self._hold_starts(loop)
             now = loop.time()
             delay = pacer.delay(now)
             if backlogged():
@@ -114,11 +129,23 @@ class Outbox:
             while self._items:
                 batch, self._items = self._items, []
                 self._starts.clear()
+                self._others = 0
                 self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0
                 for frame in self.frames(batch):
                     await send(frame)
                     self.frames_sent += 1
                 self._in_flight_bytes = 0
+
+    async def _hold_starts(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until `start_hold` has passed or a message other than a start is queued."""
+        deadline = loop.time() + self.start_hold
+        timer = loop.call_at(deadline, self._wake.set)
+        try:
+            while self._others == 0 and loop.time() < deadline:
+                await self._wake.wait()
+                self._wake.clear()
+        finally:
+            timer.cancel()
 
     def frames(self, batch: list[Message | None]) -> Iterator[bytes]:
         """Encode `batch` as few frames as fit under the size limit, order kept."""

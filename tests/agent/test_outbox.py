@@ -50,6 +50,76 @@ def test_oversized_reply_becomes_an_error():
     assert not reply.ok and reply.error["kind"] == "too_large"
 
 
+def report(job_id, state, started_at=None, attempt=1):
+    return StatusUpdate(JobReport(job_id, attempt, state, at=1.0 if state == "running" else 2.0, started_at=started_at))
+
+
+def states(frame):
+    return [(m.report.job_id, m.report.state) if isinstance(m, StatusUpdate) else type(m).__name__ for m in decode(frame)]
+
+
+class Pumping:
+    """The outbox's pump running into a list, for tests that put while it runs."""
+
+    def __init__(self, box: Outbox) -> None:
+        self.sent: list[bytes] = []
+        self.task = asyncio.create_task(box.pump(self._send))
+
+    async def _send(self, frame: bytes) -> None:
+        self.sent.append(frame)
+
+    async def turns(self, n: int = 5) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def test_a_start_alone_waits_for_its_end_and_goes_folded_into_it():
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=30.0)
+    pumping = Pumping(box)
+    box.put(report("a", "running"))
+    box.put(report("b", "running"))
+    await pumping.turns()
+    assert pumping.sent == []  # held: nothing but starts
+    box.put(report("a", "completed", started_at=1.0))  # the end ends the hold at once
+    await pumping.turns()
+    assert [states(f) for f in pumping.sent] == [[("b", "running"), ("a", "completed")]]
+    await pumping.stop()
+
+
+async def test_any_other_message_ends_the_hold_at_once():
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=30.0)
+    pumping = Pumping(box)
+    box.put(report("a", "running"))
+    await pumping.turns()
+    box.put(OpReply("op1", True, data={}))
+    await pumping.turns()
+    assert [states(f) for f in pumping.sent] == [[("a", "running"), "OpReply"]]
+    await pumping.stop()
+
+
+async def test_a_longer_jobs_start_goes_when_the_hold_ends():
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=0.05)
+    pumping = Pumping(box)
+    box.put(report("a", "running"))
+    await pumping.turns()
+    assert pumping.sent == []
+    for _ in range(200):  # the hold is 50 ms; give it up to 10 s on a loaded machine
+        if pumping.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert [states(f) for f in pumping.sent] == [[("a", "running")]]
+    box.put(report("a", "completed", started_at=1.0))  # its end follows alone, unheld
+    await pumping.turns()
+    assert [states(f) for f in pumping.sent[1:]] == [[("a", "completed")]]
+    assert box.empty
+    await pumping.stop()
+
+
 async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
     box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=100_000)
     for i in range(50):
@@ -63,7 +133,7 @@ async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
 
 
 async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone():
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20)
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=0)
     sent = []
 
     async def flush():
