@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import TooLarge
+from jobvisor.holding import hold
 from jobvisor.timing import Pacer
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
 from jobvisor.states import TERMINAL_STATES, JobState
@@ -117,7 +118,7 @@ class Outbox:
             if not self._items:
                 continue  # already sent by the previous turn
             if self._others == 0 and self._starts and self.start_hold > 0:
-                await self._hold_starts(loop)
+                await hold(self._wake, lambda: self._others > 0, self.start_hold)
             now = loop.time()
             delay = pacer.delay(now)
             if backlogged():
@@ -135,17 +136,6 @@ class Outbox:
                     await send(frame)
                     self.frames_sent += 1
                 self._in_flight_bytes = 0
-
-    async def _hold_starts(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until `start_hold` has passed or a message other than a start is queued."""
-        deadline = loop.time() + self.start_hold
-        timer = loop.call_at(deadline, self._wake.set)
-        try:
-            while self._others == 0 and loop.time() < deadline:
-                await self._wake.wait()
-                self._wake.clear()
-        finally:
-            timer.cancel()
 
     def frames(self, batch: list[Message | None]) -> Iterator[bytes]:
         """Encode `batch` as few frames as fit under the size limit, order kept."""

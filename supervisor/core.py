@@ -325,9 +325,10 @@ class Supervisor:
     def _send_runs(self, agent: Agent, driver: DriverBase, jobs: list[ComputeJob], hold: bool = False) -> None:
         """Record `starting` and send, with no await in between (so nothing can interleave).
 
-        The record is committed in the background: sending before the commit is safe because a
-        restarted supervisor holds back the queued jobs of every user whose agent may still
-        run them until that agent has re-announced its jobs (see `start` and `_reconcile`)."""
+        The record is committed in the background, lazily (a short job's `starting` goes in one
+        commit with its end): sending before the commit is safe because a restarted supervisor
+        holds back the queued jobs of every user whose agent may still run them until that
+        agent has re-announced its jobs (see `start` and `_reconcile`)."""
         now = time.time()
         messages: list[Message] = []
         for job in jobs:
@@ -339,7 +340,7 @@ class Supervisor:
                 reason = f"sent ahead to agent {agent.id}; starts there when a slot frees"
             else:
                 reason = f"sent to agent {agent.id}"
-            self.store.record(job, job.move(JobState.STARTING, reason, now))
+            self.store.record(job, job.move(JobState.STARTING, reason, now), lazy=True)
             params, resources = job.unpack_spec()
             messages.append(RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id), hold))
         agent.idle_since = time.monotonic()

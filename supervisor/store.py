@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
+from jobvisor.holding import hold
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay, batch_delay
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 # A commit of at least this many transitions and log chunks means a burst: the next commit
 # waits for the commit interval (see `jobvisor.timing.batch_delay`).
 BUSY_BATCH = 8
+# A batch of nothing but lazy records (see `Store.record`) waits up to this long for more: the
+# `starting` of a job sent to its agent is then committed with the job's end when the job is
+# that short, one commit and one event frame instead of two. Anything else ends the wait.
+LAZY_HOLD = 0.005  # seconds
 
 _UPDATE_JOB = (
     update(tables.jobs)
@@ -60,6 +65,7 @@ class _Batch:
     statements: list[tuple[Any, Any]] = field(default_factory=list)
     waiters: list[asyncio.Future] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
+    urgent: bool = False  # holds more than lazy records: commit without waiting for more
 
     def empty(self) -> bool:
         return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements)
@@ -135,37 +141,47 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
+    def _urgent(self) -> None:
+        self._batch.urgent = True
+        self._wake.set()
+
     def insert(self, jobs: Iterable[ComputeJob]) -> None:
         for job in jobs:
             self._batch.inserts[job.id] = job
-        self._wake.set()
+        self._urgent()
 
-    def record(self, job: ComputeJob, transition: Transition | None = None) -> None:
-        """Persist the job's current row (and the transition that led to it) in the next batch."""
+    def record(self, job: ComputeJob, transition: Transition | None = None, *, lazy: bool = False) -> None:
+        """Persist the job's current row (and the transition that led to it) in the next batch.
+
+        `lazy`: nobody waits for this one, and its commit (so its event) may come up to
+        LAZY_HOLD later, together with whatever follows it."""
         if job.id not in self._batch.inserts:
             self._batch.dirty[job.id] = job
         if transition is not None:
             self._batch.transitions.append(transition)
-        self._wake.set()
+        if lazy:
+            self._wake.set()
+        else:
+            self._urgent()
 
     def write_log(self, job_id: str, offset: int, data: bytes) -> None:
         self._batch.logs.append((job_id, offset, data))
-        self._wake.set()
+        self._urgent()
 
     def execute(self, statement: Any, params: Any = None) -> None:
         self._batch.statements.append((statement, params))
-        self._wake.set()
+        self._urgent()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once everything recorded so far is committed."""
         self._batch.after.append(callback)
-        self._wake.set()
+        self._urgent()
 
     def committed(self) -> asyncio.Future:
         """A future that resolves when everything recorded so far is committed (or fails)."""
         fut = asyncio.get_running_loop().create_future()
         self._batch.waiters.append(fut)
-        self._wake.set()
+        self._urgent()
         return fut
 
     async def _run(self) -> None:
@@ -181,6 +197,8 @@ class Store:
                 delay = batch_delay(loop.time(), last_start, last_size, interval=self.commit_interval, busy_size=BUSY_BATCH)
                 if delay > 0:
                     await asyncio.sleep(delay)
+                elif not self._batch.urgent and not self._batch.empty():
+                    await hold(self._wake, lambda: self._batch.urgent or self._closing, LAZY_HOLD)
             batch, self._batch = self._batch, _Batch()
             last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
             if batch.empty() and not batch.waiters and not batch.after:
@@ -202,6 +220,7 @@ class Store:
                 self._batch.transitions[:0] = [t for t in batch.transitions if t.job_id not in batch.inserts]
                 self._batch.logs[:0] = batch.logs
                 self._batch.after[:0] = batch.after
+                self._batch.urgent = self._batch.urgent or batch.urgent
                 if self._closing and failures > 3:
                     return
                 await asyncio.sleep(backoff_delay(failures, base=0.2, cap=5.0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from jobvisor.states import JobState
 from supervisor import sqlite_rows, tables
 from supervisor.compute_job import ComputeJob
@@ -83,3 +85,50 @@ async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
         assert again.counts() == expected
     finally:
         await again.close()
+
+
+async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.store.LAZY_HOLD", 30.0)  # only what follows ends the wait here
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
+    published: list[list[str]] = []
+    store.on_events = lambda events: published.append([f"{e.job_id} {e.state}" for e in events])
+    await store.open()
+    try:
+        job = ComputeJob(id="j1", owner="alice", code="shell", spec=b"\x90", driver="local", cpus=1, created_at=1000.0)
+        store.insert([job])
+        store.record(job, job.initial_transition())
+        await store.committed()
+        commits = store.commits
+        store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert store.commits == commits and published == [["j1 queued"]]  # held
+        store.record(job, job.move(JobState.RUNNING, "running", 1002.0))  # not lazy: ends the hold
+        store.record(job, job.move(JobState.COMPLETED, "exit code 0", 1003.0))
+        await store.committed()
+        assert store.commits == commits + 1
+        assert published == [["j1 queued"], ["j1 starting", "j1 running", "j1 completed"]]
+    finally:
+        await store.close()
+
+
+async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.store.LAZY_HOLD", 0.05)
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
+    published: list[str] = []
+    store.on_events = lambda events: published.extend(f"{e.job_id} {e.state}" for e in events)
+    await store.open()
+    try:
+        job = ComputeJob(id="j1", owner="alice", code="shell", spec=b"\x90", driver="local", cpus=1, created_at=1000.0)
+        store.insert([job])
+        store.record(job, job.initial_transition())
+        await store.committed()
+        store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
+        for _ in range(200):  # 50 ms hold; up to 10 s on a loaded machine
+            if "j1 starting" in published:
+                break
+            await asyncio.sleep(0.05)
+        assert published == ["j1 queued", "j1 starting"]
+        assert (await store.get_job("j1")).state is JobState.STARTING
+    finally:
+        await store.close()
