@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -30,6 +31,7 @@ from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay, batch_delay
 from supervisor import sqlite_rows, tables
+from supervisor.sqlite_inline import InlineCommits
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.logstore import LogStore
 
@@ -94,6 +96,7 @@ class Store:
             self._sync_engine = create_engine(url.replace("+aiosqlite", ""))
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._inline: InlineCommits | None = None  # small SQLite commits on the loop (opened at open)
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
@@ -121,7 +124,9 @@ class Store:
                     )
                 rows = await conn.execute(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
                 self._counts = collections.Counter({state: n for state, n in rows})
-        except SQLAlchemyError as exc:
+            if self._sync_engine is not None and self._sync_engine.url.database not in (None, "", ":memory:"):
+                self._inline = InlineCommits(self._sync_engine.url.database)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")
 
@@ -133,6 +138,8 @@ class Store:
                 await asyncio.wait_for(self._writer, 10)
             except (asyncio.TimeoutError, Exception):
                 log.exception("the store writer did not finish cleanly")
+        if self._inline is not None:
+            self._inline.close()
         await self.engine.dispose()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
@@ -207,7 +214,7 @@ class Store:
                 continue
             try:
                 await self._commit(batch)
-            except (SQLAlchemyError, OSError) as exc:
+            except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
                 failures += 1
                 log.error("commit of %d jobs, %d transitions failed (%s); retrying", len(batch.dirty), len(batch.transitions), exc)
                 error = Unavailable(f"the database cannot be written: {getattr(exc, 'orig', None) or exc}")
@@ -256,8 +263,9 @@ class Store:
         writes.extend(batch.statements)
         return writes
 
-    def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]]) -> dict[str, int]:
-        """One trip to the writer thread for a whole batch: log bytes, then one transaction."""
+    def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]], checkpoint: bool) -> dict[str, int]:
+        """One trip to the writer thread for a whole batch: log bytes, then one transaction,
+        then (when the inline commits are due one) a checkpoint of the WAL."""
         sizes = self.logs.write_batch(logs) if logs else {}
         assert self._sync_engine is not None
         with self._sync_engine.begin() as conn:
@@ -268,13 +276,23 @@ class Store:
                     conn.execute(statement, params)
                 else:
                     conn.execute(statement)
+        if checkpoint:
+            with self._sync_engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         return sizes
 
     async def _commit(self, batch: _Batch) -> None:
         writes = self._writes(batch)
-        if self._sync_engine is not None:
+        inline = self._inline
+        rows = len(batch.inserts) + len(batch.dirty) + len(batch.transitions)
+        if inline is not None and inline.takes(rows, len(batch.logs), len(batch.statements)) and inline.commit(writes):
+            pass  # see supervisor.sqlite_inline: a few rows cost less here than a trip to the thread
+        elif self._sync_engine is not None:
             loop = asyncio.get_running_loop()
-            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes)
+            checkpoint = inline is not None and inline.checkpoint_due
+            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes, checkpoint)
+            if checkpoint:
+                inline.checkpointed()
             batch.logs = []
             if sizes:
                 self.on_log_sizes(sizes)

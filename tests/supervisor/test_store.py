@@ -132,3 +132,80 @@ async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, mon
         assert (await store.get_job("j1")).state is JobState.STARTING
     finally:
         await store.close()
+
+
+def _job(i: int) -> ComputeJob:
+    return ComputeJob(id=f"j{i}", owner="alice", code="shell", spec=b"\x90", driver="local", cpus=1, created_at=1000.0 + i)
+
+
+async def test_small_commits_are_made_inline_and_read_back(tmp_path):
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
+    await store.open()
+    try:
+        assert store._inline is not None
+        job = _job(1)
+        store.insert([job])
+        store.record(job, job.initial_transition())
+        await store.committed()
+        store.record(job, job.move(JobState.STARTING, "sent", 1001.0))
+        await store.committed()
+        assert store._inline.commits == 2 and store.commits == 2
+        assert (await store.get_job("j1")).state is JobState.STARTING
+        assert [t["state"] for t in await store.transitions_of("j1")] == ["queued", "starting"]
+        many = [_job(i) for i in range(10, 40)]  # more rows than INLINE_ROWS: through the thread
+        store.insert(many)
+        for job in many:
+            store.record(job, job.initial_transition())
+        await store.committed()
+        assert store._inline.commits == 2 and store.commits == 3
+        assert store.counts() == {"starting": 1, "queued": 30}
+    finally:
+        await store.close()
+
+
+async def test_a_busy_database_sends_the_commit_through_the_thread(tmp_path):
+    import sqlite3
+    path = tmp_path / "db.sqlite"
+    store = Store(f"sqlite+aiosqlite:///{path}", LogStore(tmp_path / "logs"))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        job = _job(1)
+        store.insert([job])
+        store.record(job, job.initial_transition())
+        done = asyncio.ensure_future(store.committed())
+        await asyncio.sleep(0.2)
+        assert not done.done()  # the thread waits for the lock (busy_timeout); the loop does not
+        other.execute("COMMIT")
+        await asyncio.wait_for(done, 10)
+        assert store._inline.commits == 0 and store.commits == 1
+        assert (await store.get_job("j1")) is not None
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_every_so_many_inline_commits_one_goes_through_the_thread_and_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.sqlite_inline.CHECKPOINT_EVERY", 3)
+    path = tmp_path / "db.sqlite"
+    store = Store(f"sqlite+aiosqlite:///{path}", LogStore(tmp_path / "logs"))
+    await store.open()
+    try:
+        for i in range(4):
+            job = _job(i)
+            store.insert([job])
+            store.record(job, job.initial_transition())
+            await store.committed()
+        assert store._inline.commits == 3 and store.commits == 4 and store._inline.since_checkpoint == 0
+        # the WAL was checkpointed into the database file: a fresh reader of the file alone sees them
+        import sqlite3
+        import shutil
+        shutil.copy(path, tmp_path / "copy.sqlite")
+        copy = sqlite3.connect(tmp_path / "copy.sqlite")
+        try:
+            assert copy.execute("SELECT count(*) FROM jobs").fetchone()[0] >= 3
+        finally:
+            copy.close()
+    finally:
+        await store.close()
