@@ -78,46 +78,50 @@ class Pumping:
             await self.task
 
 
-async def test_a_start_alone_waits_for_its_end_and_goes_folded_into_it():
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=30.0)
+@contextlib.asynccontextmanager
+async def pumping_box(start_hold: float):
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=start_hold)
     pumping = Pumping(box)
-    box.put(report("a", "running"))
-    box.put(report("b", "running"))
-    await pumping.turns()
-    assert pumping.sent == []  # held: nothing but starts
-    box.put(report("a", "completed", started_at=1.0))  # the end ends the hold at once
-    await pumping.turns()
-    assert [states(f) for f in pumping.sent] == [[("b", "running"), ("a", "completed")]]
-    await pumping.stop()
+    try:
+        yield box, pumping
+    finally:
+        await pumping.stop()
+
+
+async def test_a_start_alone_waits_for_its_end_and_goes_folded_into_it():
+    async with pumping_box(start_hold=30.0) as (box, pumping):
+        box.put(report("a", "running"))
+        box.put(report("b", "running"))
+        await pumping.turns()
+        assert pumping.sent == []  # held: nothing but starts
+        box.put(report("a", "completed", started_at=1.0))  # the end ends the hold at once
+        await pumping.turns()
+        assert [states(f) for f in pumping.sent] == [[("b", "running"), ("a", "completed")]]
 
 
 async def test_any_other_message_ends_the_hold_at_once():
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=30.0)
-    pumping = Pumping(box)
-    box.put(report("a", "running"))
-    await pumping.turns()
-    box.put(OpReply("op1", True, data={}))
-    await pumping.turns()
-    assert [states(f) for f in pumping.sent] == [[("a", "running"), "OpReply"]]
-    await pumping.stop()
+    async with pumping_box(start_hold=30.0) as (box, pumping):
+        box.put(report("a", "running"))
+        await pumping.turns()
+        box.put(OpReply("op1", True, data={}))
+        await pumping.turns()
+        assert [states(f) for f in pumping.sent] == [[("a", "running"), "OpReply"]]
 
 
 async def test_a_longer_jobs_start_goes_when_the_hold_ends():
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=0.05)
-    pumping = Pumping(box)
-    box.put(report("a", "running"))
-    await pumping.turns()
-    assert pumping.sent == []
-    for _ in range(200):  # the hold is 50 ms; give it up to 10 s on a loaded machine
-        if pumping.sent:
-            break
-        await asyncio.sleep(0.05)
-    assert [states(f) for f in pumping.sent] == [[("a", "running")]]
-    box.put(report("a", "completed", started_at=1.0))  # its end follows alone, unheld
-    await pumping.turns()
-    assert [states(f) for f in pumping.sent[1:]] == [[("a", "completed")]]
-    assert box.empty
-    await pumping.stop()
+    async with pumping_box(start_hold=0.05) as (box, pumping):
+        box.put(report("a", "running"))
+        await pumping.turns()
+        assert pumping.sent == []
+        for _ in range(200):  # the hold is 50 ms; give it up to 10 s on a loaded machine
+            if pumping.sent:
+                break
+            await asyncio.sleep(0.05)
+        assert [states(f) for f in pumping.sent] == [[("a", "running")]]
+        box.put(report("a", "completed", started_at=1.0))  # its end follows alone, unheld
+        await pumping.turns()
+        assert [states(f) for f in pumping.sent[1:]] == [[("a", "completed")]]
+        assert box.empty
 
 
 async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
