@@ -282,28 +282,7 @@ class Store:
         return sizes
 
     async def _commit(self, batch: _Batch) -> None:
-        writes = self._writes(batch)
-        inline = self._inline
-        rows = len(batch.inserts) + len(batch.dirty) + len(batch.transitions)
-        if inline is not None and inline.takes(rows, len(batch.logs), len(batch.statements)) and inline.commit(writes):
-            pass  # see supervisor.sqlite_inline: a few rows cost less here than a trip to the thread
-        elif self._sync_engine is not None:
-            loop = asyncio.get_running_loop()
-            checkpoint = inline is not None and inline.checkpoint_due
-            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes, checkpoint)
-            if checkpoint:
-                inline.checkpointed()
-            batch.logs = []
-            if sizes:
-                self.on_log_sizes(sizes)
-        else:
-            if batch.logs:
-                sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
-                batch.logs = []
-                self.on_log_sizes(sizes)
-            async with self.engine.begin() as conn:
-                for statement, params in writes:
-                    await conn.execute(statement, params) if params is not None else await conn.execute(statement)
+        await self._write(batch, self._writes(batch))
         for fut in batch.waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -323,6 +302,32 @@ class Store:
                 callback()
             except Exception:
                 log.exception("an after-commit callback failed")
+
+    async def _write(self, batch: _Batch, writes: list[tuple[Any, Any]]) -> None:
+        """The batch's log bytes and one transaction: on the loop when it is a few rows (they
+        cost less there than a trip to the thread, see `supervisor.sqlite_inline`), else in the
+        writer thread (SQLite) or through the async engine (other databases)."""
+        inline = self._inline
+        rows = len(batch.inserts) + len(batch.dirty) + len(batch.transitions)
+        if inline is not None and inline.takes(rows, len(batch.logs), len(batch.statements)) and inline.commit(writes):
+            return
+        if self._sync_engine is not None:
+            checkpoint = inline is not None and inline.checkpoint_due
+            loop = asyncio.get_running_loop()
+            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes, checkpoint)
+            if checkpoint and inline is not None:
+                inline.checkpointed()
+            batch.logs = []
+            if sizes:
+                self.on_log_sizes(sizes)
+            return
+        if batch.logs:
+            sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
+            batch.logs = []
+            self.on_log_sizes(sizes)
+        async with self.engine.begin() as conn:
+            for statement, params in writes:
+                await conn.execute(statement, params) if params is not None else await conn.execute(statement)
 
     # ------------------------------------------------------------------ reads
 
