@@ -150,11 +150,16 @@ def test_start_script_keeps_the_token_off_command_lines(tmp_path):
     pid = remote.parse_pid(out.stdout)
     assert out.returncode == 0 and pid, out.stderr
     try:
-        deadline = time.monotonic() + 10  # the started shell may not have exec'd the command yet
-        while b"sleep" not in Path(f"/proc/{pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        # The process execs nohup, setsid, sh and sleep in turn; between two execs its environ
+        # and cmdline read empty. Every one of them has the token in its environment only.
+        deadline = time.monotonic() + 10
+        while True:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if (environ and cmdline) or time.monotonic() > deadline:
+                break
             time.sleep(0.01)
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        assert b"JOBVISOR_AGENT_TOKEN=jva_secret" in environ and b"jva_secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"JOBVISOR_AGENT_TOKEN=jva_secret" in environ.split(b"\0") and b"jva_secret" not in cmdline
         assert (tmp_path / "w" / "agents" / "c1" / "alice.pid").read_text().strip() == str(pid)
         stop = subprocess.run(["/bin/sh", "-s"], input=remote.stop_script(pid=pid, agent_id="a1", timeout=2),
                               capture_output=True, text=True, timeout=20)
