@@ -51,6 +51,17 @@ async def test_submit_on_a_full_disk_is_refused_clearly_and_loses_nothing(small_
                 refused += 1
                 break
         assert refused == 1, "a full disk must refuse submits"
+        # a lone job's commit is made on the supervisor's loop (supervisor.sqlite_inline): the
+        # same clear refusal, and the supervisor goes on
+        for _ in range(20):
+            try:
+                await api.submit({"code": "shell", "params": {"argv": ["true"]}, "name": "y" * 2000})
+            except ApiError as exc:
+                assert exc.status == 503, exc.body
+                assert "database" in exc.body["detail"] or "disk" in exc.body["detail"]
+                refused += 1
+                break
+        assert refused == 2, "a full disk must refuse a lone job's submit too"
         filler.unlink()
         assert (await api.job(kept["id"]))["state"] == "completed"
         again = await api.submit({"code": "shell", "params": {"argv": ["true"]}})
