@@ -48,7 +48,8 @@ class Supervisor:
         state_dir = config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.logs = LogStore(state_dir / "logs")
-        self.store = Store(config.database_url, self.logs, commit_interval=config.database.commit_interval)
+        self.store = Store(config.database_url, self.logs, commit_interval=config.database.commit_interval,
+                           inline_rows=config.database.inline_rows)
         self.store.on_events = self._published
         self.store.on_log_sizes = self._log_grew
         self.bus = EventBus()

@@ -22,12 +22,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-INLINE_ROWS = 16  # a batch of at most this many rows may be committed inline
 CHECKPOINT_EVERY = 200  # inline commits between two batches sent through the thread
 
 
 class InlineCommits:
-    def __init__(self, path: str) -> None:
+    """`max_rows`: the most rows a batch committed here may have (`[database] inline_rows`)."""
+
+    def __init__(self, path: str, max_rows: int) -> None:
+        self.max_rows = max_rows
         self._conn = sqlite3.connect(path, timeout=0, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout=0")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -41,7 +43,7 @@ class InlineCommits:
 
     def takes(self, rows: int, logs: int, statements: int) -> bool:
         """Whether a batch of that shape may be committed here."""
-        return rows <= INLINE_ROWS and not logs and not statements and not self.checkpoint_due
+        return rows <= self.max_rows and not logs and not statements and not self.checkpoint_due
 
     def commit(self, writes: Sequence[tuple[str, Any]]) -> bool:
         """Commit `writes` (plain SQL, rows) in one transaction. False, with nothing written, if

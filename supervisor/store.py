@@ -82,8 +82,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Store:
-    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = DatabaseConfig.commit_interval) -> None:
+    def __init__(self, url: str, logs: LogStore, *, commit_interval: float = DatabaseConfig.commit_interval,
+                 inline_rows: int = DatabaseConfig.inline_rows) -> None:
         self.url = url
+        self.inline_rows = inline_rows
         self.logs = logs
         self.commit_interval = commit_interval
         self.engine: AsyncEngine = create_async_engine(url)
@@ -124,8 +126,9 @@ class Store:
                     )
                 rows = await conn.execute(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
                 self._counts = collections.Counter({state: n for state, n in rows})
-            if self._sync_engine is not None and self._sync_engine.url.database not in (None, "", ":memory:"):
-                self._inline = InlineCommits(self._sync_engine.url.database)
+            database = self._sync_engine.url.database if self._sync_engine is not None else None
+            if self.inline_rows > 0 and database not in (None, "", ":memory:"):
+                self._inline = InlineCommits(database, self.inline_rows)
         except (SQLAlchemyError, sqlite3.Error) as exc:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")

@@ -150,7 +150,7 @@ async def test_small_commits_are_made_inline_and_read_back(tmp_path):
         assert store._inline.commits == 2 and store.commits == 2
         assert (await store.get_job("j1")).state is JobState.STARTING
         assert [t["state"] for t in await store.transitions_of("j1")] == ["queued", "starting"]
-        many = [_job(i) for i in range(10, 40)]  # more rows than INLINE_ROWS: through the thread
+        many = [_job(i) for i in range(10, 40)]  # more rows than [database] inline_rows (16): through the thread
         store.insert(many)
         for job in many:
             store.record(job, job.initial_transition())
@@ -205,5 +205,19 @@ async def test_every_so_many_inline_commits_one_goes_through_the_thread_and_chec
             assert copy.execute("SELECT count(*) FROM jobs").fetchone()[0] >= 3
         finally:
             copy.close()
+    finally:
+        await store.close()
+
+
+async def test_inline_rows_0_sends_every_commit_through_the_thread(tmp_path):
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"), inline_rows=0)
+    await store.open()
+    try:
+        assert store._inline is None
+        job = _job(1)
+        store.insert([job])
+        store.record(job, job.initial_transition())
+        await store.committed()
+        assert store.commits == 1 and (await store.get_job("j1")).state is JobState.QUEUED
     finally:
         await store.close()
