@@ -84,12 +84,15 @@ async def test_key_login_then_the_job_runs_under_slurm_as_the_user(server, api):
 
 
 async def wait_node_idle(timeout: float = 30.0) -> None:
+    """Until the test cluster runs nothing (a measurement on a busy node would mean nothing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
         if out.stdout.split() and all(s == "idle" for s in out.stdout.split()):
             return
         await asyncio.sleep(0.1)
+    queue = subprocess.run(["squeue", "-a"], capture_output=True, text=True, timeout=10).stdout
+    raise AssertionError(f"the test cluster is still busy after {timeout} s:\n{queue}")
 
 
 async def test_submit_to_running_latency_on_an_idle_cluster(server, api):
