@@ -69,17 +69,16 @@ class Outbox:
         self.frames_sent = 0
 
     def put(self, message: Message) -> None:
-        if type(message) is StatusUpdate:
-            report = message.report
-            if report.state == _RUNNING:
-                self._starts[report.job_id, report.attempt] = len(self._items)
-                self._others -= 1  # counted below like any message
-            elif report.started_at is not None and report.state in _TERMINAL:
+        report = message.report if type(message) is StatusUpdate else None
+        if report is not None and report.state == _RUNNING:
+            self._starts[report.job_id, report.attempt] = len(self._items)
+        else:
+            self._others += 1
+            if report is not None and report.started_at is not None and report.state in _TERMINAL:
                 start = self._starts.pop((report.job_id, report.attempt), None)
                 if start is not None:
                     self._queued_bytes -= size_hint(self._items[start])
                     self._items[start] = None
-        self._others += 1
         self._items.append(message)
         self._queued_bytes += size_hint(message)
         self._wake.set()

@@ -30,8 +30,7 @@ class InlineCommits:
 
     def __init__(self, path: str, max_rows: int) -> None:
         self.max_rows = max_rows
-        self._conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout=0")
+        self._conn = sqlite3.connect(path, timeout=0, isolation_level=None)  # timeout: busy_timeout 0
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self.since_checkpoint = 0

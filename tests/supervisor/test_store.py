@@ -18,17 +18,17 @@ def _job(i: int) -> ComputeJob:
 
 @contextlib.asynccontextmanager
 async def _store_with_a_queued_job(tmp_path):
-    """An open store, the "JOB STATE" of each commit's events in `published`, and j1 queued."""
+    """An open store with j1 queued, and a list of each commit's events as "JOB STATE"."""
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
-    store.published = []
-    store.on_events = lambda events: store.published.append([f"{e.job_id} {e.state}" for e in events])
+    published: list[list[str]] = []
+    store.on_events = lambda events: published.append([f"{e.job_id} {e.state}" for e in events])
     await store.open()
     try:
         job = _job(1)
         store.insert([job])
         store.record(job, job.initial_transition())
         await store.committed()
-        yield store, job
+        yield store, job, published
     finally:
         await store.close()
 
@@ -111,28 +111,28 @@ async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
 
 async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_path, monkeypatch):
     monkeypatch.setattr("supervisor.store.LAZY_HOLD", 30.0)  # only what follows ends the wait here
-    async with _store_with_a_queued_job(tmp_path) as (store, job):
+    async with _store_with_a_queued_job(tmp_path) as (store, job, published):
         commits = store.commits
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
         for _ in range(20):
             await asyncio.sleep(0)
-        assert store.commits == commits and store.published == [["j1 queued"]]  # held
+        assert store.commits == commits and published == [["j1 queued"]]  # held
         store.record(job, job.move(JobState.RUNNING, "running", 1002.0))  # not lazy: ends the hold
         store.record(job, job.move(JobState.COMPLETED, "exit code 0", 1003.0))
         await store.committed()
         assert store.commits == commits + 1
-        assert store.published == [["j1 queued"], ["j1 starting", "j1 running", "j1 completed"]]
+        assert published == [["j1 queued"], ["j1 starting", "j1 running", "j1 completed"]]
 
 
 async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, monkeypatch):
     monkeypatch.setattr("supervisor.store.LAZY_HOLD", 0.05)
-    async with _store_with_a_queued_job(tmp_path) as (store, job):
+    async with _store_with_a_queued_job(tmp_path) as (store, job, published):
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
         for _ in range(200):  # 50 ms hold; up to 10 s on a loaded machine
-            if len(store.published) > 1:
+            if len(published) > 1:
                 break
             await asyncio.sleep(0.05)
-        assert store.published == [["j1 queued"], ["j1 starting"]]
+        assert published == [["j1 queued"], ["j1 starting"]]
         assert (await store.get_job("j1")).state is JobState.STARTING
 
 
