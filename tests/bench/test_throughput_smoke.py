@@ -3,6 +3,8 @@ prints is checked for shape and for every job's end, never for speed."""
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import json
 import subprocess
 import sys
@@ -28,3 +30,25 @@ def test_the_benchmark_runs_and_reports_every_figure(tmp_path: Path):
         assert abs(run["ratio_to_floor"] - run["jobs_per_s"] / mean) < 1e-9
     assert result["latency_ms"]["n"] == 3 and result["python"]["states"] == {"completed": 2}
     assert "of the spawn floor around it" in proc.stdout
+    assert result["mkdir_us"] > 0 and (result["mkdir_ram_us"] is None or result["mkdir_ram_us"] > 0)
+
+
+def _bench_module():
+    loader = importlib.machinery.SourceFileLoader("bench_throughput", str(BENCH))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_a_file_system_far_slower_than_memory_is_pointed_out(tmp_path: Path, capsys):
+    bench = _bench_module()
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    ram_us = bench.warn_if_settling(1e9, str(ram))
+    assert ram_us is not None and ram_us > 0
+    assert "can be this slow for a few minutes" in capsys.readouterr().out
+    assert bench.warn_if_settling(0.0, str(ram)) is not None
+    assert capsys.readouterr().out == ""
+    assert bench.warn_if_settling(1e9, str(tmp_path / "missing")) is None
+    assert capsys.readouterr().out == ""
