@@ -156,7 +156,7 @@ class Connection:
         hello = Hello(agent_id, PROTOCOL_VERSION, os.getpid(), self.settings.hostname, jobs=self.core.hello_reports())
         self.outbox.put(hello)
         logger.info("agent %s: connected to %s, announcing %d job(s)", agent_id, self.settings.url, len(hello.jobs))
-        pump = asyncio.get_running_loop().create_task(self.outbox.pump(ws.send_bytes, lambda: bool(self.core and self.core.held)))
+        pump = asyncio.get_running_loop().create_task(self.outbox.pump(ws.send_bytes, lambda: bool(self.core and self.core.prefetched)))
         pump.add_done_callback(lambda task: task.cancelled() or asyncio.ensure_future(ws.close()))
         try:
             async for msg in ws:

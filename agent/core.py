@@ -25,7 +25,7 @@ from jobvisor.config import AgentConfig
 from jobvisor.errors import JobvisorError
 from jobvisor.protocol import (
     Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, JobReport, KillAgent,
-    LogChunk, Message, OpReply, Progress, RunJob, StartHeld, StatusRequest, StatusUpdate, to_wire,
+    LogChunk, Message, OpReply, Progress, RunJob, StartPrefetched, StatusRequest, StatusUpdate, to_wire,
 )
 from jobvisor.resources import Resources, parse_walltime
 from jobvisor.states import JobState
@@ -108,8 +108,8 @@ class AgentCore:
         self.max_message_bytes = max_message_bytes
         self.op_env = op_env  # environment of analysis subprocesses
         self.jobs: dict[str, JobRecord] = {}
-        # jobs sent ahead (RunJob.hold), started FIFO as started jobs end; see RunJob's docstring
-        self.held: OrderedDict[str, RunJob] = OrderedDict()
+        # jobs sent ahead (RunJob.prefetched), started FIFO as started jobs end; see RunJob's docstring
+        self.prefetched: OrderedDict[str, RunJob] = OrderedDict()
         self._poll_start = 0  # rotates, so a congested link does not starve the later jobs
 
     # ------------------------------------------------------------------ queries
@@ -166,26 +166,26 @@ class AgentCore:
             self._drop(existing)
         job = JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
         self.jobs[job.job_id] = job
-        if msg.hold:
-            job.held = True
+        if msg.prefetched:
+            job.prefetched = True
             job.ahead = self.processes.prepare_ahead(job.run_dir)
-            self.held[job.job_id] = msg
+            self.prefetched[job.job_id] = msg
             return
         self._start(job, msg)
 
-    def on_start_held(self, msg: StartHeld) -> None:
-        if msg.job_id in self.held:
-            self._start_held(self.held.pop(msg.job_id))
+    def on_start_prefetched(self, msg: StartPrefetched) -> None:
+        if msg.job_id in self.prefetched:
+            self._start_prefetched(self.prefetched.pop(msg.job_id))
 
-    def _start_next_held(self) -> None:
-        """A started job ended: its slot passes to the oldest held job."""
-        if self.held:
-            self._start_held(self.held.popitem(last=False)[1])
+    def _start_next_prefetched(self) -> None:
+        """A started job ended: its slot passes to the oldest prefetched job."""
+        if self.prefetched:
+            self._start_prefetched(self.prefetched.popitem(last=False)[1])
 
-    def _start_held(self, msg: RunJob) -> None:
+    def _start_prefetched(self, msg: RunJob) -> None:
         job = self.jobs.get(msg.job_id)
-        if job is not None and job.held and job.attempt == msg.attempt:
-            job.held = False
+        if job is not None and job.prefetched and job.attempt == msg.attempt:
+            job.prefetched = False
             self._start(job, msg)
 
     def _start(self, job: JobRecord, msg: RunJob) -> None:
@@ -247,9 +247,9 @@ class AgentCore:
         job = self.jobs.get(msg.job_id)
         if job is None or job.is_terminal or job.ending is not None:
             return  # unknown, finished or already being stopped: nothing to do
-        if job.held:  # never started: it holds no slot, so no held job starts in its place
-            self.held.pop(job.job_id, None)
-            job.held = False
+        if job.prefetched:  # never started: it holds no slot, so no prefetched job starts in its place
+            self.prefetched.pop(job.job_id, None)
+            job.prefetched = False
             job.finished_at = time.time()
             job.final_size = 0
             job.set_state(JobState.CANCELED, msg.reason, now=job.finished_at)
@@ -307,7 +307,7 @@ class AgentCore:
         logger.warning("agent %s: the supervisor reports an error about our %r: %s", self.agent_id, msg.ref_type, msg.detail)
 
     _handlers: dict[type, Callable[["AgentCore", Any], None]] = {
-        RunJob: on_run, StartHeld: on_start_held, CancelJob: on_cancel, StatusRequest: on_status, IoRequest: on_io,
+        RunJob: on_run, StartPrefetched: on_start_prefetched, CancelJob: on_cancel, StatusRequest: on_status, IoRequest: on_io,
         AnalysisRequest: on_analysis, KillAgent: on_kill, ForgetJobs: on_forget, HelloAck: on_hello_ack,
         ErrorMessage: on_error,
     }
@@ -315,7 +315,7 @@ class AgentCore:
     # ------------------------------------------------------------------ stopping
 
     def cancel_all(self, reason: str) -> None:
-        for msg in list(self.held.values()):  # held ones first, so none starts as others end
+        for msg in list(self.prefetched.values()):  # prefetched ones first, so none starts as others end
             self.on_cancel(CancelJob(msg.job_id, reason))
         for job in list(self.jobs.values()):
             if not job.is_terminal and job.ending is None:
@@ -346,10 +346,10 @@ class AgentCore:
     def on_exit(self, job: JobRecord, returncode: int) -> None:
         """The job's process ended (called by the runner once, after reaping it).
 
-        The freed slot goes to the next held job first, the bookkeeping of this one after: under
+        The freed slot goes to the next prefetched job first, the bookkeeping of this one after: under
         a burst of short jobs the time from one job's end to the next one's start is time the
         slot's cpu is not running a job."""
-        self._start_next_held()
+        self._start_next_prefetched()
         job.cancel_timers()
         job.process = None
         names = tail.few_names(job.run_path)  # None: too many to look through, so probe
@@ -393,10 +393,10 @@ class AgentCore:
             self._write_status(job)
         self._finish(job)
         if job.slotted:
-            # on the next turn, not from here: when every held job fails at once (a program
+            # on the next turn, not from here: when every prefetched job fails at once (a program
             # that does not exist), starting each from the previous one's failure would nest
-            # one call chain per held job, and enough of them overflow the stack
-            self.processes.call_later(0, self._start_next_held)
+            # one call chain per prefetched job, and enough of them overflow the stack
+            self.processes.call_later(0, self._start_next_prefetched)
 
     def _finish(self, job: JobRecord) -> None:
         """Ship what remains of a terminal job's log, then its report (when the link allows)."""
@@ -430,8 +430,8 @@ class AgentCore:
     def poll(self) -> None:
         """Ship new output (at most max_log_chunk per job) and progress; write the status file
         of a job that has run for STATUS_FILE_DELAY; finish drained jobs."""
-        # held jobs have not started: no output or progress yet
-        jobs = [job for job in self.jobs.values() if not job.held and (job.log_pending or not job.report_sent)]
+        # prefetched jobs have not started: no output or progress yet
+        jobs = [job for job in self.jobs.values() if not job.prefetched and (job.log_pending or not job.report_sent)]
         if not jobs:
             return
         start = self._poll_start % len(jobs)

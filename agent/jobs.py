@@ -72,11 +72,11 @@ class JobRecord:
     # progress file
     progress_stamp: tuple = ()
     spawning: bool = False  # its fork/exec runs in a worker thread
-    held: bool = False  # sent ahead (RunJob.hold): waits for a started job to end
-    slotted: bool = False  # was started: its end frees a slot for the next held job
+    prefetched: bool = False  # sent ahead (RunJob.prefetched): waits for a started job to end
+    slotted: bool = False  # was started: its end frees a slot for the next prefetched job
     status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
     status_due: float | None = None  # when `poll` writes its first status file (a local process)
-    ahead: Any = None  # held: its run dir being made in advance (Processes.prepare_ahead)
+    ahead: Any = None  # prefetched: its run dir being made in advance (Processes.prepare_ahead)
 
     # The run dir's paths as strings, computed once: os calls take them as they are, while
     # pathlib's joins and conversions were a tenth of the agent's work per short job.
@@ -114,8 +114,9 @@ class JobRecord:
             result=self.result,
             at=self.changed_at,
             log_size=size,
-            info={"pid": self.pid} if self.pid is not None else ({"held": True} if self.held else {}),
+            info={"pid": self.pid} if self.pid is not None else {},
             started_at=self.started_at,
+            prefetched=self.prefetched,
         )
 
     def status(self) -> JobStatus:

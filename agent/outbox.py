@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import TooLarge
-from jobvisor.holding import hold
+from jobvisor.linger import linger
 from jobvisor.timing import Pacer
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
 from jobvisor.states import TERMINAL_STATES, JobState
@@ -43,7 +43,7 @@ BACKLOG_COALESCE = 0.005  # seconds
 # by then sends its end alone (which carries `started_at`), so a short job costs one message,
 # one commit and one event downstream instead of two. Any other message ends the wait at once,
 # so an end or a reply is never delayed; only a longer job's start is seen this much later.
-START_HOLD = 0.005  # seconds
+START_LINGER = 0.005  # seconds
 
 
 _RUNNING = str(JobState.RUNNING)
@@ -56,10 +56,10 @@ class Outbox:
     short jobs that is one message less per job for both sides (a quarter of the supervisor's
     work per job was decoding and applying reports)."""
 
-    def __init__(self, max_frame_bytes: int, congestion_bytes: int, start_hold: float = START_HOLD) -> None:
+    def __init__(self, max_frame_bytes: int, congestion_bytes: int, start_linger: float = START_LINGER) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.congestion_bytes = congestion_bytes
-        self.start_hold = start_hold
+        self.start_linger = start_linger
         self._items: list[Message | None] = []  # None: a start folded into its end
         self._starts: dict[tuple[str, int], int] = {}  # (job, attempt) -> its `running` report's index
         self._others = 0  # queued messages that are not `running` reports
@@ -107,7 +107,7 @@ class Outbox:
         until COALESCE seconds after the last, so a busy agent sends a few large frames instead
         of one per job (each frame costs both sides a wake-up). While `backlogged()` (jobs wait
         in the agent's FIFO), frames are BACKLOG_COALESCE apart. Starts alone wait up to
-        `start_hold` for their ends (see START_HOLD)."""
+        `start_linger` for their ends (see START_LINGER)."""
         loop = asyncio.get_running_loop()
         pacer = Pacer(COALESCE)
         last = float("-inf")
@@ -116,8 +116,8 @@ class Outbox:
             self._wake.clear()
             if not self._items:
                 continue  # already sent by the previous turn
-            if self._others == 0 and self._starts and self.start_hold > 0:
-                await hold(self._wake, lambda: self._others > 0, self.start_hold)
+            if self._others == 0 and self._starts and self.start_linger > 0:
+                await linger(self._wake, lambda: self._others > 0, self.start_linger)
             now = loop.time()
             delay = pacer.delay(now)
             if backlogged():

@@ -26,7 +26,7 @@ import msgpack
 
 from jobvisor.errors import MessageTooLarge, ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
 
@@ -58,6 +58,8 @@ class JobReport(Message):
     # start and an end queued for the same frame can travel as the end alone (the agent's
     # outbox folds them): the supervisor records the start from it first.
     started_at: float | None = None
+    # Sent ahead (RunJob.prefetched) and not started: it waits in the agent's FIFO.
+    prefetched: bool = False
 
 
 # --------------------------------------------------------------------------- supervisor -> agent
@@ -65,11 +67,11 @@ class JobReport(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunJob(Message):
-    """Run a job. With `hold`, the agent keeps it (state `starting`) in a FIFO and starts the
-    oldest held job whenever one of its started jobs ends: the supervisor sends work ahead, so
+    """Run a job. With `prefetched`, the agent keeps it in a FIFO and starts the oldest
+    prefetched job whenever one of its started jobs ends: the supervisor sends work ahead, so
     a freed cpu slot is reused at once instead of after a round trip. The agent reports the
     start (`running`) in the same frame as the end that made room, and the supervisor moves
-    the freed slot to it; `StartHeld` starts a held job when a slot is free elsewhere."""
+    the freed slot to it; `StartPrefetched` starts a prefetched job when a slot is free elsewhere."""
 
     TYPE: ClassVar[str] = "run"
     job_id: str
@@ -78,14 +80,14 @@ class RunJob(Message):
     params: Any
     resources: dict
     run_dir: str
-    hold: bool = False
+    prefetched: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class StartHeld(Message):
-    """A slot is free for this held job: start it now (nothing if it already started or ended)."""
+class StartPrefetched(Message):
+    """A slot is free for this prefetched job: start it now (nothing if it already started or ended)."""
 
-    TYPE: ClassVar[str] = "start_held"
+    TYPE: ClassVar[str] = "start_prefetched"
     job_id: str
 
 
@@ -226,7 +228,7 @@ class ErrorMessage(Message):
 
 
 ToAgent = Union[
-    RunJob, StartHeld, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
+    RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
 ]
 FromAgent = Union[Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage]
 
@@ -412,7 +414,7 @@ def _register(*classes: type[Message]) -> None:
 
 
 _register(
-    JobReport, RunJob, StartHeld, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
+    JobReport, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,

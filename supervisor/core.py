@@ -20,7 +20,7 @@ from jobvisor.errors import DriverError, InvalidRequest, OpError, Unavailable
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import (
     Ack, CancelJob, ErrorMessage, ForgetJobs, Hello, HelloAck, JobEvent, JobReport, JobSpec,
-    KillAgent, LogChunk, Message, OpReply, Progress, RunJob, StartHeld, StatusUpdate,
+    KillAgent, LogChunk, Message, OpReply, Progress, RunJob, StartPrefetched, StatusUpdate,
 )
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
@@ -261,7 +261,7 @@ class Supervisor:
                     break
                 agent.held.remove(job.id)
                 job.run_op = queue.reserve_running(job)
-                agent.send([StartHeld(job.id)])
+                agent.send([StartPrefetched(job.id)])
 
     def _send_ahead(self, queue: DriverQueue) -> None:
         """All slots busy and one user waiting: keep their agent's FIFO filled (see RunJob).
@@ -473,7 +473,7 @@ class Supervisor:
             agent.jobs.add(job.id)
             job.sent = True
             offsets[job.id] = job.log_size
-            if report.info.get("held") and report.state == JobState.STARTING:
+            if report.prefetched and report.state == JobState.STARTING:
                 agent.held.append(job.id)  # the agent's FIFO, in its order
                 if job.run_op is not None:
                     job.run_op.destroy()

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
-from jobvisor.holding import hold
+from jobvisor.linger import linger
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay, batch_delay
@@ -43,7 +43,7 @@ BUSY_BATCH = 8
 # A batch of nothing but lazy records (see `Store.record`) waits up to this long for more: the
 # `starting` of a job sent to its agent is then committed with the job's end when the job is
 # that short, one commit and one event frame instead of two. Anything else ends the wait.
-LAZY_HOLD = 0.005  # seconds
+LAZY_LINGER = 0.005  # seconds
 
 _UPDATE_JOB = (
     update(tables.jobs)
@@ -164,7 +164,7 @@ class Store:
         """Persist the job's current row (and the transition that led to it) in the next batch.
 
         `lazy`: nobody waits for this one, and its commit (so its event) may come up to
-        LAZY_HOLD later, together with whatever follows it."""
+        LAZY_LINGER later, together with whatever follows it."""
         if job.id not in self._batch.inserts:
             self._batch.dirty[job.id] = job
         if transition is not None:
@@ -208,7 +208,7 @@ class Store:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 elif not self._batch.urgent and not self._batch.empty():
-                    await hold(self._wake, lambda: self._batch.urgent or self._closing, LAZY_HOLD)
+                    await linger(self._wake, lambda: self._batch.urgent or self._closing, LAZY_LINGER)
             batch, self._batch = self._batch, _Batch()
             last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
             if batch.empty() and not batch.waiters and not batch.after:

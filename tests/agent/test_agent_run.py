@@ -23,7 +23,7 @@ async def test_true_runs_and_completes(supervisor, start_agent, tmp_path):
     done = await supervisor.status("j1", "completed")
     assert done.report.exit_code == 0 and done.report.log_size == 0
     # its end says when and as what it started; a start sent alone (not folded into the end
-    # by the outbox's START_HOLD: a slow machine) said the same
+    # by the outbox's START_LINGER: a slow machine) said the same
     assert done.report.started_at is not None and done.report.info["pid"] > 0
     for start in supervisor.find(StatusUpdate, lambda m: m.report.job_id == "j1" and m.report.state == "running"):
         assert start.report.info == done.report.info and start.report.started_at == done.report.started_at

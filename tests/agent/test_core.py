@@ -249,24 +249,24 @@ def test_status_and_kill(env):
     assert comm.stops == [("bye", False)]
 
 
-def test_held_jobs_start_in_order_as_started_jobs_end(env):
-    from jobvisor.protocol import CancelJob, StartHeld
+def test_prefetched_jobs_start_in_order_as_started_jobs_end(env):
+    from jobvisor.protocol import CancelJob, StartPrefetched
 
     core, comm, procs, tmp_path = env
     core.handle(run("j1", tmp_path))
     for name in ("j2", "j3", "j4"):
-        core.handle(dataclasses.replace(run(name, tmp_path), hold=True))
+        core.handle(dataclasses.replace(run(name, tmp_path), prefetched=True))
     spawned = lambda: [s[0] for s in procs.spawned]  # noqa: E731
-    assert spawned() == ["j1"] and core.jobs["j2"].report().info == {"held": True}
+    assert spawned() == ["j1"] and core.jobs["j2"].report().prefetched
     assert procs.ahead == [tmp_path / name for name in ("j2", "j3", "j4")]  # run dirs made meanwhile
-    core.handle(CancelJob("j3", "canceled by user"))  # held: never starts, frees nothing
+    core.handle(CancelJob("j3", "canceled by user"))  # prefetched: never starts, frees nothing
     assert ("j3", "canceled", "canceled by user") in comm.reports("j3") and spawned() == ["j1"]
     core.on_exit(core.jobs["j1"], 0)
     assert spawned() == ["j1", "j2"]
-    core.handle(StartHeld("j2"))  # already started: nothing more
+    core.handle(StartPrefetched("j2"))  # already started: nothing more
     assert spawned() == ["j1", "j2"]
-    core.handle(StartHeld("j4"))  # a slot elsewhere: start it now
-    assert spawned() == ["j1", "j2", "j4"] and not core.held
+    core.handle(StartPrefetched("j4"))  # a slot elsewhere: start it now
+    assert spawned() == ["j1", "j2", "j4"] and not core.prefetched
 
 
 def test_cancel_while_the_fork_exec_runs_stops_the_job_once_it_exists(env):
@@ -289,15 +289,15 @@ def test_a_fork_exec_that_fails_in_the_worker_fails_the_job(env):
     assert comm.reports("j1")[-1] == ("j1", "failed", "cannot start 'sleep': No such file or directory")
 
 
-def test_many_held_jobs_that_all_fail_to_start_do_not_nest(env):
+def test_many_prefetched_jobs_that_all_fail_to_start_do_not_nest(env):
     core, comm, procs, tmp = env
     procs.fail_spawn = OSError(2, "No such file or directory")
     core.handle(run("j0", tmp))
     for n in range(1, 3000):  # far more than the recursion limit allows frames for
-        core.handle(dataclasses.replace(run(f"j{n}", tmp), hold=True))
+        core.handle(dataclasses.replace(run(f"j{n}", tmp), prefetched=True))
     while procs.timers:  # the loop's turns
         procs.timers.pop(0).fire()
-    assert not core.held
+    assert not core.prefetched
     failed = [r for r in comm.reports() if r[1] == "failed"]
     assert len(failed) == 3000 and all("No such file or directory" in r[2] for r in failed)
 

@@ -79,8 +79,8 @@ class Pumping:
 
 
 @contextlib.asynccontextmanager
-async def pumping_box(start_hold: float):
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=start_hold)
+async def pumping_box(start_linger: float):
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_linger=start_linger)
     pumping = Pumping(box)
     try:
         yield box, pumping
@@ -89,7 +89,7 @@ async def pumping_box(start_hold: float):
 
 
 async def test_a_start_alone_waits_for_its_end_and_goes_folded_into_it():
-    async with pumping_box(start_hold=30.0) as (box, pumping):
+    async with pumping_box(start_linger=30.0) as (box, pumping):
         box.put(report("a", "running"))
         box.put(report("b", "running"))
         await pumping.turns()
@@ -100,7 +100,7 @@ async def test_a_start_alone_waits_for_its_end_and_goes_folded_into_it():
 
 
 async def test_any_other_message_ends_the_hold_at_once():
-    async with pumping_box(start_hold=30.0) as (box, pumping):
+    async with pumping_box(start_linger=30.0) as (box, pumping):
         box.put(report("a", "running"))
         await pumping.turns()
         box.put(OpReply("op1", True, data={}))
@@ -109,7 +109,7 @@ async def test_any_other_message_ends_the_hold_at_once():
 
 
 async def test_a_longer_jobs_start_goes_when_the_hold_ends():
-    async with pumping_box(start_hold=0.05) as (box, pumping):
+    async with pumping_box(start_linger=0.05) as (box, pumping):
         box.put(report("a", "running"))
         await pumping.turns()
         assert pumping.sent == []
@@ -137,7 +137,7 @@ async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
 
 
 async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone():
-    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_hold=0)
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20, start_linger=0)
     sent = []
 
     async def flush():

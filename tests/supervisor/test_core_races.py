@@ -149,14 +149,14 @@ def send_ahead(core, depth: int = 32) -> None:
 
 
 async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
-    from jobvisor.protocol import StartHeld
+    from jobvisor.protocol import StartPrefetched
 
     send_ahead(core)
     first = await submit_one(core)
     link = await running(core, driver, first)
     rest = await core.submit("alice", [spec() for _ in range(3)])
     await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
-    held = [m for m in link.of(RunJob) if m.hold]
+    held = [m for m in link.of(RunJob) if m.prefetched]
     assert [m.job_id for m in held] == [j.id for j in rest]
     agent = core.agents.by_id[first.agent_id]
     assert list(agent.held) == [j.id for j in rest] and core.queues["fake"].used == 1
@@ -168,12 +168,12 @@ async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
     core.cancel(rest[2])
     core.on_agent_messages(agent, [report(rest[2].id, "canceled", reason="canceled by user")])
     assert list(agent.held) == [rest[1].id] and core.queues["fake"].used == 1
-    assert not link.of(StartHeld)
+    assert not link.of(StartPrefetched)
     # the running job ends with nothing held behind it at the agent yet: the freed slot goes
-    # to the held job by StartHeld, so a held job never waits for an end that already passed
+    # to the held job by StartPrefetched, so a held job never waits for an end that already passed
     core.on_agent_messages(agent, [report(rest[0].id, "completed", exit_code=0)])
-    await eventually(lambda: link.of(StartHeld), what="StartHeld")
-    assert [m.job_id for m in link.of(StartHeld)] == [rest[1].id] and rest[1].run_op is not None
+    await eventually(lambda: link.of(StartPrefetched), what="StartPrefetched")
+    assert [m.job_id for m in link.of(StartPrefetched)] == [rest[1].id] and rest[1].run_op is not None
     assert core.queues["fake"].used == 1
 
 
@@ -195,7 +195,7 @@ async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
     link = await running(core, driver, first)
     rest = await core.submit("alice", [spec() for _ in range(2)])
     await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
-    assert [m.job_id for m in link.of(RunJob) if m.hold] == [j.id for j in rest]
+    assert [m.job_id for m in link.of(RunJob) if m.prefetched] == [j.id for j in rest]
     agent = core.agents.by_id[first.agent_id]
     # one frame: `first` ends, rest[0] takes its slot and ends too, rest[1] takes the slot
     core.on_agent_messages(agent, [

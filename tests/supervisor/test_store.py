@@ -110,7 +110,7 @@ async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
 
 
 async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.store.LAZY_HOLD", 30.0)  # only what follows ends the wait here
+    monkeypatch.setattr("supervisor.store.LAZY_LINGER", 30.0)  # only what follows ends the wait here
     async with _store_with_a_queued_job(tmp_path) as (store, job, published):
         commits = store.commits
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
@@ -125,7 +125,7 @@ async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_p
 
 
 async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, monkeypatch):
-    monkeypatch.setattr("supervisor.store.LAZY_HOLD", 0.05)
+    monkeypatch.setattr("supervisor.store.LAZY_LINGER", 0.05)
     async with _store_with_a_queued_job(tmp_path) as (store, job, published):
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
         for _ in range(200):  # 50 ms hold; up to 10 s on a loaded machine

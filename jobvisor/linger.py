@@ -1,4 +1,4 @@
-"""Holding a batch back for a moment, so that what is about to follow can join it."""
+"""Lingering over a batch for a moment, so that what is about to follow can join it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 
-async def hold(wake: asyncio.Event, enough: Callable[[], bool], seconds: float) -> None:
+async def linger(wake: asyncio.Event, enough: Callable[[], bool], seconds: float) -> None:
     """Wait until `enough()` is true or `seconds` have passed, whichever comes first.
 
     `wake` is the event the producer sets whenever it adds something: `enough` is asked again
