@@ -6,6 +6,10 @@ database), and only then are its events published and its waiters woken. So noth
 published before it is committed, and thousands of transitions per second cost a handful of
 commits. If a commit fails (disk full, database gone), the updates stay pending and are
 retried with backoff; waiters get the error so the request that caused them can say so.
+
+How a batch reaches the database is the `BatchWriter` of `supervisor.store_writer`: SQLite's
+fast paths, or SQLAlchemy Core for PostgreSQL. Reads go through the async engine on both. The
+schema is Alembic's (`supervisor.migrations`), upgraded by `open`.
 """
 
 from __future__ import annotations
@@ -15,25 +19,30 @@ import collections
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from concurrent.futures import ThreadPoolExecutor
-
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
 from jobvisor.linger import linger
+from jobvisor.migrate import upgrade
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay, batch_delay
-from supervisor import sqlite_rows, tables
-from supervisor.sqlite_inline import InlineCommits
+from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.logstore import LogStore
+from supervisor.sqlite_inline import InlineCommits
+from supervisor.sqlite_writer import sqlite_pragmas
+from supervisor.store_writer import Batch, BatchWriter, writer_for
+
+try:  # PostgreSQL's driver errors that are not wrapped by SQLAlchemy (asyncpg is a dependency)
+    from asyncpg import PostgresError as _PostgresError
+except ImportError:  # pragma: no cover
+    _PostgresError = sqlite3.Error  # type: ignore[misc,assignment]
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +54,8 @@ BUSY_BATCH = 8
 # that short, one commit and one event frame instead of two. Anything else ends the wait.
 LAZY_LINGER = 0.005  # seconds
 
-_UPDATE_JOB = (
-    update(tables.jobs)
-    .where(tables.jobs.c.id == bindparam("_id"))
-    .values(
-        state=bindparam("state"), attempt=bindparam("attempt"), reason=bindparam("reason"),
-        exit_code=bindparam("exit_code"), result=bindparam("result"), agent_id=bindparam("agent_id"),
-        info=bindparam("info"), started_at=bindparam("started_at"),
-        finished_at=bindparam("finished_at"), updated_at=bindparam("updated_at"),
-        progress=bindparam("progress"), progress_message=bindparam("progress_message"),
-    )
-)
-
-
-@dataclass
-class _Batch:
-    inserts: dict[str, ComputeJob] = field(default_factory=dict)
-    dirty: dict[str, ComputeJob] = field(default_factory=dict)
-    transitions: list[Transition] = field(default_factory=list)
-    logs: list[tuple[str, int, bytes]] = field(default_factory=list)
-    statements: list[tuple[Any, Any]] = field(default_factory=list)
-    waiters: list[asyncio.Future] = field(default_factory=list)
-    after: list[Callable[[], None]] = field(default_factory=list)
-    urgent: bool = False  # holds more than lazy records: commit without waiting for more
-
-    def empty(self) -> bool:
-        return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+# what a failed commit may raise (it is then retried)
+COMMIT_ERRORS = (SQLAlchemyError, sqlite3.Error, _PostgresError, OSError)
 
 
 class Store:
@@ -88,18 +65,11 @@ class Store:
         self.inline_rows = inline_rows
         self.logs = logs
         self.commit_interval = commit_interval
-        self.engine: AsyncEngine = create_async_engine(url)
-        self._sync_engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        if url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            # SQLite writes go through one thread with a plain sqlite3 connection: a whole batch
-            # costs one thread hop instead of one per statement through aiosqlite.
-            self._sync_engine = create_engine(url.replace("+aiosqlite", ""))
-            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        self._inline: InlineCommits | None = None  # small SQLite commits on the loop (opened at open)
-        self._batch = _Batch()
+        self.engine: AsyncEngine = create_async_engine(url)  # reads (and PostgreSQL's writes)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
+        self.writer: BatchWriter = writer_for(url, self.engine, logs, inline_rows=inline_rows)
+        self._batch = Batch()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._closing = False
@@ -110,26 +80,21 @@ class Store:
         # so GET /status costs nothing however many jobs the database holds
         self._counts: collections.Counter[str] = collections.Counter()
 
+    @property
+    def _inline(self) -> InlineCommits | None:
+        """SQLite's commits on the loop, if this store makes them (tests look at them)."""
+        return getattr(self.writer, "inline", None)
+
     async def open(self) -> None:
+        """Upgrade the schema (a newer one is refused: SchemaTooNew), read the counts, and
+        start the writer."""
+        await upgrade(self.url, migrations.SCHEMA)
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(tables.metadata.create_all)
-                version = (await conn.execute(
-                    select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
-                )).scalar()
-                if version is None:
-                    await conn.execute(insert(tables.meta), [{"key": "schema_version", "value": str(tables.SCHEMA_VERSION)}])
-                elif int(version) > tables.SCHEMA_VERSION:
-                    raise Unavailable(
-                        f"the database has schema version {version}, newer than this jobvisor's "
-                        f"{tables.SCHEMA_VERSION}: upgrade jobvisor"
-                    )
+            async with self.engine.connect() as conn:
                 rows = await conn.execute(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
                 self._counts = collections.Counter({state: n for state, n in rows})
-            database = self._sync_engine.url.database if self._sync_engine is not None else None
-            if self.inline_rows > 0 and database not in (None, "", ":memory:"):
-                self._inline = InlineCommits(database, self.inline_rows)
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+            await self.writer.open()
+        except COMMIT_ERRORS as exc:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")
 
@@ -141,13 +106,8 @@ class Store:
                 await asyncio.wait_for(self._writer, 10)
             except (asyncio.TimeoutError, Exception):
                 log.exception("the store writer did not finish cleanly")
-        if self._inline is not None:
-            self._inline.close()
+        await self.writer.close()
         await self.engine.dispose()
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
 
     # ------------------------------------------------------------------ writes
 
@@ -209,7 +169,7 @@ class Store:
                     await asyncio.sleep(delay)
                 elif not self._batch.urgent and not self._batch.empty():
                     await linger(self._wake, lambda: self._batch.urgent or self._closing, LAZY_LINGER)
-            batch, self._batch = self._batch, _Batch()
+            batch, self._batch = self._batch, Batch()
             last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
             if batch.empty() and not batch.waiters and not batch.after:
                 if self._closing:
@@ -217,7 +177,7 @@ class Store:
                 continue
             try:
                 await self._commit(batch)
-            except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            except COMMIT_ERRORS as exc:
                 failures += 1
                 log.error("commit of %d jobs, %d transitions failed (%s); retrying", len(batch.dirty), len(batch.transitions), exc)
                 error = Unavailable(f"the database cannot be written: {getattr(exc, 'orig', None) or exc}")
@@ -241,51 +201,11 @@ class Store:
             if self._closing and self._batch.empty() and not self._batch.waiters:
                 return
 
-    def _writes(self, batch: _Batch) -> list[tuple[Any, Any]]:
-        """The batch as statements, with row snapshots taken now, on the loop thread. For
-        SQLite the hot ones are plain SQL strings with tuples (`supervisor.sqlite_rows`)."""
-        writes: list[tuple[Any, Any]] = []
-        if self._sync_engine is not None:
-            if batch.inserts:
-                writes.append((sqlite_rows.INSERT_JOBS, sqlite_rows.insert_rows(batch.inserts.values())))
-            if batch.dirty:
-                writes.append((sqlite_rows.UPDATE_JOBS, sqlite_rows.update_rows(batch.dirty.values())))
-            if batch.transitions:
-                writes.append((sqlite_rows.INSERT_TRANSITIONS, sqlite_rows.transition_rows(batch.transitions)))
-            writes.extend(batch.statements)
-            return writes
-        if batch.inserts:
-            writes.append((insert(tables.jobs), [j.insert_row() for j in batch.inserts.values()]))
-        if batch.dirty:
-            writes.append((_UPDATE_JOB, [j.row() for j in batch.dirty.values()]))
-        if batch.transitions:
-            writes.append((insert(tables.transitions), [
-                {"job_id": t.job_id, "attempt": t.attempt, "state": str(t.state), "reason": t.reason, "at": t.at}
-                for t in batch.transitions
-            ]))
-        writes.extend(batch.statements)
-        return writes
-
-    def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]], checkpoint: bool) -> dict[str, int]:
-        """One trip to the writer thread for a whole batch: log bytes, then one transaction,
-        then (when the inline commits are due one) a checkpoint of the WAL."""
-        sizes = self.logs.write_batch(logs) if logs else {}
-        assert self._sync_engine is not None
-        with self._sync_engine.begin() as conn:
-            for statement, params in writes:
-                if isinstance(statement, str):
-                    conn.exec_driver_sql(statement, params)
-                elif params is not None:
-                    conn.execute(statement, params)
-                else:
-                    conn.execute(statement)
-        if checkpoint:
-            with self._sync_engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        return sizes
-
-    async def _commit(self, batch: _Batch) -> None:
-        await self._write(batch, self._writes(batch))
+    async def _commit(self, batch: Batch) -> None:
+        sizes = await self.writer.commit(batch)
+        batch.logs = []
+        if sizes:
+            self.on_log_sizes(sizes)
         for fut in batch.waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -305,32 +225,6 @@ class Store:
                 callback()
             except Exception:
                 log.exception("an after-commit callback failed")
-
-    async def _write(self, batch: _Batch, writes: list[tuple[Any, Any]]) -> None:
-        """The batch's log bytes and one transaction: on the loop when it is a few rows (they
-        cost less there than a trip to the thread, see `supervisor.sqlite_inline`), else in the
-        writer thread (SQLite) or through the async engine (other databases)."""
-        inline = self._inline
-        rows = len(batch.inserts) + len(batch.dirty) + len(batch.transitions)
-        if inline is not None and inline.takes(rows, len(batch.logs), len(batch.statements)) and inline.commit(writes):
-            return
-        if self._sync_engine is not None:
-            checkpoint = inline is not None and inline.checkpoint_due
-            loop = asyncio.get_running_loop()
-            sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes, checkpoint)
-            if checkpoint and inline is not None:
-                inline.checkpointed()
-            batch.logs = []
-            if sizes:
-                self.on_log_sizes(sizes)
-            return
-        if batch.logs:
-            sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs)
-            batch.logs = []
-            self.on_log_sizes(sizes)
-        async with self.engine.begin() as conn:
-            for statement, params in writes:
-                await conn.execute(statement, params) if params is not None else await conn.execute(statement)
 
     # ------------------------------------------------------------------ reads
 

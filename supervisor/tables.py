@@ -1,7 +1,10 @@
 """The supervisor's tables (SQLAlchemy 2 Core), shared by SQLite and PostgreSQL.
 
-A schema change bumps SCHEMA_VERSION, and `Store.open` must then upgrade older databases (no
-step exists yet: 1 is the first schema). A database newer than this code is refused there.
+The database is built and upgraded by the Alembic revisions of `supervisor.migrations`, never
+by `metadata.create_all`: a schema change here comes with a new revision there (a test checks
+that they agree). SCHEMA_VERSION is the `schema_version` row of `jobvisor_meta`, which the
+jobvisor releases before migrations read and refuse when it is above theirs: a revision that
+an older release must not write through raises it.
 """
 
 from __future__ import annotations

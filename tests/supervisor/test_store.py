@@ -1,4 +1,5 @@
-"""The store on SQLite: rows written through the plain-SQL path read back like the job."""
+"""The store on SQLite and on PostgreSQL (the `database` fixture): rows read back like the job,
+counts, lazy commits; then SQLite's own fast paths (plain SQL, commits on the loop)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ def _job(i: int) -> ComputeJob:
 
 
 @contextlib.asynccontextmanager
-async def _store_with_a_queued_job(tmp_path):
+async def _store_with_a_queued_job(tmp_path, url: str):
     """An open store with j1 queued, and a list of each commit's events as "JOB STATE"."""
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
+    store = Store(url, LogStore(tmp_path / "logs"))
     published: list[list[str]] = []
     store.on_events = lambda events: published.append([f"{e.job_id} {e.state}" for e in events])
     await store.open()
@@ -37,17 +38,16 @@ def test_the_plain_sql_covers_every_column():
     assert set(sqlite_rows._FIXED + sqlite_rows._MUTABLE) == {c.name for c in tables.jobs.columns}
 
 
-async def test_jobs_and_transitions_round_trip(tmp_path):
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", LogStore(tmp_path / "logs"))
+async def test_jobs_and_transitions_round_trip(tmp_path, database):
+    store = Store(database.store_url, LogStore(tmp_path / "logs"))
     await store.open()
     try:
         job = ComputeJob(id="j1", owner="alice", code="shell", spec=ComputeJob.pack_spec({"argv": ["true"]}, {"cpus": 1}),
-                         driver="local", cpus=1, created_at=1000.0, name="n", reason="submitted")
+                         driver="local", cpus=1, created_at=1000.0, name="n", reason="submitted", agent_id="a1")
         plain = ComputeJob(id="j2", owner="bob", code="shell", spec=b"\x90", driver="local", cpus=2, created_at=1001.0)
         store.insert([job, plain])
         store.record(job, job.initial_transition())
         await store.committed()
-        job.agent_id = "a1"
         store.record(job, job.move(JobState.STARTING, "sent", 1001.5))
         store.record(job, job.move(JobState.RUNNING, "running", 1002.0))
         job.info = {"pid": 42}
@@ -77,8 +77,8 @@ async def _counts_in_database(store: Store) -> dict[str, int]:
     return {state: n for state, n in rows}
 
 
-async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path, database):
+    url = database.store_url
     store = Store(url, LogStore(tmp_path / "logs"))
     await store.open()
     try:
@@ -109,9 +109,9 @@ async def test_counts_follow_every_commit_and_survive_a_reopen(tmp_path):
         await again.close()
 
 
-async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_path, monkeypatch):
+async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_path, monkeypatch, database):
     monkeypatch.setattr("supervisor.store.LAZY_LINGER", 30.0)  # only what follows ends the wait here
-    async with _store_with_a_queued_job(tmp_path) as (store, job, published):
+    async with _store_with_a_queued_job(tmp_path, database.store_url) as (store, job, published):
         commits = store.commits
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
         for _ in range(20):
@@ -124,9 +124,9 @@ async def test_a_lazy_record_waits_for_what_follows_and_goes_in_its_commit(tmp_p
         assert published == [["j1 queued"], ["j1 starting", "j1 running", "j1 completed"]]
 
 
-async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, monkeypatch):
+async def test_a_lazy_record_alone_is_committed_when_the_hold_ends(tmp_path, monkeypatch, database):
     monkeypatch.setattr("supervisor.store.LAZY_LINGER", 0.05)
-    async with _store_with_a_queued_job(tmp_path) as (store, job, published):
+    async with _store_with_a_queued_job(tmp_path, database.store_url) as (store, job, published):
         store.record(job, job.move(JobState.STARTING, "sent", 1001.0), lazy=True)
         for _ in range(200):  # 50 ms hold; up to 10 s on a loaded machine
             if len(published) > 1:
