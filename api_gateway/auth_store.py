@@ -1,8 +1,11 @@
-"""Users and API tokens, in their own SQLite file `<state_dir>/gateway.sqlite`.
+"""Users and API tokens: in their own SQLite file `<state_dir>/gateway.sqlite`, or, when
+`[database] url` is PostgreSQL, in that database beside the jobs (tables `users`, `tokens`).
 
 Tokens come from `jobvisor.secrets.new_token("jv")`; only their hash is stored, so a token is
-shown once, when it is made. The file is opened in WAL mode with a busy timeout, so the CLI
-(`jobvisor user add`, `token create`) can write it while `jobvisor up` serves requests.
+shown once, when it is made. SQLite's file is opened in WAL mode with a busy timeout, so the CLI
+(`jobvisor user add`, `token create`) can write it while `jobvisor up` serves requests. The
+schema is Alembic's (`api_gateway.migrations`): `open` upgrades it, stamping a gateway.sqlite
+made before migrations, and refuses one a newer jobvisor wrote.
 
 Validated tokens are cached for `gateway.token_cache_seconds`: a revocation takes effect
 within that time. Unknown tokens are not cached, so a new token works at once.
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String, event, select, update
+from sqlalchemy import Boolean, Connection, DateTime, ForeignKey, String, event, inspect, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -26,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from jobvisor.config import Config
 from jobvisor.errors import AuthError, Conflict, InvalidRequest, NotFound, Unavailable
 from jobvisor.ids import UserId
+from jobvisor.migrate import Schema, upgrade
 from jobvisor.secrets import hash_token, new_token
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,20 @@ class TokenRow(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
 
 
+def _legacy(connection: Connection) -> bool:
+    """A gateway.sqlite made before migrations: its tables are there, with no version."""
+    return inspect(connection).has_table(UserRow.__tablename__)
+
+
+SCHEMA = Schema(
+    name="the user store",
+    script_location="api_gateway:migrations",
+    version_table="alembic_version_gateway",
+    metadata=Base.metadata,
+    legacy=_legacy,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated user."""
@@ -102,28 +121,29 @@ class AuthStore:
 
     @classmethod
     def for_config(cls, config: Config) -> "AuthStore":
-        path = store_path(config.state_dir)
-        return cls(f"sqlite+aiosqlite:///{path}", cache_seconds=config.gateway.token_cache_seconds)
+        """PostgreSQL's database when the jobs are there, else gateway.sqlite in the state dir."""
+        url = config.database_url
+        if make_url(url).get_backend_name() != "postgresql":
+            url = f"sqlite+aiosqlite:///{store_path(config.state_dir)}"
+        return cls(url, cache_seconds=config.gateway.token_cache_seconds)
 
     async def open(self) -> "AuthStore":
-        if self._url.startswith("sqlite") and ":///" in self._url:
-            Path(self._url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        url = make_url(self._url)
+        sqlite = url.get_backend_name() == "sqlite"
+        if sqlite and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        await upgrade(self._url, SCHEMA)  # Unavailable, or SchemaTooNew: permanent
         engine = create_async_engine(self._url, connect_args={"timeout": 30})
+        if sqlite:
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - SQLAlchemy's signature
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+            @event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - SQLAlchemy's signature
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.close()
 
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-        except SQLAlchemyError as exc:
-            await engine.dispose()
-            raise Unavailable(f"cannot open the user store {self._url}: {exc}") from exc
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         return self
@@ -246,7 +266,7 @@ class AuthStore:
                         .where(TokenRow.token_hash == token_hash)
                     )
                 ).first()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise Unavailable(f"user store unavailable: {exc}") from exc
         if row is None:
             self._cache.pop(token_hash, None)
