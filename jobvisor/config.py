@@ -46,7 +46,13 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = _doc("SQLAlchemy async URL. Empty: SQLite file jobvisor.sqlite in the state dir (WAL).", default="")
+    url: str = _doc(
+        "Where jobs (and the gateway's users and tokens) are stored. Empty: SQLite files in the state dir "
+        "(jobvisor.sqlite, gateway.sqlite; WAL). 'postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE' "
+        "(or postgresql://...): that PostgreSQL database holds both, for production. `jobvisor up` "
+        "creates or upgrades the tables on start (Alembic migrations).",
+        default="",
+    )
     commit_interval: float = _doc(
         "Seconds between commits under load: after a commit of many updates, the next waits until "
         "this long after it started, so a burst costs fewer, larger commits. A lone job's updates "
@@ -60,6 +66,24 @@ class DatabaseConfig:
         "(a state dir on a slow or network disk).",
         default=16,
     )
+
+    def __post_init__(self) -> None:
+        if self.url and _database_scheme(self.url) not in DATABASE_SCHEMES:
+            raise ConfigError(
+                f"[database] url: {self.url.split('://', 1)[0]!r} is not a database jobvisor stores in; "
+                "use postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE, or leave it empty for SQLite"
+            )
+
+
+# the URL schemes [database] url may have, and the async driver each one is used through
+DATABASE_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def _database_scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
 @dataclass(frozen=True)
@@ -196,7 +220,13 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        return self.database.url or f"sqlite+aiosqlite:///{self.state_dir / 'jobvisor.sqlite'}"
+        """[database] url with its async driver named (postgresql:// is postgresql+asyncpg://),
+        else SQLite's file in the state dir."""
+        url = self.database.url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.state_dir / 'jobvisor.sqlite'}"
+        scheme = _database_scheme(url)
+        return DATABASE_SCHEMES[scheme] + url[len(scheme):]
 
     @property
     def supervisor_url(self) -> str:
