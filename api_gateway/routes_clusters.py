@@ -12,6 +12,7 @@ from aiohttp import web
 
 from jobvisor.errors import InvalidRequest
 from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
+from jobvisor.wire_values import check_wire_value
 
 from api_gateway.context import caller_of, op
 from api_gateway.routes_jobs import PREFIX, json_response
@@ -32,6 +33,7 @@ def parse_login(data: Any) -> dict:
         value = data.get(name, "")
         if not isinstance(value, str) or len(value) > MAX_FIELD or "\x00" in value:
             raise InvalidRequest(f"{name} must be a string", field=name)
+        check_wire_value(value, name)
         out[name] = value
     method = data.get("method", "password")
     if method not in ("password", "key"):

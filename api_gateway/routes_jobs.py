@@ -32,6 +32,7 @@ from jobvisor.protocol import (
     RunAnalysis,
     SubmitJobs,
 )
+from jobvisor.wire_values import check_wire_value
 
 from api_gateway import sse
 from api_gateway.context import CONFIG, STREAMS, caller_of, op
@@ -244,6 +245,7 @@ async def run_analysis(request: web.Request) -> web.Response:
     args = await read_json(request, empty={})
     if not isinstance(args, dict):
         raise InvalidRequest("the analysis arguments must be a JSON object", field="body")
+    check_wire_value(args, "args")
     reply = await op(request, RunAnalysis(caller=caller_of(request), job_id=job_id, args=args))
     return json_response({"result": reply.get("result")})
 

@@ -19,7 +19,7 @@ import aiohttp
 import msgpack
 
 from jobvisor.config import Config
-from jobvisor.errors import OpError, OpTimeout, ProtocolError, Unavailable
+from jobvisor.errors import InvalidRequest, OpError, OpTimeout, ProtocolError, Unavailable
 from jobvisor.protocol import (
     GatewayRequest,
     JobEvent,
@@ -90,7 +90,13 @@ class SupervisorClient:
             return self._data_of(reply)
         if self._session is None:
             raise Unavailable("the gateway is not connected to the supervisor (starting or stopping)")
-        body = encode(request)
+        try:
+            body = encode(request)
+        except (OverflowError, TypeError, ValueError) as exc:
+            # validation checks every value a user sends (jobvisor.wire_values): reaching
+            # this is a value it missed, answered as the request's fault at once, not a 500
+            log.error("cannot encode a %s request for the supervisor: %s", request.TYPE, exc)
+            raise InvalidRequest(f"the request holds a value that cannot be sent on: {exc}") from exc
         timeout = aiohttp.ClientTimeout(total=self._timeout_for(request))
         # a keep-alive connection the supervisor closed while idle fails at once: retry that
         # once, except for a submit, which must never run twice

@@ -3,6 +3,10 @@
 Every failure is an `InvalidRequest` naming the field (`jobs[3].resources.cpus`), which the
 error middleware answers as a 400 problem with `field`.
 
+Every value that goes on to the supervisor passes `jobvisor.wire_values.check_wire_value`
+first: a number too large for msgpack's 64 bits, NaN, a lone surrogate or a too deep nesting
+is a 400 naming its path (`jobs[0].params.args.x`), never a failure further on.
+
 A job's params are checked here for the built-in codes (shell, python, demo) by the same
 functions the agent runs (`jobvisor.code_params`). A code the gateway does not know passes
 unchecked: it may be a plugin installed only where the agent runs (a Docker image, a cluster),
@@ -22,6 +26,7 @@ from jobvisor.errors import InvalidRequest, NotFound, TooLarge
 from jobvisor.protocol import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
+from jobvisor.wire_values import check_wire_value
 
 JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name"})
 MAX_RETRIES = 100
@@ -40,6 +45,8 @@ async def read_json(request: web.Request, *, empty: Any = ...) -> Any:
         raise InvalidRequest("request body is empty; a JSON document is required", field="body")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply", field="body") from None
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"request body is not UTF-8: {exc}", field="body") from exc
     except json.JSONDecodeError as exc:
@@ -95,6 +102,7 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
         check_params(code, data["params"])
     except InvalidRequest as exc:
         raise type(exc)(exc.detail, field=_prefixed(prefix, exc.field)) from None
+    check_wire_value(data, prefix)
     return JobSpec(
         code=code,
         params=data["params"],

@@ -7,11 +7,12 @@ import asyncio
 import logging
 from typing import Any
 
+import msgpack
 import tornado.web
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from jobvisor.errors import ProtocolError
+from jobvisor.errors import InvalidRequest, ProtocolError
 from jobvisor.protocol import (
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
     Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Jobvisor-Secret"
 COALESCE = 0.002  # seconds: see agent.outbox.Outbox.pump
+UNPACKABLE = (OverflowError, TypeError, ValueError)  # what msgpack raises for a value it cannot pack
 
 
 class _Internal(tornado.web.RequestHandler):
@@ -129,9 +131,29 @@ class _Link:
         if self.closed or not messages:
             return
         try:
-            self.socket.write_message(encode_frame(messages), binary=True)
+            frame = encode_frame(messages)
+        except UNPACKABLE:
+            frame = self._encode_apart(messages)
+            if frame is None:
+                return
+        try:
+            self.socket.write_message(frame, binary=True)
         except tornado.websocket.WebSocketClosedError:
             self.closed = True
+
+    def _encode_apart(self, messages: list[Message]) -> bytes | None:
+        """The frame of those `messages` that pack (None if none does). Each one that does not
+        fails at once what waits for it: one bad value must neither take the other messages
+        of its frame with it nor leave an op waiting for its timeout."""
+        parts = []
+        for message in messages:
+            try:
+                parts.append(pack(to_wire(message)))
+            except UNPACKABLE as exc:
+                self.socket.unsendable(message, exc)
+        if not parts:
+            return None
+        return msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts)
 
     def close(self, reason: str) -> None:
         if not self.closed:
@@ -196,6 +218,17 @@ class AgentSocket(tornado.websocket.WebSocketHandler):
             self.core.on_agent_connected(self.agent, self.link, hello)
         if messages:
             self.core.on_agent_messages(self.agent, messages)
+
+    def unsendable(self, message: Message, exc: Exception) -> None:
+        """A message for this agent that cannot be packed (a value that no check stopped):
+        a request op gets its error reply now instead of waiting for its timeout. (A run
+        always packs: its params were packed when the job was submitted.)"""
+        assert self.agent is not None
+        log.error("agent %s: a %s message cannot be encoded and is dropped: %s", self.agent.id, message.TYPE, exc)
+        op_id = getattr(message, "op_id", None)
+        if op_id:
+            error = InvalidRequest(f"the {message.TYPE} request holds a value that cannot be sent to the agent: {exc}")
+            self.core.replies.resolve(op_id, False, None, error.to_wire())
 
     def on_close(self) -> None:
         if self.link is not None:

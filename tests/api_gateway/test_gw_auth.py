@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from jobvisor.errors import AuthError, Conflict, InvalidRequest, NotFound
+from jobvisor.protocol import PROTOCOL_VERSION
 
 from api_gateway.auth_store import AuthStore, bootstrap_admin
 
@@ -64,7 +65,7 @@ async def test_access_token_query_parameter_works_for_get_only(env):
 
 async def test_status_and_openapi_need_no_token(env):
     status, body, _ = await env.call("GET", "/status", user=None)
-    assert status == 200 and body["protocol_version"] == 1 and body["gateway"]["events_connected"]
+    assert status == 200 and body["protocol_version"] == PROTOCOL_VERSION and body["gateway"]["events_connected"]
     status, body, _ = await env.call("GET", "/openapi.json", user=None)
     assert status == 200 and body["openapi"].startswith("3.1")
 
