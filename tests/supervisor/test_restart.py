@@ -1,5 +1,6 @@
 """A supervisor restarted on the same database: queued jobs queue again, active ones wait for
-their agent and are reconciled, unclaimed ones become lost or are retried."""
+their agent and are reconciled, unclaimed ones become lost or are retried. Each test runs on
+SQLite and on PostgreSQL (the `database` fixture)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from supervisor.core import Supervisor
 from tests.supervisor.fakes import FakeDriver, eventually, make_config, report
 
 
-async def started(tmp_path, **cfg) -> tuple[Supervisor, FakeDriver]:
-    core = Supervisor(make_config(tmp_path, **{"prefetch": 0, **cfg}))
+async def started(tmp_path, database, **cfg) -> tuple[Supervisor, FakeDriver]:
+    config = make_config(tmp_path, **{"prefetch": 0, **cfg}).replace("database", url=database.url)
+    core = Supervisor(config)
     driver = core.drivers["fake"] = FakeDriver(core.config, core, cpus=1)
     await core.start()
     return core, driver
@@ -24,8 +26,8 @@ def crash(core: Supervisor) -> None:
         core.store._writer.cancel()
 
 
-async def test_restart_requeues_queued_and_reconciles_running(tmp_path):
-    core, driver = await started(tmp_path)
+async def test_restart_requeues_queued_and_reconciles_running(tmp_path, database):
+    core, driver = await started(tmp_path, database)
     running, queued = await core.submit("alice", [
         JobSpec(code="shell", params={"argv": ["sleep", "5"]}, driver="fake"),
         JobSpec(code="shell", params={"argv": ["true"]}, driver="fake"),
@@ -37,7 +39,7 @@ async def test_restart_requeues_queued_and_reconciles_running(tmp_path):
     crash(core)
     await core.store.engine.dispose()
 
-    core2, driver2 = await started(tmp_path, reconnect_grace=5.0)
+    core2, driver2 = await started(tmp_path, database, reconnect_grace=5.0)
     assert core2.jobs[queued.id].state is JobState.QUEUED
     assert core2.jobs[running.id].state is JobState.RUNNING
     link = driver2.connect(agent_id, [JobReport(running.id, 1, "running")])
@@ -50,8 +52,8 @@ async def test_restart_requeues_queued_and_reconciles_running(tmp_path):
     await core2.shutdown()
 
 
-async def test_unclaimed_running_job_becomes_lost_after_grace(tmp_path):
-    core, driver = await started(tmp_path)
+async def test_unclaimed_running_job_becomes_lost_after_grace(tmp_path, database):
+    core, driver = await started(tmp_path, database)
     (job,) = await core.submit("alice", [JobSpec(code="shell", params={"argv": ["sleep", "5"]}, driver="fake")])
     await eventually(lambda: job.sent, what="sent")
     core.on_agent_messages(core.agents.by_id[job.agent_id], [report(job.id, "running")])
@@ -59,7 +61,7 @@ async def test_unclaimed_running_job_becomes_lost_after_grace(tmp_path):
     crash(core)
     await core.store.engine.dispose()
 
-    core2, _ = await started(tmp_path, reconnect_grace=0.2)
+    core2, _ = await started(tmp_path, database, reconnect_grace=0.2)
     await eventually(lambda: job.id not in core2.jobs or core2.jobs[job.id].state.is_terminal, what="reconciled")
     await core2.store.committed()
     stored = await core2.store.get_job(job.id)
@@ -67,8 +69,8 @@ async def test_unclaimed_running_job_becomes_lost_after_grace(tmp_path):
     await core2.shutdown()
 
 
-async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path):
-    core, driver = await started(tmp_path)
+async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path, database):
+    core, driver = await started(tmp_path, database)
     (first,) = await core.submit("alice", [JobSpec(code="shell", params={"argv": ["true"]}, driver="fake")])
     await eventually(lambda: first.sent, what="first sent")
     agent_id = first.agent_id
@@ -80,7 +82,7 @@ async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path):
     crash(core)  # `starting` was never committed: the database still says queued
     await core.store.engine.dispose()
 
-    core2, driver2 = await started(tmp_path, reconnect_grace=5.0)
+    core2, driver2 = await started(tmp_path, database, reconnect_grace=5.0)
     assert core2.jobs[job.id].state is JobState.QUEUED
     await __import__("asyncio").sleep(0.2)
     assert not driver2.started, "a held-back job must not start a new agent"
