@@ -3,6 +3,7 @@ prints is checked for shape and for every job's end, never for speed."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.machinery
 import importlib.util
 import json
@@ -52,3 +53,15 @@ def test_a_file_system_far_slower_than_memory_is_pointed_out(tmp_path: Path, cap
     assert capsys.readouterr().out == ""
     assert bench.warn_if_settling(1e9, str(tmp_path / "missing")) is None
     assert capsys.readouterr().out == ""
+
+
+async def test_the_benchmark_runs_on_postgresql(tmp_path: Path, postgres_database):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(BENCH), "--jobs", "20", "--batch", "10", "--latency", "2", "--python-jobs", "0",
+        "--floor-seconds", "0.2", "--watch", "events", "--state-parent", str(tmp_path),
+        "--database", "postgresql", "--database-url", postgres_database.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert result["database"] == "postgresql" and result["throughput"]["states"] == {"completed": 20}
