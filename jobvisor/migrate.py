@@ -39,6 +39,9 @@ from sqlalchemy.pool import NullPool
 from jobvisor.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
+# Alembic's own INFO lines (plugins set up, the dialect's impl) say nothing to an operator; the
+# lines below say what was stamped or upgraded.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SQLITE_BUSY_MS = 30_000  # how long a migration waits for another process's write lock
 

@@ -1,19 +1,22 @@
 """A state dir made before migrations (tests/fixtures/state-before-migrations) under today's
 `jobvisor up`: both databases are stamped and upgraded in place, every job is still there
 with its state and output, the old token still works, and the jobs left queued or running by
-the crash that ended the old `up` are settled as after any restart."""
+the crash that ended the old `up` are settled as after any restart. A state dir that a newer
+jobvisor upgraded is refused."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from api_gateway.auth_store import SCHEMA as GATEWAY_SCHEMA
 from supervisor.migrations import SCHEMA as JOBS_SCHEMA
-from tests.harness import Api, ApiError, JobvisorProcess
+from tests.harness import REPO, Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +78,24 @@ async def test_up_upgrades_a_state_dir_made_before_migrations(tmp_path):
         server.cleanup()
     assert revisions(state / "jobvisor.sqlite", JOBS_SCHEMA.version_table) == [(JOBS_SCHEMA.baseline,)]
     assert revisions(state / "gateway.sqlite", GATEWAY_SCHEMA.version_table) == [(GATEWAY_SCHEMA.baseline,)]
+
+
+def test_up_refuses_a_state_dir_that_a_newer_jobvisor_upgraded(tmp_path):
+    state = tmp_path / "state"
+    state_dir_before_migrations(state)
+    server = JobvisorProcess(state)
+    db = sqlite3.connect(state / "jobvisor.sqlite")
+    try:  # what a newer jobvisor leaves: a revision this one does not know
+        db.execute(f"CREATE TABLE {JOBS_SCHEMA.version_table} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        db.execute(f"INSERT INTO {JOBS_SCHEMA.version_table} VALUES ('0042')")
+        db.commit()
+    finally:
+        db.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "jobvisor", "up", "--state-dir", str(state), "--port", str(server.port),
+         "--supervisor-port", str(server.supervisor_port)],
+        capture_output=True, text=True, timeout=60, env=server.env, cwd=REPO,
+    )
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "jobvisor: the jobs database is at revision 0042" in out.stderr and "newer jobvisor" in out.stderr
+    assert revisions(state / "jobvisor.sqlite", JOBS_SCHEMA.version_table) == [("0042",)]
