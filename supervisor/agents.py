@@ -11,7 +11,6 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,8 +33,9 @@ class AgentState(enum.StrEnum):
 
 class Acquire(enum.Enum):
     ACQUIRED = "acquired"
-    RETRY = "retry"    # not yet: re-check the op, then ask again
-    FAILED = "failed"  # cannot: the reason says why (permanent driver error, start timeout)
+    RETRY = "retry"              # not yet: re-check the op, then ask again
+    UNAVAILABLE = "unavailable"  # the driver's backend failed in a way that may pass: try later
+    FAILED = "failed"            # cannot: the reason says why (permanent driver error, start timeout)
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,11 @@ class Agent:
         self.host = ""
         self.connected_at: float | None = None
         self.idle_since = time.monotonic()
-        self.jobs: set[JobId] = set()
-        self.held: deque[JobId] = deque()  # mirror of the agent's FIFO of jobs sent ahead
+        self.jobs: set[JobId] = set()  # the jobs placed with it (running, starting, sent ahead)
         self.pending_ops: set[str] = set()
         self.changed = asyncio.Event()
         self.failure = ""
+        self.failure_may_pass = False  # its start failed with an error that is not permanent
         self.info: dict = {}
 
     def set_state(self, state: AgentState) -> None:
@@ -129,7 +129,7 @@ class AgentRegistry:
         if agent.state is AgentState.CONNECTED:
             return Acquired(Acquire.ACQUIRED, agent)
         if agent.state is AgentState.DEAD:
-            return Acquired(Acquire.FAILED, agent, agent.failure or "the agent died")
+            return self._failed(agent)
         changed = agent.changed
         try:
             await asyncio.wait_for(changed.wait(), self.start_timeout)
@@ -139,8 +139,13 @@ class AgentRegistry:
                 log.error("agent %s of user %s: %s", agent.id, user, agent.failure)
                 return Acquired(Acquire.FAILED, agent, agent.failure)
         if agent.state is AgentState.DEAD:
-            return Acquired(Acquire.FAILED, agent, agent.failure or "the agent died")
+            return self._failed(agent)
         return Acquired(Acquire.RETRY, agent)
+
+    @staticmethod
+    def _failed(agent: Agent) -> Acquired:
+        return Acquired(Acquire.UNAVAILABLE if agent.failure_may_pass else Acquire.FAILED, agent,
+                        agent.failure or "the agent died")
 
     def _new(self, user: UserId, kind: str) -> Agent:
         agent = Agent(new_agent_id(), user, kind, "")
@@ -153,8 +158,10 @@ class AgentRegistry:
             agent.info = await driver.start_agent(spec)
             agent.pid = agent.info.get("pid")
         except DriverError as exc:
-            log.error("cannot start a %s agent for user %s: %s", driver.target, agent.user, exc.detail)
+            log.error("cannot start a %s agent %s for user %s (%s): %s", driver.target, agent.id, agent.user,
+                      "permanent" if exc.permanent else "may pass", exc.detail)
             agent.failure = exc.detail
+            agent.failure_may_pass = not exc.permanent
             self.forget(agent)
             agent.set_state(AgentState.DEAD)
         except Exception as exc:  # a driver bug must fail the jobs, not hang them

@@ -30,6 +30,37 @@ class IllegalTransition(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Prefetched:
+    """Sent ahead into `agent`'s FIFO while every slot was busy: it holds no slot, and to its
+    user it is still `queued` (with its position). The agent may start it the moment one of
+    its jobs ends, so from here on the job may have started: it never goes back to the queue
+    under the same attempt."""
+
+    agent: AgentId
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """Sent to `agent` to run, holding its cpu slots in `run_op` (`starting` or `running`)."""
+
+    agent: AgentId
+    run_op: "RunOp"
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """Read from the database at start-up: it was sent to `agent` before the supervisor
+    stopped. Recovery turns it into `Dispatched` or `Prefetched` before anything else runs."""
+
+    agent: AgentId | None
+
+
+# Where a job is: nowhere (waiting or queued here), or with an agent. A job with an agent may
+# have started there; only a job placed nowhere can be queued again under the same attempt.
+Placement = Prefetched | Dispatched | Restored | None
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     job_id: JobId
     owner: UserId
@@ -54,9 +85,9 @@ class ComputeJob:
 
     __slots__ = (
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",
-        "reason", "exit_code", "result", "agent_id", "info", "created_at", "started_at",
-        "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "run_op",
-        "sent", "log_size",
+        "reason", "exit_code", "result", "info", "created_at", "started_at",
+        "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "placement",
+        "log_size",
     )
 
     def __init__(
@@ -79,7 +110,7 @@ class ComputeJob:
         self.reason = reason
         self.exit_code = exit_code
         self.result = result
-        self.agent_id = agent_id
+        self.placement: Placement = Restored(agent_id) if agent_id is not None or state.is_active else None
         self.info = info
         self.created_at = created_at
         self.started_at = started_at
@@ -88,9 +119,16 @@ class ComputeJob:
         self.progress: float | None = None
         self.progress_message = ""
         self.cancel_reason: str | None = None
-        self.run_op: RunOp | None = None
-        self.sent = False  # the current attempt's RunJob went out to an agent
         self.log_size = 0
+
+    @property
+    def agent_id(self) -> AgentId | None:
+        """The agent the job was sent to (persisted: after a crash, the one to ask about it)."""
+        return self.placement.agent if self.placement is not None else None
+
+    @property
+    def run_op(self) -> "RunOp | None":
+        return self.placement.run_op if isinstance(self.placement, Dispatched) else None
 
     # ------------------------------------------------------------------ spec
 
@@ -126,8 +164,7 @@ class ComputeJob:
         self.result = None
         self.started_at = None
         self.finished_at = None
-        self.agent_id = None
-        self.sent = False
+        self.placement = None
         self.progress = None
         self.progress_message = ""
         self.log_size = 0
@@ -190,5 +227,6 @@ class ComputeJob:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "attempt": self.attempt, "max_retries": self.max_retries, "progress": self.progress,
             "progress_message": self.progress_message, "info": self.info or {},
-            "agent_id": self.agent_id,
+            # a job sent ahead is queued, and where it waits is the scheduler's business
+            "agent_id": None if isinstance(self.placement, Prefetched) else self.agent_id,
         }

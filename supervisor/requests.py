@@ -22,7 +22,7 @@ from jobvisor.protocol import (
 )
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
-from drivers.base import CLUSTER_DRIVER, target_name
+from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.core import Supervisor
@@ -69,7 +69,7 @@ class RequestHandlers:
         return job
 
     def _view(self, job: ComputeJob, positions: dict | None = None) -> dict:
-        live = self.core.jobs.get(job.id, job)
+        live = (self.core.jobs.get(job.id) or job)
         if positions is not None:
             return live.to_dict(positions.get(live.id))
         return live.to_dict(self.core.queue_position(live))
@@ -107,7 +107,7 @@ class RequestHandlers:
         jobs = await self.core.store.list_jobs(owner, list(req.states), limit + 1, req.after)
         more = len(jobs) > limit
         jobs = jobs[:limit]
-        positions = self._positions([self.core.jobs.get(j.id, j) for j in jobs])
+        positions = self._positions([(self.core.jobs.get(j.id) or j) for j in jobs])
         return {"jobs": [self._view(j, positions) for j in jobs], "next": jobs[-1].id if more else None}
 
     async def get_job(self, req: GetJob) -> dict:
@@ -185,41 +185,47 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ clusters (sbatch)
 
-    def _cluster_driver(self, name: str) -> Any:
-        """The sbatch driver instance of cluster `name`; NotFound for a cluster not configured."""
+    def _cluster_driver(self, name: str, kind: str | None = None) -> tuple[DriverBase, Logins]:
+        """The driver instance of cluster `name` and its logins; NotFound for a cluster not
+        configured. `kind`: the driver that serves clusters, when the caller looked it up."""
         clusters = self.core.config.clusters
         if name not in clusters:
-            known = ", ".join(repr(c) for c in clusters) or "none (the sbatch driver is not configured)"
+            known = ", ".join(repr(c) for c in clusters) or "none (no cluster is configured)"
             raise NotFound(f"no cluster {name!r}: this jobvisor knows {known}")
-        driver = self.core.driver(target_name(CLUSTER_DRIVER, name))
-        if not hasattr(driver, "login"):
-            raise InvalidRequest(f"the {CLUSTER_DRIVER} driver installed here cannot log in", field="cluster")
-        return driver
+        kind = kind or kind_serving()
+        if kind is None:
+            raise NotFound(f"cluster {name!r} is configured, but no installed driver serves clusters")
+        driver = self.core.driver(target_name(kind, name))
+        logins = driver.logins
+        if logins is None:
+            raise InvalidRequest(f"the {kind} driver installed here has no logins", field="cluster")
+        return driver, logins
 
     async def cluster_login(self, req: ClusterLogin) -> dict:
         """Open the caller's SSH connection to the cluster; their jobs held for a login then
         queue again. The credentials are passed on, never kept."""
-        driver = self._cluster_driver(req.cluster)
+        driver, logins = self._cluster_driver(req.cluster)
         user = UserId(req.caller.user)
         try:
-            info = await driver.login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
+            info = await logins.login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
         except DriverError as exc:
             raise Unavailable(exc.detail) from None
         self.core.release_held(user, driver.target)
         return info
 
     async def cluster_logout(self, req: ClusterLogout) -> dict:
-        driver = self._cluster_driver(req.cluster)
-        driver.logout(UserId(req.caller.user))
-        return driver.session(UserId(req.caller.user))
+        _, logins = self._cluster_driver(req.cluster)
+        logins.logout(UserId(req.caller.user))
+        return logins.session(UserId(req.caller.user))
 
     async def list_clusters(self, req: ListClusters) -> list[dict]:
         """Every configured cluster with the caller's login there."""
         user = UserId(req.caller.user)
         default = self.core.config.default_cluster
         out = []
+        kind = kind_serving()
         for name, cfg in self.core.config.clusters.items():
-            session = self._cluster_driver(name).session(user)  # making a driver instance does no I/O
+            session = self._cluster_driver(name, kind)[1].session(user)  # making a driver instance does no I/O
             out.append({
                 "name": name, "default": name == default, "login_host": cfg.login_host, "login_port": cfg.login_port,
                 "key_login": bool(cfg.key_file), "partition": cfg.partition or None, "account": cfg.account or None,

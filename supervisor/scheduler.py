@@ -4,6 +4,10 @@ Each user has a FIFO; users are served round-robin, one job per turn, so one use
 queued jobs never starve another user's one job. A per-user cap bounds the cpu slots one user
 holds at once. `schedule()` is a function of the queue state: the supervisor's loop calls it
 when woken (a submit, a slot freed) and dispatches what it returns.
+
+Jobs sent ahead to an agent while every slot was busy (see `supervisor.dispatch`) leave the
+FIFOs for the `ahead` lane: they take the next slots that free, so they stand first in the
+queue's order, and to their users they are queued like any other job.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class DriverQueue:
         self.used_by_user: Counter[UserId] = Counter()
         self._by_user: dict[UserId, OrderedDict[JobId, ComputeJob]] = {}
         self._ring: deque[UserId] = deque()
+        self._ahead: OrderedDict[JobId, ComputeJob] = OrderedDict()  # sent ahead, in the order sent
 
     # ------------------------------------------------------------------ queue
 
@@ -41,15 +46,27 @@ class DriverQueue:
             queue.move_to_end(job.id, last=False)
 
     def remove(self, job: ComputeJob) -> bool:
+        if self._ahead.pop(job.id, None) is not None:
+            return True
         queue = self._by_user.get(job.owner)
         return queue is not None and queue.pop(job.id, None) is not None
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._by_user.values())
+        return len(self._ahead) + sum(len(q) for q in self._by_user.values())
 
     def queued_jobs(self) -> Iterator[ComputeJob]:
+        yield from self._ahead.values()
         for queue in self._by_user.values():
             yield from queue.values()
+
+    # ------------------------------------------------------------------ sent ahead
+
+    def add_ahead(self, job: ComputeJob) -> None:
+        self._ahead[job.id] = job
+
+    def ahead(self) -> Iterator[ComputeJob]:
+        """The jobs sent ahead, oldest first (each agent starts its own in this order)."""
+        return iter(list(self._ahead.values()))
 
     # ------------------------------------------------------------------ slots
 
@@ -135,8 +152,8 @@ class DriverQueue:
         """The ring of users with queued jobs, and where the k-th job (0-based) of the user at
         rank r in it stands (1-based) in the order round-robin would start the jobs.
 
-        That job starts in round k: ahead of it are every user's first k jobs, plus the k-th
-        job of the users ahead in the ring. O(log users + rank) per job."""
+        That job starts in round k: ahead of it are the jobs sent ahead, every user's first k
+        jobs, plus the k-th job of the users ahead in the ring. O(log users + rank) per job."""
         ring = [u for u in self._ring if self._by_user.get(u)]
         lengths = [len(self._by_user[u]) for u in ring]
         sorted_lengths = sorted(lengths)
@@ -148,7 +165,7 @@ class DriverQueue:
             i = bisect.bisect_left(sorted_lengths, k)
             served_before = prefix[i] + k * (len(sorted_lengths) - i)  # sum over users of min(len, k)
             same_round = sum(1 for n in lengths[:rank] if n > k)
-            return served_before + same_round + 1
+            return len(self._ahead) + served_before + same_round + 1
 
         return ring, position
 
@@ -156,43 +173,58 @@ class DriverQueue:
         """The positions of some of `user`'s jobs, those still queued. A submit's jobs are at
         the tail of the user's FIFO, so they are looked for from there: answering a submit
         costs its own jobs, not the whole queue (100,000 queued jobs are a normal day)."""
+        wanted = set(job_ids)
+        out: dict[JobId, int] = {}
+        if self._ahead and not wanted.isdisjoint(self._ahead):
+            for index, job_id in enumerate(self._ahead):
+                if job_id in wanted:
+                    out[job_id] = index + 1
+                    wanted.discard(job_id)
         queue = self._by_user.get(user)
-        wanted = set(job_ids) & queue.keys() if queue else set()
+        wanted &= queue.keys() if queue else set()
         if not wanted:
-            return {}
+            return out
         ring, position = self._order()
         rank = ring.index(user)
         last = len(queue) - 1
-        out: dict[JobId, int] = {}
         for back, job_id in enumerate(reversed(queue)):
             if job_id in wanted:
                 out[job_id] = position(rank, last - back)
-                if len(out) == len(wanted):
+                wanted.discard(job_id)
+                if not wanted:
                     break
         return out
 
     def head(self, limit: int, user: UserId | None = None) -> list[tuple[ComputeJob, int]]:
         """The first `limit` queued jobs (of `user`, if given) with their positions, in the
         order round-robin would start them; the cost follows `limit`, not the queue's length."""
+        out: list[tuple[ComputeJob, int]] = [
+            (job, index + 1) for index, job in enumerate(self._ahead.values()) if user is None or job.owner == user
+        ][:max(0, limit)]
+        limit -= len(out)
         if limit <= 0:
-            return []
+            return out
         ring, position = self._order()
         if user is not None:
             if user not in ring:
-                return []
+                return out
             rank = ring.index(user)
-            return [(job, position(rank, k)) for k, job in enumerate(islice(self._by_user[user].values(), limit))]
-        out: list[tuple[ComputeJob, int]] = []
+            return out + [(job, position(rank, k)) for k, job in enumerate(islice(self._by_user[user].values(), limit))]
         turns = deque(iter(self._by_user[u].values()) for u in ring)
-        while turns and len(out) < limit:  # one job per user per round, as schedule() takes them
+        offset = len(self._ahead)
+        while turns and limit > 0:  # one job per user per round, as schedule() takes them
             jobs = turns.popleft()
             job = next(jobs, None)
             if job is not None:
-                out.append((job, len(out) + 1))
+                offset += 1
+                out.append((job, offset))
+                limit -= 1
                 turns.append(jobs)
         return out
 
     def position(self, job: ComputeJob) -> int | None:
-        if job.state is not JobState.QUEUED or job.id not in self._by_user.get(job.owner, {}):
+        if job.state is not JobState.QUEUED:
+            return None
+        if job.id not in self._ahead and job.id not in self._by_user.get(job.owner, {}):
             return None
         return self.positions_of(job.owner, (job.id,)).get(job.id)

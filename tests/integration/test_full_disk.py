@@ -50,7 +50,7 @@ async def test_submit_on_a_full_disk_is_refused_clearly_and_loses_nothing(small_
         kept = await api.submit({"code": "shell", "params": {"argv": ["true"]}})
         await api.wait_state(kept["id"], "completed")
         filler = small_disk / "filler"
-        with open(filler, "wb") as fh:  # fill the disk to the last block
+        with open(filler, "wb", buffering=0) as fh:  # fill the disk to the last block (unbuffered: close flushes nothing)
             try:
                 while True:
                     fh.write(b"\0" * 65536)

@@ -12,6 +12,7 @@ import sys
 import aiohttp
 import pytest
 
+from jobvisor.protocol import PROTOCOL_VERSION
 from tests.harness import REPO, Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration
@@ -201,7 +202,7 @@ async def test_status_needs_no_token_and_jobs_need_one(server):
     anonymous = Api(server.url, None)
     try:
         status = await anonymous.request("GET", "/status")
-        assert status["protocol_version"] == 1
+        assert status["protocol_version"] == PROTOCOL_VERSION
         with pytest.raises(ApiError) as info:
             await anonymous.request("GET", "/jobs")
         assert info.value.status == 401

@@ -7,7 +7,7 @@ from supervisor.core import Supervisor
 @pytest.fixture
 async def core(tmp_path):
     sup = Supervisor(make_config(tmp_path))
-    sup.drivers["fake"] = FakeDriver(sup.config, sup, cpus=1)
+    sup.targets.drivers["fake"] = FakeDriver(sup.config, sup, cpus=1)
     await sup.start()
     yield sup
     await sup.shutdown()
@@ -15,4 +15,4 @@ async def core(tmp_path):
 
 @pytest.fixture
 def driver(core) -> FakeDriver:
-    return core.drivers["fake"]
+    return core.targets.drivers["fake"]

@@ -25,7 +25,7 @@ async def submit_one(core, user="alice", **kw):
 
 
 async def running(core, driver, job):
-    await eventually(lambda: job.state is JobState.STARTING and job.sent, what="job sent")
+    await eventually(lambda: job.state is JobState.STARTING and (job.agent_id is not None), what="job sent")
     link = driver.links[job.agent_id]
     core.on_agent_messages(core.agents.by_id[job.agent_id], [report(job.id, "running")])
     assert job.state is JobState.RUNNING
@@ -56,9 +56,9 @@ async def test_agent_drops_between_acquire_and_send(core, driver):
     first = driver.connect(agent_id)  # acquired ...
     core.on_agent_disconnected(agent, agent.link)  # ... and gone before any slot was handed out
     await asyncio.sleep(0.1)
-    assert job.state is JobState.QUEUED and not job.sent and not first.of(RunJob)
+    assert job.state is JobState.QUEUED and not (job.agent_id is not None) and not first.of(RunJob)
     again = driver.connect(agent_id)  # it comes back: the job goes out once, same attempt
-    await eventually(lambda: job.sent, what="job sent after reconnect")
+    await eventually(lambda: (job.agent_id is not None), what="job sent after reconnect")
     assert job.attempt == 1 and job.state is JobState.STARTING
     assert len(again.of(RunJob)) == 1 and not first.of(RunJob)
 
@@ -106,7 +106,7 @@ async def test_analysis_timeout_leaves_the_run_alone(core, driver):
 
 
 async def test_another_users_agent_cannot_touch_a_job(core, driver):
-    core._queue("fake").cpus_total = 2
+    core.targets.queue("fake").cpus_total = 2
     job = await submit_one(core, user="alice")
     await running(core, driver, job)
     other = await submit_one(core, user="mallory")
@@ -126,7 +126,7 @@ async def test_agent_death_loses_or_retries(core, driver):
     link = await running(core, driver, retried)
     core.agent_exited(retried.agent_id, "killed again")
     assert retried.state in (JobState.QUEUED, JobState.STARTING) and retried.attempt == 2
-    await eventually(lambda: retried.sent and retried.attempt == 2, what="second attempt sent")
+    await eventually(lambda: (retried.agent_id is not None) and retried.attempt == 2, what="second attempt sent")
     await core.store.committed()
     history = await core.store.transitions_of(retried.id)
     assert [(h["attempt"], h["state"]) for h in history][:4] == [(1, "queued"), (1, "starting"), (1, "running"), (1, "lost")]
@@ -145,7 +145,12 @@ async def test_events_are_published_after_commit(core, driver):
 def send_ahead(core, depth: int = 32) -> None:
     import dataclasses
 
-    core.cfg = dataclasses.replace(core.cfg, prefetch=depth)
+    core.cfg = core.dispatch.cfg = dataclasses.replace(core.cfg, prefetch=depth)
+
+
+def ahead_at(core, agent) -> list:
+    """The jobs waiting in `agent`'s FIFO, as the supervisor mirrors it (oldest first)."""
+    return [job.id for job in core.queues["fake"].ahead() if job.agent_id == agent.id]
 
 
 async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
@@ -155,19 +160,20 @@ async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
     first = await submit_one(core)
     link = await running(core, driver, first)
     rest = await core.submit("alice", [spec() for _ in range(3)])
-    await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
+    await eventually(lambda: all((j.agent_id is not None) for j in rest), what="jobs sent ahead")
     held = [m for m in link.of(RunJob) if m.prefetched]
     assert [m.job_id for m in held] == [j.id for j in rest]
     agent = core.agents.by_id[first.agent_id]
-    assert list(agent.held) == [j.id for j in rest] and core.queues["fake"].used == 1
+    assert ahead_at(core, agent) == [j.id for j in rest] and core.queues["fake"].used == 1
     # the agent ends `first` and starts the oldest held job itself, in one frame
     core.on_agent_messages(agent, [report(first.id, "completed", exit_code=0), report(rest[0].id, "running")])
-    assert rest[0].run_op is not None and list(agent.held) == [rest[1].id, rest[2].id]
+    assert rest[0].run_op is not None and ahead_at(core, agent) == [rest[1].id, rest[2].id]
     assert core.queues["fake"].used == 1
-    # cancel a held job: it never started, so it frees no slot
+    # cancel a job sent ahead: it ends at once and frees no slot; its agent is told to drop it
     core.cancel(rest[2])
+    assert rest[2].state is JobState.CANCELED and CancelJob(rest[2].id, "canceled by user") in link.of(CancelJob)
     core.on_agent_messages(agent, [report(rest[2].id, "canceled", reason="canceled by user")])
-    assert list(agent.held) == [rest[1].id] and core.queues["fake"].used == 1
+    assert ahead_at(core, agent) == [rest[1].id] and core.queues["fake"].used == 1
     assert not link.of(StartPrefetched)
     # the running job ends with nothing held behind it at the agent yet: the freed slot goes
     # to the held job by StartPrefetched, so a held job never waits for an end that already passed
@@ -184,7 +190,7 @@ async def test_a_second_user_stops_sending_ahead(core, driver):
     await core.submit("bob", [spec()])
     more = await core.submit("alice", [spec() for _ in range(3)])
     await asyncio.sleep(0.1)
-    assert not any(j.sent for j in more), "with bob waiting, alice's jobs must wait in the fair queue"
+    assert not any((j.agent_id is not None) for j in more), "with bob waiting, alice's jobs must wait in the fair queue"
 
 
 async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
@@ -194,7 +200,7 @@ async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
     first = await submit_one(core)
     link = await running(core, driver, first)
     rest = await core.submit("alice", [spec() for _ in range(2)])
-    await eventually(lambda: all(j.sent for j in rest), what="jobs sent ahead")
+    await eventually(lambda: all((j.agent_id is not None) for j in rest), what="jobs sent ahead")
     assert [m.job_id for m in link.of(RunJob) if m.prefetched] == [j.id for j in rest]
     agent = core.agents.by_id[first.agent_id]
     # one frame: `first` ends, rest[0] takes its slot and ends too, rest[1] takes the slot
@@ -204,11 +210,34 @@ async def test_a_start_folded_into_its_end_is_recorded_before_it(core, driver):
         report(rest[1].id, "running"),
     ])
     assert rest[0].state is JobState.COMPLETED and rest[0].started_at == 123.0
-    assert list(agent.held) == [] and core.queues["fake"].used == 1
+    assert ahead_at(core, agent) == [] and core.queues["fake"].used == 1
     await core.store.committed()
     transitions = await core.store.transitions_of(rest[0].id)
     assert [(t["state"], t["at"]) for t in transitions[2:]] == [("running", 123.0), ("completed", 124.0)]
     assert [t["state"] for t in transitions[:2]] == ["queued", "starting"]
+
+
+async def test_jobs_sent_ahead_are_queued_with_their_positions(core, driver):
+    """Sending ahead is the scheduler's business: to users such a job is `queued`, with its
+    place in line, and it counts in the queue (it was `starting`, and hidden from both)."""
+    send_ahead(core)
+    first = await submit_one(core)
+    await running(core, driver, first)
+    rest = await core.submit("alice", [spec() for _ in range(3)])
+    await eventually(lambda: all(j.agent_id is not None for j in rest), what="jobs sent ahead")
+    later = await submit_one(core)
+    assert [j.state for j in rest] == [JobState.QUEUED] * 3
+    assert [core.queue_position(j) for j in [*rest, later]] == [1, 2, 3, 4]
+    views = [RequestHandlers(core)._view(j) for j in rest]
+    assert [(v["state"], v["queue_position"], v["agent_id"]) for v in views] == [("queued", n, None) for n in (1, 2, 3)]
+    from jobvisor.protocol import GetQueue
+
+    queue = await RequestHandlers(core).handle(GetQueue(Caller("alice")))
+    assert queue["drivers"]["fake"]["queued"] == 4
+    assert [(j["id"], j["queue_position"]) for j in queue["jobs"]] == [(j.id, n) for n, j in enumerate([*rest, later], 1)]
+    await core.store.committed()
+    stored = await core.store.get_job(rest[0].id)
+    assert stored.state is JobState.QUEUED and stored.agent_id == first.agent_id  # a restart knows where it may be
 
 
 async def test_a_run_lost_on_the_way_is_sent_again_and_a_restarted_agents_job_is_lost(core, driver):
@@ -216,11 +245,11 @@ async def test_a_run_lost_on_the_way_is_sent_again_and_a_restarted_agents_job_is
     not name never reached it, and goes out again (same attempt). A process restarted under
     the agent's id may have run it: that attempt is `lost`."""
     job = await submit_one(core)
-    await eventually(lambda: job.state is JobState.STARTING and job.sent, what="job sent")
+    await eventually(lambda: job.state is JobState.STARTING and (job.agent_id is not None), what="job sent")
     agent = core.agents.by_id[job.agent_id]
     core.on_agent_disconnected(agent, agent.link)  # the RunJob died with the link
     again = driver.connect(agent.id, jobs=[])
-    await eventually(lambda: job.sent and again.of(RunJob), what="the run sent again")
+    await eventually(lambda: (job.agent_id is not None) and again.of(RunJob), what="the run sent again")
     assert job.attempt == 1 and job.state is JobState.STARTING
     await core.store.committed()
     history = [(t["state"], t["reason"]) for t in await core.store.transitions_of(job.id)]

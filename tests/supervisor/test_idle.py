@@ -28,7 +28,7 @@ class PatientDriver(FakeDriver):
 
 async def run_one(core, driver: str):
     (job,) = await core.submit("alice", [JobSpec(code="shell", params={"argv": ["true"]}, driver=driver)])
-    await eventually(lambda: job.state is JobState.STARTING and job.sent, what=f"job sent on {driver}")
+    await eventually(lambda: job.state is JobState.STARTING and (job.agent_id is not None), what=f"job sent on {driver}")
     agent = core.agents.by_id[job.agent_id]
     core.on_agent_messages(agent, [report(job.id, "completed", exit_code=0)])
     assert job.state is JobState.COMPLETED
@@ -36,8 +36,8 @@ async def run_one(core, driver: str):
 
 
 async def test_each_driver_has_its_own_idle_timeout(core):
-    quick = core.drivers["quick"] = QuickDriver(core.config, core)
-    patient = core.drivers["patient"] = PatientDriver(core.config, core)
+    quick = core.targets.drivers["quick"] = QuickDriver(core.config, core)
+    patient = core.targets.drivers["patient"] = PatientDriver(core.config, core)
     quick_agent = await run_one(core, "quick")
     patient_agent = await run_one(core, "patient")
     assert not quick_agent.busy and not patient_agent.busy

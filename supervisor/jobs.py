@@ -1,0 +1,171 @@
+"""The unfinished jobs, and every change to where one is and what state it is in.
+
+Each method here is synchronous: it moves the job (`ComputeJob.move`), keeps the indexes in
+step (its queue, its agent's jobs), and hands the row and the transition to the store, which
+publishes the event once committed. Nothing can interleave halfway through one.
+
+The rule these methods keep: a job placed with an agent may have started there, so it only
+goes back to its queue under the same attempt when that agent has told us it never got it.
+Otherwise it ends (`lost`, which becomes a new attempt while retries remain).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from jobvisor.ids import JobId
+from jobvisor.states import JobState
+from supervisor.agents import Agent, AgentRegistry
+from supervisor.compute_job import ComputeJob, Dispatched, Prefetched
+from supervisor.ops import RunOp
+from supervisor.store import Store
+from supervisor.targets import Targets
+
+log = logging.getLogger(__name__)
+
+
+class JobBook:
+    def __init__(self, store: Store, targets: Targets, agents: AgentRegistry, wake: Callable[[], None],
+                 on_evicted: Callable[[JobId], None]) -> None:
+        self.store = store
+        self._targets = targets
+        self._agents = agents
+        self._wake = wake  # the scheduler: a slot freed or a job queued
+        self._on_evicted = on_evicted
+        self._live: dict[JobId, ComputeJob] = {}  # every job not yet terminal (and committed)
+        self.retrying = True  # off while shutting down: an agent lost then is no reason to retry
+
+    # ------------------------------------------------------------------ index
+
+    def get(self, job_id: JobId) -> ComputeJob | None:
+        return self._live.get(job_id)
+
+    def __getitem__(self, job_id: JobId) -> ComputeJob:
+        return self._live[job_id]
+
+    def __contains__(self, job_id: JobId) -> bool:
+        return job_id in self._live
+
+    def __iter__(self) -> Iterator[ComputeJob]:
+        return iter(list(self._live.values()))
+
+    def adopt(self, job: ComputeJob) -> None:
+        """A job read from the database at start-up, or one just submitted and committed."""
+        self._live[job.id] = job
+
+    def agent_of(self, job: ComputeJob) -> Agent | None:
+        agent_id = job.agent_id
+        return self._agents.by_id.get(agent_id) if agent_id is not None else None
+
+    # ------------------------------------------------------------------ placing
+
+    def enqueue(self, jobs: Iterable[ComputeJob], *, front: bool = False) -> None:
+        """Queued jobs (placed nowhere) into their queues; the scheduler is woken."""
+        for job in jobs:
+            if job.state is JobState.QUEUED and job.placement is None:
+                self._targets.queue(job.driver).push(job, front=front)
+        self._wake()
+
+    def dispatch(self, job: ComputeJob, agent: Agent, run_op: RunOp, now: float) -> None:
+        """Sent to `agent` with its slots: `starting`, committed lazily (the run goes out
+        before the commit; see `supervisor.recovery` for why that is safe)."""
+        job.placement = Dispatched(agent.id, run_op)
+        agent.jobs.add(job.id)
+        self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now), lazy=True)
+
+    def prefetch(self, job: ComputeJob, agent: Agent) -> None:
+        """Sent ahead into `agent`'s FIFO: still `queued`, now in its queue's `ahead` lane. The
+        row keeps the agent, so a restarted supervisor knows the job may be there."""
+        job.placement = Prefetched(agent.id)
+        agent.jobs.add(job.id)
+        self._targets.queue(job.driver).add_ahead(job)
+        self.store.record(job, lazy=True)
+
+    def slot_prefetched(self, job: ComputeJob, agent: Agent, run_op: RunOp, reason: str, now: float) -> None:
+        """A job sent ahead gets its slots (it starts now, or has just started): `starting`."""
+        self._targets.queue(job.driver).remove(job)
+        job.placement = Dispatched(agent.id, run_op)
+        self.store.record(job, job.move(JobState.STARTING, reason, now), lazy=True)
+
+    def unslot(self, job: ComputeJob, agent: Agent) -> None:
+        """The agent says the job waits in its FIFO: it holds no slot there."""
+        self._release(job)
+        job.placement = Prefetched(agent.id)
+        self._targets.queue(job.driver).add_ahead(job)
+
+    def rehome(self, job: ComputeJob, agent: Agent) -> None:
+        """`agent` runs the job (it said so at its hello), whatever we believed before."""
+        old = self.agent_of(job)
+        if old is not None and old is not agent:
+            old.jobs.discard(job.id)
+        placement = job.placement
+        if isinstance(placement, Dispatched):
+            job.placement = Dispatched(agent.id, placement.run_op)
+        elif isinstance(placement, Prefetched):
+            job.placement = Prefetched(agent.id)
+        agent.jobs.add(job.id)
+
+    def running(self, job: ComputeJob, agent: Agent, reason: str, at: float) -> None:
+        if isinstance(job.placement, Prefetched):
+            # the agent started it when one of its jobs ended: that end comes in the same
+            # frame, so its slot is the one free now
+            self.slot_prefetched(job, agent, self._targets.queue(job.driver).reserve_running(job),
+                                 f"started by agent {agent.id} as a slot freed", at)
+        self.store.record(job, job.move(JobState.RUNNING, reason, at))
+
+    def requeue(self, job: ComputeJob, reason: str, now: float) -> None:
+        """Back to the head of its queue, same attempt: only for a job its agent never got."""
+        agent = self.agent_of(job)
+        if agent is not None:
+            agent.jobs.discard(job.id)
+        self._release(job)
+        self._targets.queue(job.driver).remove(job)
+        job.placement = None
+        if job.state is not JobState.QUEUED:
+            self.store.record(job, job.move(JobState.QUEUED, reason, now))
+        else:
+            self.store.record(job)
+        self._targets.queue(job.driver).push(job, front=True)
+        self._wake()
+
+    # ------------------------------------------------------------------ endings
+
+    def end(self, job: ComputeJob, state: JobState, reason: str, now: float) -> None:
+        """Move a job to a terminal state (or, for `lost` with retries left, to a new attempt)."""
+        agent = self.agent_of(job)
+        self._release(job)
+        self._targets.queue(job.driver).remove(job)
+        if agent is not None:
+            agent.jobs.discard(job.id)
+            agent.idle_since = time.monotonic()
+        self.store.record(job, job.move(state, reason, now))
+        if state is JobState.LOST and job.retries_left and self.retrying:
+            self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
+            self._targets.queue(job.driver).push(job, front=True)
+            self._wake()
+            return
+        job_id = job.id
+
+        def evict() -> None:
+            if self._live.get(job_id) is job and job.state.is_terminal:
+                del self._live[job_id]
+            self._on_evicted(job_id)
+
+        self.store.after_commit(evict)
+
+    def lose_or_cancel(self, job: ComputeJob, reason: str, now: float) -> None:
+        """Its agent is gone: a job being canceled is canceled; any other one may have
+        started there, so it is `lost` (a new attempt if retries remain)."""
+        if job.cancel_reason is not None:
+            self.end(job, JobState.CANCELED, job.cancel_reason, now)
+        else:
+            self.end(job, JobState.LOST, reason, now)
+
+    def _release(self, job: ComputeJob) -> None:
+        """Free the job's slots (if it holds any) and wake the scheduler to hand them out."""
+        run_op = job.run_op
+        if run_op is not None and run_op.alive:
+            run_op.destroy()
+            self._wake()

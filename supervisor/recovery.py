@@ -1,0 +1,152 @@
+"""Recovery: after a restart, the database's view of the jobs meets the agents' view.
+
+A run is sent to its agent before its `starting` is committed (the commit is lazy: a short
+job's start goes in one commit with its end). So after a crash:
+
+* a job the database has as `starting` or `running`, or as `queued` with an agent (sent
+  ahead), was sent to that agent and may have started. It waits for that agent's hello. If the
+  agent names it, it goes on; if the agent does not name it, it never got the run (an agent
+  keeps every job it was sent until it is told to forget it, which happens only once the
+  job's end is committed); if the agent never comes back, the job is `lost` (a new attempt
+  while retries remain). It is never queued again under the same attempt unless its agent
+  said it never got it.
+* a job the database has as `queued` with no agent may have been sent in the last moments
+  before the crash. Every queued job of a user whose agent may still be alive is therefore
+  held (`HoldKind.RESTART`) until that agent's hello, or until the reconnect grace is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from jobvisor.config import SupervisorConfig
+from jobvisor.ids import JobId, UserId
+from jobvisor.protocol import CancelJob, HelloAck, JobReport, Message
+from jobvisor.states import JobState
+from supervisor.agents import Agent, AgentRegistry, AgentState
+from supervisor.compute_job import ComputeJob, Dispatched, Prefetched, Restored
+from supervisor.holds import HoldKind, Holds
+from supervisor.jobs import JobBook
+from supervisor.pool import AgentPool
+from supervisor.reports import Reports, is_terminal
+from supervisor.targets import Targets
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    def __init__(self, cfg: SupervisorConfig, targets: Targets, registry: AgentRegistry, jobs: JobBook,
+                 holds: Holds, pool: AgentPool, reports: Reports) -> None:
+        self.cfg = cfg
+        self._targets = targets
+        self._registry = registry
+        self._jobs = jobs
+        self._holds = holds
+        self._pool = pool
+        self._reports = reports
+
+    # ------------------------------------------------------------------ start-up
+
+    def restore(self, unfinished: list[ComputeJob], log_sizes: dict[JobId, int]) -> bool:
+        """Put the jobs read from the database back in place. True if anything waits for
+        agents to come back (then `after_grace` must run once the grace is over)."""
+        maybe_alive = {(a.user, a.kind) for a in self._registry.by_id.values()}
+        restart_held: dict[tuple[UserId, str], list[ComputeJob]] = {}
+        with_agents = 0
+        now = time.time()
+        for job in unfinished:
+            self._jobs.adopt(job)
+            placement = job.placement
+            agent_id = placement.agent if isinstance(placement, Restored) else None
+            if job.state.is_active or agent_id is not None:
+                agent = self._registry.by_id.get(agent_id) if agent_id is not None else None
+                if agent is None:
+                    self._jobs.lose_or_cancel(job, "its agent was gone when the supervisor restarted", now)
+                    continue
+                if job.state.is_active:
+                    job.log_size = log_sizes.get(job.id, 0)
+                    job.placement = Dispatched(agent.id, self._targets.queue(job.driver).reserve_running(job))
+                else:
+                    job.placement = Prefetched(agent.id)
+                    self._targets.queue(job.driver).add_ahead(job)
+                agent.jobs.add(job.id)
+                with_agents += 1
+            elif job.state in (JobState.QUEUED, JobState.WAITING):
+                job.placement = None
+                key = (job.owner, job.driver)
+                if key in maybe_alive:
+                    restart_held.setdefault(key, []).append(job)
+                else:
+                    self._targets.queue(job.driver).push(job)
+        for (user, target), jobs in restart_held.items():
+            self._holds.add(HoldKind.RESTART, user, target, jobs)
+        if unfinished:
+            log.info("recovered %d unfinished jobs; %d wait up to %g s for their agents to reconnect",
+                     len(unfinished), with_agents, self.cfg.reconnect_grace)
+        return bool(self._registry.by_id or with_agents)
+
+    async def after_grace(self) -> None:
+        await asyncio.sleep(self.cfg.reconnect_grace)
+        self._holds.release_all(HoldKind.RESTART)
+        for agent in list(self._registry.by_id.values()):
+            if agent.state is AgentState.DISCONNECTED and agent.connected_at is None:
+                self._pool.dead(agent, f"it did not reconnect within {self.cfg.reconnect_grace:g} s of the supervisor's restart")
+
+    # ------------------------------------------------------------------ an agent's hello
+
+    def reconcile(self, agent: Agent, reports: list[JobReport], same_process: bool) -> None:
+        """Match what the agent says it has with what we placed with it, answer with a
+        HelloAck (where each job's log goes on, which jobs to forget), and release the queued
+        jobs held back for it."""
+        now = time.time()
+        offsets: dict[str, int] = {}
+        forget: list[str] = []
+        out: list[Message] = []
+        reported: set[JobId] = set()
+        held = {job.id: job for job in self._holds.take(HoldKind.RESTART, agent.user, agent.kind)}
+        for report in reports:
+            job = self._jobs.get(JobId(report.job_id))
+            if job is not None and job.placement is None and job.state is JobState.QUEUED \
+                    and job.owner == agent.user and job.attempt == report.attempt:
+                held.pop(job.id, None)
+                self._adopt_unrecorded(job, agent, report, now)
+            if job is None or job.owner != agent.user or job.attempt != report.attempt or job.state.is_terminal \
+                    or job.placement is None:
+                forget.append(report.job_id)
+                if not is_terminal(report.state):
+                    out.append(CancelJob(report.job_id, "the supervisor no longer tracks this job"))
+                continue
+            reported.add(job.id)
+            self._jobs.rehome(job, agent)
+            offsets[job.id] = job.log_size
+            if report.prefetched and isinstance(job.placement, Dispatched) and job.state is JobState.STARTING:
+                self._jobs.unslot(job, agent)  # waits in the agent's FIFO: it holds no slot yet
+            if job.cancel_reason is not None:
+                out.append(CancelJob(job.id, job.cancel_reason))
+            self._reports.apply(agent, job, report, now)
+        for job_id in list(agent.jobs):
+            job = self._jobs.get(job_id)
+            if job is None or job.id in reported or job.state.is_terminal:
+                continue
+            if same_process or not job.state.is_active:
+                # the agent keeps every run it got until told to forget it: this one never reached it
+                self._jobs.requeue(job, f"agent {agent.id} reconnected without it: the run never reached it", now)
+            else:
+                agent.jobs.discard(job_id)
+                self._jobs.lose_or_cancel(job, f"agent {agent.id} reconnected without it", now)
+        agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
+        self._jobs.enqueue(held.values())
+
+    def _adopt_unrecorded(self, job: ComputeJob, agent: Agent, report: JobReport, now: float) -> None:
+        """A queued job the agent has: it was sent just before a crash, before that was committed."""
+        agent.jobs.add(job.id)
+        if report.prefetched:
+            self._targets.queue(job.driver).remove(job)
+            job.placement = Prefetched(agent.id)
+            self._targets.queue(job.driver).add_ahead(job)
+            self._jobs.store.record(job)
+        else:
+            self._jobs.slot_prefetched(job, agent, self._targets.queue(job.driver).reserve_running(job),
+                                       f"re-announced by agent {agent.id}", now)

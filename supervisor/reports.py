@@ -1,0 +1,134 @@
+"""What agents tell the supervisor, turned into job changes: status reports, log bytes,
+progress and the replies to request ops. Agents report; the supervisor decides."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from jobvisor.ids import AgentId, JobId
+from jobvisor.protocol import (
+    Ack, ErrorMessage, ForgetJobs, Hello, JobEvent, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
+)
+from jobvisor.states import JobState
+from supervisor.agents import Agent, AgentState
+from supervisor.compute_job import ComputeJob
+from supervisor.events import EventBus
+from supervisor.jobs import JobBook
+from supervisor.ops import PendingReplies
+
+log = logging.getLogger(__name__)
+
+FORGET_GATHER = 0.05  # seconds: see Reports.forget_after_commit
+
+
+class Reports:
+    def __init__(self, jobs: JobBook, bus: EventBus, replies: PendingReplies) -> None:
+        self._jobs = jobs
+        self._bus = bus
+        self._replies = replies
+        self._forget: dict[AgentId, set[str]] = defaultdict(set)
+
+    def on_messages(self, agent: Agent, messages: list[Message]) -> None:
+        now = time.time()
+        for message in messages:
+            if isinstance(message, StatusUpdate):
+                job = self._job_of(agent, message.report.job_id, message.report.attempt)
+                if job is not None:
+                    self.apply(agent, job, message.report, now)
+                elif is_terminal(message.report.state):
+                    self.forget_after_commit(agent, [message.report.job_id])
+            elif isinstance(message, LogChunk):
+                job = self._job_of(agent, message.job_id, message.attempt)
+                if job is not None:
+                    self._jobs.store.write_log(job.id, message.offset, message.data)
+            elif isinstance(message, Progress):
+                job = self._job_of(agent, message.job_id, message.attempt)
+                if job is not None:
+                    job.progress = max(0.0, min(1.0, message.fraction))
+                    job.progress_message = message.message[:500]
+                    self._bus.publish([JobEvent(job.id, job.owner, str(job.state), job.attempt, now,
+                                                progress=job.progress, message=job.progress_message)])
+            elif isinstance(message, OpReply):
+                agent.pending_ops.discard(message.op_id)
+                if not self._replies.resolve(message.op_id, message.ok, message.data, message.error):
+                    log.debug("agent %s: reply for op %s that is gone", agent.id, message.op_id)
+            elif isinstance(message, Ack):
+                pass
+            elif isinstance(message, ErrorMessage):
+                log.warning("agent %s reports an error about a %s message: %s", agent.id, message.ref_type, message.detail)
+            elif isinstance(message, Hello):
+                agent.send([ErrorMessage("hello was already received on this connection", "hello")])
+
+    def _job_of(self, agent: Agent, job_id: str, attempt: int) -> ComputeJob | None:
+        job = self._jobs.get(JobId(job_id))
+        if job is None or job.owner != agent.user or job.attempt != attempt or job.agent_id != agent.id:
+            log.debug("agent %s: ignoring a message about job %s attempt %d", agent.id, job_id, attempt)
+            return None
+        return job
+
+    def apply(self, agent: Agent, job: ComputeJob, report: JobReport, now: float) -> None:
+        """One job's report from the agent it is placed with."""
+        try:
+            state = JobState(report.state)
+        except ValueError:
+            log.warning("agent %s sent unknown state %r for job %s", agent.id, report.state, job.id)
+            return
+        if report.info:
+            job.info = {**(job.info or {}), **report.info}
+        if job.state.is_terminal:
+            return
+        if state is JobState.RUNNING and job.state is not JobState.RUNNING:
+            self._jobs.running(job, agent, report.reason or "running", report.at or now)
+        elif state.is_terminal:
+            if job.state is not JobState.RUNNING and report.started_at is not None:
+                self._jobs.running(job, agent, "running", report.started_at)  # its start, folded into its end
+            job.exit_code = report.exit_code
+            job.result = report.result
+            if job.cancel_reason is not None and state is JobState.CANCELED:
+                reason = report.reason or job.cancel_reason
+            elif report.reason:
+                reason = report.reason
+            elif report.exit_code is not None:
+                reason = f"exit code {report.exit_code}"
+            else:
+                reason = str(state)
+            self._jobs.end(job, state, reason, report.at or now)
+            self.forget_after_commit(agent, [job.id])
+        elif report.info:
+            self._jobs.store.record(job)
+
+    # ------------------------------------------------------------------ forgetting ended jobs
+
+    def forget_after_commit(self, agent: Agent, job_ids: list[str]) -> None:
+        """Tell the agent to drop these ended jobs once their end is committed (never before:
+        after a crash the agent's record is what a lost final state is rebuilt from).
+
+        The ends of FORGET_GATHER seconds go in one ForgetJobs: one per commit was most of the
+        frames to an agent running a burst of short jobs, and each frame wakes it."""
+        ended = list(job_ids)
+
+        def committed() -> None:
+            ready = self._forget[agent.id]
+            if not ready:
+                asyncio.get_running_loop().call_later(FORGET_GATHER, self._send_forget, agent)
+            ready.update(ended)
+
+        self._jobs.store.after_commit(committed)
+
+    def _send_forget(self, agent: Agent) -> None:
+        ids = self._forget.pop(agent.id, set())
+        if ids and agent.state is not AgentState.DEAD:
+            agent.send([ForgetJobs(sorted(ids))])
+
+    def drop_agent(self, agent: Agent) -> None:
+        self._forget.pop(agent.id, None)
+
+
+def is_terminal(state: str) -> bool:
+    try:
+        return JobState(state).is_terminal
+    except ValueError:
+        return False
