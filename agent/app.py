@@ -17,8 +17,10 @@ import sys
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
+from jobvisor import env_names
 from jobvisor.config import AgentConfig, Config, load_config
 from jobvisor.errors import ConfigError
+from jobvisor.limits import MAX_MESSAGE_BYTES
 from jobvisor.logs import setup_logging
 from jobvisor.states import JobState
 
@@ -29,10 +31,10 @@ from agent.runner import Runner
 
 logger = logging.getLogger(__name__)
 
-ENV_ID = "JOBVISOR_AGENT_ID"
-ENV_TOKEN = "JOBVISOR_AGENT_TOKEN"
-ENV_URL = "JOBVISOR_AGENT_URL"
-ENV_KIND = "JOBVISOR_AGENT_KIND"  # "sbatch": jobs are submitted to Slurm (see agent/slurm)
+ENV_ID = env_names.AGENT_ID
+ENV_TOKEN = env_names.AGENT_TOKEN
+ENV_URL = env_names.AGENT_URL
+ENV_KIND = env_names.AGENT_KIND  # SLURM_KIND: jobs are submitted to Slurm (see agent/slurm)
 EXIT_USAGE = 2
 STOP_REPORT_TIMEOUT = 3.0  # seconds to flush the last reports when stopping
 
@@ -43,7 +45,7 @@ class AgentSettings:
     url: str
     token: str = field(repr=False)
     config: AgentConfig = field(default_factory=AgentConfig)
-    max_message_bytes: int = 16 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     io_timeout: float = 30.0
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -93,7 +95,7 @@ class Agent:
             io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,
             op_env=self.job_env,
         )
-        if os.environ.get(ENV_KIND) == "sbatch":  # jobs run under Slurm: its own queue and core
+        if os.environ.get(ENV_KIND) == env_names.SLURM_KIND:  # jobs run under Slurm: its own queue and core
             from agent.slurm.app import build
 
             self.runner, self.core = build(self, loop)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from jobvisor import env_names
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-ENV_CONTAINER = "JOBVISOR_CONTAINER"  # set by container drivers: this cgroup is the agent's own
+ENV_CONTAINER = env_names.CONTAINER  # set by container drivers: this cgroup is the agent's own
 
 
 class OomCounter:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 
 from jobvisor.errors import Forbidden, InvalidRequest, OpError, OpTimeout, PathEscape, TooLarge
+from jobvisor.limits import analysis_result_limit
 from jobvisor.protocol import AnalysisRequest, IoRequest, OpReply
 
 from job_cmd import io
@@ -66,7 +67,7 @@ async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> tuple[bytes
 
 
 async def analysis_reply(
-    msg: AnalysisRequest, *, env: Mapping[str, str] | None = None, max_bytes: int = 8 * 1024 * 1024, python: str = sys.executable
+    msg: AnalysisRequest, *, env: Mapping[str, str] | None = None, max_bytes: int = analysis_result_limit(), python: str = sys.executable
 ) -> OpReply:
     try:
         stdin = json.dumps(msg.args).encode()

@@ -7,6 +7,16 @@ state, websockets) belongs to the supervisor, so a new driver is a few async met
 A *target* is one instance of a driver: its own queue, slots and agents. Most drivers have one
 (target "local", "docker"); the sbatch driver has one per configured Slurm cluster
 ("sbatch:perlmutter"), so each user gets one agent and one SSH login per cluster.
+
+Optional abilities are declared, never probed: a driver whose users log in before their agents
+start returns its `Logins` from `DriverBase.logins` (None otherwise), and the driver that serves
+the configured clusters is the installed one whose `instance_resource` is CLUSTER_RESOURCE
+(`kind_serving`). Nothing here names a concrete driver.
+
+Making an instance is cheap and does no I/O (background work such as the docker driver's sweep
+of old containers is started as a task): the supervisor makes one whenever a job, a login or a
+reconnecting agent names its target. It raises DriverError only, for a configuration it cannot
+work with.
 """
 
 from __future__ import annotations
@@ -18,16 +28,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
+from jobvisor import env_names
 from jobvisor.config import Config
-from jobvisor.errors import DriverError, InvalidRequest
+from jobvisor.errors import DriverRefused, InvalidRequest
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.resources import Resources
+from jobvisor.sbatch_keys import CLUSTER_RESOURCE
 
 log = logging.getLogger(__name__)
 
 
 TARGET_SEP = ":"
-CLUSTER_DRIVER = "sbatch"  # the driver whose instances are the configured Slurm clusters
 
 
 def target_name(kind: str, instance: str = "") -> str:
@@ -49,10 +60,17 @@ def agent_settings_env(config: Config) -> dict[str, str]:
     for section in ("agent", "logging"):
         values = getattr(config, section)
         for f in dataclasses.fields(values):
-            env[f"JOBVISOR_{section}_{f.name}".upper()] = str(getattr(values, f.name))
-    env["JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES"] = str(config.supervisor.max_message_bytes)
-    env["JOBVISOR_SUPERVISOR_IO_TIMEOUT"] = str(config.supervisor.io_timeout)
+            env[env_names.config_name(section, f.name)] = str(getattr(values, f.name))
+    env[env_names.config_name("supervisor", "max_message_bytes")] = str(config.supervisor.max_message_bytes)
+    env[env_names.config_name("supervisor", "io_timeout")] = str(config.supervisor.io_timeout)
     return env
+
+
+def agent_env(spec: "AgentSpec", url: str) -> dict[str, str]:
+    """Who the agent is and where it connects, as it reads them (see `agent.app`). The token
+    is not in it: each driver hands it over its own way (environment, or a script on stdin)."""
+    return {env_names.AGENT_ID: spec.agent_id, env_names.AGENT_URL: url, env_names.AGENT_USER: spec.user,
+            env_names.AGENT_KIND: spec.kind}
 
 
 @dataclass(frozen=True)
@@ -74,10 +92,29 @@ class DriverHost(Protocol):
         """The agent's process (container, ssh session) is gone: its jobs are lost."""
 
 
+class Logins(Protocol):
+    """The logins of a driver instance whose users must log in before an agent of theirs can
+    start (the sbatch driver: one SSH connection per user and cluster). Credentials are used for
+    the login only and never kept."""
+
+    async def login(self, user: UserId, cluster: str, username: str, password: str | None = None,
+                    otp: str | None = None, use_key: bool = False) -> dict:
+        """Log `user` in (their session, as `session` says); LoginFailed (an OpError) when
+        refused, InvalidRequest for missing credentials, DriverError when the far side fails."""
+
+    def logout(self, user: UserId) -> bool:
+        """Drop the user's login (running agents go on); False when there was none."""
+
+    def session(self, user: UserId) -> dict:
+        """The user's login as it stands (no secrets): cluster, logged_in, username, method,
+        work_dir."""
+
+
 class DriverBase(abc.ABC):
     kind: ClassVar[str]
-    # the resource that names a job's instance of this driver (sbatch: "cluster"); the
-    # supervisor writes the chosen instance there, so a job shows where it runs
+    # the resource that names a job's instance of this driver (CLUSTER_RESOURCE for the driver
+    # of the configured clusters); the supervisor writes the chosen instance there, so a job
+    # shows where it runs
     instance_resource: ClassVar[str] = ""
 
     def __init__(self, config: Config, host: DriverHost, instance: str = "") -> None:
@@ -114,7 +151,8 @@ class DriverBase(abc.ABC):
     async def start_agent(self, spec: AgentSpec) -> dict:
         """Start an agent; return facts worth showing (pid, host, container id).
 
-        Raises DriverError (permanent=True when retrying cannot help, e.g. a missing image)."""
+        Raises DriverUnavailable when the backend does not answer (retried), DriverRefused when
+        retrying cannot help (a missing image, a bad setting, refused credentials)."""
 
     @abc.abstractmethod
     async def stop_agent(self, agent_id: AgentId) -> None:
@@ -123,6 +161,12 @@ class DriverBase(abc.ABC):
     def adopt_agent(self, agent_id: AgentId, user: UserId, pid: int, hostname: str) -> None:
         """An agent this driver instance did not start (a supervisor restart) reconnected:
         watch it from now on so its death is noticed."""
+
+    @property
+    def logins(self) -> Logins | None:
+        """This instance's logins, when its users must log in before an agent starts; None
+        for a driver that needs no login (the default)."""
+        return None
 
     def login_required(self, user: UserId) -> str | None:
         """Why a new agent of `user` cannot be started until the user logs in (sbatch), or
@@ -155,10 +199,19 @@ def available_drivers() -> dict[str, type[DriverBase]]:
     return found
 
 
+def kind_serving(instance_resource: str = CLUSTER_RESOURCE) -> str | None:
+    """The installed driver whose instances jobs name with `instance_resource` (by default the
+    driver of the configured Slurm clusters), or None when no installed driver serves it."""
+    for kind, cls in sorted(available_drivers().items()):
+        if cls.instance_resource == instance_resource:
+            return kind
+    return None
+
+
 def driver_class(kind: str) -> type[DriverBase]:
     drivers = available_drivers()
     if kind not in drivers:
-        raise DriverError(f"unknown driver {kind!r}; installed: {', '.join(sorted(drivers))}", permanent=True)
+        raise DriverRefused(f"unknown driver {kind!r}; installed: {', '.join(sorted(drivers))}")
     return drivers[kind]
 
 

@@ -19,7 +19,9 @@ import select
 import signal
 from pathlib import Path
 
-AGENT_ID_VAR = "JOBVISOR_AGENT_ID"
+from jobvisor import env_names
+
+AGENT_ID_VAR = env_names.AGENT_ID
 
 
 def stop_leftovers(agent_id: str, proc: Path = Path("/proc")) -> list[int]:

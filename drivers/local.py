@@ -14,10 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-from drivers.base import AgentSpec, DriverBase, agent_settings_env
+from drivers.base import AgentSpec, DriverBase, agent_env, agent_settings_env
 from drivers.leftovers import stop_leftovers
 from drivers.process_watch import PidWatch, pid_alive
-from jobvisor.errors import DriverError
+from jobvisor import env_names
+from jobvisor.errors import driver_os_error
 from jobvisor.ids import AgentId, JobId, UserId
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,13 @@ class LocalDriver(DriverBase):
 
     async def start_agent(self, spec: AgentSpec) -> dict:
         log_dir = self.config.state_dir / "agents"
-        log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(agent_settings_env(self.config))  # as `up` read them, --config included
-        env.update(
-            JOBVISOR_AGENT_ID=spec.agent_id,
-            JOBVISOR_AGENT_TOKEN=spec.token,
-            JOBVISOR_AGENT_URL=spec.url,
-            JOBVISOR_AGENT_USER=spec.user,
-            JOBVISOR_AGENT_KIND=spec.kind,
-        )
+        env.update(agent_env(spec, spec.url))
+        env[env_names.AGENT_TOKEN] = spec.token
         log_path = log_dir / f"{spec.agent_id}.log"
         try:
+            log_dir.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log_file:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "agent",
@@ -73,7 +69,7 @@ class LocalDriver(DriverBase):
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise DriverError(f"cannot start a local agent: {exc}") from exc
+            raise driver_os_error("cannot start a local agent", exc) from exc
         self._children[spec.agent_id] = proc
         self._watch(spec.agent_id, proc.pid)
         log.info("agent %s started for user %s (pid %d, log %s)", spec.agent_id, spec.user, proc.pid, log_path)

@@ -12,9 +12,11 @@ import os
 import time
 from dataclasses import dataclass
 
+from jobvisor import env_names
+
 from job_cmd.fsutil import read_json, write_json_atomic
 
-ENV_VAR = "JOBVISOR_PROGRESS_FILE"
+ENV_VAR = env_names.PROGRESS_FILE
 MAX_MESSAGE_CHARS = 1000
 _MAX_FILE_BYTES = 64 * 1024
 

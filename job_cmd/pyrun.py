@@ -12,6 +12,8 @@ import importlib
 import os
 import sys
 
+from jobvisor import env_names
+
 from job_cmd.fsutil import META_DIR, RESULT_FILE, read_json, write_json_atomic
 
 # Imported here only when needed (traceback) or not at all (pathlib): they were a third of the
@@ -80,7 +82,7 @@ def run(run_dir: str | os.PathLike) -> int:
 
 
 def main() -> None:
-    sys.exit(run(os.environ.get("JOBVISOR_RUN_DIR") or os.getcwd()))
+    sys.exit(run(os.environ.get(env_names.RUN_DIR) or os.getcwd()))
 
 
 if __name__ == "__main__":

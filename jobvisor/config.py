@@ -17,7 +17,9 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
+from jobvisor import env_names
 from jobvisor.errors import ConfigError
+from jobvisor.limits import MAX_MESSAGE_BYTES
 
 SECRET_KEY = re.compile(r"(secret|password|token|passphrase)", re.IGNORECASE)
 
@@ -92,7 +94,7 @@ class SupervisorConfig:
     agent_lost_grace: float = _doc("Seconds an agent whose websocket dropped (but whose process may live) has to reconnect before its jobs are lost.", default=30.0)
     analysis_timeout: float = _doc("Seconds an analysis op may take; on expiry only that op fails.", default=60.0)
     io_timeout: float = _doc("Seconds an io op (list or read files, logs) may take; on expiry only that op fails.", default=30.0)
-    max_message_bytes: int = _doc("Largest protocol message accepted on any channel.", default=16 * 1024 * 1024)
+    max_message_bytes: int = _doc("Largest protocol message accepted on any channel.", default=MAX_MESSAGE_BYTES)
     per_user_cpus: int = _doc("Most cpu slots one user may hold at once per driver; 0: no cap beyond the driver's.", default=0)
     shutdown_timeout: float = _doc("Seconds `up` waits on SIGTERM for agents to stop their jobs.", default=10.0)
     agent_start_timeout: float = _doc("Seconds a newly started agent has to connect before its jobs fail with the reason.", default=60.0)
@@ -278,7 +280,7 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
     """Read the TOML file (if any), then apply environment overrides; unknown keys are errors."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
-    path = path or environ.get("JOBVISOR_CONFIG")
+    path = path or environ.get(env_names.CONFIG_FILE)
     if path:
         try:
             with open(path, "rb") as fh:
@@ -295,7 +297,7 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
             raise ConfigError(f"[{name}] must be a table")
         if name == "sbatch":
             more_clusters = raw.pop("clusters", {})
-        sections[name] = cls(**_section_values(cls, raw, f"[{name}]", f"JOBVISOR_{name}_", environ))
+        sections[name] = cls(**_section_values(cls, raw, f"[{name}]", f"{env_names.CONFIG_PREFIX}{name}_", environ))
     if data:
         raise ConfigError(f"unknown section(s) in config: {', '.join(sorted(data))}")
     return Config(**sections, more_clusters=_more_clusters(sections["sbatch"], more_clusters, environ))
@@ -333,7 +335,7 @@ def _more_clusters(sbatch: SbatchConfig, tables: Any, environ: Mapping[str, str]
             raise ConfigError(f"{where} must be a table")
         if "cluster" in raw:
             raise ConfigError(f"{where}: the table's name is the cluster's name; drop its 'cluster' key")
-        env_prefix = "JOBVISOR_SBATCH_CLUSTERS_" + re.sub(r"[^A-Za-z0-9]", "_", name) + "_"
+        env_prefix = f"{env_names.CONFIG_PREFIX}SBATCH_CLUSTERS_" + re.sub(r"[^A-Za-z0-9]", "_", name) + "_"
         values = _section_values(SbatchConfig, raw, where, env_prefix, environ, base=inherited)
         values["cluster"] = name
         if not values["login_host"]:

@@ -14,7 +14,15 @@
     │   ├── OpTimeout
     │   └── Unavailable         retryable: no agent, engine down, disk full
     ├── PathEscape              an io path that leaves the run dir
-    └── DriverError             a driver's backend failed (retryable unless `permanent`)
+    └── DriverError             a driver's backend failed; `permanent` says whether to retry
+        ├── DriverUnavailable   retryable: the backend does not answer, or not in time (a
+        │                       docker engine, an SSH login node); the message names it
+        └── DriverRefused       permanent: retrying the same cannot help (a bad image or
+                                configuration, refused credentials, an untrusted host key)
+
+A driver raises one of the two subclasses wherever it knows which it is; a plain DriverError
+is retryable unless made with permanent=True. The supervisor retries retryable ones with
+backoff (the jobs wait, their reason says why) and fails the jobs only on permanent ones.
 
 Third-party exceptions (SQLAlchemy, aiohttp, docker, asyncssh) are converted at the boundary
 with `raise ... from exc` so callers handle jobvisor's types only.
@@ -23,6 +31,7 @@ with `raise ... from exc` so callers handle jobvisor's types only.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class JobvisorError(Exception):
@@ -123,7 +132,56 @@ class PathEscape(JobvisorError):
 
 
 class DriverError(JobvisorError):
-    def __init__(self, detail: str, *, permanent: bool = False) -> None:
+    """A driver's backend failed. `permanent`: retrying cannot help, so the jobs that need this
+    backend fail with the message; otherwise (`retryable`) they wait and the start is retried."""
+
+    permanent: bool = False
+
+    def __init__(self, detail: str, *, permanent: bool | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.permanent = permanent
+        if permanent is not None:
+            self.permanent = permanent
+
+    @property
+    def retryable(self) -> bool:
+        return not self.permanent
+
+
+class DriverUnavailable(DriverError):
+    """The backend does not answer, or not in time: it may later (an engine restarting, a login
+    node rebooting, a network blip). Always retryable; the message names the backend."""
+
+    permanent = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+
+class DriverRefused(DriverError):
+    """What was asked cannot work as configured: a missing image, a bad setting, credentials
+    or a host key the far side refuses. Always permanent: someone must change something."""
+
+    permanent = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+
+# errno values of an OSError that a later attempt may not meet (resources short for a moment,
+# a network path down); any other OSError of a driver is taken as permanent (a missing file or
+# program, a permission refused)
+TRANSIENT_ERRNOS = frozenset({
+    errno.EAGAIN, errno.EINTR, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.EDQUOT,
+    errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EPIPE,
+})
+
+
+def driver_os_error(detail: str, exc: OSError) -> DriverError:
+    """The DriverError for an OSError met by a driver (raise it `from exc`): retryable when its
+    errno is transient (TRANSIENT_ERRNOS), permanent otherwise. `detail` says what was done."""
+    text = f"{detail}: {exc.strerror or exc}"
+    if exc.errno in TRANSIENT_ERRNOS or isinstance(exc, (ConnectionError, TimeoutError)):
+        return DriverUnavailable(text)
+    return DriverRefused(text)

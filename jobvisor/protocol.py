@@ -25,10 +25,10 @@ from typing import Any, Callable, ClassVar, Union
 import msgpack
 
 from jobvisor.errors import MessageTooLarge, ProtocolError
+from jobvisor.limits import IO_CHUNK_BYTES, MAX_MESSAGE_BYTES
 
 PROTOCOL_VERSION = 2
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
+DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the name codecs' callers know (see jobvisor.limits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
+from jobvisor import env_names
 from jobvisor.config import load_config
 
 from agent.slurm.commands import Slurm
@@ -17,7 +18,6 @@ from agent.slurm.script import SiteDefaults
 
 logger = logging.getLogger(__name__)
 
-ENV_RUN_ROOT = "JOBVISOR_SLURM_RUN_ROOT"  # this user's run dirs: where a restarted agent looks
 
 
 def build(agent, loop: asyncio.AbstractEventLoop) -> tuple[SlurmQueue, SlurmAgentCore]:
@@ -34,7 +34,7 @@ def build(agent, loop: asyncio.AbstractEventLoop) -> tuple[SlurmQueue, SlurmAgen
         op_env=agent.job_env, site=site,
     )
     queue.core = core
-    run_root = os.environ.get(ENV_RUN_ROOT)
+    run_root = os.environ.get(env_names.SLURM_RUN_ROOT)  # this user's run dirs: where a restarted agent looks
     if run_root:
         core.recover(Path(run_root).absolute())
     queue.start()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobvisor import sbatch_keys
 from jobvisor.resources import Resources
 
 from job_cmd.fsutil import META_DIR, OUTPUT_LOG
@@ -17,16 +18,10 @@ EXIT_CODE_FILE = "exit_code"
 SCRIPT_FILE = "job.sbatch"
 JOB_NAME_PREFIX = "jv-"
 
-# resources keys beyond cpus/memory/gpus/walltime/nodes that become #SBATCH options
-EXTRA_OPTIONS = {
-    "partition": "--partition",
-    "qos": "--qos",
-    "account": "--account",
-    "constraint": "--constraint",
-    "ntasks": "--ntasks",
-    "reservation": "--reservation",
-}
-EXTRA_KEYS = frozenset(EXTRA_OPTIONS) | {"cluster", "sbatch_args"}
+# resources keys beyond cpus/memory/gpus/walltime/nodes: those that become #SBATCH options, and
+# all that a job may give (the sbatch driver checks the same set at submit)
+EXTRA_OPTIONS = sbatch_keys.EXTRA_OPTIONS
+EXTRA_KEYS = sbatch_keys.EXTRA_KEYS
 
 
 class ScriptError(ValueError):

@@ -23,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.base import AgentSpec, DriverBase, agent_settings_env
+from drivers.base import AgentSpec, DriverBase, agent_env, agent_settings_env
 from drivers.docker import spec as rules
-from drivers.docker.engine import ContainerMissing, Engine, ImageMissing, NameConflict
-from jobvisor.errors import DriverError, InvalidRequest
+from drivers.docker.engine import ContainerMissing, Engine, EngineUnavailable, ImageMissing, NameConflict
+from jobvisor import env_names
+from jobvisor.errors import DriverError, DriverRefused, DriverUnavailable, InvalidRequest, driver_os_error
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.resources import Resources, parse_memory
 from jobvisor.tasks import Tasks
@@ -58,9 +59,9 @@ class DockerDriver(DriverBase):
         try:
             self._memory = parse_memory(cfg.memory) if cfg.memory.strip() else None
         except InvalidRequest as exc:
-            raise DriverError(f"[docker] memory: {exc.detail}", permanent=True) from None
+            raise DriverRefused(f"[docker] memory: {exc.detail}") from None
         if cfg.cpus < 0:
-            raise DriverError("[docker] cpus must be >= 0", permanent=True)
+            raise DriverRefused("[docker] cpus must be >= 0")
         hosts = rules.parse_hosts(cfg.hosts, cfg.slots or os.cpu_count() or 1)
         tls = self._tls()
         self._executor = ThreadPoolExecutor(max_workers=min(32, 4 + 2 * len(hosts)), thread_name_prefix="docker-driver")
@@ -99,7 +100,7 @@ class DockerDriver(DriverBase):
         if not (cfg.tls_ca_cert or cfg.tls_client_cert):
             return None
         if bool(cfg.tls_client_cert) != bool(cfg.tls_client_key):
-            raise DriverError("[docker] tls_client_cert and tls_client_key go together", permanent=True)
+            raise DriverRefused("[docker] tls_client_cert and tls_client_key go together")
         tls: dict = {"verify": cfg.tls_ca_cert or False}
         if cfg.tls_ca_cert:
             tls["ca_cert"] = cfg.tls_ca_cert
@@ -139,7 +140,7 @@ class DockerDriver(DriverBase):
 
     async def start_agent(self, spec: AgentSpec) -> dict:
         if self._closed:
-            raise DriverError("the docker driver is shut down")
+            raise DriverUnavailable("the docker driver is shut down (the supervisor is stopping)")
         rules.check_user_name(spec.user)
         user_dir = self.run_root / spec.user
         await self._in_thread(_prepare_run_root, user_dir, self._uid, self._gid)
@@ -192,7 +193,9 @@ class DockerDriver(DriverBase):
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), FILE_TIMEOUT)
         except asyncio.TimeoutError:
-            raise DriverError(f"preparing {args[0]} took longer than {FILE_TIMEOUT:g} s") from None
+            raise DriverUnavailable(f"preparing {args[0]} took longer than {FILE_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise driver_os_error(f"cannot prepare {args[0]}", exc) from exc
 
     async def _choose_host(self) -> Engine:
         """The least-loaded engine (agents per slot); engines that do not answer are skipped."""
@@ -212,7 +215,7 @@ class DockerDriver(DriverBase):
             loads.append(rules.HostLoad(index, running + self._starting[engine], self._slots[engine]))
         choice = rules.pick_host(loads)
         if choice is None:
-            raise DriverError("no docker host answers: " + "; ".join(skipped))
+            raise EngineUnavailable("no docker engine answers: " + "; ".join(skipped))
         return self.engines[choice]
 
     async def _agent_url(self, engine: Engine, url: str) -> str:
@@ -263,10 +266,9 @@ class DockerDriver(DriverBase):
                 await self._remove_stale(engine, name, spec.agent_id)
             except ImageMissing:
                 if not cfg.pull or pulled:
-                    raise DriverError(
+                    raise DriverRefused(
                         f"the docker image {cfg.image!r} is not on {engine.name}: build it (etc/docker/Dockerfile, or "
                         "etc/docker/make-local-image.sh on a machine without a registry) or set [docker] pull = true",
-                        permanent=True,
                     ) from None
                 pulled = True
                 log.info("pulling %s on %s", cfg.image, engine.name)
@@ -280,19 +282,15 @@ class DockerDriver(DriverBase):
             return
         old = (info.get("Config") or {}).get("Labels") or {}
         if old.get(rules.LABEL_INSTANCE) != self.supervisor_id:
-            raise DriverError(f"a container named {name} that this supervisor did not start is in the way on {engine.name}",
-                              permanent=True)
+            raise DriverRefused(f"a container named {name} that this supervisor did not start is in the way on {engine.name}")
         log.info("removing container %s of agent %s, replaced by agent %s", name, old.get(rules.LABEL_AGENT), agent_id)
         await self._remove(engine, info["Id"])
 
     def _environment(self, spec: AgentSpec, url: str, user_dir: Path) -> dict[str, str]:
         env = {
-            "JOBVISOR_AGENT_ID": spec.agent_id,
-            "JOBVISOR_AGENT_TOKEN": spec.token,
-            "JOBVISOR_AGENT_URL": url,
-            "JOBVISOR_AGENT_USER": spec.user,
-            "JOBVISOR_AGENT_KIND": spec.kind,
-            "JOBVISOR_CONTAINER": "docker",  # the agent then tells out-of-memory kills apart
+            **agent_env(spec, url),
+            env_names.AGENT_TOKEN: spec.token,
+            env_names.CONTAINER: "docker",  # the agent then tells out-of-memory kills apart
             "HOME": str(user_dir),
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -464,6 +462,6 @@ def _prepare_run_root(path: Path, uid: int, gid: int) -> None:
         try:
             os.chown(path, uid, gid)
         except PermissionError:
-            raise DriverError(f"cannot give {path} to uid {uid}: run the supervisor as root, or set [docker] user to "
-                              "the supervisor's own uid", permanent=True) from None
+            raise DriverRefused(f"cannot give {path} to uid {uid}: run the supervisor as root, or set [docker] user to "
+                              "the supervisor's own uid") from None
     os.chmod(path, 0o700)

@@ -3,10 +3,16 @@ own threads (never on the event loop), bounded by a timeout, and every failure c
 `DriverError` that names the engine and what was asked of it.
 
     DriverError                   (jobvisor.errors)
-    ├── EngineUnavailable         the engine does not answer, or not in time (retryable)
-    ├── ImageMissing              the image is not on that engine (permanent)
-    ├── ContainerMissing          the container is gone
-    └── NameConflict              a container of that name exists already
+    ├── DriverUnavailable         retryable
+    │   └── EngineUnavailable     the engine does not answer, or not in time (names its URL)
+    ├── DriverRefused             permanent: the engine refuses the request as asked (HTTP 400,
+    │   │                         403, 404 of something other than a container: a bad mount,
+    │   │                         a missing network, an invalid option)
+    │   └── ImageMissing          the image is not on that engine
+    ├── ContainerMissing          the container is gone (retryable: what is asked of it is moot)
+    ├── NameConflict              a container of that name exists already (retryable: the
+    │                             driver removes its own stale one and tries again)
+    └── DriverError               any other failure of the engine (HTTP 5xx): retryable
 """
 
 from __future__ import annotations
@@ -19,20 +25,19 @@ import threading
 from concurrent.futures import Executor
 from typing import Any, Callable
 
-from jobvisor.errors import DriverError
+from jobvisor.errors import DriverError, DriverRefused, DriverUnavailable
 
 log = logging.getLogger(__name__)
 
 LOCAL = ""  # the engine named by DOCKER_HOST, else the default socket
 
 
-class EngineUnavailable(DriverError):
+class EngineUnavailable(DriverUnavailable):
     pass
 
 
-class ImageMissing(DriverError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, permanent=True)
+class ImageMissing(DriverRefused):
+    pass
 
 
 class ContainerMissing(DriverError):
@@ -55,18 +60,21 @@ class Engine:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def call(self, what: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Run `fn(api, *args, **kwargs)` off the loop; DriverError on any failure."""
+    async def call(self, what: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
+                   missing: type[DriverError] = DriverRefused, **kwargs: Any) -> Any:
+        """Run `fn(api, *args, **kwargs)` off the loop; DriverError on any failure. `missing`:
+        what a 404 means (ContainerMissing for a call about one container: it is gone; else the
+        request names something that is not there, a network or a volume, which is permanent)."""
         limit = self._timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        job = functools.partial(self._invoke, what, fn, args, kwargs)
+        job = functools.partial(self._invoke, what, fn, args, kwargs, missing)
         try:
             # The SDK's own socket timeout usually fires first; this bound holds even if not.
             return await asyncio.wait_for(loop.run_in_executor(self._executor, job), limit + 1.0)
         except asyncio.TimeoutError:
             raise EngineUnavailable(f"docker engine {self.name} did not answer within {limit:g} s ({what})") from None
 
-    def _invoke(self, what: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    def _invoke(self, what: str, fn: Callable[..., Any], args: tuple, kwargs: dict, missing: type[DriverError]) -> Any:
         import docker.errors
         import requests.exceptions
 
@@ -75,10 +83,12 @@ class Engine:
         except docker.errors.ImageNotFound as exc:
             raise ImageMissing(f"docker engine {self.name}: {_explain(exc)}") from exc
         except docker.errors.NotFound as exc:
-            raise ContainerMissing(f"docker engine {self.name}: {what}: {_explain(exc)}") from exc
+            raise missing(f"docker engine {self.name}: {what}: {_explain(exc)}") from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 raise NameConflict(f"docker engine {self.name}: {what}: {_explain(exc)}") from exc
+            if exc.status_code in (400, 401, 403, 404, 422):  # the request as configured is wrong
+                raise DriverRefused(f"docker engine {self.name}: {what} refused: {_explain(exc)}") from exc
             raise DriverError(f"docker engine {self.name}: {what} failed: {_explain(exc)}") from exc
         except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
             if _timed_out(exc):
@@ -113,11 +123,11 @@ class Engine:
         return await self.call("list containers", lambda api: api.containers(all=True, filters={"label": list(labels)}))
 
     async def log_tail(self, container_id: str, lines: int) -> str:
-        data = await self.call("read a container's log", lambda api: api.logs(container_id, tail=lines))
+        data = await self.call("read a container's log", lambda api: api.logs(container_id, tail=lines), missing=ContainerMissing)
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
     async def inspect(self, container_id: str) -> dict:
-        return await self.call("inspect a container", lambda api: api.inspect_container(container_id))
+        return await self.call("inspect a container", lambda api: api.inspect_container(container_id), missing=ContainerMissing)
 
     async def run(self, image: str, create: dict, host_config: dict) -> str:
         """Create and start a container; a container that fails to start is removed again."""
@@ -139,10 +149,11 @@ class Engine:
 
     async def stop(self, container_id: str, grace: float) -> None:
         await self.call("stop a container", lambda api: api.stop(container_id, timeout=int(max(grace, 0) + 0.999)),
-                        timeout=grace + self._timeout)
+                        timeout=grace + self._timeout, missing=ContainerMissing)
 
     async def remove(self, container_id: str) -> None:
-        await self.call("remove a container", lambda api: api.remove_container(container_id, force=True))
+        await self.call("remove a container", lambda api: api.remove_container(container_id, force=True),
+                        missing=ContainerMissing)
 
     async def pull(self, image: str, timeout: float) -> None:
         repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")

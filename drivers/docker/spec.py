@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from jobvisor.errors import DriverError
+from jobvisor.errors import DriverRefused
 
 LABEL_USER = "jobvisor.user"
 LABEL_KIND = "jobvisor.kind"
@@ -55,7 +55,7 @@ def labels(instance: str, kind: str, user: str, agent_id: str) -> dict[str, str]
 def check_user_name(user: str) -> None:
     """A user's run root is one path component below the driver's run root."""
     if not user or user in (".", "..") or "/" in user or "\0" in user:
-        raise DriverError(f"user name {user!r} cannot name a directory", permanent=True)
+        raise DriverRefused(f"user name {user!r} cannot name a directory")
 
 
 def container_user(configured: str, own_uid: int, own_gid: int) -> tuple[int, int]:
@@ -68,11 +68,11 @@ def container_user(configured: str, own_uid: int, own_gid: int) -> tuple[int, in
         uid = int(uid_text)
         gid = int(gid_text) if gid_text else uid
     except ValueError:
-        raise DriverError(f"[docker] user must be numeric uid[:gid], not {configured!r}", permanent=True) from None
+        raise DriverRefused(f"[docker] user must be numeric uid[:gid], not {configured!r}") from None
     if uid == 0:
-        raise DriverError("[docker] user must not be root (uid 0): agents and jobs run unprivileged", permanent=True)
+        raise DriverRefused("[docker] user must not be root (uid 0): agents and jobs run unprivileged")
     if uid < 0 or gid < 0:
-        raise DriverError(f"[docker] user {configured!r} is not a valid uid[:gid]", permanent=True)
+        raise DriverRefused(f"[docker] user {configured!r} is not a valid uid[:gid]")
     return uid, gid
 
 
@@ -98,10 +98,9 @@ def host_runtime_mounts(run_root: Path, python_prefixes: list[str], package_dirs
     root = os.path.realpath(run_root)
     for mount in mounts:
         if _within(root, mount):
-            raise DriverError(
+            raise DriverRefused(
                 f"the docker run root {root} is inside {mount}, which host_runtime mounts into every "
                 "container: users would see each other's files; set [docker] run_root elsewhere",
-                permanent=True,
             )
     return mounts
 
@@ -132,7 +131,7 @@ def parse_hosts(text: str, default_slots: int) -> list[tuple[str, int]]:
         if sep and slots.strip().isdigit() and url.strip():
             count = int(slots)
             if count < 1:
-                raise DriverError(f"[docker] hosts: {item!r} has no slots", permanent=True)
+                raise DriverRefused(f"[docker] hosts: {item!r} has no slots")
             hosts.append((url.strip(), count))
         else:
             hosts.append((item, default_slots))
@@ -153,9 +152,9 @@ def agent_url_for(url: str, network: str, gateway: str | None) -> str:
     if not _is_loopback(host):
         return url
     if not gateway:
-        raise DriverError(
+        raise DriverRefused(
             f"agents on docker network {network!r} cannot reach {url}: the network has no gateway; "
-            "set [docker] agent_url", permanent=True,
+            "set [docker] agent_url",
         )
     netloc = gateway if ":" not in gateway else f"[{gateway}]"
     if parts.port is not None:

@@ -24,21 +24,18 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from drivers.base import CLUSTER_DRIVER, AgentSpec, DriverBase, agent_settings_env
+from drivers.base import AgentSpec, DriverBase, Logins, agent_env, agent_settings_env
 from drivers.sbatch import remote
 from drivers.sbatch.errors import LoginFailed, LoginRequired, login_required_reason
 from drivers.sbatch.ssh import Connection, connect
-from jobvisor.errors import DriverError, InvalidRequest, NotFound
+from jobvisor import env_names, sbatch_keys
+from jobvisor.errors import DriverError, DriverRefused, DriverUnavailable, InvalidRequest, NotFound
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.resources import Resources
 
 log = logging.getLogger(__name__)
 
-# resources the agent turns into #SBATCH options beyond cpus/memory/gpus/walltime/nodes
-# (kept in step with agent/slurm/script.py, which drivers may not import)
-EXTRA_KEYS = frozenset({"partition", "qos", "account", "constraint", "ntasks", "reservation", "cluster", "sbatch_args"})
-# [sbatch] keys the agent reads (through JOBVISOR_SBATCH_* in its environment)
-AGENT_SBATCH_KEYS = ("partition", "qos", "account", "sbatch_extra", "poll_interval", "max_queued_jobs", "command_timeout")
+EXTRA_KEYS = sbatch_keys.EXTRA_KEYS  # resources beyond cpus/memory/gpus/walltime/nodes (the agent's #SBATCH options)
 
 
 @dataclass(eq=False)
@@ -53,8 +50,8 @@ class RemoteAgent:
 
 
 class SbatchDriver(DriverBase):
-    kind = CLUSTER_DRIVER
-    instance_resource = "cluster"
+    kind = env_names.SLURM_KIND  # what the agent reads in JOBVISOR_AGENT_KIND to submit to Slurm
+    instance_resource = sbatch_keys.CLUSTER_RESOURCE
 
     def __init__(self, config, host, instance: str = "") -> None:
         super().__init__(config, host, instance)
@@ -168,6 +165,11 @@ class SbatchDriver(DriverBase):
 
     # ------------------------------------------------------------------ login
 
+    @property
+    def logins(self) -> Logins:
+        """Users log in to the cluster (SSH) before an agent of theirs can start."""
+        return self
+
     def _service_account(self) -> bool:
         return bool(self._cfg.key_user and self._cfg.key_file)
 
@@ -251,8 +253,12 @@ class SbatchDriver(DriverBase):
             try:
                 fresh = await connect(self._cfg, username, key_file=self._cfg.key_file)
             except LoginFailed as exc:
-                raise DriverError(exc.detail, permanent=True) from None
-            await self._resolve_work_dir(fresh)
+                raise DriverRefused(exc.detail) from None
+            try:
+                await self._resolve_work_dir(fresh)
+            except DriverError:
+                fresh.close()
+                raise
             self._conns[user] = fresh
             return fresh
 
@@ -260,26 +266,25 @@ class SbatchDriver(DriverBase):
         try:
             script = remote.resolve_work_dir(self._cfg.work_dir)
         except ValueError as exc:
-            raise DriverError(str(exc), permanent=True) from None
+            raise DriverRefused(str(exc)) from None
         result = await conn.run("/bin/sh -s", stdin=script, timeout=self._cfg.command_timeout)
         work_dir = (result.stdout or "").strip()
-        if result.exit_status != 0 or not work_dir.startswith("/"):
-            raise DriverError(f"cannot resolve the work dir {self._cfg.work_dir!r} on the login node: "
-                              f"{(result.stderr or '').strip()[-300:] or work_dir!r}")
+        if _interrupted(result):
+            raise DriverUnavailable(f"the login node {self._cfg.login_host} closed the session while the work dir "
+                                    f"was resolved")
+        if result.exit_status != 0 or not work_dir.startswith("/"):  # the template does not make a path
+            raise DriverRefused(f"cannot resolve the work dir {self._cfg.work_dir!r} on the login node: "
+                                f"{(result.stderr or '').strip()[-300:] or work_dir!r}")
         conn.work_dir = work_dir
 
     # ------------------------------------------------------------------ agents
 
     def _agent_env(self, spec: AgentSpec) -> dict[str, str]:
-        env = {
-            "JOBVISOR_AGENT_ID": spec.agent_id,
-            "JOBVISOR_AGENT_URL": self._cfg.agent_url or spec.url,
-            "JOBVISOR_AGENT_USER": spec.user,
-            "JOBVISOR_AGENT_KIND": self.kind,
-            **agent_settings_env(self.config),
-        }
-        for key in AGENT_SBATCH_KEYS:
-            env[f"JOBVISOR_SBATCH_{key.upper()}"] = str(getattr(self._cfg, key))
+        env = agent_env(spec, self._cfg.agent_url or spec.url)
+        env[env_names.AGENT_KIND] = self.kind  # not the target ("sbatch:NAME"): the agent's backend
+        env.update(agent_settings_env(self.config))
+        for key in sbatch_keys.AGENT_KEYS:
+            env[env_names.config_name("sbatch", key)] = str(getattr(self._cfg, key))
         return env
 
     async def _launch(self, agent: RemoteAgent, conn: Connection) -> None:
@@ -289,12 +294,17 @@ class SbatchDriver(DriverBase):
             script = remote.start_script(work_dir=conn.work_dir, cluster=self._cfg.cluster, user=spec.user,
                                          command=self._cfg.agent_command, env=self._agent_env(spec), token=spec.token)
         except ValueError as exc:
-            raise DriverError(str(exc), permanent=True) from None
+            raise DriverRefused(str(exc)) from None
         result = await conn.run("/bin/sh -s", stdin=script, timeout=self._cfg.command_timeout)
         pid = remote.parse_pid(result.stdout or "")
         if result.exit_status != 0 or pid is None:
             detail = (result.stderr or result.stdout or "").strip()[-500:]
-            raise DriverError(f"starting the agent on {self._cfg.login_host} failed (exit {result.exit_status}): {detail}")
+            message = f"starting the agent on {self._cfg.login_host} failed (exit {result.exit_status}): {detail}"
+            if _interrupted(result):
+                raise DriverUnavailable(message)
+            if result.exit_status in remote.WORK_DIR_EXITS:  # the work dir cannot be made or entered
+                raise DriverRefused(message)
+            raise DriverError(message)  # anything else of the login node (no fork, no memory): retried
         agent.pid = pid
         log.info("agent %s of user %s started on cluster %s (%s) as %s (process group %d, work dir %s)",
                  spec.agent_id, spec.user, self._cfg.cluster, self._cfg.login_host, conn.username, pid, conn.work_dir)
@@ -342,6 +352,11 @@ class SbatchDriver(DriverBase):
             reason += f" ({agent.restarts} restarts already)"
         self._agents.pop(agent.agent_id, None)
         self.host.agent_exited(agent.agent_id, reason)
+
+
+def _interrupted(result) -> bool:
+    """The command did not finish on its own (the session closed, a signal): no exit status."""
+    return result.exit_status is None or result.exit_status < 0
 
 
 def _names(clusters) -> str:

@@ -15,6 +15,9 @@ import re
 import shlex
 from collections.abc import Mapping
 
+from jobvisor import env_names
+
+WORK_DIR_EXITS = (11, 12)  # the start script's exits when the work dir cannot be made, entered
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 PID_LINE = re.compile(r"^pid=(\d+)$", re.MULTILINE)
 
@@ -68,15 +71,15 @@ def start_script(*, work_dir: str, cluster: str, user: str, command: str, env: M
         f'log="$work/{log}"',
         'if [ -s "$pidfile" ]; then',
         '  old=$(cat "$pidfile")',
-        "  " + _kill_group("old", "KILL", "JOBVISOR_AGENT_KIND=sbatch").replace("\n", "\n  ").rstrip(),
+        "  " + _kill_group("old", "KILL", f"{env_names.AGENT_KIND}={env_names.SLURM_KIND}").replace("\n", "\n  ").rstrip(),
         "fi",
-        f"JOBVISOR_AGENT_TOKEN={shlex.quote(token)}",
-        "export JOBVISOR_AGENT_TOKEN",
+        f"{env_names.AGENT_TOKEN}={shlex.quote(token)}",
+        f"export {env_names.AGENT_TOKEN}",
     ]
     for name, value in env.items():
         lines.append(f"{name}={shlex.quote(value)}; export {name}")
     lines += [
-        f'JOBVISOR_SLURM_RUN_ROOT="$work/{runs}"; export JOBVISOR_SLURM_RUN_ROOT',
+        f'{env_names.SLURM_RUN_ROOT}="$work/{runs}"; export {env_names.SLURM_RUN_ROOT}',
         f'nohup setsid /bin/sh -c {shlex.quote(command)} >>"$log" 2>&1 </dev/null &',
         'pid=$!',
         'echo "$pid" >"$pidfile"',
@@ -94,7 +97,7 @@ def parse_pid(output: str) -> int | None:
 def stop_script(*, pid: int, agent_id: str, timeout: float) -> str:
     """SIGTERM the agent's process group (it stops its jobs and says so), SIGKILL after
     `timeout` seconds. Only a process whose environment names this agent is signalled."""
-    marker = f"JOBVISOR_AGENT_ID={agent_id}"
+    marker = f"{env_names.AGENT_ID}={agent_id}"
     tenths = max(1, int(timeout * 10))
     return (
         f"pid={int(pid)}\n"

@@ -4,7 +4,12 @@ keepalives and reused for every command.
 Credentials (password, one-time code) are handed to `connect` and live only in the client
 object for the authentication; they are dropped as soon as the login has succeeded or failed,
 and are never logged or written anywhere. asyncssh's exceptions are turned into jobvisor's
-here (`LoginFailed`, `DriverError`).
+here, each saying whether to retry:
+
+    LoginFailed (an OpError, 403)  credentials or the host key refused: the user tries again
+    DriverUnavailable (retryable)  refused, reset, unreachable, timed out, the session dropped
+    DriverRefused (permanent)      a key or known_hosts file that cannot be read, an SSH server
+                                   the client cannot agree with, no login host configured
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from jobvisor.config import SbatchConfig
-from jobvisor.errors import DriverError
+from jobvisor.errors import DriverRefused, DriverUnavailable
 
 from drivers.sbatch.errors import LoginFailed
 
@@ -94,9 +99,9 @@ class Connection:
         try:
             return await asyncio.wait_for(self.conn.run(command, input=stdin, check=False), timeout)
         except asyncio.TimeoutError as exc:
-            raise DriverError(f"a command on the login node did not finish within {timeout:g} s") from exc
+            raise DriverUnavailable(f"a command on the login node did not finish within {timeout:g} s") from exc
         except (asyncssh.Error, OSError) as exc:
-            raise DriverError(f"the SSH connection to the login node failed: {exc}") from exc
+            raise DriverUnavailable(f"the SSH connection to the login node failed: {exc}") from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -107,7 +112,7 @@ async def connect(cfg: SbatchConfig, username: str, *, password: str | None = No
     """Log in to the cluster's login node. Raises LoginFailed for refused credentials or an
     untrusted host key, DriverError when the node cannot be reached."""
     if not cfg.login_host:
-        raise DriverError("the sbatch driver has no login node: set [sbatch] login_host", permanent=True)
+        raise DriverRefused("the sbatch driver has no login node: set [sbatch] login_host")
     client = _Client(password, otp)
     known_hosts = None if cfg.accept_unknown_host_keys else (cfg.known_hosts or ())
     where = f"{username}@{cfg.login_host}:{cfg.login_port}"
@@ -127,11 +132,16 @@ async def connect(cfg: SbatchConfig, username: str, *, password: str | None = No
         raise LoginFailed(f"the host key of {cfg.login_host}:{cfg.login_port} is not trusted ({exc.reason}); "
                           f"the operator must add it to [sbatch] known_hosts") from None
     except asyncio.TimeoutError:
-        raise DriverError(f"SSH to {where} did not complete within {cfg.connect_timeout:g} s") from None
-    except (asyncssh.Error, OSError) as exc:
-        raise DriverError(f"cannot reach the login node {cfg.login_host}:{cfg.login_port}: {exc}") from None
+        raise DriverUnavailable(f"SSH to {where} did not complete within {cfg.connect_timeout:g} s") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:  # the key or known_hosts file
+        raise DriverRefused(f"cannot log in to {where}: {exc}") from None
+    except (asyncssh.KeyExchangeFailed, asyncssh.ProtocolNotSupported, asyncssh.ProtocolError,
+            asyncssh.IllegalUserName) as exc:  # the two sides cannot agree: no retry helps
+        raise DriverRefused(f"SSH to {where} is not possible: {exc}") from None
+    except (asyncssh.Error, OSError) as exc:  # refused, reset, unreachable, dropped
+        raise DriverUnavailable(f"cannot reach the login node {cfg.login_host}:{cfg.login_port}: {exc}") from None
     except ValueError as exc:  # e.g. an unreadable key or known_hosts file
-        raise DriverError(f"cannot log in to {where}: {exc}", permanent=True) from None
+        raise DriverRefused(f"cannot log in to {where}: {exc}") from None
     finally:
         client.forget_secrets()
     method = "key" if key_file else "password"

@@ -238,21 +238,21 @@ async def test_a_missing_image_fails_the_job_with_its_name(start):
         await api.close()
 
 
-async def test_an_engine_that_does_not_answer_fails_the_job_not_the_supervisor(start, tmp_path):
+async def test_an_engine_that_does_not_answer_holds_the_job_not_the_supervisor(start, tmp_path):
+    """The engine's silence is retryable (EngineUnavailable): the job waits (or, where the
+    supervisor does not retry, fails) with a reason naming the engine; the supervisor goes on."""
     with _silent_engine(tmp_path / "hung.sock") as url:
         server, api = await start(hosts=url, api_timeout="1")
         try:
             job = await api.submit(shell("true"))
             began = time.monotonic()
-            while (await api.job(job["id"]))["state"] not in ("failed", "completed"):
+            while f"docker engine {url} did not answer within 1 s" not in (await api.job(job["id"]))["reason"]:
                 tick = time.monotonic()
                 await api.request("GET", "/status")
                 assert time.monotonic() - tick < 1.0, "the supervisor stalled"
-                assert time.monotonic() - began < 30
+                assert time.monotonic() - began < 30, await api.job(job["id"])
                 await asyncio.sleep(0.1)
-            done = await api.job(job["id"])
-            assert done["state"] == "failed", done
-            assert f"docker engine {url} did not answer within 1 s" in done["reason"], done["reason"]
+            assert (await api.job(job["id"]))["state"] in ("queued", "failed")
         finally:
             await api.close()
 

@@ -1,0 +1,17 @@
+"""Sizes that more than one layer must agree on (gateway, supervisor, agent, job_cmd).
+
+A message bigger than `MAX_MESSAGE_BYTES` is refused by whoever receives it; the default of
+`[supervisor] max_message_bytes` is this value, and every codec and socket that has no
+configuration at hand falls back to it. An analysis result may use half of a message, so the
+reply that carries it (with its envelope) always fits.
+"""
+
+from __future__ import annotations
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # largest protocol message on any channel (the default)
+IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
+
+
+def analysis_result_limit(max_message_bytes: int = MAX_MESSAGE_BYTES) -> int:
+    """The most bytes an analysis may print: half a message, so its reply always fits."""
+    return max_message_bytes // 2
