@@ -232,7 +232,7 @@ class Store:
         try:
             async with self.engine.connect() as conn:
                 return list(await conn.execute(statement))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # OSError: a PostgreSQL server that cannot be reached
             raise Unavailable(f"the database cannot be read: {exc}") from exc
 
     async def load_unfinished(self) -> list[ComputeJob]:
