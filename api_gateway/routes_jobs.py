@@ -39,6 +39,7 @@ from api_gateway.context import CONFIG, STREAMS, caller_of, op
 from api_gateway.problems import KIND_TO_STATUS
 from api_gateway.validation import (
     DEFAULT_PAGE,
+    MAX_OFFSET,
     MAX_PAGE,
     file_path_of,
     job_id_of,
@@ -131,9 +132,12 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 def _start_offset(request: web.Request) -> int:
-    if "offset" not in request.query and request.headers.get("Last-Event-ID", "").isdigit():
-        return int(request.headers["Last-Event-ID"])  # an EventSource resuming a followed log
-    return query_int(request, "offset", 0, 0)
+    last_id = request.headers.get("Last-Event-ID", "")
+    if "offset" not in request.query and last_id.isascii() and last_id.isdigit():
+        if int(last_id) > MAX_OFFSET:  # an EventSource resuming a followed log
+            raise InvalidRequest(f"Last-Event-ID must be an offset up to {MAX_OFFSET}", field="Last-Event-ID")
+        return int(last_id)
+    return query_int(request, "offset", 0, 0, MAX_OFFSET)
 
 
 async def get_log(request: web.Request) -> web.StreamResponse:

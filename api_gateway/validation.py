@@ -32,6 +32,7 @@ JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", 
 MAX_RETRIES = 100
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_OFFSET = 2**63 - 1  # a byte offset travels to the supervisor as a 64-bit integer
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATES = frozenset(s.value for s in JobState)
 
@@ -39,9 +40,9 @@ STATES = frozenset(s.value for s in JobState)
 async def read_json(request: web.Request, *, empty: Any = ...) -> Any:
     """The request body as JSON; 400 naming the problem if it is not. 413 comes from aiohttp."""
     raw = await request.read()
+    if not raw and empty is not ...:
+        return empty  # no body at all; a body of blanks is not JSON
     if not raw.strip():
-        if empty is not ...:
-            return empty
         raise InvalidRequest("request body is empty; a JSON document is required", field="body")
     try:
         return json.loads(raw)
@@ -134,7 +135,7 @@ def job_id_of(request: web.Request) -> str:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -161,8 +162,18 @@ def query_states(request: web.Request) -> list[str]:
     return states
 
 
+FLAGS = {"0": False, "false": False, "1": True, "true": True}
+
+
 def query_flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in {"1", "true", "yes", "on"}
+    """An on/off query parameter: absent is off; anything but FLAGS' words is a 400, so a
+    misspelt `follow=ture` is not silently off."""
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw not in FLAGS:
+        raise InvalidRequest(f"{name} must be one of {', '.join(FLAGS)}, not {raw!r}", field=name)
+    return FLAGS[raw]
 
 
 def file_path_of(request: web.Request) -> str:

@@ -1,0 +1,285 @@
+"""The component schemas of the OpenAPI document (`api_gateway.openapi`): the shapes of what
+the API takes and answers, including the events of its server-sent event streams."""
+
+from __future__ import annotations
+
+from jobvisor.states import JobState
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _sse_event(name: str, data: dict) -> dict:
+    """One server-sent event as a client reads it: its `event` name, its `data` (a JSON
+    document of the shape `data`) and, where it can resume from there, its `id`."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+
+
+def _stream_schemas(states: list[str]) -> dict:
+    """The events of the two streams: a job's log (GET /jobs/{id}/log?follow=1) and the
+    caller's job transitions (GET /events)."""
+    detail = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+    return {
+        "LogStreamEvent": {"oneOf": [
+            _sse_event("log", {
+                "type": "object",
+                "required": ["offset", "next", "text"],
+                "properties": {
+                    "offset": {"type": "integer", "description": "Byte offset of `text` in the log"},
+                    "next": {"type": "integer", "description": "Where the next event starts (also its `id`)"},
+                    "text": {"type": "string"},
+                },
+            }),
+            _sse_event("end", {
+                "type": "object",
+                "required": ["state", "exit_code"],
+                "properties": {"state": {"type": "string", "enum": states}, "exit_code": {"type": ["integer", "null"]}},
+            }),
+            _sse_event("error", {
+                "type": "object",
+                "required": ["status", "detail"],
+                "properties": {"status": {"type": "integer"}, "detail": {"type": "string"}},
+            }),
+        ]},
+        "JobStreamEvent": {"oneOf": [_sse_event("job", ref("JobEvent")), _sse_event("overflow", detail)]},
+    }
+
+
+def _job_schema(states: list[str]) -> dict:
+    """A job as the supervisor answers it (ComputeJob.to_dict): every key, always present.
+    An end-to-end test compares a real job's keys with this list, so it cannot drift."""
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    properties: dict[str, dict] = {
+        "id": {"type": "string"},
+        "state": {"type": "string", "enum": states},
+        "code": {"type": "string"},
+        "params": {"description": "As submitted"},
+        "resources": {"type": "object", "description": "As parsed: memory in bytes, walltime in seconds"},
+        "driver": {"type": "string", "description": "local, docker or sbatch"},
+        "owner": {"type": "string"},
+        "name": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "result": {"description": "What the code returned (python) or wrote to .jobvisor/result.json; null if none"},
+        "reason": {"type": "string", "description": "Why the job is in its state"},
+        "queue_position": {"type": ["integer", "null"], "description": "1 = next to start; null unless queued"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": nullable_time,
+        "finished_at": nullable_time,
+        "attempt": {"type": "integer", "minimum": 1},
+        "max_retries": {"type": "integer", "minimum": 0},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "progress_message": {"type": "string"},
+        "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
+        "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _job_detail_schema(states: list[str]) -> dict:
+    """GET /jobs/{id}: a Job and its history (flat, not allOf, so its keys can be listed)."""
+    job = _job_schema(states)
+    history = {
+        "type": "array",
+        "description": "Every transition of every attempt, oldest first",
+        "items": {
+            "type": "object",
+            "required": ["attempt", "state", "reason", "at"],
+            "properties": {
+                "attempt": {"type": "integer"},
+                "state": {"type": "string", "enum": states},
+                "reason": {"type": "string"},
+                "at": {"type": "number", "description": "Unix time"},
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": [*job["required"], "history"],
+        "properties": {**job["properties"], "history": history},
+    }
+
+
+def schemas() -> dict:
+    states = [s.value for s in JobState]
+    return {
+        **_stream_schemas(states),
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "field": {"type": "string", "description": "The input field at fault (JSON path-like)"},
+            },
+        },
+        "Resources": {
+            "type": "object",
+            "properties": {
+                "cpus": {"type": "integer", "minimum": 1, "default": 1},
+                "memory": {"type": ["string", "integer"], "description": "'512M', '2G' or bytes"},
+                "gpus": {"type": "integer", "minimum": 0, "default": 0},
+                "walltime": {"type": ["string", "number"], "description": "'HH:MM:SS', 'D-HH:MM:SS' or seconds"},
+                "nodes": {"type": "integer", "minimum": 1, "default": 1},
+            },
+            "additionalProperties": True,
+        },
+        "JobSubmission": {
+            "type": "object",
+            "required": ["code", "params"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "minLength": 1, "description": "shell, python, demo or a plugin"},
+                "params": {"description": "Code-specific parameters (shell: {argv} or {script}, python: {entry, args}, "
+                           "demo: {steps, dt, ...}), checked at submit for these built-in codes; a plugin's "
+                           "are checked where it runs"},
+                "resources": ref("Resources"),
+                "driver": {"type": "string", "description": "local, docker, sbatch; empty: the default"},
+                "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
+                "name": {"type": "string"},
+            },
+        },
+        "Job": _job_schema(states),
+        "JobDetail": _job_detail_schema(states),
+        "JobPage": {
+            "type": "object",
+            "required": ["jobs", "next"],
+            "properties": {
+                "jobs": {"type": "array", "items": ref("Job")},
+                "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page"},
+            },
+        },
+        "JobEvent": {
+            "type": "object",
+            "properties": {
+                "job_id": {"type": "string"},
+                "owner": {"type": "string"},
+                "state": {"type": "string", "enum": states},
+                "attempt": {"type": "integer"},
+                "at": {"type": "number", "description": "Unix time"},
+                "reason": {"type": "string"},
+                "exit_code": {"type": ["integer", "null"]},
+                "progress": {"type": ["number", "null"]},
+                "message": {"type": "string"},
+            },
+        },
+        "FileList": {
+            "type": "object",
+            "properties": {
+                "files": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"path": {"type": "string"}, "size": {"type": "integer"}, "mtime": {"type": "number"}},
+                    },
+                }
+            },
+        },
+        "Queue": {
+            "type": "object",
+            "properties": {
+                "drivers": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "cpus_total": {"type": "integer"},
+                            "cpus_used": {"type": "integer"},
+                            "queued": {"type": "integer"},
+                        },
+                    },
+                },
+                "jobs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "owner": {"type": "string"},
+                            "driver": {"type": "string"},
+                            "cpus": {"type": "integer"},
+                            "queue_position": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+        "Agents": {
+            "type": "object",
+            "properties": {
+                "agents": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            k: {} for k in ("id", "user", "kind", "state", "pid", "host", "jobs", "connected_at")
+                        },
+                    },
+                }
+            },
+        },
+        "ClusterLoginRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "username": {"type": "string", "description": "Cluster account (default with method 'key': [sbatch] key_user)"},
+                "password": {"type": "string", "format": "password"},
+                "otp": {"type": "string", "format": "password", "description": "One-time code, where the site asks for one"},
+                "method": {"type": "string", "enum": ["password", "key"], "default": "password"},
+            },
+        },
+        "ClusterLogin": {
+            "type": "object",
+            "properties": {
+                "cluster": {"type": "string"},
+                "logged_in": {"type": "boolean"},
+                "username": {"type": ["string", "null"]},
+                "method": {"type": ["string", "null"], "description": "password, key or service account"},
+                "work_dir": {"type": ["string", "null"], "description": "The remote work dir (agent logs, run dirs)"},
+            },
+        },
+        "Clusters": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "default": {"type": "boolean", "description": "Where sbatch jobs that name no cluster go"},
+                    "login_host": {"type": "string"},
+                    "login_port": {"type": "integer"},
+                    "key_login": {"type": "boolean", "description": "The operator configured a key (method 'key')"},
+                    "partition": {"type": ["string", "null"]},
+                    "account": {"type": ["string", "null"]},
+                    "qos": {"type": ["string", "null"]},
+                    "max_queued_jobs": {"type": "integer"},
+                    "logged_in": {"type": "boolean"},
+                    "username": {"type": ["string", "null"]},
+                    "method": {"type": ["string", "null"]},
+                    "work_dir": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "Status": {
+            "type": "object",
+            "properties": {
+                "version": {"type": "string"},
+                "protocol_version": {"type": "integer"},
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "agents": {"type": "integer"},
+                "uptime": {"type": "number"},
+                "gateway": {"type": "object"},
+            },
+        },
+    }
