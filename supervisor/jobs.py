@@ -143,6 +143,7 @@ class JobBook:
         self.store.record(job, job.move(state, reason, now))
         if state is JobState.LOST and job.retries_left and self.retrying:
             self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
+            self.store.restart_log(job.id)
             self._targets.queue(job.driver).push(job, front=True)
             self._wake()
             return

@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 
 
+RESTART_LOG = -1  # a chunk's offset that means: a new attempt, empty the log first
+
+
 class LogStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -28,7 +31,8 @@ class LogStore:
 
     def write_batch(self, chunks: list[tuple[str, int, bytes]]) -> dict[str, int]:
         """Write chunks at their offsets; return each touched job's new size. A chunk past the
-        end (a gap) is skipped: the agent resends from our size after its next hello."""
+        end (a gap) is skipped: the agent resends from our size after its next hello. A chunk
+        at RESTART_LOG empties the log (a new attempt's bytes follow)."""
         sizes: dict[str, int] = {}
         by_job: dict[str, list[tuple[int, bytes]]] = {}
         for job_id, offset, data in chunks:
@@ -40,6 +44,10 @@ class LogStore:
             try:
                 size = os.fstat(fd).st_size
                 for offset, data in parts:
+                    if offset == RESTART_LOG:
+                        os.ftruncate(fd, 0)
+                        size = 0
+                        continue
                     if offset > size:
                         continue
                     new = data[size - offset:]

@@ -42,7 +42,7 @@ class Reports:
                     self.forget_after_commit(agent, [message.report.job_id])
             elif isinstance(message, LogChunk):
                 job = self._job_of(agent, message.job_id, message.attempt)
-                if job is not None:
+                if job is not None and message.offset >= 0:
                     self._jobs.store.write_log(job.id, message.offset, message.data)
             elif isinstance(message, Progress):
                 job = self._job_of(agent, message.job_id, message.attempt)

@@ -34,7 +34,7 @@ from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay, batch_delay
 from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
-from supervisor.logstore import LogStore
+from supervisor.logstore import RESTART_LOG, LogStore
 from supervisor.sqlite_inline import InlineCommits
 from supervisor.sqlite_writer import sqlite_pragmas
 from supervisor.store_writer import Batch, BatchWriter, writer_for
@@ -136,6 +136,12 @@ class Store:
 
     def write_log(self, job_id: str, offset: int, data: bytes) -> None:
         self._batch.logs.append((job_id, offset, data))
+        self._urgent()
+
+    def restart_log(self, job_id: str) -> None:
+        """A new attempt's log starts empty, in order with the chunks around it (the run dir
+        keeps the earlier attempt's output as output.N.log)."""
+        self._batch.logs.append((job_id, RESTART_LOG, b""))
         self._urgent()
 
     def execute(self, statement: Any, params: Any = None) -> None:

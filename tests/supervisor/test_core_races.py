@@ -258,3 +258,24 @@ async def test_a_run_lost_on_the_way_is_sent_again_and_a_restarted_agents_job_is
     core.on_agent_disconnected(agent, agent.link)
     driver.connect(agent.id, jobs=[], pid=4343)
     assert job.state is JobState.LOST and job.reason == f"agent {agent.id} reconnected without it"
+
+
+async def test_a_retried_jobs_log_is_the_new_attempts_alone(core, driver):
+    """The soak's finding: attempt 2's bytes were written over attempt 1's longer log, whose
+    tail stayed. A new attempt's log starts empty; a late chunk of the old attempt is dropped."""
+    from jobvisor.protocol import LogChunk
+
+    job = await submit_one(core, max_retries=1)
+    await running(core, driver, job)
+    first_agent = core.agents.by_id[job.agent_id]
+    core.on_agent_messages(first_agent, [LogChunk(job.id, 1, 0, b"attempt 1 said a lot\n" * 5)])
+    await core.store.committed()
+    core.agent_exited(first_agent.id, "killed")
+    assert job.attempt == 2
+    await eventually(lambda: job.state is JobState.STARTING and job.agent_id not in (None, first_agent.id), what="attempt 2 sent")
+    second = core.agents.by_id[job.agent_id]
+    core.on_agent_messages(second, [report(job.id, "running", attempt=2), LogChunk(job.id, 2, 0, b"two\n"),
+                                    LogChunk(job.id, 2, -1, b"bad offset")])
+    core.on_agent_messages(first_agent, [LogChunk(job.id, 1, 105, b"late")])
+    await core.store.committed()
+    assert core.logs.read(job.id, 0, 1000) == (b"two\n", 4)
