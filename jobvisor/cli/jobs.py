@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import urllib.parse
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +239,36 @@ SHOW_ORDER = (
 )
 
 
-def format_job(job: dict) -> str:
-    keys = [k for k in SHOW_ORDER if k in job] + sorted(k for k in job if k not in SHOW_ORDER)
+TIME_KEYS = frozenset({"created_at", "started_at", "finished_at"})
+
+
+def local_time(value: str | float, tz: tzinfo | None = None) -> str:
+    """An ISO time string or a Unix time, as ISO in local time (or `tz`) to the millisecond:
+    `2026-12-05 07:01:02.345+01:00`. A string that is not a time is shown as it is."""
+    try:
+        at = datetime.fromtimestamp(value, timezone.utc) if isinstance(value, (int, float)) else datetime.fromisoformat(value)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(value)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)  # the supervisor's times are UTC
+    return at.astimezone(tz).isoformat(sep=" ", timespec="milliseconds")
+
+
+def format_history(history: list[dict], tz: tzinfo | None = None) -> list[str]:
+    """One line per transition, oldest first: when, attempt, state, why. The attempt column
+    shows where a retry began."""
+    states = [str(h.get("state", "")) for h in history]
+    width = max((len(s) for s in states), default=0)
+    lines = []
+    for entry, state in zip(history, states):
+        when = local_time(entry.get("at"), tz) if entry.get("at") is not None else "-"
+        lines.append(f"  {when}  #{entry.get('attempt', '-')}  {state.ljust(width)}  {entry.get('reason') or ''}".rstrip())
+    return lines
+
+
+def format_job(job: dict, tz: tzinfo | None = None) -> str:
+    """`show`'s text: one `key  value` line per field, times in local time, then the history."""
+    keys = [k for k in SHOW_ORDER if k in job] + sorted(k for k in job if k not in SHOW_ORDER and k != "history")
     width = max(len(k) for k in keys)
     lines = []
     for key in keys:
@@ -248,7 +277,13 @@ def format_job(job: dict) -> str:
             value = json.dumps(value, sort_keys=True)
         elif value is None:
             value = "-"
+        elif key in TIME_KEYS:
+            value = local_time(value, tz)
         lines.append(f"{key.ljust(width)}  {value}")
+    history = job.get("history")
+    if isinstance(history, list):
+        lines.append("history" + ("" if history else "  -"))
+        lines.extend(format_history(history, tz))
     return "\n".join(lines)
 
 
