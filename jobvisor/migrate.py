@@ -16,12 +16,14 @@ Concurrent starts (`jobvisor up` and `jobvisor user add` on a fresh state dir) a
 SQLite's transaction starts with BEGIN IMMEDIATE (the write lock, waited for), PostgreSQL's
 takes an advisory lock first, so the second one finds the first one's work done.
 
-Alembic is synchronous: it runs through `AsyncConnection.run_sync`, so its SQL goes through
-the async driver and the event loop is never blocked waiting for the database.
+Alembic is synchronous: it runs in a worker thread with an event loop of its own, through
+`AsyncConnection.run_sync` on the async driver (asyncpg has no synchronous twin), so the
+caller's event loop never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from dataclasses import dataclass
@@ -157,7 +159,15 @@ def _serialised_sqlite(engine: Any) -> None:
 
 async def upgrade(url: str, schema: Schema) -> list[str]:
     """Bring the database at `url` (an async SQLAlchemy URL) to this code's newest revision.
-    Unavailable if the database cannot be reached or written; SchemaTooNew as above."""
+    Unavailable if the database cannot be reached or written; SchemaTooNew as above.
+
+    The whole migration runs in a worker thread, on an event loop and a connection of its own:
+    Alembic reads and imports its revision files and runs synchronously, and none of that may
+    hold up the caller's loop (a supervisor already serving agents while the gateway opens)."""
+    return await asyncio.to_thread(asyncio.run, _upgrade(url, schema))
+
+
+async def _upgrade(url: str, schema: Schema) -> list[str]:
     engine = create_async_engine(url, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
         _serialised_sqlite(engine)
