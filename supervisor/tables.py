@@ -17,10 +17,15 @@ SCHEMA_VERSION = 1
 
 metadata = MetaData()
 
+# A job id sorts by creation time byte for byte (`jobvisor.ids`): compared as bytes in
+# PostgreSQL too ("C"), whatever the database's default collation, which may order otherwise
+# and costs more per comparison. SQLite compares bytes already.
+JOB_ID = String(32).with_variant(String(32, collation="C"), "postgresql")
+
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", String(32), primary_key=True),  # sortable: ORDER BY id == creation order
+    Column("id", JOB_ID, primary_key=True),  # sortable: ORDER BY id == creation order
     Column("owner", String(128), nullable=False),
     Column("name", String(256), nullable=False, default=""),
     Column("code", String(128), nullable=False),

@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "jobs",
-        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("id", sa.String(32).with_variant(sa.String(32, collation="C"), "postgresql"), primary_key=True),
         sa.Column("owner", sa.String(128), nullable=False),
         sa.Column("name", sa.String(256), nullable=False),
         sa.Column("code", sa.String(128), nullable=False),
