@@ -17,6 +17,7 @@ edge turns into an `ErrorMessage` reply: the peer stays up.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Callable, ClassVar, Union
 import msgpack
 
 from jobvisor.errors import MessageTooLarge, ProtocolError
+from jobvisor.states import JobState
 from jobvisor.limits import IO_CHUNK_BYTES, MAX_MESSAGE_BYTES
 
 PROTOCOL_VERSION = 2
@@ -47,7 +49,7 @@ class JobReport(Message):
     TYPE: ClassVar[str] = "job_report"
     job_id: str
     attempt: int
-    state: str
+    state: JobState
     reason: str = ""
     exit_code: int | None = None
     result: Any = None
@@ -115,15 +117,20 @@ class AnalysisRequest(Message):
     timeout: float = 60.0
 
 
+class IoAction(enum.StrEnum):
+    LIST = "list"  # every file of the run dir, with sizes
+    READ = "read"  # a slice of one file
+
+
 @dataclass(frozen=True, slots=True)
 class IoRequest(Message):
-    """Read from a run dir. `action` is "list" (every file, with sizes) or "read"."""
+    """Read from a run dir."""
 
     TYPE: ClassVar[str] = "io"
     op_id: str
     job_id: str
     run_dir: str
-    action: str
+    action: IoAction
     path: str = ""
     offset: int = 0
     length: int = IO_CHUNK_BYTES
@@ -393,7 +400,7 @@ class JobEvent(Message):
     TYPE: ClassVar[str] = "job_event"
     job_id: str
     owner: str
-    state: str
+    state: JobState
     attempt: int
     at: float
     reason: str = ""
@@ -523,6 +530,17 @@ def _compile(tp: Any) -> Checker:
             return [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
         return a_list
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        by_value = {member.value: member for member in tp}
+        choices = ", ".join(repr(v) for v in by_value)
+
+        def a_member(value: Any, where: str) -> Any:
+            member = by_value.get(value) if type(value) is str else None
+            if member is None:
+                raise _fail(where, f"must be one of {choices}")
+            return member
+
+        return a_member
     if isinstance(tp, type) and issubclass(tp, Message):
         def message(value: Any, where: str) -> Any:
             if type(value) is not dict:

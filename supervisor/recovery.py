@@ -30,7 +30,7 @@ from supervisor.compute_job import ComputeJob, Dispatched, Prefetched, Restored
 from supervisor.holds import HoldKind, Holds
 from supervisor.jobs import JobBook
 from supervisor.pool import AgentPool
-from supervisor.reports import Reports, is_terminal
+from supervisor.reports import Reports
 from supervisor.targets import Targets
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Recovery:
             if job is None or job.owner != agent.user or job.attempt != report.attempt or job.state.is_terminal \
                     or job.placement is None:
                 forget.append(report.job_id)
-                if not is_terminal(report.state):
+                if not report.state.is_terminal:
                     out.append(CancelJob(report.job_id, "the supervisor no longer tracks this job"))
                 continue
             reported.add(job.id)

@@ -38,7 +38,7 @@ class Reports:
                 job = self._job_of(agent, message.report.job_id, message.report.attempt)
                 if job is not None:
                     self.apply(agent, job, message.report, now)
-                elif is_terminal(message.report.state):
+                elif message.report.state.is_terminal:
                     self.forget_after_commit(agent, [message.report.job_id])
             elif isinstance(message, LogChunk):
                 job = self._job_of(agent, message.job_id, message.attempt)
@@ -49,7 +49,7 @@ class Reports:
                 if job is not None:
                     job.progress = max(0.0, min(1.0, message.fraction))
                     job.progress_message = message.message[:500]
-                    self._bus.publish([JobEvent(job.id, job.owner, str(job.state), job.attempt, now,
+                    self._bus.publish([JobEvent(job.id, job.owner, job.state, job.attempt, now,
                                                 progress=job.progress, message=job.progress_message)])
             elif isinstance(message, OpReply):
                 agent.pending_ops.discard(message.op_id)
@@ -71,11 +71,7 @@ class Reports:
 
     def apply(self, agent: Agent, job: ComputeJob, report: JobReport, now: float) -> None:
         """One job's report from the agent it is placed with."""
-        try:
-            state = JobState(report.state)
-        except ValueError:
-            log.warning("agent %s sent unknown state %r for job %s", agent.id, report.state, job.id)
-            return
+        state = report.state
         if report.info:
             job.info = {**(job.info or {}), **report.info}
         if job.state.is_terminal:
@@ -126,9 +122,3 @@ class Reports:
     def drop_agent(self, agent: Agent) -> None:
         self._forget.pop(agent.id, None)
 
-
-def is_terminal(state: str) -> bool:
-    try:
-        return JobState(state).is_terminal
-    except ValueError:
-        return False

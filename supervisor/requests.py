@@ -16,7 +16,7 @@ from jobvisor import __version__
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import (
-    IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents,
+    IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
     Reply, RunAnalysis, SubmitJobs,
 )
@@ -159,7 +159,7 @@ class RequestHandlers:
     async def list_files(self, req: ListFiles) -> dict:
         job = await self._job(req.caller, req.job_id)
         files = await self.core.agent_op(
-            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, "list"),
+            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, IoAction.LIST),
             self.core.cfg.io_timeout, f"list the files of job {job.id}",
         )
         return {"files": files if isinstance(files, list) else files.get("files", [])}
@@ -170,7 +170,7 @@ class RequestHandlers:
             raise InvalidRequest("a file path is required", field="path")
         length = max(0, min(req.length, IO_CHUNK_BYTES))
         return await self.core.agent_op(
-            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, "read", req.path, max(0, req.offset), length),
+            job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, IoAction.READ, req.path, max(0, req.offset), length),
             self.core.cfg.io_timeout, f"read {req.path!r} of job {job.id}",
         )
 

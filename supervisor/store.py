@@ -222,7 +222,7 @@ class Store:
                     counts[t.previous.value] -= 1
                 counts[t.state.value] += 1
             self.on_events([
-                JobEvent(job_id=t.job_id, owner=t.owner, state=str(t.state), attempt=t.attempt, at=t.at,
+                JobEvent(job_id=t.job_id, owner=t.owner, state=t.state, attempt=t.attempt, at=t.at,
                          reason=t.reason, exit_code=t.exit_code)
                 for t in batch.transitions
             ])

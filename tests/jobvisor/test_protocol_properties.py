@@ -5,6 +5,7 @@ turn that into an error reply; any other exception would take a handler down wit
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from typing import Any, Union
@@ -52,6 +53,8 @@ def _strategy(tp: Any) -> st.SearchStrategy:
         return st.dictionaries(st.text(max_size=8), VALUES, max_size=4)
     if isinstance(tp, type) and issubclass(tp, Message):
         return message_of(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # a closed set: states, io actions
+        return st.sampled_from(list(tp))
     simple = {
         str: st.text(max_size=30), int: st.integers(MIN_INT, MAX_INT), float: st.floats(allow_nan=False),
         bool: st.booleans(), bytes: st.binary(max_size=64),
@@ -100,7 +103,8 @@ def _corrupt(draw: st.DrawFn) -> dict:
     """A map that names a real message type, with some fields of the wrong type or missing."""
     cls = draw(st.sampled_from(MESSAGE_TYPES))
     wire = protocol.to_wire(draw(message_of(cls)))
-    for name in draw(st.lists(st.sampled_from([f.name for f in dataclasses.fields(cls)]), max_size=3)):
+    names = [f.name for f in dataclasses.fields(cls)]
+    for name in draw(st.lists(st.sampled_from(names), max_size=3)) if names else ():
         if draw(st.booleans()):
             wire.pop(name, None)
         else:

@@ -9,6 +9,7 @@ import asyncio
 from drivers.base import AgentSpec, DriverBase
 from jobvisor.config import Config, load_config
 from jobvisor.protocol import Hello, JobReport, Message, OpReply, RunJob, StatusUpdate
+from jobvisor.states import JobState
 from supervisor.core import Supervisor
 
 
@@ -82,8 +83,8 @@ async def eventually(predicate, timeout: float = 5.0, what: str = "condition") -
         await asyncio.sleep(0.01)
 
 
-def report(job_id: str, state: str, attempt: int = 1, **kw) -> StatusUpdate:
-    return StatusUpdate(JobReport(job_id=job_id, attempt=attempt, state=state, **kw))
+def report(job_id: str, state: str | JobState, attempt: int = 1, **kw) -> StatusUpdate:
+    return StatusUpdate(JobReport(job_id=job_id, attempt=attempt, state=JobState(state), **kw))
 
 
 def runs(link: FakeLink) -> list[RunJob]:

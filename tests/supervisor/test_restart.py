@@ -42,7 +42,7 @@ async def test_restart_requeues_queued_and_reconciles_running(tmp_path, database
     core2, driver2 = await started(tmp_path, database, reconnect_grace=5.0)
     assert core2.jobs[queued.id].state is JobState.QUEUED
     assert core2.jobs[running.id].state is JobState.RUNNING
-    link = driver2.connect(agent_id, [JobReport(running.id, 1, "running")])
+    link = driver2.connect(agent_id, [JobReport(running.id, 1, JobState.RUNNING)])
     (ack,) = link.of(HelloAck)
     assert running.id in ack.log_offsets
     core2.on_agent_messages(core2.agents.by_id[agent_id], [report(running.id, "completed", exit_code=0)])
@@ -86,7 +86,7 @@ async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path, d
     assert core2.jobs[job.id].state is JobState.QUEUED
     await __import__("asyncio").sleep(0.2)
     assert not driver2.started, "a held-back job must not start a new agent"
-    link = driver2.connect(agent_id, [JobReport(job.id, 1, "running")])
+    link = driver2.connect(agent_id, [JobReport(job.id, 1, JobState.RUNNING)])
     assert core2.jobs[job.id].state is JobState.RUNNING
     await __import__("asyncio").sleep(0.2)
     assert not link.of(RunJob)  # adopted, not sent again
@@ -152,7 +152,7 @@ async def test_a_job_sent_ahead_before_a_crash_waits_for_its_agent(tmp_path, dat
     agent_id = first.agent_id
     assert core2.jobs[ahead.id].state is JobState.QUEUED
     assert sorted(core2.queue_position(core2.jobs[j.id]) for j in (ahead, gone)) == [1, 2]
-    link = driver2.connect(agent_id, [JobReport(first.id, 1, "running"), JobReport(ahead.id, 1, "starting", prefetched=True)])
+    link = driver2.connect(agent_id, [JobReport(first.id, 1, JobState.RUNNING), JobReport(ahead.id, 1, JobState.STARTING, prefetched=True)])
     assert core2.jobs[ahead.id].agent_id == agent_id and core2.queue_position(core2.jobs[ahead.id]) == 1
     # `gone` was sent ahead but the agent does not name it: it never reached the agent
     assert core2.jobs[gone.id].agent_id is None and core2.jobs[gone.id].attempt == 1
