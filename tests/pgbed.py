@@ -112,6 +112,14 @@ class PostgresCluster:
     async def _admin(self) -> Any:
         return await asyncpg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, database="postgres", timeout=30)
 
+    async def admin(self, sql: str) -> None:
+        """Run `sql` as the superuser in the `postgres` database (tests that break things)."""
+        conn = await self._admin()
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
     async def create_database(self, prefix: str = "t") -> str:
         """A new, empty database; returns its URL."""
         name = f"{prefix}_{secrets.token_hex(6)}"

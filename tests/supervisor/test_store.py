@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
+from jobvisor.errors import Unavailable
 from jobvisor.states import JobState
 from supervisor import sqlite_rows, tables
 from supervisor.compute_job import ComputeJob
@@ -221,3 +224,23 @@ async def test_inline_rows_0_sends_every_commit_through_the_thread(tmp_path):
         assert store.commits == 1 and (await store.get_job("j1")).state is JobState.QUEUED
     finally:
         await store.close()
+
+
+async def test_a_postgresql_server_gone_and_back_loses_no_update(tmp_path, postgres, postgres_database):
+    """Connections cut and refused: the commit's waiter hears Unavailable at once, the update
+    stays pending and is committed once the server takes connections again."""
+    async with _store_with_a_queued_job(tmp_path, postgres_database.url) as (store, job, published):
+        name = postgres_database.url.rsplit("/", 1)[1]
+        await postgres.admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await postgres.admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        store.record(job, job.move(JobState.STARTING, "sent", 1001.0))
+        with pytest.raises(Unavailable, match="cannot be written"):
+            await asyncio.wait_for(store.committed(), 30)
+        assert published == [["j1 queued"]]  # nothing published that is not committed
+        await postgres.admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        for _ in range(300):  # the writer retries with backoff (at most 5 s apart)
+            if len(published) > 1:
+                break
+            await asyncio.sleep(0.05)
+        assert published == [["j1 queued"], ["j1 starting"]]
+        assert (await store.get_job("j1")).state is JobState.STARTING
