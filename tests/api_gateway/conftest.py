@@ -1,4 +1,5 @@
-"""Fixtures: the real gateway in front of the fake supervisor."""
+"""Fixtures: the real gateway in front of the real supervisor (`real`: real agents too) or in
+front of the fake one (`env`: for what a real run cannot show on demand)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import aiohttp
 import pytest
 
 from gateway_env import GatewayEnv, start_env
+from real_env import RealEnv, start_real_env
 
 
 @pytest.fixture
@@ -20,3 +22,13 @@ async def env(tmp_path) -> AsyncIterator[GatewayEnv]:
         await http.close()
         await gateway.close()
         await fake.close()
+
+
+@pytest.fixture
+async def real(tmp_path) -> AsyncIterator[RealEnv]:
+    """Gateway and supervisor over HTTP + msgpack, as on two hosts (the wire the fake speaks)."""
+    env = await start_real_env(tmp_path)
+    try:
+        yield env
+    finally:
+        await env.close()

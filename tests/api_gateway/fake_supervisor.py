@@ -1,6 +1,11 @@
 """A test double of the supervisor's gateway-facing side: `/internal/op` and `/internal/events`,
-exactly per the protocol, with jobs kept in a dict. Tests drive job transitions, logs and
-files through its methods; the real supervisor is tested against the same contract elsewhere.
+exactly per the protocol. Tests drive job transitions, logs and files through its methods, for
+what a real run cannot show on demand (a log arriving in pieces, a dropped event stream).
+
+It does not build replies of its own: jobs are the supervisor's `ComputeJob`s, moved by their
+own transitions and shown by their own `to_dict`; pages are newest first, as the store's; agent
+states are `AgentState`s. `test_fake_contract.py` sends the same requests to it and to the real
+supervisor and fails on any difference in the replies' keys and types.
 
 Ownership is enforced as supervisor/requests.py does it: every op about one job first looks
 the job up for the caller (`_job`), and another user's job is NotFound like a missing one.
@@ -11,15 +16,15 @@ first), so the gateway's cross-user 404 tests test the gateway and this contract
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
 from jobvisor import __version__
 from jobvisor.errors import Conflict, NotFound, OpError
-from jobvisor.ids import new_job_id
+from jobvisor.ids import JobId, UserId, new_job_id
 from jobvisor.protocol import (
     ALLOWED_GATEWAY_REQUESTS,
     IO_CHUNK_BYTES,
@@ -43,22 +48,25 @@ from jobvisor.protocol import (
     pack,
     to_wire,
 )
+from jobvisor.resources import Resources
 from jobvisor.states import JobState
+from supervisor.agents import AgentState
+from supervisor.compute_job import ComputeJob, iso
 
 SECRET_HEADER = "X-Jobvisor-Secret"
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+CANCEL_DELAY = 0.01  # a running job's cancel is answered first and ends it a moment later
 
 
 class FakeSupervisor:
+    AGENT = "a1"  # the agent every job that left the queue went to
+
     def __init__(self, secret: str) -> None:
         self.secret = secret
-        self.jobs: dict[str, dict] = {}
+        self.jobs: dict[str, ComputeJob] = {}
         self.logs: dict[str, bytearray] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.history: dict[str, list[dict]] = {}  # GetJob's `history`, as the real store keeps it
+        self.queue: list[str] = []  # queued job ids, oldest first
         self.requests: list[Any] = []  # every decoded op, for assertions
         self.io_chunk = IO_CHUNK_BYTES  # tests shrink it to force many ReadFile slices
         self._changed: dict[str, asyncio.Event] = {}
@@ -133,64 +141,75 @@ class FakeSupervisor:
 
     # ------------------------------------------------------------------ ops
 
-    def _job(self, caller: Caller, job_id: str) -> dict:
+    def _job(self, caller: Caller, job_id: str) -> ComputeJob:
         """As RequestHandlers._job: the job if the caller owns it or is an admin, else NotFound."""
         job = self.jobs.get(job_id)
-        if job is None or not (caller.is_admin or job["owner"] == caller.user):
+        if job is None or not (caller.is_admin or job.owner == caller.user):
             raise NotFound(f"no job {job_id!r}")
         return job
 
+    def job(self, job_id: str) -> dict:
+        """A job as the supervisor shows it (with its queue position, and the agent it went to)."""
+        job = self.jobs[job_id]
+        view = job.to_dict(self.queue.index(job_id) + 1 if job_id in self.queue else None)
+        if job.state is not JobState.QUEUED:
+            view["agent_id"] = self.AGENT
+        return view
+
+    def _submit(self, caller: Caller, spec: Any) -> dict:
+        now = time.time()
+        resources = Resources.parse(spec.resources)
+        job = ComputeJob(
+            id=JobId(new_job_id()), owner=UserId(caller.user), code=spec.code,
+            spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=spec.driver or "local",
+            cpus=resources.cpus, created_at=now, name=spec.name,
+            max_retries=spec.max_retries, reason="submitted",
+        )
+        self.jobs[job.id] = job
+        self.queue.append(job.id)
+        self.logs[job.id] = bytearray()
+        self.files[job.id] = {}
+        self.history[job.id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": now}]
+        return self.job(job.id)
+
     async def handle(self, m: Any) -> Any:
         if isinstance(m, SubmitJobs):
-            out = []
-            for spec in m.jobs:
-                job_id = new_job_id()
-                job = {
-                    "id": job_id, "state": "queued", "code": spec.code, "params": spec.params,
-                    "resources": spec.resources, "driver": spec.driver or "local", "owner": m.caller.user,
-                    "name": spec.name, "exit_code": None, "result": None, "reason": "submitted",
-                    "queue_position": len(self.jobs) + 1, "created_at": _iso(time.time()),
-                    "started_at": None, "finished_at": None, "attempt": 1,
-                    "max_retries": spec.max_retries, "progress": None, "progress_message": "", "info": {},
-                    "agent_id": None,
-                }
-                self.jobs[job_id] = job
-                self.logs[job_id] = bytearray()
-                self.files[job_id] = {}
-                self.history[job_id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": time.time()}]
-                out.append(job)
-            return {"jobs": out}
+            return {"jobs": [self._submit(m.caller, spec) for spec in m.jobs]}
         if isinstance(m, ListJobs):
-            jobs = sorted(
-                (j for j in self.jobs.values() if m.caller.is_admin or j["owner"] == m.caller.user),
-                key=lambda j: j["id"],
-            )
+            ids = sorted(
+                (i for i, j in self.jobs.items() if m.caller.is_admin or j.owner == m.caller.user), reverse=True,
+            )  # newest first, as the store pages
             if m.states:
-                jobs = [j for j in jobs if j["state"] in m.states]
+                ids = [i for i in ids if str(self.jobs[i].state) in m.states]
             if m.after:
-                jobs = [j for j in jobs if j["id"] > m.after]
-            page = jobs[: m.limit]
-            more = len(jobs) > m.limit
-            return {"jobs": page, "next": page[-1]["id"] if more else None}
+                ids = [i for i in ids if i < m.after]
+            page = ids[: m.limit]
+            more = len(ids) > m.limit
+            return {"jobs": [self.job(i) for i in page], "next": page[-1] if more else None}
         if isinstance(m, GetJob):
-            return {**self._job(m.caller, m.job_id), "history": self.history[m.job_id]}
+            self._job(m.caller, m.job_id)
+            return {**self.job(m.job_id), "history": self.history[m.job_id]}
         if isinstance(m, CancelJobRequest):
             job = self._job(m.caller, m.job_id)
-            if JobState(job["state"]).is_terminal:
-                raise Conflict(f"job {m.job_id} already ended ({job['state']})")
-            self.set_state(m.job_id, "canceled", reason="canceled by user")
-            return job
+            if job.state.is_terminal:
+                raise Conflict(f"job {m.job_id} already ended ({job.state})")
+            if job.state is JobState.QUEUED:  # no agent to stop: at once
+                self.set_state(m.job_id, "canceled", reason="canceled by user")
+            else:  # its agent stops it; the reply shows the job as it is meanwhile
+                end = functools.partial(self.set_state, m.job_id, "canceled", reason="canceled by user")
+                asyncio.get_running_loop().call_later(CANCEL_DELAY, end)
+            return self.job(m.job_id)
         if isinstance(m, ReadLog):
             job = self._job(m.caller, m.job_id)
             deadline = time.monotonic() + m.wait
             while True:
                 log = self.logs[m.job_id]
                 data = bytes(log[m.offset : m.offset + m.length])
-                terminal = JobState(job["state"]).is_terminal
-                final = terminal and m.offset + len(data) >= len(log)
+                final = job.state.is_terminal and m.offset + len(data) >= len(log)
                 remaining = deadline - time.monotonic()
                 if data or final or remaining <= 0:
-                    return {"data": data, "offset": m.offset, "size": len(log), "final": final}
+                    return {"data": data, "offset": m.offset, "size": len(log), "final": final,
+                            "state": str(job.state), "exit_code": job.exit_code}
                 changed = self._changed.setdefault(m.job_id, asyncio.Event())
                 try:
                     await asyncio.wait_for(changed.wait(), remaining)
@@ -203,30 +222,31 @@ class FakeSupervisor:
             self._job(m.caller, m.job_id)
             data = self.files[m.job_id].get(m.path)
             if data is None:
-                raise NotFound(f"no file {m.path!r}", field="path")
+                raise NotFound(f"no file {m.path!r}")
             length = min(m.length, self.io_chunk)
             return {"data": data[m.offset : m.offset + length], "offset": m.offset, "size": len(data)}
         if isinstance(m, RunAnalysis):
             job = self._job(m.caller, m.job_id)
-            return {"result": {"job": job["id"], "args": m.args}}
+            return {"result": {"job": job.id, "args": m.args}}
         if isinstance(m, GetQueue):
-            queued = [j for j in self.jobs.values() if j["state"] == "queued"]
+            queued = [self.jobs[i] for i in self.queue if m.caller.is_admin or self.jobs[i].owner == m.caller.user]
             return {
-                "drivers": {"local": {"cpus_total": 4, "cpus_used": 0, "queued": len(queued)}},
+                "drivers": {"local": {"cpus_total": 4, "cpus_used": 0, "queued": len(self.queue)}},
                 "jobs": [
-                    {"id": j["id"], "owner": j["owner"], "driver": j["driver"], "cpus": 1, "queue_position": i + 1}
+                    {"id": j.id, "owner": j.owner, "driver": j.driver, "cpus": j.cpus, "queue_position": i + 1}
                     for i, j in enumerate(queued)
                 ],
             }
         if isinstance(m, GetAgents):
             return {"agents": [
-                {"id": "a1", "user": "alice", "kind": "local", "state": "idle", "pid": 1, "host": "h", "jobs": 0, "connected_at": None},
-                {"id": "a2", "user": "bob", "kind": "local", "state": "idle", "pid": 2, "host": "h", "jobs": 0, "connected_at": None},
+                {"id": f"a{n}", "user": user, "kind": "local", "state": str(AgentState.CONNECTED), "pid": n,
+                 "host": "h", "jobs": 0, "connected_at": iso(self.started)}
+                for n, user in enumerate(("alice", "bob"), start=1)
             ]}
         if isinstance(m, GetStatus):
             counts: dict[str, int] = {}
             for j in self.jobs.values():
-                counts[j["state"]] = counts.get(j["state"], 0) + 1
+                counts[str(j.state)] = counts.get(str(j.state), 0) + 1
             return {"version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
                     "agents": 0, "uptime": time.time() - self.started}
         raise OpError(f"unhandled {m.TYPE}")
@@ -240,23 +260,34 @@ class FakeSupervisor:
 
     def set_state(self, job_id: str, state: str, *, exit_code: int | None = None, reason: str = "",
                   progress: float | None = None, message: str = "") -> None:
+        """Move the job as the supervisor would (through `starting` to `running`), record the
+        transition in its history and publish it."""
         job = self.jobs[job_id]
-        job["state"] = state
-        job["reason"] = reason or job["reason"]
-        self.history[job_id].append({"attempt": job["attempt"], "state": state, "reason": job["reason"], "at": time.time()})
+        target = JobState(state)
+        ran = target is JobState.RUNNING or target in (JobState.COMPLETED, JobState.FAILED, JobState.TIMED_OUT)
+        if ran and job.state is JobState.QUEUED:
+            self._move(job, JobState.STARTING, f"sent to agent {self.AGENT}")
+        if ran and target is not JobState.RUNNING and job.state is JobState.STARTING:
+            self._move(job, JobState.RUNNING, "running")  # its start, folded into its end
         if exit_code is not None:
-            job["exit_code"] = exit_code
+            job.exit_code = exit_code
         if progress is not None:
-            job["progress"] = progress
-        if state == "running":
-            job["started_at"] = _iso(time.time())
-        if JobState(state).is_terminal:
-            job["finished_at"] = _iso(time.time())
-            job["queue_position"] = None
-        self.publish(JobEvent(job_id=job_id, owner=job["owner"], state=state, attempt=job["attempt"],
+            job.progress = progress
+            job.progress_message = message
+        if target is not job.state:
+            self._move(job, target, reason or str(target))
+        self.publish(JobEvent(job_id=job_id, owner=job.owner, state=state, attempt=job.attempt,
                               at=time.time(), reason=reason, exit_code=exit_code, progress=progress,
                               message=message))
         self._wake(job_id)
+
+    def _move(self, job: ComputeJob, state: JobState, reason: str) -> None:
+        transition = job.move(state, reason, time.time())
+        if job.id in self.queue and state is not JobState.QUEUED:
+            self.queue.remove(job.id)
+        self.history[job.id].append(
+            {"attempt": transition.attempt, "state": str(state), "reason": reason, "at": transition.at}
+        )
 
     def publish(self, event: JobEvent) -> None:
         for queue in self._subscribers:

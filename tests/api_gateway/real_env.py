@@ -32,6 +32,7 @@ class RealEnv:
     gateway: GatewayHandle
     http: aiohttp.ClientSession
     tokens: dict[str, str]
+    requests: list[Any]  # every op the gateway sent, in order (a spy on its supervisor client)
 
     @property
     def api(self) -> str:
@@ -40,19 +41,19 @@ class RealEnv:
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
-    async def call(self, method: str, path: str, user: str | None = "alice", **kwargs: Any) -> tuple[int, Any]:
-        """(status, parsed body) of one request to the API."""
+    async def call(self, method: str, path: str, user: str | None = "alice", **kwargs: Any) -> tuple[int, Any, Any]:
+        """(status, parsed body, headers) of one request to the API."""
         headers = dict(kwargs.pop("headers", {}))
         if user is not None:
             headers.update(self.auth(user))
         async with self.http.request(method, self.api + path, headers=headers, **kwargs) as resp:
             raw = await resp.read()
             body: Any = json.loads(raw) if "json" in resp.headers.get("Content-Type", "") else raw
-            return resp.status, body
+            return resp.status, body, resp.headers
 
     async def submit(self, user: str = "alice", **job: Any) -> dict:
         job = {"code": "shell", "params": {"argv": ["true"]}, **job}
-        status, body = await self.call("POST", "/jobs", user, json=job)
+        status, body, _ = await self.call("POST", "/jobs", user, json=job)
         assert status == 201, body
         return body
 
@@ -61,7 +62,7 @@ class RealEnv:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            status, job = await self.call("GET", f"/jobs/{job_id}", user)
+            status, job, _ = await self.call("GET", f"/jobs/{job_id}", user)
             assert status == 200, job
             if job["state"] in states:
                 return job
@@ -77,7 +78,7 @@ class RealEnv:
 def real_config(tmp_path, **env: str) -> Config:
     port = free_port()
     return load_config(environ={
-        "JOBVISOR_SERVER_STATE_DIR": str(tmp_path / "state"),
+        "JOBVISOR_SERVER_STATE_DIR": str(tmp_path / "real-state"),  # beside a fake's `state`
         "JOBVISOR_SERVER_SUPERVISOR_PORT": str(port),
         "JOBVISOR_GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
         "JOBVISOR_GATEWAY_TOKEN_CACHE_SECONDS": "0",
@@ -100,6 +101,15 @@ async def start_real_env(tmp_path, *, in_process: bool = False, **env: str) -> R
     for user, admin in USERS:
         await gateway.store.add_user(user, is_admin=admin)
         tokens[user] = (await gateway.store.create_token(user)).token
-    await asyncio.wait_for(gateway.app[SUPERVISOR].events_connected.wait(), 10)
+    client = gateway.app[SUPERVISOR]
+    await asyncio.wait_for(client.events_connected.wait(), 10)
+    requests: list[Any] = []
+    send = client.op
+
+    async def recorded(message: Any) -> Any:
+        requests.append(message)
+        return await send(message)
+
+    client.op = recorded  # type: ignore[method-assign]
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    return RealEnv(config=config, supervisor=supervisor, gateway=gateway, http=http, tokens=tokens)
+    return RealEnv(config=config, supervisor=supervisor, gateway=gateway, http=http, tokens=tokens, requests=requests)

@@ -1,12 +1,18 @@
-"""Job routes: validation, ownership, paging, batches, error shapes."""
+"""Job routes: validation, ownership, paging, batches, error shapes. Against the real
+supervisor and real agents (`real`), except where a test needs the fake's controls (`env`)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
+from api_gateway.openapi import build_openapi
 from jobvisor.protocol import GetJob, SubmitJobs
 
 from gateway_env import MAX_BODY
+
+pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 
@@ -17,25 +23,26 @@ def assert_problem(status, body, headers, expected):
     assert body["status"] == expected and body["title"] and body["detail"]
 
 
-async def test_submit_validates_and_translates_resources(env):
-    job = await env.submit(
+async def test_submit_validates_and_translates_resources(real):
+    job = await real.submit(
         resources={"cpus": 2, "memory": "512M", "walltime": "01:00:00"}, driver="local", max_retries=3, name="sim"
     )
     assert job["resources"]["memory"] == 512 * 1024 * 1024
     assert job["resources"]["walltime"] == 3600.0
     assert job["max_retries"] == 3 and job["name"] == "sim"
-    spec = env.fake.requests[-1].jobs[0]
+    spec = real.requests[-1].jobs[0]
     assert spec.resources["cpus"] == 2 and spec.driver == "local"
 
 
-async def test_single_submit_answers_201_with_location(env):
-    status, body, headers = await env.call("POST", "/jobs", json={"code": "shell", "params": {"argv": ["x"]}})
+async def test_single_submit_answers_201_with_location(real):
+    status, body, headers = await real.call("POST", "/jobs", json={"code": "shell", "params": {"argv": ["x"]}})
     assert status == 201
     assert headers["Location"] == f"/api/v1/jobs/{body['id']}"
 
 
-async def test_another_users_job_is_404_like_a_missing_one(env):
-    job = await env.submit(user="alice")
+async def test_another_users_job_is_404_like_a_missing_one(real):
+    job = await real.submit(user="alice", params={"argv": ["sleep", "30"]})
+    await real.wait_state(job["id"], "running")
     for method, path in (
         ("GET", f"/jobs/{job['id']}"),
         ("POST", f"/jobs/{job['id']}/cancel"),
@@ -44,30 +51,29 @@ async def test_another_users_job_is_404_like_a_missing_one(env):
         ("GET", f"/jobs/{job['id']}/files/out.txt"),
         ("POST", f"/jobs/{job['id']}/analysis"),
     ):
-        status, body, headers = await env.call(method, path, user="bob")
+        status, body, headers = await real.call(method, path, user="bob")
         assert_problem(status, body, headers, 404)
-    missing = await env.call("GET", "/jobs/j0000000000000000000", user="bob")
+    missing = await real.call("GET", "/jobs/j0000000000000000000", user="bob")
     assert missing[0] == 404
-    assert env.fake.jobs[job["id"]]["state"] == "queued"  # bob's cancel never reached it
-    # admins see every job
-    status, body, _ = await env.call("GET", f"/jobs/{job['id']}", user="root")
-    assert status == 200 and body["owner"] == "alice"
-    status, body, _ = await env.call("GET", "/jobs", user="bob")
+    # admins see every job; bob's cancel never reached it
+    status, body, _ = await real.call("GET", f"/jobs/{job['id']}", user="root")
+    assert status == 200 and body["owner"] == "alice" and body["state"] == "running"
+    status, body, _ = await real.call("GET", "/jobs", user="bob")
     assert status == 200 and body["jobs"] == []
 
 
-async def test_malformed_json_is_400_naming_the_problem(env):
-    status, body, headers = await env.call(
+async def test_malformed_json_is_400_naming_the_problem(real):
+    status, body, headers = await real.call(
         "POST", "/jobs", data=b'{"code": "shell", "params": ', headers={"Content-Type": "application/json"}
     )
     assert_problem(status, body, headers, 400)
     assert "not valid JSON" in body["detail"] and body["field"] == "body"
-    status, body, headers = await env.call("POST", "/jobs", data=b"")
+    status, body, headers = await real.call("POST", "/jobs", data=b"")
     assert_problem(status, body, headers, 400)
     assert "empty" in body["detail"]
 
 
-async def test_wrong_field_types_are_400_naming_the_field(env):
+async def test_wrong_field_types_are_400_naming_the_field(real):
     cases = [
         ({"params": {}}, "code"),
         ({"code": "", "params": {}}, "code"),
@@ -83,60 +89,60 @@ async def test_wrong_field_types_are_400_naming_the_field(env):
         ("just a string", "body"),
     ]
     for payload, field in cases:
-        status, body, headers = await env.call("POST", "/jobs", json=payload)
+        status, body, headers = await real.call("POST", "/jobs", json=payload)
         assert_problem(status, body, headers, 400)
         assert body["field"] == field, (payload, body)
         assert field.split(".")[-1] in body["detail"] or field == "body" or field == "resource", body
-    status, body, _ = await env.call("POST", "/jobs", json=[{"code": "a", "params": 1}, {"code": 5, "params": 1}])
+    status, body, _ = await real.call("POST", "/jobs", json=[{"code": "a", "params": 1}, {"code": 5, "params": 1}])
     assert status == 400 and body["field"] == "jobs[1].code"
-    assert not any(isinstance(r, SubmitJobs) for r in env.fake.requests)
+    assert not any(isinstance(r, SubmitJobs) for r in real.requests)
 
 
-async def test_bad_query_values_are_400(env):
-    status, body, headers = await env.call("GET", "/jobs?limit=lots")
+async def test_bad_query_values_are_400(real):
+    status, body, headers = await real.call("GET", "/jobs?limit=lots")
     assert_problem(status, body, headers, 400)
     assert body["field"] == "limit"
-    status, body, _ = await env.call("GET", "/jobs?state=sleeping")
+    status, body, _ = await real.call("GET", "/jobs?state=sleeping")
     assert status == 400 and body["field"] == "state" and "sleeping" in body["detail"]
-    status, body, _ = await env.call("GET", "/jobs/x/log?offset=-1")
+    status, body, _ = await real.call("GET", "/jobs/x/log?offset=-1")
     assert status == 400 and body["field"] == "offset"
 
 
-async def test_oversized_body_is_413_problem(env):
+async def test_oversized_body_is_413_problem(real):
     big = json.dumps({"code": "shell", "params": {"blob": "x" * (MAX_BODY + 10)}})
-    status, body, headers = await env.call("POST", "/jobs", data=big, headers={"Content-Type": "application/json"})
+    status, body, headers = await real.call("POST", "/jobs", data=big, headers={"Content-Type": "application/json"})
     assert_problem(status, body, headers, 413)
 
 
-async def test_unknown_route_and_wrong_method_are_problems(env):
-    status, body, headers = await env.call("GET", "/nothing/here")
+async def test_unknown_route_and_wrong_method_are_problems(real):
+    status, body, headers = await real.call("GET", "/nothing/here")
     assert_problem(status, body, headers, 404)
-    async with env.http.get(env.gateway.url + "/favicon.ico") as resp:
+    async with real.http.get(real.gateway.url + "/favicon.ico") as resp:
         assert resp.status == 404 and resp.headers["Content-Type"].startswith(PROBLEM)
-    status, body, headers = await env.call("DELETE", "/jobs")
+    status, body, headers = await real.call("DELETE", "/jobs")
     assert_problem(status, body, headers, 405)
     assert "GET" in headers["Allow"]
 
 
-async def test_batch_submit_is_one_op(env):
-    before = len(env.fake.requests)
+async def test_batch_submit_is_one_op(real):
+    before = len(real.requests)
     jobs = [{"code": "c", "params": i} for i in range(2000)]  # under the 64 KiB test body limit
-    status, body, _ = await env.call("POST", "/jobs", json=jobs)
+    status, body, _ = await real.call("POST", "/jobs", json=jobs)
     assert status == 201 and isinstance(body, list) and len(body) == 2000
     assert len({job["id"] for job in body}) == 2000
-    submits = [r for r in env.fake.requests[before:] if isinstance(r, SubmitJobs)]
+    submits = [r for r in real.requests[before:] if isinstance(r, SubmitJobs)]
     assert len(submits) == 1 and len(submits[0].jobs) == 2000
-    status, body, _ = await env.call("POST", "/jobs", json=[])
+    status, body, _ = await real.call("POST", "/jobs", json=[])
     assert status == 400 and body["field"] == "jobs"
 
 
-async def test_paging_follows_next_and_link(env):
-    status, body, _ = await env.call("POST", "/jobs", json=[{"code": "c", "params": i} for i in range(25)])
+async def test_paging_follows_next_and_link_newest_first(real):
+    status, body, _ = await real.call("POST", "/jobs", json=[{"code": "c", "params": i} for i in range(25)])
     assert status == 201
-    await env.submit(user="bob")
+    await real.submit(user="bob")
     seen, after, pages = [], "", 0
     while True:
-        status, body, headers = await env.call("GET", f"/jobs?limit=10&after={after}")
+        status, body, headers = await real.call("GET", f"/jobs?limit=10&after={after}")
         assert status == 200
         pages += 1
         seen += [job["id"] for job in body["jobs"]]
@@ -146,33 +152,39 @@ async def test_paging_follows_next_and_link(env):
         assert 'rel="next"' in headers["Link"] and f"after={body['next']}" in headers["Link"]
         after = body["next"]
         assert pages < 10
-    assert pages == 3 and len(seen) == 25 and seen == sorted(seen)
+    assert pages == 3 and len(seen) == 25 and seen == sorted(seen, reverse=True)
 
 
-async def test_state_filter(env):
-    a = await env.submit()
-    b = await env.submit()
-    env.fake.set_state(b["id"], "running")
-    status, body, _ = await env.call("GET", "/jobs?state=running,completed")
-    assert status == 200 and [j["id"] for j in body["jobs"]] == [b["id"]]
-    status, body, _ = await env.call("GET", "/jobs?state=queued")
-    assert [j["id"] for j in body["jobs"]] == [a["id"]]
+async def test_state_filter(real):
+    done = await real.submit(params={"argv": ["true"]})
+    await real.wait_state(done["id"], "completed")
+    running = await real.submit(params={"argv": ["sleep", "30"]})
+    await real.wait_state(running["id"], "running")
+    status, body, _ = await real.call("GET", "/jobs?state=running,failed")
+    assert status == 200 and [j["id"] for j in body["jobs"]] == [running["id"]]
+    status, body, _ = await real.call("GET", "/jobs?state=completed")
+    assert [j["id"] for j in body["jobs"]] == [done["id"]]
 
 
-async def test_cancel_and_conflict(env):
-    job = await env.submit()
-    status, body, _ = await env.call("POST", f"/jobs/{job['id']}/cancel")
-    assert status == 200 and body["state"] == "canceled"
-    status, body, headers = await env.call("POST", f"/jobs/{job['id']}/cancel")
+async def test_cancel_and_conflict(real):
+    job = await real.submit(params={"argv": ["sleep", "30"]})
+    await real.wait_state(job["id"], "running")
+    status, body, _ = await real.call("POST", f"/jobs/{job['id']}/cancel")
+    assert status == 200 and body["id"] == job["id"]
+    await real.wait_state(job["id"], "canceled")
+    status, body, headers = await real.call("POST", f"/jobs/{job['id']}/cancel")
     assert_problem(status, body, headers, 409)
 
 
-async def test_show_has_every_field(env):
-    job = await env.submit()
-    status, body, _ = await env.call("GET", f"/jobs/{job['id']}")
-    for key in ("id", "state", "queue_position", "reason", "info", "attempt", "progress", "created_at"):
-        assert key in body
-    assert any(isinstance(r, GetJob) for r in env.fake.requests)
+async def test_show_has_every_documented_field(real):
+    job = await real.submit()
+    await real.wait_state(job["id"], "completed")
+    status, body, _ = await real.call("GET", f"/jobs/{job['id']}")
+    assert status == 200
+    documented = build_openapi()["components"]["schemas"]["JobDetail"]["required"]
+    assert sorted(body) == sorted(documented)
+    assert [h["state"] for h in body["history"]] == ["queued", "starting", "running", "completed"]
+    assert any(isinstance(r, GetJob) for r in real.requests)
 
 
 async def test_supervisor_down_is_503(env):

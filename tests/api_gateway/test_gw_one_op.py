@@ -40,7 +40,7 @@ async def test_another_users_request_is_one_op_answered_404(env, method, path, o
     assert status == 404 and headers["Content-Type"].startswith(PROBLEM), body  # never a 200 stream
     assert body["status"] == 404 and job["id"] in body["detail"]
     assert _ops_since(env, before) == [op]  # refused by the op itself: no GetJob asked first
-    assert env.fake.jobs[job["id"]]["state"] == "queued"
+    assert env.fake.job(job["id"])["state"] == "queued"
 
 
 @pytest.mark.parametrize("user", ["alice", "root"])

@@ -47,41 +47,41 @@ async def test_analysis_args_beyond_64_bits_are_a_400_at_once_and_the_run_goes_o
     for field, body in bodies.items():
         started = time.monotonic()
         kwargs = {"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body}
-        status, problem = await real.call("POST", f"/jobs/{job_id}/analysis", **kwargs)
+        status, problem, _ = await real.call("POST", f"/jobs/{job_id}/analysis", **kwargs)
         assert status == 400, problem
         assert time.monotonic() - started < 5.0
         assert problem["field"] == field
         assert ("NaN" if field == "args.nan" else "64 bits") in problem["detail"]
     job = await real.wait_state(job_id, "running")
     assert job["attempt"] == 1
-    status, _ = await real.call("POST", f"/jobs/{job_id}/cancel")
+    status, _, _ = await real.call("POST", f"/jobs/{job_id}/cancel")
     assert status == 200
     await real.wait_state(job_id, "canceled")
 
 
 async def test_job_params_beyond_64_bits_are_a_400_naming_the_field(real):
     python_job = {"code": "python", "params": {"entry": "mod:run", "args": {"x": TOO_BIG}}}
-    status, problem = await real.call("POST", "/jobs", json=python_job)
+    status, problem, _ = await real.call("POST", "/jobs", json=python_job)
     assert status == 400, problem
     assert problem["field"] == "params.args.x"
     shell_job = {"code": "shell", "params": {"argv": ["true"]}}
-    status, problem = await real.call("POST", "/jobs", json=[shell_job, python_job])
+    status, problem, _ = await real.call("POST", "/jobs", json=[shell_job, python_job])
     assert status == 400 and problem["field"] == "jobs[1].params.args.x", problem
     plugin_job = {"code": "a-plugin-the-gateway-does-not-know", "params": {"n": [0, {"m": 2**70}]}}
-    status, problem = await real.call("POST", "/jobs", json=plugin_job)
+    status, problem, _ = await real.call("POST", "/jobs", json=plugin_job)
     assert status == 400 and problem["field"] == "params.n[1].m", problem
     # a lone surrogate (not UTF-8) in a name, and a nesting too deep to pack
-    status, problem = await real.call(
+    status, problem, _ = await real.call(
         "POST", "/jobs", data=b'{"code": "shell", "params": {"argv": ["true"]}, "name": "\\ud800"}',
         headers={"Content-Type": "application/json"},
     )
     assert status == 400 and problem["field"] == "name", problem
     for depth, field in ((100, "params[0][0]"), (5000, "body")):
         body = b'{"code": "plug", "params": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
-        status, problem = await real.call("POST", "/jobs", data=body, headers={"Content-Type": "application/json"})
+        status, problem, _ = await real.call("POST", "/jobs", data=body, headers={"Content-Type": "application/json"})
         assert status == 400 and problem["field"].startswith(field) and "deep" in problem["detail"], problem
     # nothing was submitted, and the supervisor goes on
-    status, listing = await real.call("GET", "/jobs")
+    status, listing, _ = await real.call("GET", "/jobs")
     assert status == 200 and listing["jobs"] == []
     job = await real.submit(params={"argv": ["true"]})
     assert (await real.wait_state(job["id"], {"completed", "failed"}))["state"] == "completed"
@@ -89,19 +89,19 @@ async def test_job_params_beyond_64_bits_are_a_400_naming_the_field(real):
 
 async def test_the_bounds_of_64_bits_go_through_and_read_back_exactly(real):
     args = {"low": -(2**63), "high": 2**64 - 1, "text": "é ✓", "nested": [{"f": 0.5}]}
-    status, job = await real.call("POST", "/jobs", json={"code": "python", "params": {"entry": "mod:run", "args": args}})
+    status, job, _ = await real.call("POST", "/jobs", json={"code": "python", "params": {"entry": "mod:run", "args": args}})
     assert status == 201, job
-    status, shown = await real.call("GET", f"/jobs/{job['id']}")
+    status, shown, _ = await real.call("GET", f"/jobs/{job['id']}")
     assert status == 200 and shown["params"]["args"] == args
     for too_far, field in ((-(2**63) - 1, "params.args.low"), (2**64, "params.args.high")):
-        status, problem = await real.call(
+        status, problem, _ = await real.call(
             "POST", "/jobs", json={"code": "python", "params": {"entry": "mod:run", "args": {**args, field.rsplit(".", 1)[1]: too_far}}},
         )
         assert status == 400 and problem["field"] == field, problem
 
 
 async def test_a_cluster_login_with_a_lone_surrogate_is_a_400(real):
-    status, problem = await real.call(
+    status, problem, _ = await real.call(
         "POST", "/clusters/nowhere/login", data=b'{"username": "u", "password": "\\udfff"}',
         headers={"Content-Type": "application/json"},
     )

@@ -44,7 +44,7 @@ async def test_submit_show_list_cancel(cli):
     assert submitted.rc == 0, submitted.err
     job_id = submitted.out.strip()
     assert job_id in cli.fake.jobs and "\n" not in job_id
-    job = cli.fake.jobs[job_id]
+    job = cli.fake.job(job_id)
     assert job["params"] == {"argv": ["echo", "hi"]} and job["code"] == "shell" and job["resources"]["cpus"] == 2
 
     shown = await cli.run("show", job_id)
