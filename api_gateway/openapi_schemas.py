@@ -146,9 +146,9 @@ def schemas() -> dict:
                            "demo: {steps, dt, ...}), checked at submit for these built-in codes; a plugin's "
                            "are checked where it runs"},
                 "resources": ref("Resources"),
-                "driver": {"type": "string", "description": "local, docker, sbatch; empty: the default"},
+                "driver": {"type": ["string", "null"], "description": "local, docker, sbatch; empty or null: the default"},
                 "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
-                "name": {"type": "string"},
+                "name": {"type": ["string", "null"], "description": "Empty or null: none"},
             },
         },
         "Job": _job_schema(states),

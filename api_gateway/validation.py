@@ -176,9 +176,18 @@ def query_flag(request: web.Request, name: str) -> bool:
     return FLAGS[raw]
 
 
+NAME_MAX = 255  # bytes of one path component, and of a whole path, that a file system takes
+PATH_MAX = 4096
+
+
 def file_path_of(request: web.Request) -> str:
+    """The `{path}` of a file route, relative to the run dir; one no file system could hold is
+    a 400 here rather than an error from the agent's open()."""
     path = request.match_info["path"]
     parts = path.split("/")
     if path.startswith("/") or ".." in parts or "\x00" in path:
         raise InvalidRequest("path must be relative to the job's run dir, without '..'", field="path")
+    check_wire_value(path, "path")
+    if len(path.encode()) > PATH_MAX or any(len(part.encode()) > NAME_MAX for part in parts):
+        raise InvalidRequest(f"path is too long: at most {NAME_MAX} bytes a name, {PATH_MAX} in all", field="path")
     return path

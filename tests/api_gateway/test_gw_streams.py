@@ -162,3 +162,24 @@ async def test_gateway_resubscribes_after_the_event_stream_drops(env):
         env.fake.set_state(job["id"], "running")
         kind, data = await next_event(resp)
         assert kind == "job" and data["job_id"] == job["id"] and data["state"] == "running"
+
+
+async def test_values_past_what_the_wire_or_a_file_system_takes_are_400(env):
+    """Found by schemathesis: each of these was a 500 or went through unchecked."""
+    job = await env.submit()
+    log = f"/jobs/{job['id']}/log"
+    for path, field in (
+        (f"{log}?offset={2**63}", "offset"),
+        (f"{log}?follow=yes", "follow"),
+        ("/jobs?limit=", "limit"),
+        (f"/jobs/{job['id']}/files/{'x' * 256}", "path"),
+        (f"/jobs/{job['id']}/files/a/{'b/' * 2100}c", "path"),
+    ):
+        status, body, _ = await env.call("GET", path)
+        assert status == 400 and body["field"] == field, (path, body)
+    status, body, _ = await env.call("GET", log, headers={"Last-Event-ID": "9" * 30})
+    assert status == 400 and body["field"] == "Last-Event-ID"
+    status, body, _ = await env.call("GET", log, headers={"Last-Event-ID": "²"})  # not an offset: ignored
+    assert status == 200
+    status, body, _ = await env.call("POST", f"/jobs/{job['id']}/analysis", data=b" ", headers={"Content-Type": "application/json"})
+    assert status == 400 and body["field"] == "body"
