@@ -22,10 +22,10 @@ from jobvisor.config import AgentConfig, Config, load_config
 from jobvisor.errors import ConfigError
 from jobvisor.limits import MAX_MESSAGE_BYTES
 from jobvisor.logs import setup_logging
-from jobvisor.states import JobState
 
 from agent.connection import Connection
 from agent.core import AgentCore
+from agent.local import LocalBackend
 from agent.oom import OomCounter
 from agent.runner import Runner
 
@@ -73,7 +73,8 @@ def settings_from(environ: MutableMapping[str, str], token: str, config: Config)
 
 
 class Agent:
-    """Wires the connection, the core and the runner, and runs until stopped."""
+    """Wires the connection, the core and its backend (the runner's processes, or Slurm), and
+    runs until stopped."""
 
     def __init__(self, settings: AgentSettings, job_env: dict[str, str] | None = None) -> None:
         self.settings = settings
@@ -81,7 +82,8 @@ class Agent:
         self.job_env.pop(ENV_TOKEN, None)
         self.connection = Connection(settings)
         self.connection.on_stop = self.request_stop
-        self.runner: Runner | None = None
+        self.runner: Runner | None = None  # local jobs only
+        self.local: LocalBackend | None = None
         self.core: AgentCore | None = None
         self._stopping = False
         self._keep_jobs = False  # KillAgent(cancel_jobs=False): leave the jobs running
@@ -89,16 +91,18 @@ class Agent:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.runner = Runner(loop, self.job_env, on_exit=self._on_exit, spawn_threads=self.settings.config.spawn_threads)
-        self.core = AgentCore(
-            self.settings.agent_id, self.settings.config, self.connection, self.runner,
-            io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,
-            op_env=self.job_env,
-        )
-        if os.environ.get(ENV_KIND) == env_names.SLURM_KIND:  # jobs run under Slurm: its own queue and core
+        if os.environ.get(ENV_KIND) == env_names.SLURM_KIND:  # jobs run under Slurm: its backend and queue
             from agent.slurm.app import build
 
-            self.runner, self.core = build(self, loop)
+            self.core = build(self, loop)
+        else:
+            self.runner = Runner(loop, self.job_env, on_exit=self._on_exit, spawn_threads=self.settings.config.spawn_threads)
+            self.local = LocalBackend(self.runner, self.settings.config.cancel_grace, oom=self.oom)
+            self.core = AgentCore(
+                self.settings.agent_id, self.settings.config, self.connection, self.local,
+                io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,
+                op_env=self.job_env,
+            )
         self.connection.core = self.core
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, "agent stopped", True)
@@ -114,17 +118,13 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             if self.core.has_running() and not self._keep_jobs:
-                self.runner.kill_all([job for job in self.core.jobs.values() if not job.is_terminal])
-            if isinstance(self.runner, Runner):
+                self.core.kill_all()
+            if self.runner is not None:
                 self.runner.close()
             logger.info("agent %s: exiting", self.settings.agent_id)
 
     def _on_exit(self, job, returncode: int) -> None:
-        if self.oom is not None and job.ending is None:
-            reason = self.oom.explain(returncode)
-            if reason is not None:
-                job.ending = (JobState.FAILED, reason)
-        self.core.on_exit(job, returncode)
+        self.local.on_exit(job, returncode)
 
     def request_stop(self, reason: str, cancel_jobs: bool) -> None:
         if self._stopping:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobvisor.protocol import JobReport
+from jobvisor.protocol import JobReport, RunJob
 from jobvisor.resources import format_walltime
 from jobvisor.states import JobState
 
@@ -41,14 +41,78 @@ def walltime_reason(walltime: float) -> str:
     return f"walltime of {format_walltime(walltime)} exceeded"
 
 
+Ending = tuple[JobState, str]  # decided before the process ended: (CANCELED, reason), (TIMED_OUT, reason)...
+
+
+# ---------------------------------------------------------------------- phases
+# A job is in exactly one phase; what only means something in one phase lives in it, so no
+# combination of flags can say two things at once. The core moves a job through them:
+#
+#   Prefetched --start--> Spawning --spawned--> Running --exit--> Ended
+#        \________________ (cancel) ____________________________/^
+#   (a backend that queues runs itself, Slurm: new --start--> Delegated --its end--> Ended)
+
+
+@dataclass(eq=False, slots=True)
+class Prefetched:
+    """Sent ahead (RunJob.prefetched): holds no slot, waits for one to free (FIFO)."""
+
+    msg: RunJob
+    ahead: Any  # its run dir being made in advance (JobBackend.prepare_ahead)
+
+
+@dataclass(eq=False, slots=True)
+class Live:
+    """Started: its backend has it (a slot is held, for a backend with slots)."""
+
+    ending: Ending | None = None  # decided before the end (a cancel, the walltime): wins over how it ended
+    forget: bool = False  # the supervisor does not want it: dropped at its end, with no report
+    timers: list = field(default_factory=list)  # handles with .cancel() (walltime, SIGKILL)
+
+    def cancel_timers(self) -> None:
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+
+
+@dataclass(eq=False, slots=True)
+class Spawning(Live):
+    """Its fork/exec runs (in a worker thread, or later on the loop)."""
+
+
+@dataclass(eq=False, slots=True)
+class Running(Live):
+    """Its process runs and the agent owns it."""
+
+    process: Any = None  # the spawned child (agent.spawn.Child), reaped by the runner
+    status_due: float | None = None  # when `poll` writes its first status file
+
+
+@dataclass(eq=False, slots=True)
+class Delegated(Live):
+    """Handed to a backend that queues and runs it itself (Slurm), which says when it ends."""
+
+
+@dataclass(eq=False, slots=True)
+class Ended:
+    """Terminal. The report goes after the last log bytes (or with a Hello)."""
+
+    final_size: int  # output.log's size at the end: what remains to be shipped
+    report_sent: bool = False  # the terminal report was queued (or carried by a Hello)
+
+
+Phase = Prefetched | Spawning | Running | Delegated | Ended
+
+
 @dataclass(eq=False)
 class JobRecord:
-    """Mutable state of one job attempt on this agent. Only `AgentCore` changes it."""
+    """One job attempt on this agent. Only `AgentCore` and its backend change it."""
 
     job_id: str
     attempt: int
     code: str
     run_dir: Path
+    phase: Phase | None = None  # None only while a record is being made (new_record, recover)
     state: JobState = JobState.STARTING
     reason: str = ""
     exit_code: int | None = None
@@ -57,26 +121,13 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     walltime: float | None = None
-    pid: int | None = None
-    process: Any = None  # the subprocess.Popen, while the agent owns the process
+    pid: int | None = None  # of its process once spawned (kept after the end: its status says it)
     code_obj: Any = None  # the job_cmd Code, for the result at the end
-    # decided before the process ended: (CANCELED, reason) or (TIMED_OUT, reason)
-    ending: tuple[JobState, str] | None = None
-    timers: list = field(default_factory=list)  # handles with .cancel() (walltime, SIGKILL)
     # output log
     log_fd: int | None = None  # read-only fd of output.log while bytes may remain to be sent
     sent_offset: int = 0  # bytes of output.log queued to (or acknowledged by) the supervisor
-    final_size: int | None = None  # size of output.log when the job ended
-    report_sent: bool = False  # the terminal report was queued (or carried by a Hello)
-    forget_when_done: bool = False  # the supervisor does not want this job: drop it, no report
-    # progress file
     progress_stamp: tuple = ()
-    spawning: bool = False  # its fork/exec runs in a worker thread
-    prefetched: bool = False  # sent ahead (RunJob.prefetched): waits for a started job to end
-    slotted: bool = False  # was started: its end frees a slot for the next prefetched job
-    status_written: bool = False  # its status file exists (it ran for STATUS_FILE_DELAY)
-    status_due: float | None = None  # when `poll` writes its first status file (a local process)
-    ahead: Any = None  # prefetched: its run dir being made in advance (Processes.prepare_ahead)
+    status_written: bool = False  # its status file exists (a job that ends soon leaves none)
 
     # The run dir's paths as strings, computed once: os calls take them as they are, while
     # pathlib's joins and conversions were a tenth of the agent's work per short job.
@@ -94,17 +145,56 @@ class JobRecord:
         return self.state.is_terminal
 
     @property
+    def live(self) -> Live | None:
+        """Its phase while started and not ended, else None."""
+        phase = self.phase
+        return phase if isinstance(phase, Live) else None
+
+    @property
+    def stopping(self) -> bool:
+        """Started and its end already decided (a cancel, the walltime)."""
+        phase = self.phase
+        return isinstance(phase, Live) and phase.ending is not None
+
+    @property
+    def unwanted(self) -> bool:
+        """The supervisor forgot it while it ran: it goes without a report."""
+        phase = self.phase
+        return isinstance(phase, Live) and phase.forget
+
+    @property
+    def final_size(self) -> int | None:
+        phase = self.phase
+        return phase.final_size if isinstance(phase, Ended) else None
+
+    @property
+    def report_sent(self) -> bool:
+        phase = self.phase
+        return isinstance(phase, Ended) and phase.report_sent
+
+    @property
     def log_pending(self) -> bool:
         """Bytes of the log may still have to be sent."""
-        return not self.is_terminal or self.final_size is None or self.sent_offset < self.final_size
+        phase = self.phase
+        return not isinstance(phase, Ended) or self.sent_offset < phase.final_size
 
     def set_state(self, state: JobState, reason: str = "", now: float | None = None) -> None:
         self.state = state
         self.reason = reason
         self.changed_at = time.time() if now is None else now
 
-    def report(self) -> JobReport:
-        size = self.final_size if self.is_terminal and self.final_size is not None else self.sent_offset
+    def end(self, state: JobState, reason: str, final_size: int, now: float) -> None:
+        """Move to Ended (its timers cancelled) in the terminal `state`."""
+        phase = self.phase
+        if isinstance(phase, Live):
+            phase.cancel_timers()
+        self.phase = Ended(final_size)
+        self.finished_at = now
+        self.set_state(state, reason, now=now)
+
+    def report(self, info: dict) -> JobReport:
+        """Its report to the supervisor; `info` is its backend's (pid, Slurm ids)."""
+        phase = self.phase
         return JobReport(
             job_id=self.job_id,
             attempt=self.attempt,
@@ -113,10 +203,10 @@ class JobRecord:
             exit_code=self.exit_code,
             result=self.result,
             at=self.changed_at,
-            log_size=size,
-            info={"pid": self.pid} if self.pid is not None else {},
+            log_size=phase.final_size if isinstance(phase, Ended) else self.sent_offset,
+            info=info,
             started_at=self.started_at,
-            prefetched=self.prefetched,
+            prefetched=isinstance(phase, Prefetched),
         )
 
     def status(self) -> JobStatus:
@@ -141,6 +231,6 @@ class JobRecord:
             self.log_fd = None
 
     def cancel_timers(self) -> None:
-        for handle in self.timers:
-            handle.cancel()
-        self.timers.clear()
+        phase = self.phase
+        if isinstance(phase, Live):
+            phase.cancel_timers()

@@ -21,7 +21,7 @@ from job_cmd.fsutil import OUTPUT_LOG
 from job_cmd.status_file import read_status, write_status
 
 from agent import libc_spawn, tail
-from agent.jobs import JobRecord
+from agent.jobs import JobRecord, Running
 from agent.spawn import RESET_SIGNALS, Child, ProgramCache, Spawner, close_inherited_fds, open_pidfd
 from agent.spawn_pool import SpawnPool
 
@@ -31,7 +31,7 @@ ExitCallback = Callable[[JobRecord, int], None]
 
 
 class Runner:
-    """The `Processes` of `agent.core.AgentCore`, for real."""
+    """The `Processes` of `agent.local.LocalBackend`, for real."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, base_env: dict[str, str], on_exit: ExitCallback, *, spawn_threads: int = 0
@@ -87,7 +87,7 @@ class Runner:
             return
         make_run_dir(run_dir)  # not made yet (or it failed there): here, and an error is this start's
 
-    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[OSError | None], None]) -> None:
+    def spawn(self, job: JobRecord, launch: Launch, env: dict[str, str], done: Callable[[Child | OSError], None]) -> None:
         if job.attempt > 1:
             _keep_previous_log(job)
         job.sent_offset = 0
@@ -122,36 +122,37 @@ class Runner:
         self._started(job, child.pid, open_pidfd(child.pid), None, done)
 
     def _started(self, job: JobRecord, pid: int | None, pidfd: int | None, error: OSError | None,
-                 done: Callable[[OSError | None], None]) -> None:
+                 done: Callable[[Child | OSError], None]) -> None:
         if error is not None or pid is None:
             job.close_log()
             done(error or OSError("the job did not start"))
             return
-        job.process, job.pid = Child(pid), pid
+        child = Child(pid)
         if pidfd is None:  # cannot happen for our unreaped child; be safe: reap by polling
             logger.warning("job %s: no pidfd for pid %d, polling for its end instead", job.job_id, pid)
-            self.loop.call_later(0.1, self._poll_exit, job)
+            self.loop.call_later(0.1, self._poll_exit, job, child)
         else:
-            self._ends.watch(pidfd, job)
-        done(None)
+            self._ends.watch(pidfd, job, child)
+        done(child)
 
-    def _poll_exit(self, job: JobRecord) -> None:
-        if job.process.poll() is None:
-            self.loop.call_later(0.1, self._poll_exit, job)
+    def _poll_exit(self, job: JobRecord, child: Child) -> None:
+        if child.poll() is None:
+            self.loop.call_later(0.1, self._poll_exit, job, child)
         else:
-            self._reap(job)
+            self._reap(job, child)
 
-    def _reap(self, job: JobRecord) -> None:
+    def _reap(self, job: JobRecord, child: Child) -> None:
         # The leader is a zombie until reaped, so its pid still names our group: kill whatever
         # the job left behind (background children) so nothing outlives it or writes to its log.
-        _killpg(job.pid, signal.SIGKILL)
-        returncode = job.process.poll()
+        _killpg(child.pid, signal.SIGKILL)
+        returncode = child.poll()
         if returncode is None:  # the pidfd said it exited, so this cannot block
-            returncode = job.process.wait()
+            returncode = child.wait()
         self.on_exit(job, returncode)
 
     def signal_group(self, job: JobRecord, sig: int) -> None:
-        if job.process is not None and job.pid is not None:
+        """Only while its process runs and is not reaped: after that its pid may name another."""
+        if isinstance(job.phase, Running) and job.pid is not None:
             _killpg(job.pid, sig)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
@@ -175,29 +176,30 @@ class EndWatch:
     add_reader/remove_reader it also cost a handle, a selector key and dict updates each way
     (7 us against 2 us here). Several ends are taken per wake-up."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_end: Callable[[JobRecord], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_end: Callable[[JobRecord, Child], None]) -> None:
         self.loop = loop
         self.on_end = on_end
         self._epoll = select.epoll()
-        self._jobs: dict[int, JobRecord] = {}  # pidfd -> job
+        self._jobs: dict[int, tuple[JobRecord, Child]] = {}  # pidfd -> job and its process
         loop.add_reader(self._epoll.fileno(), self._ready)
 
-    def watch(self, pidfd: int, job: JobRecord) -> None:
+    def watch(self, pidfd: int, job: JobRecord, child: Child) -> None:
         self._epoll.register(pidfd, select.EPOLLIN)
-        self._jobs[pidfd] = job
+        self._jobs[pidfd] = (job, child)
 
     def _ready(self) -> None:
         for pidfd, _ in self._epoll.poll(0):
-            job = self._jobs.pop(pidfd, None)
-            if job is None:
+            watched = self._jobs.pop(pidfd, None)
+            if watched is None:
                 continue
+            job, child = watched
             # Out of the set first: closing is not enough while a child just spawned still
             # holds the descriptor (close-on-exec takes effect after its parent resumes), and
             # the set would then report a number that may already name another file.
             self._epoll.unregister(pidfd)
             os.close(pidfd)
             try:
-                self.on_end(job)
+                self.on_end(job, child)
             except Exception:  # one job's bookkeeping must not lose the other ends
                 logger.exception("job %s: handling the end of its process failed", job.job_id)
 

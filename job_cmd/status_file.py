@@ -1,5 +1,5 @@
 """The job's status file, `run_dir/.jobvisor/status.json`, written atomically by the agent once
-a job has run for a moment (`agent.core.STATUS_FILE_DELAY`) and at its end, so that a restarted
+a job has run for a moment (`agent.local.STATUS_FILE_DELAY`) and at its end, so that a restarted
 agent (or an sbatch job's epilogue) can recover the truth from disk. A job that ends within
 that moment has none: its end went straight to the supervisor."""
 

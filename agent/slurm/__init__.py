@@ -5,7 +5,7 @@ a restarted agent finds its jobs again.
     states.py     Slurm state -> job state (pure)
     script.py     job resources -> #SBATCH lines and the batch script (pure)
     commands.py   sbatch / squeue / scontrol / sacct / scancel as asyncio subprocesses
-    record.py     SlurmJob (the JobRecord of a Slurm job) and its file in the run dir
-    core.py       SlurmAgentCore: the run/cancel decisions for Slurm jobs
-    queue.py      SlurmQueue: the `Processes` of the core, the submit queue and the poll loop
+    record.py     SlurmJob (the Slurm side of a job's record) and its file in the run dir
+    backend.py    SlurmBackend: the core's backend for Slurm (launch, scancel, Slurm's ends)
+    queue.py      SlurmQueue: its files, the submit queue and the poll loop
 """

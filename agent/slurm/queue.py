@@ -1,4 +1,4 @@
-"""SlurmQueue: the `Processes` of `SlurmAgentCore`, and the one loop that talks to Slurm.
+"""SlurmQueue: the Slurm backend's file work and the one loop that talks to Slurm.
 
 Each turn: submit queued jobs while the user has fewer than `max_queued` jobs in Slurm's
 queue, send wanted cancels, and, once per poll interval, look at every job of this agent with
@@ -15,24 +15,28 @@ import subprocess
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from job_cmd.fsutil import META_DIR
 from job_cmd.status_file import write_status
 
-from agent import tail
 from agent.slurm import script as batch
 from agent.slurm.commands import QueueEntry, Slurm, SlurmCommandError
+from agent.jobs import JobRecord
 from agent.slurm.record import SlurmJob, Submit
 from agent.slurm.states import Phase, map_state, parse_exit_code, returncode_of
+
+if TYPE_CHECKING:
+    from agent.slurm.backend import SlurmBackend
 
 logger = logging.getLogger(__name__)
 
 SOON = 0.3  # seconds to the first poll after a submit or a cancel (then twice that, ...)
 
 
-def read_exit_file(job: SlurmJob) -> int | None:
+def read_exit_file(side: SlurmJob) -> int | None:
     try:
-        text = (job.run_dir / META_DIR / batch.EXIT_CODE_FILE).read_text().strip()
+        text = (side.job.run_dir / META_DIR / batch.EXIT_CODE_FILE).read_text().strip()
         return int(text)
     except (OSError, ValueError):
         return None
@@ -44,7 +48,7 @@ class SlurmQueue:
         self.slurm = slurm
         self.poll_interval = max(0.1, poll_interval)
         self.max_queued = max(1, max_queued)
-        self.core = None  # the SlurmAgentCore, set by whoever builds both
+        self.backend: SlurmBackend | None = None  # set by the backend it serves
         self._waiting: deque[SlurmJob] = deque()
         self._resolve: list[SlurmJob] = []  # SUBMITTING when an earlier agent stopped
         self._wake = asyncio.Event()
@@ -55,35 +59,21 @@ class SlurmQueue:
         self._cancels_sent: set[str] = set()
         self.polls = 0  # squeue calls made (tests check one per interval)
 
-    # ------------------------------------------------------------------ Processes
+    # ------------------------------------------------------------------ files and timers
 
-    def prepare_ahead(self, run_dir: Path) -> None:
-        return None  # the Slurm core holds no jobs: Slurm queues them
-
-    def prepare_run_dir(self, run_dir: Path, ahead: None = None) -> None:
+    def prepare_run_dir(self, run_dir: Path) -> None:
         os.makedirs(run_dir / META_DIR, mode=0o700, exist_ok=True)
-
-    def spawn(self, job, launch, env) -> None:  # pragma: no cover - the Slurm core never spawns
-        raise OSError("jobs of the sbatch agent run under Slurm, not as its children")
-
-    def signal_group(self, job, sig: int) -> None:
-        if isinstance(job, SlurmJob) and job.submit is not Submit.WAITING:
-            job.cancel_requested = True
-            self.wake()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self.loop.call_later(delay, callback)
 
-    def write_status(self, job: SlurmJob) -> None:
-        write_status(job.run_dir, job.status())
-        job.save()
+    def write_status(self, side: SlurmJob) -> None:
+        write_status(side.job.run_dir, side.job.status())
+        side.save()
 
-    def log_size(self, job) -> int:
-        return tail.log_size(job)
-
-    def kill_all(self, jobs: list) -> None:
+    def kill_all(self, sides: list[SlurmJob]) -> None:
         """At the agent's exit: scancel what is in Slurm (fire and forget; we are leaving)."""
-        ids = [j.slurm_job_id for j in jobs if isinstance(j, SlurmJob) and j.slurm_job_id]
+        ids = [side.slurm_job_id for side in sides if side.slurm_job_id]
         if ids:
             try:
                 subprocess.Popen(["scancel", *ids], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -91,9 +81,9 @@ class SlurmQueue:
             except OSError as exc:
                 logger.warning("cannot scancel %s: %s", ",".join(ids), exc)
 
-    # ------------------------------------------------------------------ from the core
+    # ------------------------------------------------------------------ from the backend
 
-    def write_script(self, job: SlurmJob, text: str) -> None:
+    def write_script(self, job: JobRecord, text: str) -> None:
         path = job.run_dir / META_DIR / batch.SCRIPT_FILE
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
@@ -103,37 +93,38 @@ class SlurmQueue:
             os.close(fd)
         os.replace(tmp, path)
 
-    def enqueue(self, job: SlurmJob) -> None:
-        self._waiting.append(job)
+    def enqueue(self, side: SlurmJob) -> None:
+        self._waiting.append(side)
         self.wake()
 
-    def unqueue(self, job: SlurmJob) -> None:
+    def unqueue(self, side: SlurmJob) -> None:
         try:
-            self._waiting.remove(job)
+            self._waiting.remove(side)
         except ValueError:
             pass
 
-    def adopt(self, job: SlurmJob) -> None:
-        """A job an earlier agent left unfinished (see SlurmAgentCore.recover)."""
-        if job.submit is Submit.WAITING:
-            self._waiting.append(job)
-        elif job.submit is Submit.SUBMITTING:
-            self._resolve.append(job)
+    def adopt(self, side: SlurmJob) -> None:
+        """A job an earlier agent left unfinished (see SlurmBackend.recover)."""
+        if side.submit is Submit.WAITING:
+            self._waiting.append(side)
+        elif side.submit is Submit.SUBMITTING:
+            self._resolve.append(side)
         self.wake()
 
-    def cancel_detached(self, job: SlurmJob) -> None:
+    def cancel_detached(self, side: SlurmJob) -> None:
         """scancel a job the agent no longer tracks (an attempt the supervisor gave up on)."""
-        self.unqueue(job)
-        if job.slurm_job_id and job.slurm_job_id not in self._cancels_sent:
-            self._cancels_sent.add(job.slurm_job_id)
-            task = self.loop.create_task(self._cancel_quietly(job))
+        self.unqueue(side)
+        if side.slurm_job_id and side.slurm_job_id not in self._cancels_sent:
+            self._cancels_sent.add(side.slurm_job_id)
+            task = self.loop.create_task(self._cancel_quietly(side))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _cancel_quietly(self, job: SlurmJob) -> None:
+    async def _cancel_quietly(self, side: SlurmJob) -> None:
         try:
-            await self.slurm.cancel(job.slurm_job_id)
+            await self.slurm.cancel(side.slurm_job_id)
         except SlurmCommandError as exc:
-            logger.warning("job %s attempt %d: scancel %s failed: %s", job.job_id, job.attempt, job.slurm_job_id, exc)
+            logger.warning("job %s attempt %d: scancel %s failed: %s", side.job.job_id, side.job.attempt,
+                           side.slurm_job_id, exc)
 
     def wake(self) -> None:
         self._wake.set()
@@ -164,12 +155,12 @@ class SlurmQueue:
             self._wake.clear()
 
     def _jobs(self) -> list[SlurmJob]:
-        return [j for j in self.core.jobs.values() if isinstance(j, SlurmJob)]
+        return list(self.backend.sides.values())
 
     async def turn(self) -> None:
-        for job in self._resolve[:]:
-            self._resolve.remove(job)
-            await self._resolve_submission(job)
+        for side in self._resolve[:]:
+            self._resolve.remove(side)
+            await self._resolve_submission(side)
         await self._submit_waiting()
         await self._send_cancels()
         now = self.loop.time()
@@ -189,83 +180,85 @@ class SlurmQueue:
         self._fast_until = now + self.poll_interval
         self._next_poll = min(self._next_poll, now + min(SOON, self.poll_interval))
 
-    async def _resolve_submission(self, job: SlurmJob) -> None:
-        name = batch.job_name(job.job_id, job.attempt)
+    async def _resolve_submission(self, side: SlurmJob) -> None:
+        name = batch.job_name(side.job.job_id, side.job.attempt)
         try:
             found = await self.slurm.find_by_name(name)
         except SlurmCommandError as exc:
-            logger.warning("job %s: cannot look up Slurm job %s: %s", job.job_id, name, exc)
+            logger.warning("job %s: cannot look up Slurm job %s: %s", side.job.job_id, name, exc)
             found = None
         if found:
-            self.core.on_submitted(job, found)
+            self.backend.on_submitted(side, found)
         else:
-            self.core.on_submit_failed(job, "the agent stopped while submitting it and Slurm does not know it; "
-                                            "it was not submitted again, to be safe")
+            self.backend.on_submit_failed(side, "the agent stopped while submitting it and Slurm does not know it; "
+                                               "it was not submitted again, to be safe")
 
     async def _submit_waiting(self) -> None:
-        in_queue = sum(1 for j in self._jobs() if j.submit is not Submit.WAITING and not j.is_terminal)
+        in_queue = sum(1 for s in self._jobs() if s.submit is not Submit.WAITING and not s.job.is_terminal)
         while self._waiting:
-            job = self._waiting[0]
-            if job.is_terminal or job.submit is not Submit.WAITING:
+            side = self._waiting[0]
+            job = side.job
+            if job.is_terminal or side.submit is not Submit.WAITING:
                 self._waiting.popleft()
                 continue
             if in_queue >= self.max_queued:
                 why = f"jobvisor: {in_queue} of your jobs are in the Slurm queue, the most allowed at once"
                 for waiting in self._waiting:
-                    self.core.on_waiting(waiting, why)
+                    self.backend.on_waiting(waiting, why)
                 return
             self._waiting.popleft()
-            self.core.on_submitting(job)
+            self.backend.on_submitting(side)
             try:
                 slurm_job_id = await self.slurm.submit(str(job.run_dir / META_DIR / batch.SCRIPT_FILE))
             except SlurmCommandError as exc:
                 logger.warning("job %s attempt %d: sbatch refused it: %s", job.job_id, job.attempt, exc)
-                self.core.on_submit_failed(job, str(exc))
+                self.backend.on_submit_failed(side, str(exc))
                 continue
             in_queue += 1
-            self.core.on_submitted(job, slurm_job_id)
+            self.backend.on_submitted(side, slurm_job_id)
             self._poll_soon()
 
     async def _send_cancels(self) -> None:
-        for job in self._jobs():
-            if job.cancel_requested and job.slurm_job_id and not job.is_terminal and job.slurm_job_id not in self._cancels_sent:
-                self._cancels_sent.add(job.slurm_job_id)
+        for side in self._jobs():
+            if (side.cancel_requested and side.slurm_job_id and not side.job.is_terminal
+                    and side.slurm_job_id not in self._cancels_sent):
+                self._cancels_sent.add(side.slurm_job_id)
                 try:
-                    await self.slurm.cancel(job.slurm_job_id)
+                    await self.slurm.cancel(side.slurm_job_id)
                 except SlurmCommandError as exc:
-                    logger.warning("job %s: scancel %s failed: %s", job.job_id, job.slurm_job_id, exc)
+                    logger.warning("job %s: scancel %s failed: %s", side.job.job_id, side.slurm_job_id, exc)
                 self._poll_soon()
 
     async def poll(self) -> None:
         """One squeue call for every job of this agent that is in Slurm."""
-        jobs = [j for j in self._jobs() if j.submit is Submit.SUBMITTED and not j.is_terminal]
-        if not jobs:
+        sides = [s for s in self._jobs() if s.submit is Submit.SUBMITTED and not s.job.is_terminal]
+        if not sides:
             return
         self.polls += 1
         try:
-            entries = await self.slurm.queue([j.slurm_job_id for j in jobs])
+            entries = await self.slurm.queue([s.slurm_job_id for s in sides])
         except SlurmCommandError as exc:
             logger.warning("squeue failed: %s", exc)
             return
-        for job in jobs:
-            if job.is_terminal:
+        for side in sides:
+            if side.job.is_terminal:
                 continue
-            entry = entries.get(job.slurm_job_id)
+            entry = entries.get(side.slurm_job_id)
             mapped = map_state(entry.state) if entry is not None else None
             if entry is None or (mapped is not None and mapped.phase is Phase.ENDED):
-                await self._final(job, entry)
+                await self._final(side, entry)
             else:
-                self.core.on_slurm_state(job, entry)
+                self.backend.on_slurm_state(side, entry)
 
-    async def _final(self, job: SlurmJob, entry: QueueEntry | None) -> None:
-        returncode = read_exit_file(job)
+    async def _final(self, side: SlurmJob, entry: QueueEntry | None) -> None:
+        returncode = read_exit_file(side)
         state = entry.state if entry is not None else ""
         reason = entry.reason if entry is not None else ""
         if returncode is None or entry is None:
             try:
-                info = await self.slurm.final_info(job.slurm_job_id)
+                info = await self.slurm.final_info(side.slurm_job_id)
             except SlurmCommandError as exc:
-                logger.warning("job %s: cannot ask Slurm how job %s ended: %s", job.job_id, job.slurm_job_id, exc)
+                logger.warning("job %s: cannot ask Slurm how job %s ended: %s", side.job.job_id, side.slurm_job_id, exc)
                 info = None
             if info is not None:
                 state = info.state or state
@@ -273,4 +266,4 @@ class SlurmQueue:
                 if returncode is None:
                     code, sig = parse_exit_code(info.exit_code)
                     returncode = returncode_of(code, sig)
-        self.core.on_slurm_end(job, state, reason, returncode)
+        self.backend.on_slurm_end(side, state, reason, returncode)

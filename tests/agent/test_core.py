@@ -1,4 +1,5 @@
-"""The agent's synchronous core against recording fakes: no sockets, no processes."""
+"""The agent's synchronous core with its local backend, against recording fakes: no sockets,
+no processes."""
 
 import dataclasses
 import signal
@@ -12,8 +13,9 @@ from jobvisor.protocol import (
 )
 from jobvisor.states import JobState
 
-from agent.core import STATUS_FILE_DELAY, AgentCore
-from agent.jobs import exit_outcome, walltime_reason
+from agent.core import AgentCore
+from agent.jobs import Spawning, exit_outcome, walltime_reason
+from agent.local import STATUS_FILE_DELAY, LocalBackend
 
 
 class FakeHandle:
@@ -26,6 +28,11 @@ class FakeHandle:
     def fire(self):
         assert not self.cancelled
         self.callback()
+
+
+class FakeChild:
+    def __init__(self, pid):
+        self.pid = pid
 
 
 class FakeProcesses:
@@ -50,14 +57,11 @@ class FakeProcesses:
         if self.defer_spawn:  # like the real runner: the fork/exec finishes later
             self.pending.append((job, done))
             return
-        job.pid, job.process = 1000 + len(self.spawned), object()
-        done(None)
+        done(FakeChild(1000 + len(self.spawned)))
 
     def finish_spawn(self, error=None):
         job, done = self.pending.pop(0)
-        if error is None:
-            job.pid, job.process = 1000 + len(self.spawned), object()
-        done(error)
+        done(error or FakeChild(1000 + len(self.spawned)))
 
     def signal_group(self, job, sig):
         self.signals.append((job.job_id, sig))
@@ -102,7 +106,7 @@ class FakeComm:
 @pytest.fixture
 def env(tmp_path):
     comm, procs = FakeComm(), FakeProcesses()
-    core = AgentCore("a1", AgentConfig(cancel_grace=2.0), comm, procs)
+    core = AgentCore("a1", AgentConfig(), comm, LocalBackend(procs, cancel_grace=2.0))
     return core, comm, procs, tmp_path
 
 
@@ -129,10 +133,10 @@ def test_run_then_complete(env):
     assert procs.statuses == []  # the `running` status file waits a moment
     core.poll()
     assert procs.statuses == []
-    core.jobs["j1"].status_due -= STATUS_FILE_DELAY  # as if it had run that long
+    core.jobs["j1"].phase.status_due -= STATUS_FILE_DELAY  # as if it had run that long
     core.poll()
     core.poll()  # once
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     assert comm.reports()[-1] == ("j1", "completed", "")
     assert procs.statuses == [("j1", "running"), ("j1", "completed")]
 
@@ -140,7 +144,7 @@ def test_run_then_complete(env):
 def test_a_short_job_writes_no_status_file(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     assert comm.reports()[-1] == ("j1", "completed", "")
     core.poll()
     assert procs.statuses == []  # it ended before its status file was due: the report says all
@@ -156,7 +160,7 @@ def test_cancel_is_idempotent_and_escalates(env):
     assert kill_timer.delay == 2.0
     kill_timer.fire()
     assert procs.signals[-1] == ("j1", signal.SIGKILL)
-    core.on_exit(core.jobs["j1"], -9)
+    core.backend.on_exit(core.jobs["j1"], -9)
     assert comm.reports("j1")[-1] == ("j1", "canceled", "first")
     core.handle(CancelJob("j1", "late"))
     core.handle(CancelJob("never-heard-of"))
@@ -170,7 +174,7 @@ def test_walltime(env):
     assert timer.delay == 90.0
     timer.fire()
     assert procs.signals == [("j1", signal.SIGTERM)]
-    core.on_exit(core.jobs["j1"], -15)
+    core.backend.on_exit(core.jobs["j1"], -15)
     assert comm.reports("j1")[-1] == ("j1", "timed_out", "walltime of 00:01:30 exceeded")
     assert all(t.cancelled for t in procs.timers[1:])  # the SIGKILL timer died with the job
 
@@ -191,7 +195,7 @@ def test_terminal_report_waits_for_link_then_hello_carries_it(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
     comm.ready = False
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     core.poll()
     assert ("j1", "completed", "") not in comm.reports()
     (report,) = core.hello_reports()
@@ -207,7 +211,7 @@ def test_terminal_report_waits_for_link_then_hello_carries_it(env):
 def test_forget_keeps_a_running_newer_attempt(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
-    core.on_exit(core.jobs["j1"], 1)
+    core.backend.on_exit(core.jobs["j1"], 1)
     core.handle(run("j1", tmp, attempt=2))
     core.handle(ForgetJobs(["j1"]))  # late forget of attempt 1
     assert core.jobs["j1"].attempt == 2 and core.jobs["j1"].state is JobState.RUNNING
@@ -234,8 +238,8 @@ def test_hello_ack_resets_offsets_and_forgets(env, tmp_path):
     core.handle(HelloAck(log_offsets={"j1": 4}, forget=["j2"]))
     chunk = next(m for m in comm.sent if isinstance(m, LogChunk))
     assert (chunk.offset, chunk.data) == (4, b"456789")
-    assert core.jobs["j2"].forget_when_done and procs.signals == [("j2", signal.SIGTERM)]
-    core.on_exit(core.jobs["j2"], -15)
+    assert core.jobs["j2"].unwanted and procs.signals == [("j2", signal.SIGTERM)]
+    core.backend.on_exit(core.jobs["j2"], -15)
     assert "j2" not in core.jobs and comm.reports("j2") == [("j2", "running", "")]
 
 
@@ -257,11 +261,11 @@ def test_prefetched_jobs_start_in_order_as_started_jobs_end(env):
     for name in ("j2", "j3", "j4"):
         core.handle(dataclasses.replace(run(name, tmp_path), prefetched=True))
     spawned = lambda: [s[0] for s in procs.spawned]  # noqa: E731
-    assert spawned() == ["j1"] and core.jobs["j2"].report().prefetched
+    assert spawned() == ["j1"] and core.report(core.jobs["j2"]).prefetched
     assert procs.ahead == [tmp_path / name for name in ("j2", "j3", "j4")]  # run dirs made meanwhile
     core.handle(CancelJob("j3", "canceled by user"))  # prefetched: never starts, frees nothing
     assert ("j3", "canceled", "canceled by user") in comm.reports("j3") and spawned() == ["j1"]
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     assert spawned() == ["j1", "j2"]
     core.handle(StartPrefetched("j2"))  # already started: nothing more
     assert spawned() == ["j1", "j2"]
@@ -273,11 +277,11 @@ def test_cancel_while_the_fork_exec_runs_stops_the_job_once_it_exists(env):
     core, comm, procs, tmp = env
     procs.defer_spawn = True
     core.handle(run("j1", tmp))
-    assert comm.reports() == [] and core.jobs["j1"].spawning
+    assert comm.reports() == [] and isinstance(core.jobs["j1"].phase, Spawning)
     core.handle(CancelJob("j1", "canceled by user"))
     procs.finish_spawn()
     assert ("j1", signal.SIGTERM) in procs.signals
-    core.on_exit(core.jobs["j1"], -15)
+    core.backend.on_exit(core.jobs["j1"], -15)
     assert comm.reports("j1")[-1] == ("j1", "canceled", "canceled by user")
 
 
@@ -315,7 +319,7 @@ def test_the_end_reports_the_last_progress_and_the_result_file(env, crowded):
     if crowded:
         for i in range(40):
             (run_dir / f"out{i}.dat").write_text("")
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     progress = [m for m in comm.sent if isinstance(m, Progress)]
     assert [(p.fraction, p.message) for p in progress] == [(1.0, "done")]
     final = [m.report for m in comm.sent if isinstance(m, StatusUpdate)][-1]
@@ -325,7 +329,7 @@ def test_the_end_reports_the_last_progress_and_the_result_file(env, crowded):
 def test_a_run_dir_without_result_or_progress_ends_with_neither(env):
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
-    core.on_exit(core.jobs["j1"], 0)
+    core.backend.on_exit(core.jobs["j1"], 0)
     assert not any(isinstance(m, Progress) for m in comm.sent)
     final = [m.report for m in comm.sent if isinstance(m, StatusUpdate)][-1]
     assert final.state == "completed" and final.result is None

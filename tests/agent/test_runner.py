@@ -12,6 +12,7 @@ import pytest
 from agent import libc_spawn
 from agent.jobs import JobRecord
 from agent.runner import EndWatch, Runner
+from agent.spawn import Child
 from job_cmd.codes.base import Launch
 
 
@@ -27,13 +28,13 @@ async def test_spawn_and_reap(tmp_path: Path, mode: str, monkeypatch: pytest.Mon
     for name, argv in (("ok", ["sh", "-c", "echo hi; exit 3"]), ("missing", ["/nonexistent/program"])):
         job = JobRecord(job_id=name, attempt=1, code="shell", run_dir=tmp_path / name)
         runner.prepare_run_dir(job.run_dir)
-        runner.spawn(job, Launch(argv=argv, env={}), {}, lambda error, job=job: started.append((job.job_id, error)))
+        runner.spawn(job, Launch(argv=argv, env={}), {}, lambda result, job=job: started.append((job.job_id, result)))
     for _ in range(200):
         if len(started) == 2:
             break
         await asyncio.sleep(0.01)
     outcome = dict(started)
-    assert outcome["ok"] is None and isinstance(outcome["missing"], FileNotFoundError)
+    assert isinstance(outcome["ok"], Child) and isinstance(outcome["missing"], FileNotFoundError)
     assert await asyncio.wait_for(exits.get(), 5) == ("ok", 3)
     assert (tmp_path / "ok" / "output.log").read_text() == "hi\n"
     runner.close()
@@ -70,13 +71,13 @@ async def test_an_end_is_taken_once_while_another_process_holds_the_pidfd(tmp_pa
     set: the set would go on reporting its number, which by then may name another file."""
     loop = asyncio.get_running_loop()
     ends: list[JobRecord] = []
-    watch = EndWatch(loop, ends.append)
+    watch = EndWatch(loop, lambda job, child: ends.append(job))
     pid = os.posix_spawn("/bin/sh", ["sh", "-c", "exit 0"], {})
     pidfd = os.pidfd_open(pid)
     holder = subprocess.Popen(["sleep", "30"], pass_fds=[pidfd])  # keeps the pidfd's file open
     try:
         job = JobRecord(job_id="j1", attempt=1, code="shell", run_dir=tmp_path / "j1")
-        watch.watch(pidfd, job)
+        watch.watch(pidfd, job, Child(pid))
         for _ in range(500):
             if ends:
                 break

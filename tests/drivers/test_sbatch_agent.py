@@ -10,10 +10,12 @@ from jobvisor.config import AgentConfig
 from jobvisor.protocol import CancelJob, RunJob, StatusUpdate
 from jobvisor.states import JobState
 
+from agent.core import AgentCore
+from agent.slurm.app import recover
+from agent.slurm.backend import SlurmBackend
 from agent.slurm.commands import FinalInfo, QueueEntry, SlurmCommandError
-from agent.slurm.core import SlurmAgentCore
 from agent.slurm.queue import SlurmQueue
-from agent.slurm.record import SlurmJob, Submit
+from agent.slurm.record import Submit
 
 
 class FakeSlurm:
@@ -80,8 +82,7 @@ def make(tmp_path, max_queued=10):
     slurm = FakeSlurm()
     queue = SlurmQueue(loop, slurm, poll_interval=0.1, max_queued=max_queued)
     comm = FakeComm()
-    core = SlurmAgentCore("a1", AgentConfig(), comm, queue)
-    queue.core = core
+    core = AgentCore("a1", AgentConfig(), comm, SlurmBackend(queue))
     return slurm, queue, comm, core
 
 
@@ -115,7 +116,7 @@ async def test_the_cap_keeps_jobs_in_the_agent_until_slurm_has_room(tmp_path):
         run(core, tmp_path, f"j{i}")
     await queue.turn()
     assert len(slurm.submitted) == 2
-    waiting = core.jobs["j3"]
+    waiting = core.backend.side(core.jobs["j3"])
     assert waiting.submit is Submit.WAITING and "most allowed" in waiting.slurm_reason
     slurm.states["101"] = "COMPLETED"
     await queue.poll()
@@ -153,19 +154,19 @@ async def test_a_restarted_agent_finds_its_jobs_and_never_submits_twice(tmp_path
     run(core, tmp_path, "j2")
     await queue.turn()
     # j2's sbatch answer was lost: its file still says "submitting"
-    job2 = core.jobs["j2"]
+    job2 = core.backend.side(core.jobs["j2"])
     job2.submit, job2.slurm_job_id = Submit.SUBMITTING, ""
     job2.save()
     slurm2, queue2, comm2, core2 = make(tmp_path)
     slurm2.states = dict(slurm.states)
     slurm2.next_id = slurm.next_id
     slurm2.names["jv-j2-1"] = "102"
-    assert core2.recover(tmp_path) == 2
+    assert recover(core2, core2.backend, tmp_path) == 2
     reports = {r.job_id: r for r in core2.hello_reports()}
     assert reports["j1"].info["slurm_job_id"] == "101" and reports["j1"].state == "starting"
     await queue2.turn()
     assert slurm2.submitted == []  # nothing submitted again
-    assert core2.jobs["j2"].slurm_job_id == "102"
+    assert core2.backend.side(core2.jobs["j2"]).slurm_job_id == "102"
     slurm2.states["101"] = "RUNNING"
     await queue2.poll()
     assert comm2.reports("j1")[-1].state == "running"
@@ -179,7 +180,7 @@ async def test_a_job_that_ended_while_disconnected_is_announced_running_until_it
     Path(job.log_path).write_text("before\nafter\n")
     slurm.states["101"] = "COMPLETED"
     await queue.poll()
-    job.report_sent = False  # as if the link was down when it ended
+    job.phase.report_sent = False  # as if the link was down when it ended
     (report,) = core.hello_reports()
     assert report.state == "running"
-    assert isinstance(job, SlurmJob) and job.state is JobState.COMPLETED and not job.report_sent
+    assert job.state is JobState.COMPLETED and not job.report_sent

@@ -13,7 +13,8 @@ from jobvisor.resources import Resources
 from jobvisor.states import JobState
 
 from agent.slurm import commands, script
-from agent.slurm.core import end_reason
+from agent.slurm.backend import end_reason
+from agent.jobs import JobRecord
 from agent.slurm.record import SlurmJob, Submit, scan
 from agent.slurm.states import Phase, map_state, parse_exit_code, returncode_of
 from drivers.sbatch import remote
@@ -114,17 +115,17 @@ def test_parsers():
 def test_slurm_file_round_trip_and_scan(tmp_path):
     run_dir = tmp_path / "runs" / "u" / "j1"
     (run_dir / ".jobvisor").mkdir(parents=True)
-    job = SlurmJob(job_id="j1", attempt=1, code="shell", run_dir=run_dir)
+    job = SlurmJob(JobRecord(job_id="j1", attempt=1, code="shell", run_dir=run_dir))
     job.submit, job.slurm_job_id, job.slurm_state = Submit.SUBMITTED, "42", "RUNNING"
     job.save()
-    gone = SlurmJob(job_id="j2", attempt=1, code="shell", run_dir=tmp_path / "runs" / "u" / "j2")
-    (gone.run_dir / ".jobvisor").mkdir(parents=True)
+    gone = SlurmJob(JobRecord(job_id="j2", attempt=1, code="shell", run_dir=tmp_path / "runs" / "u" / "j2"))
+    (gone.job.run_dir / ".jobvisor").mkdir(parents=True)
     gone.forgotten = True
     gone.save()
     (tmp_path / "runs" / "u" / "junk").mkdir()
     found = scan(tmp_path / "runs" / "u")
-    assert [(j.job_id, j.slurm_job_id, j.submit) for j in found] == [("j1", "42", Submit.SUBMITTED)]
-    assert found[0].report().info["slurm_job_id"] == "42"
+    assert [(j.job.job_id, j.slurm_job_id, j.submit) for j in found] == [("j1", "42", Submit.SUBMITTED)]
+    assert found[0].info()["slurm_job_id"] == "42"
 
 
 def gone_soon(pid: int, timeout: float = 5.0) -> bool:
