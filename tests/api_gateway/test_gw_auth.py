@@ -19,54 +19,54 @@ def assert_401(status, body, headers):
     assert body["status"] == 401 and body["detail"]
 
 
-async def test_no_token_is_401_problem_saying_how_to_get_one(env):
-    status, body, headers = await env.call("GET", "/jobs", user=None)
+async def test_no_token_is_401_problem_saying_how_to_get_one(real):
+    status, body, headers = await real.call("GET", "/jobs", user=None)
     assert_401(status, body, headers)
     assert "token create" in body["detail"]
 
 
-async def test_bad_token_is_401(env):
-    status, body, headers = await env.call("GET", "/jobs", user=None, headers={"Authorization": "Bearer jv_nope"})
+async def test_bad_token_is_401(real):
+    status, body, headers = await real.call("GET", "/jobs", user=None, headers={"Authorization": "Bearer jv_nope"})
     assert_401(status, body, headers)
-    status, body, headers = await env.call("GET", "/jobs", user=None, headers={"Authorization": "Basic abc"})
+    status, body, headers = await real.call("GET", "/jobs", user=None, headers={"Authorization": "Basic abc"})
     assert_401(status, body, headers)
 
 
-async def test_revoked_token_is_401_even_from_another_store_instance(env):
-    issued = await env.gateway.store.create_token("alice")
+async def test_revoked_token_is_401_even_from_another_store_instance(real):
+    issued = await real.gateway.store.create_token("alice")
     headers = {"Authorization": f"Bearer {issued.token}"}
-    assert (await env.call("GET", "/jobs", user=None, headers=headers))[0] == 200
+    assert (await real.call("GET", "/jobs", user=None, headers=headers))[0] == 200
     # a second store on the same file, as `jobvisor token revoke` would open while `up` runs
-    async with AuthStore.for_config(env.config) as other:
+    async with AuthStore.for_config(real.config) as other:
         assert await other.revoke_token(issued.id) == issued.id
-    status, body, resp_headers = await env.call("GET", "/jobs", user=None, headers=headers)
+    status, body, resp_headers = await real.call("GET", "/jobs", user=None, headers=headers)
     assert_401(status, body, resp_headers)
     assert "revoked" in body["detail"]
 
 
-async def test_expired_token_is_401(env):
-    issued = await env.gateway.store.create_token("alice", expires_in=0.2)
+async def test_expired_token_is_401(real):
+    issued = await real.gateway.store.create_token("alice", expires_in=0.2)
     headers = {"Authorization": f"Bearer {issued.token}"}
-    assert (await env.call("GET", "/jobs", user=None, headers=headers))[0] == 200
+    assert (await real.call("GET", "/jobs", user=None, headers=headers))[0] == 200
     await asyncio.sleep(0.3)
-    status, body, resp_headers = await env.call("GET", "/jobs", user=None, headers=headers)
+    status, body, resp_headers = await real.call("GET", "/jobs", user=None, headers=headers)
     assert_401(status, body, resp_headers)
     assert "expired" in body["detail"]
 
 
-async def test_access_token_query_parameter_works_for_get_only(env):
-    status, _, _ = await env.call("GET", f"/jobs?access_token={env.tokens['alice']}", user=None)
+async def test_access_token_query_parameter_works_for_get_only(real):
+    status, _, _ = await real.call("GET", f"/jobs?access_token={real.tokens['alice']}", user=None)
     assert status == 200
-    status, body, headers = await env.call(
-        "POST", f"/jobs?access_token={env.tokens['alice']}", user=None, json={"code": "x", "params": {}}
+    status, body, headers = await real.call(
+        "POST", f"/jobs?access_token={real.tokens['alice']}", user=None, json={"code": "x", "params": {}}
     )
     assert_401(status, body, headers)
 
 
-async def test_status_and_openapi_need_no_token(env):
-    status, body, _ = await env.call("GET", "/status", user=None)
+async def test_status_and_openapi_need_no_token(real):
+    status, body, _ = await real.call("GET", "/status", user=None)
     assert status == 200 and body["protocol_version"] == PROTOCOL_VERSION and body["gateway"]["events_connected"]
-    status, body, _ = await env.call("GET", "/openapi.json", user=None)
+    status, body, _ = await real.call("GET", "/openapi.json", user=None)
     assert status == 200 and body["openapi"].startswith("3.1")
 
 

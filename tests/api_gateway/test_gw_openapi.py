@@ -52,13 +52,13 @@ def test_document_shape():
     assert doc["paths"]["/api/v1/status"]["get"]["security"] == []
 
 
-async def test_served_document_is_the_same(env):
-    status, body, _ = await env.call("GET", "/openapi.json", user=None)
+async def test_served_document_is_the_same(real):
+    status, body, _ = await real.call("GET", "/openapi.json", user=None)
     assert status == 200 and body == build_openapi()
 
 
-async def test_gui_page_is_served_without_a_token(env):
-    async with env.http.get(env.gateway.url + "/") as resp:
+async def test_gui_page_is_served_without_a_token(real):
+    async with real.http.get(real.gateway.url + "/") as resp:
         assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
         page = await resp.text()
     assert "EventSource" in page and "/api/v1" in page

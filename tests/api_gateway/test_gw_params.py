@@ -1,5 +1,6 @@
 """Submit-time checks of the built-in codes' params: a malformed job is a 400 naming the field
-before any op reaches the supervisor; a plugin the gateway does not know passes unchecked."""
+before any op reaches the supervisor; a plugin the gateway does not know passes unchecked.
+Against the real supervisor: the good jobs are submitted (and run) for real."""
 
 from __future__ import annotations
 
@@ -37,41 +38,41 @@ BAD = [
 ]
 
 
-def _submits(env) -> int:
-    return sum(isinstance(r, SubmitJobs) for r in env.fake.requests)
+def _submits(real) -> int:
+    return sum(isinstance(r, SubmitJobs) for r in real.requests)
 
 
 @pytest.mark.parametrize("job, field, words", BAD, ids=[f"{j['code']}-{f}-{w}" for j, f, w in BAD])
-async def test_single_submit_with_bad_params_is_400_naming_the_field(env, job, field, words):
-    status, body, headers = await env.call("POST", "/jobs", json=job)
+async def test_single_submit_with_bad_params_is_400_naming_the_field(real, job, field, words):
+    status, body, headers = await real.call("POST", "/jobs", json=job)
     assert status == 400 and headers["Content-Type"].startswith(PROBLEM), body
     assert body["field"] == field and words in body["detail"], body
-    assert _submits(env) == 0
+    assert _submits(real) == 0
 
 
 @pytest.mark.parametrize("job, field, words", BAD, ids=[f"{j['code']}-{f}-{w}" for j, f, w in BAD])
-async def test_list_submit_names_the_job_and_its_field(env, job, field, words):
-    status, body, headers = await env.call("POST", "/jobs", json=[*GOOD[:3], job, GOOD[3]])
+async def test_list_submit_names_the_job_and_its_field(real, job, field, words):
+    status, body, headers = await real.call("POST", "/jobs", json=[*GOOD[:3], job, GOOD[3]])
     assert status == 400 and headers["Content-Type"].startswith(PROBLEM), body
     assert body["field"] == f"jobs[3].{field}" and words in body["detail"], body
-    assert _submits(env) == 0
+    assert _submits(real) == 0
 
 
 @pytest.mark.parametrize("job", GOOD, ids=[j["code"] for j in GOOD])
-async def test_single_submit_with_good_params_is_201(env, job):
-    status, body, _ = await env.call("POST", "/jobs", json=job)
+async def test_single_submit_with_good_params_is_201(real, job):
+    status, body, _ = await real.call("POST", "/jobs", json=job)
     assert status == 201, body
     assert body["code"] == job["code"] and body["params"] == job["params"]
 
 
-async def test_list_submit_with_good_params_is_201_and_passes_params_unchanged(env):
-    status, body, _ = await env.call("POST", "/jobs", json=GOOD)
+async def test_list_submit_with_good_params_is_201_and_passes_params_unchanged(real):
+    status, body, _ = await real.call("POST", "/jobs", json=GOOD)
     assert status == 201 and [j["params"] for j in body] == [j["params"] for j in GOOD]
-    (submit,) = [r for r in env.fake.requests if isinstance(r, SubmitJobs)]
+    (submit,) = [r for r in real.requests if isinstance(r, SubmitJobs)]
     assert [s.params for s in submit.jobs] == [j["params"] for j in GOOD]  # no defaults filled in
 
 
-async def test_other_fields_are_reported_before_params(env):
+async def test_other_fields_are_reported_before_params(real):
     job = {"code": "shell", "params": {"argv": "notalist"}, "resources": {"cpus": "two"}}
-    status, body, _ = await env.call("POST", "/jobs", json=job)
+    status, body, _ = await real.call("POST", "/jobs", json=job)
     assert status == 400 and body["field"] == "resources.cpus"
