@@ -73,7 +73,9 @@ class PostgresCluster:
                 pwd.getpwnam(self._owner)
             except KeyError:
                 raise PostgresUnavailable(f"running as root, and there is no {self._owner!r} user to run initdb as") from None
-        self.root = Path(tempfile.mkdtemp(prefix="jobvisor-pg-"))
+        # under /tmp, not $TMPDIR: the `postgres` user must reach it, and the server's unix socket
+        # path (in it) must stay under the kernel's 107 bytes
+        self.root = Path(tempfile.mkdtemp(prefix="jobvisor-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
         if self._owner is not None:
             shutil.chown(self.root, self._owner)
         self._run("initdb", "-D", str(self.root / "data"), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync")
