@@ -244,3 +244,30 @@ async def test_a_postgresql_server_gone_and_back_loses_no_update(tmp_path, postg
             await asyncio.sleep(0.05)
         assert published == [["j1 queued"], ["j1 starting"]]
         assert (await store.get_job("j1")).state is JobState.STARTING
+
+
+async def test_listing_paging_and_agents_read_alike_on_each_database(tmp_path, database):
+    store = Store(database.store_url, LogStore(tmp_path / "logs"))
+    await store.open()
+    try:
+        jobs = [ComputeJob(id=f"j{i:02d}", owner="alice" if i % 3 else "bob", code="shell", spec=b"\x90", driver="local",
+                           cpus=1, created_at=1000.0 + i) for i in range(12)]
+        store.insert(jobs)
+        for job in jobs:
+            store.record(job, job.initial_transition())
+        for job in jobs[:4]:
+            store.record(job, job.move(JobState.STARTING, "sent", 1100.0))
+        store.add_agent("a1", "alice", "local", "f" * 64, {"pid": 7})
+        store.add_agent("a2", "bob", "docker", "e" * 64, {})
+        await store.committed()
+        newest_first = [j.id for j in await store.list_jobs("alice", [], 5, "")]
+        assert newest_first == ["j11", "j10", "j08", "j07", "j05"]
+        assert [j.id for j in await store.list_jobs("alice", [], 5, newest_first[-1])] == ["j04", "j02", "j01"]
+        assert [j.id for j in await store.list_jobs(None, ["starting"], 10, "")] == ["j03", "j02", "j01", "j00"]
+        assert [j.id for j in await store.load_unfinished()] == [j.id for j in jobs]
+        store.remove_agent("a2")
+        await store.committed()
+        (agent,) = await store.load_agents()
+        assert (agent.id, agent.user, agent.kind, agent.info) == ("a1", "alice", "local", {"pid": 7})
+    finally:
+        await store.close()
