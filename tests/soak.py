@@ -398,12 +398,11 @@ class Soak:
 
     def evidence(self, job: dict, markers: list[int], log: bytes | None, found: list[str], started: float) -> dict:
         """What a fix needs about one job: its record with history, its markers, its log when
-        wrong, and the kills from a little before its first transition to after its last."""
+        wrong, and the kills within 3 s of one of its transitions."""
         times = [entry["at"] for entry in job.get("history", [])] or [started]
-        first, last = min(times) - 3.0, max(times) + 3.0
         return {"job": job, "markers": markers, "problems": found,
                 "log_head": log[:300].decode(errors="replace") if log is not None and found else None,
-                "kills_around": [asdict(k) for k in self.kills if first <= k.at <= last]}
+                "kills_around": [asdict(k) for k in self.kills if any(abs(k.at - t) <= 3.0 for t in times)]}
 
     def close(self) -> None:
         self.server.cleanup()
@@ -457,10 +456,13 @@ def check_job(job: dict, plan: JobPlan, markers: list[int], log: bytes | None) -
     if state == "lost" and attempt <= plan.max_retries:
         problems.append(f"lost at attempt {attempt} with retries left (max_retries {plan.max_retries})")
     problems.extend(check_history(job, history))
-    ran = {entry["attempt"] for entry in history if entry["state"] in ("starting", "running")}
+    # A job that started shows it in its attempt's history, unless that attempt ended `lost`: a
+    # job sent ahead stays `queued` until its agent reports it running, and an agent killed
+    # (with `up` down) before that report leaves the supervisor nothing but "it may have run".
+    ran = {entry["attempt"] for entry in history if entry["state"] in ("starting", "running", "lost")}
     for number in counts:
         if number not in ran:
-            problems.append(f"a marker for attempt {number}, which its history never sent to an agent")
+            problems.append(f"a marker for attempt {number}, which its history never started nor lost")
     return problems
 
 
