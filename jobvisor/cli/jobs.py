@@ -295,7 +295,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     job = client_from_args(args).call("POST", f"/jobs/{args.id}/cancel")
-    print(f"{job['id']} {job['state']}")
+    # a started job ends when its agent has stopped it, a moment after this answer
+    print(f"{job['id']} {job['state'] if job['state'] in TERMINAL else 'canceling'}")
     return 0
 
 

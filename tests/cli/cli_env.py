@@ -55,7 +55,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 30.0, stdin:
 @dataclass
 class CliEnv:
     gateway: GatewayHandle
-    fake: FakeSupervisor
+    fake: FakeSupervisor | None  # None: the real supervisor
     state_dir: Path
     tokens: dict[str, str]
 

@@ -1,4 +1,6 @@
-"""Fixtures: the real gateway in front of the fake supervisor, for CLI subprocesses."""
+"""Fixtures for CLI subprocesses: the real gateway in front of the real supervisor and agents
+(`real_cli`), or in front of the fake supervisor (`cli`: for what a real run cannot show on
+demand)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import AsyncIterator
 import pytest
 
 from cli_env import CliEnv, start_env
+from real_env import start_real_env
 
 
 @pytest.fixture
@@ -17,3 +20,12 @@ async def cli(tmp_path) -> AsyncIterator[CliEnv]:
     finally:
         await gateway.close()
         await fake.close()
+
+
+@pytest.fixture
+async def real_cli(tmp_path) -> AsyncIterator[CliEnv]:
+    real = await start_real_env(tmp_path)
+    try:
+        yield CliEnv(gateway=real.gateway, fake=None, state_dir=real.config.state_dir, tokens=real.tokens)
+    finally:
+        await real.close()

@@ -1,4 +1,5 @@
-"""Client commands as subprocesses against the gateway and the fake supervisor."""
+"""Client commands as subprocesses against the gateway and the real supervisor and agents
+(`real_cli`), or the fake supervisor where a test needs its controls (`cli`)."""
 
 from __future__ import annotations
 
@@ -39,32 +40,43 @@ def test_render_progress():
     assert render_progress("running", 1.7, width=4) == "[####] 100% running"
 
 
-async def test_submit_show_list_cancel(cli):
-    submitted = await cli.run("submit", "--cpus", "2", "--name", "hello", "--", "echo", "hi")
+async def test_submit_show_list_cancel(real_cli):
+    cli = real_cli
+    submitted = await cli.run("submit", "--cpus", "2", "--name", "hello", "--", "sleep", "30")
     assert submitted.rc == 0, submitted.err
     job_id = submitted.out.strip()
-    assert job_id in cli.fake.jobs and "\n" not in job_id
-    job = cli.fake.job(job_id)
-    assert job["params"] == {"argv": ["echo", "hi"]} and job["code"] == "shell" and job["resources"]["cpus"] == 2
+    assert job_id.startswith("j") and "\n" not in job_id
 
     shown = await cli.run("show", job_id)
     assert shown.rc == 0, shown.err
-    for key in ("queue_position", "reason", "info", "state", "resources", "created_at"):
+    for key in ("queue_position", "reason", "info", "state", "resources", "created_at", "history"):
         assert key in shown.out
-    assert "hello" in shown.out and "queued" in shown.out
+    assert "hello" in shown.out and '"argv": ["sleep", "30"]' in shown.out and '"cpus": 2' in shown.out
 
-    listed = await cli.run("list", "--state", "queued")
+    for _ in range(100):
+        listed = await cli.run("list", "--state", "running")
+        if job_id in listed.out:
+            break
     assert listed.rc == 0 and job_id in listed.out and "STATE" in listed.out
     other = await cli.run("list", user="bob")
     assert other.rc == 0 and job_id not in other.out
 
     canceled = await cli.run("cancel", job_id)
-    assert canceled.rc == 0 and canceled.out.strip() == f"{job_id} canceled"
+    assert canceled.rc == 0 and canceled.out.strip() == f"{job_id} canceling"
+    waited = await cli.run("wait", job_id)
+    assert waited.rc == 1 and waited.out.startswith("canceled")
     again = await cli.run("cancel", job_id)
     assert again.rc == 1 and "HTTP 409" in again.err and "Traceback" not in again.err
 
 
-async def test_errors_are_one_clear_line(cli):
+async def test_cancel_of_a_queued_job_is_at_once(cli):
+    job_id = (await cli.run("submit", "--", "true")).out.strip()
+    canceled = await cli.run("cancel", job_id)
+    assert canceled.rc == 0 and canceled.out.strip() == f"{job_id} canceled"
+
+
+async def test_errors_are_one_clear_line(real_cli):
+    cli = real_cli
     missing = await cli.run("show", "j0000000000000000000")
     assert missing.rc == 1 and "HTTP 404" in missing.err
     invalid = await cli.run("submit", "--mem", "lots", "--", "true")
@@ -77,7 +89,16 @@ async def test_errors_are_one_clear_line(cli):
     assert unreachable.rc == 1 and "cannot reach the gateway" in unreachable.err
 
 
-async def test_wait_follows_events_until_completed(cli):
+async def test_wait_follows_events_until_completed(real_cli):
+    cli = real_cli
+    job_id = (await cli.run("submit", "--code", "demo", "--params", '{"steps": 300, "step_delay": 0.005}')).out.strip()
+    result = await cli.run("wait", job_id)
+    assert result.rc == 0, result.err
+    assert result.out.strip() == "completed (exit code 0)"
+    assert "%" in result.err and "running" in result.err  # its progress, as the demo reported it
+
+
+async def test_wait_follows_progress_messages(cli):
     job_id = (await cli.run("submit", "--", "sleep", "1")).out.strip()
     waiter = cli.start("wait", job_id)
     await cli.wait_for_subscribers(1)
@@ -90,21 +111,20 @@ async def test_wait_follows_events_until_completed(cli):
     assert "25%" in result.err and "warming up" in result.err
 
 
-async def test_wait_exits_1_when_the_job_fails(cli):
-    job_id = (await cli.run("submit", "--", "false")).out.strip()
-    waiter = cli.start("wait", "-q", job_id)
-    await cli.wait_for_subscribers(1)
-    cli.fake.set_state(job_id, "failed", exit_code=2, reason="exit code 2")
-    result = await asyncio.wait_for(waiter, 30)
+async def test_wait_exits_1_when_the_job_fails(real_cli):
+    cli = real_cli
+    job_id = (await cli.run("submit", "--", "sh", "-c", "sleep 0.5; exit 2")).out.strip()
+    result = await cli.run("wait", "-q", job_id)
     assert result.rc == 1 and result.out.startswith("failed (exit code 2)")
     done = await cli.run("wait", job_id)  # already over: answers at once
     assert done.rc == 1 and done.out.startswith("failed")
 
 
-async def test_wait_timeout(cli):
-    job_id = (await cli.run("submit", "--", "true")).out.strip()
+async def test_wait_timeout(real_cli):
+    cli = real_cli
+    job_id = (await cli.run("submit", "--", "sleep", "30")).out.strip()
     result = await cli.run("wait", "--timeout", "1", job_id)
-    assert result.rc == 1 and "still queued" in result.err
+    assert result.rc == 1 and "still running" in result.err
 
 
 async def test_logs_plain_and_follow(cli):
@@ -127,11 +147,11 @@ async def test_logs_plain_and_follow(cli):
     assert "completed" in result.err
 
 
-async def test_files_and_get(cli, tmp_path):
-    job_id = (await cli.run("submit", "--", "true")).out.strip()
-    payload = bytes(range(256)) * 30
-    cli.fake.files[job_id]["out/result.bin"] = payload
-    cli.fake.io_chunk = 1024
+async def test_files_and_get(real_cli, tmp_path):
+    cli = real_cli
+    job_id = (await cli.run("submit", "--", "sh", "-c", "mkdir out; yes abcdefg | head -c 7680 > out/result.bin")).out.strip()
+    assert (await cli.run("wait", job_id)).rc == 0
+    payload = (b"abcdefg\n" * 960)[:7680]
     listed = await cli.run("files", job_id)
     assert listed.rc == 0 and "out/result.bin" in listed.out and str(len(payload)) in listed.out
     target = tmp_path / "copy.bin"
