@@ -107,16 +107,19 @@ class AgentCore:
     def hello_reports(self) -> list[JobReport]:
         """Every running job and every terminal one not yet forgotten, for a Hello.
 
-        A job that ended while the link was down and has output is announced as still running:
-        a supervisor takes a terminal state as final and drops log bytes that come after it, so
-        the end is reported after the log (`poll` -> `_finish`), moments after the HelloAck."""
+        An ended job with output is announced as still running: a supervisor takes a terminal
+        state as final and drops log bytes that come after it, so the end is reported again
+        after the log (`poll` -> `_finish`), from the offset the HelloAck gives. That holds for
+        an end already sent too: it went out on a link that dropped, maybe with its last log
+        bytes still in the outbox (a supervisor that did commit the end just forgets the job)."""
         reports = []
         for job in self.jobs.values():
             phase = job.phase
             if job.unwanted:
                 continue
-            if isinstance(phase, Ended) and not phase.report_sent and phase.final_size > 0:
-                reports.append(dataclasses.replace(self.report(job), state=str(JobState.RUNNING), reason="",
+            if isinstance(phase, Ended) and phase.final_size > 0:
+                phase.report_sent = False
+                reports.append(dataclasses.replace(self.report(job), state=JobState.RUNNING, reason="",
                                                    exit_code=None, result=None))
                 continue
             if isinstance(phase, Ended):
@@ -152,7 +155,7 @@ class AgentCore:
                 where = self.backend.still_there.format(agent=self.agent_id)
                 reason = f"attempt {existing.attempt} of this job is {where}"
                 logger.warning("job %s attempt %d refused: %s", msg.job_id, msg.attempt, reason)
-                self.comm.send(StatusUpdate(JobReport(msg.job_id, msg.attempt, str(JobState.FAILED), reason, at=time.time())))
+                self.comm.send(StatusUpdate(JobReport(msg.job_id, msg.attempt, JobState.FAILED, reason, at=time.time())))
                 return
             self._drop(existing)
         job = self.backend.new_record(msg)
