@@ -198,7 +198,7 @@ class JobRecord:
         return JobReport(
             job_id=self.job_id,
             attempt=self.attempt,
-            state=str(self.state),
+            state=self.state,
             reason=self.reason,
             exit_code=self.exit_code,
             result=self.result,

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import os
+import socket
 import threading
 from concurrent.futures import Executor
 from typing import Any, Callable
@@ -72,7 +73,7 @@ class Engine:
             # The SDK's own socket timeout usually fires first; this bound holds even if not.
             return await asyncio.wait_for(loop.run_in_executor(self._executor, job), limit + 1.0)
         except asyncio.TimeoutError:
-            raise EngineUnavailable(f"docker engine {self.name} did not answer within {limit:g} s ({what})") from None
+            raise EngineUnavailable(f"docker engine {self.name} unavailable: it did not answer within {limit:g} s ({what})") from None
 
     def _invoke(self, what: str, fn: Callable[..., Any], args: tuple, kwargs: dict, missing: type[DriverError]) -> Any:
         import docker.errors
@@ -92,23 +93,47 @@ class Engine:
             raise DriverError(f"docker engine {self.name}: {what} failed: {_explain(exc)}") from exc
         except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
             if _timed_out(exc):
-                raise EngineUnavailable(f"docker engine {self.name} did not answer within {self._timeout:g} s ({what})") from exc
-            raise EngineUnavailable(f"docker engine {self.name} is not reachable ({what}): {_short(exc)}") from exc
+                raise EngineUnavailable(
+                    f"docker engine {self.name} unavailable: it did not answer within {self._timeout:g} s ({what})") from exc
+            raise EngineUnavailable(f"docker engine {self.name} unavailable: not reachable ({what}): {_short(exc)}") from exc
 
     def _client(self):
-        """The SDK's low-level client, made on first use (its API version is negotiated with
-        the engine, which is a call)."""
+        """The SDK's low-level client, made on first use, its API version negotiated with the
+        engine (a call). Negotiated here rather than by the SDK (version="auto"): when the
+        engine does not answer, the SDK's half-made client is lost with its socket open."""
         with self._lock:
             if self._api is None:
-                import docker
+                if self.name.startswith("unix://"):
+                    self._probe(self.name[len("unix://"):])
+                from docker.constants import DEFAULT_DOCKER_API_VERSION as newest
+                from docker.utils import version_lt
 
-                if self.url == LOCAL and not self._tls:
-                    client = docker.DockerClient.from_env(version="auto", timeout=self._timeout)
-                else:
-                    tls = docker.tls.TLSConfig(**self._tls) if self._tls else False
-                    client = docker.DockerClient(base_url=self.url or None, version="auto", timeout=self._timeout, tls=tls)
+                client = self._make(newest)  # a version given: no call yet
+                try:
+                    server = client.api.version(api_version=False)["ApiVersion"]
+                except BaseException:
+                    client.close()
+                    raise
+                if version_lt(server, newest):  # an older engine: speak its version
+                    client.close()
+                    client = self._make(server)
                 self._api = client.api
             return self._api
+
+    def _probe(self, path: str) -> None:
+        """OSError unless the engine's unix socket takes a connection: the SDK leaves its own
+        socket unclosed when a connect to a missing or refusing socket file fails."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(self._timeout)
+            probe.connect(path)
+
+    def _make(self, version: str):
+        import docker
+
+        if self.url == LOCAL and not self._tls:
+            return docker.DockerClient.from_env(version=version, timeout=self._timeout)
+        tls = docker.tls.TLSConfig(**self._tls) if self._tls else False
+        return docker.DockerClient(base_url=self.url or None, version=version, timeout=self._timeout, tls=tls)
 
     def close(self) -> None:
         with self._lock:

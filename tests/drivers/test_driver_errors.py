@@ -1,7 +1,8 @@
 """Every driver error says whether to retry: a backend that does not answer is retryable
 (DriverUnavailable), a request that cannot work as configured is permanent (DriverRefused).
-Checked against real backends: the real engine with an image it lacks, an SSH port nobody
-listens on, a key file that does not exist (an engine that does not answer: test_docker.py)."""
+Checked against real backends: an engine socket that is not there, the real engine with an
+image it lacks, an SSH port nobody listens on, a key file that does not exist (an engine that
+accepts connections but does not answer: test_docker.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ async def test_a_key_file_that_is_not_there_is_permanent(tmp_path):
     cfg = SbatchConfig(cluster="c", login_host="127.0.0.1", login_port=_free_port(), connect_timeout=5)
     with pytest.raises(DriverRefused):
         await connect(cfg, "alice", key_file=str(tmp_path / "no-such-key"))
+
+
+async def test_an_engine_socket_that_is_not_there_is_retryable_and_named(tmp_path):
+    """Also: the failed first call leaves no socket open (the warnings filter makes one an error)."""
+    url = f"unix://{tmp_path / 'no-engine.sock'}"
+    with ThreadPoolExecutor(1) as executor:
+        engine = Engine(url, executor, api_timeout=2)
+        with pytest.raises(EngineUnavailable, match=f"docker engine {url} unavailable: not reachable") as caught:
+            await engine.containers("a=b")
+        engine.close()
+    assert caught.value.retryable
 
 
 async def test_an_image_the_engine_lacks_is_permanent():
