@@ -3,14 +3,14 @@ both, get replies with the same keys and the same types. A change of the supervi
 that the fake does not follow fails here, not silently in the gateway's tests.
 
 Both are driven through the same scenario: a job that ran to its end (a log line, a file), one
-that is running, then every gateway request about them. The real one runs them on a real agent;
+that is running, one that waits in the queue, then every gateway request about them. The real one runs them on a real agent;
 the fake is moved through the same states with its test controls.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -21,6 +21,8 @@ from jobvisor.protocol import (
     ReadLog, RunAnalysis, SubmitJobs,
 )
 
+from real_env import RealEnv, start_real_env
+
 pytestmark = pytest.mark.integration
 
 ALICE = Caller(user="alice")
@@ -29,6 +31,7 @@ ROOT = Caller(user="root", is_admin=True)
 OPAQUE = frozenset({"params", "result", "info", "counts", "drivers"})
 FINISHED = JobSpec(code="shell", params={"script": "echo out; echo data > out.txt"})
 RUNNING = JobSpec(code="shell", params={"argv": ["sleep", "30"]})
+QUEUED = JobSpec(code="shell", params={"argv": ["true"]})  # waits: alice's one cpu runs RUNNING
 
 
 def shape(value: Any, key: str = "") -> Any:
@@ -62,9 +65,11 @@ async def _scenario(op, finish) -> dict[str, Any]:
     await asyncio.sleep(0.002)  # ids are ordered by their millisecond: the running job is the newest
     running = (await op(SubmitJobs(ALICE, [RUNNING])))["jobs"][0]["id"]
     await finish(done, running)
+    await op(SubmitJobs(ALICE, [QUEUED]))
     replies: dict[str, Any] = {"submit": submitted}
     requests = {
         "list": ListJobs(ALICE, limit=1),
+        "list_queued": ListJobs(ALICE, states=["queued"]),
         "list_running": ListJobs(ALICE, states=["running"]),
         "get": GetJob(ALICE, done),
         "get_running": GetJob(ALICE, running),
@@ -88,6 +93,16 @@ async def _scenario(op, finish) -> dict[str, Any]:
     return replies
 
 
+@pytest.fixture
+async def real(tmp_path) -> AsyncIterator[RealEnv]:
+    """The real supervisor with one cpu per user: a second job of alice's waits in the queue."""
+    env = await start_real_env(tmp_path, JOBVISOR_SUPERVISOR_PER_USER_CPUS="1")
+    try:
+        yield env
+    finally:
+        await env.close()
+
+
 async def test_the_fake_answers_with_the_real_supervisors_keys_and_types(env, real):
     async def finish_real(done: str, running: str) -> None:
         await real.wait_state(done, "completed")
@@ -103,6 +118,8 @@ async def test_the_fake_answers_with_the_real_supervisors_keys_and_types(env, re
     real_replies = await _scenario(real.gateway.app[SUPERVISOR].op, finish_real)
     fake_replies = await _scenario(env.gateway.app[SUPERVISOR].op, finish_fake)
     assert real_replies.keys() == fake_replies.keys()
+    for replies in (real_replies, fake_replies):  # so the shapes of queued jobs were compared too
+        assert replies["queue"]["jobs"] and isinstance(replies["list_queued"]["jobs"][0]["queue_position"], int)
     drift = [line for name in real_replies for line in differences(shape(fake_replies[name]), shape(real_replies[name]), name)]
     assert not drift, "\n".join(drift)
     # and the values that say how a reply is read
