@@ -19,7 +19,7 @@ import aiohttp
 
 from jobvisor.errors import ProtocolError
 from jobvisor.protocol import (
-    ALLOWED_TO_AGENT, PROTOCOL_VERSION, ErrorMessage, Hello, HelloAck, Message, OpReply, decode_frame,
+    AGENT_ID_HEADER, ALLOWED_TO_AGENT, PROTOCOL_VERSION, ErrorMessage, Hello, HelloAck, Message, OpReply, decode_frame,
 )
 from jobvisor.timing import backoff_delay
 
@@ -94,7 +94,7 @@ class Connection:
     async def run(self) -> int:
         """Connect, serve, reconnect; return the exit code once closed, refused or given up."""
         agent_id = self.settings.agent_id
-        headers = {"Authorization": f"Bearer {self.settings.token}", "X-Jobvisor-Agent": agent_id}
+        headers = {"Authorization": f"Bearer {self.settings.token}", AGENT_ID_HEADER: agent_id}
         loop = asyncio.get_running_loop()
         attempt = 0
         offline_since = loop.time()

@@ -20,6 +20,7 @@ from typing import Any
 from jobvisor import env_names
 from jobvisor.errors import ConfigError
 from jobvisor.limits import MAX_MESSAGE_BYTES
+from jobvisor.protocol import AGENT_PATH
 
 SECRET_KEY = re.compile(r"(secret|password|token|passphrase)", re.IGNORECASE)
 
@@ -236,7 +237,7 @@ class Config:
 
     @property
     def agent_url(self) -> str:
-        return self.server.agent_url or f"ws://{self.server.supervisor_host}:{self.server.supervisor_port}/agent"
+        return self.server.agent_url or f"ws://{self.server.supervisor_host}:{self.server.supervisor_port}{AGENT_PATH}"
 
     @property
     def gateway_url(self) -> str:

@@ -31,6 +31,8 @@ from jobvisor.limits import IO_CHUNK_BYTES, MAX_MESSAGE_BYTES
 
 PROTOCOL_VERSION = 2
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the name codecs' callers know (see jobvisor.limits)
+AGENT_PATH = "/agent"  # the supervisor's websocket for agents
+AGENT_ID_HEADER = "X-Jobvisor-Agent"  # the connecting agent's id (its token is the bearer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from tornado.iostream import StreamClosedError
 
 from jobvisor.errors import InvalidRequest, ProtocolError
 from jobvisor.protocol import (
+    AGENT_ID_HEADER, AGENT_PATH,
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
     Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
 )
@@ -172,7 +173,7 @@ class AgentSocket(tornado.websocket.WebSocketHandler):
         self.hello_seen = False
 
     def prepare(self) -> None:
-        agent_id = self.request.headers.get("X-Jobvisor-Agent", "")
+        agent_id = self.request.headers.get(AGENT_ID_HEADER, "")
         auth = self.request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
         agent = self.core.agents.by_id.get(agent_id)  # type: ignore[arg-type]
@@ -244,7 +245,7 @@ def make_app(core: Supervisor, secret: str) -> tornado.web.Application:
             (r"/internal/op", OpHandler, {"core": core, "secret": secret, "handlers": handlers}),
             (r"/internal/events", EventsHandler, {"core": core, "secret": secret}),
             (r"/internal/health", HealthHandler),
-            (r"/agent", AgentSocket, {"core": core}),
+            (AGENT_PATH, AgentSocket, {"core": core}),
         ],
         websocket_max_message_size=core.cfg.max_message_bytes,
         websocket_ping_interval=10,
