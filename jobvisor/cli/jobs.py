@@ -224,7 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [j["id"], j["state"], "" if j.get("queue_position") is None else j["queue_position"],
-         j.get("code", ""), j.get("name") or "", j.get("created_at") or ""]
+         j.get("code", ""), j.get("name") or "", local_time(j["created_at"]) if j.get("created_at") else ""]
         for j in jobs
     ]
     if rows:

@@ -1,4 +1,5 @@
-"""`jobvisor show`: a job's fields and its history for a person to read, times in local time.
+"""`jobvisor show`: a job's fields and its history for a person to read, times in local time
+(as `list` shows them).
 The end-to-end test runs the CLI against the real gateway, supervisor and agent."""
 
 from __future__ import annotations
@@ -63,3 +64,5 @@ async def test_show_of_a_real_job(real, tmp_path):
     assert all(re.fullmatch(rf"  {stamp}  #1  \w+ +\S.*", line) for line in history), history
     assert history[-1].endswith("exit code 0")
     assert re.fullmatch(rf"created_at +{stamp}", next(line for line in lines if line.startswith("created_at")))
+    listed = await run_cli("list", env=env)
+    assert listed.rc == 0 and re.search(rf"{job['id']} .*{stamp}$", listed.out, re.MULTILINE), listed.out
