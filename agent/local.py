@@ -97,7 +97,9 @@ class LocalBackend:
     def _spawned(self, job: JobRecord, launch: Launch, result: Any) -> None:
         """The fork/exec finished (perhaps in a worker thread, so the loop never waits on it)."""
         spawning = job.phase
-        assert isinstance(spawning, Spawning)
+        if not isinstance(spawning, Spawning):  # cannot happen: only a start ends a Spawning phase
+            logger.error("job %s: its fork/exec finished in phase %s", job.job_id, type(spawning).__name__)
+            return
         if isinstance(result, BaseException):
             return self.core.fail_to_start(job, f"cannot start {launch.argv[0]!r}: {result.strerror or result}")
         job.pid = result.pid
