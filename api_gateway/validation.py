@@ -176,8 +176,8 @@ def query_flag(request: web.Request, name: str) -> bool:
     return FLAGS[raw]
 
 
-NAME_MAX = 255  # bytes of one path component, and of a whole path, that a file system takes
-PATH_MAX = 4096
+NAME_MAX = 255  # Linux's limits: bytes of one path component,
+PATH_MAX = 4096  # and of a whole path
 
 
 def file_path_of(request: web.Request) -> str:
