@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import aiohttp
 
+from jobvisor import env_names
 from jobvisor.states import ALLOWED_TRANSITIONS, TERMINAL_STATES, JobState
 from tests.harness import JobvisorProcess
 
@@ -415,11 +416,11 @@ class Soak:
 
 
 def agent_id_of(pid: int) -> str:
-    """The agent id a process was started with (its JOBVISOR_AGENT_ID), to match the agent ids
+    """The agent id a process was started with (in its environment), to match the agent ids
     that job histories name."""
     try:
         for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            if item.startswith(b"JOBVISOR_AGENT_ID="):
+            if item.startswith(env_names.AGENT_ID.encode() + b"="):
                 return item.split(b"=", 1)[1].decode()
     except OSError:
         pass
