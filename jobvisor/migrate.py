@@ -29,21 +29,22 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, event, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+# Alembic's own INFO lines (plugins set up as it is imported, the dialect's impl) say nothing
+# to an operator; this module's lines say what was stamped or upgraded.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from jobvisor.errors import ConfigError, Unavailable
+from alembic import command  # noqa: E402 - after quieting its logger
+from alembic.config import Config as AlembicConfig  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import Connection, MetaData, event, text  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
+
+from jobvisor.errors import ConfigError, Unavailable  # noqa: E402
 
 log = logging.getLogger(__name__)
-# Alembic's own INFO lines (plugins set up, the dialect's impl) say nothing to an operator; the
-# lines below say what was stamped or upgraded.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SQLITE_BUSY_MS = 30_000  # how long a migration waits for another process's write lock
 
