@@ -127,7 +127,7 @@ def _upgrade_sync(connection: Connection, schema: Schema) -> list[str]:
             f"a newer jobvisor upgraded it. Run that version (or newer) instead; this one will not touch it"
         )
     if not current and schema.legacy(connection):
-        base = schema.baseline
+        (base,) = script.get_bases()
         log.info("%s was made before migrations: stamping it with revision %s", schema.name, base)
         command.stamp(cfg, base)
         current = (base,)
