@@ -6,6 +6,7 @@ Kept pure so the gateway validates input with the same rules the drivers apply.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 
@@ -13,23 +14,26 @@ from jobvisor.errors import InvalidRequest
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MAX_MEMORY = 2**63 - 1  # bytes: what the wire (and Docker's and cgroups' int64) carry
 
 
 def parse_memory(text: str | int) -> int:
     """'512M', '2G', '1.5GiB', 1048576 -> bytes (binary units, as Slurm and Docker read them)."""
     if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise InvalidRequest("memory must be positive", field="resources.memory")
-        return text
-    match = _MEMORY.match(str(text))
-    if not match:
-        raise InvalidRequest(
-            f"memory {text!r} is not a size such as '512M' or '2G'", field="resources.memory"
-        )
-    unit = (match.group(2) or "").lower()[:1]
-    value = int(float(match.group(1)) * _UNITS[unit])
+        value = text
+    else:
+        match = _MEMORY.match(str(text))
+        if not match:
+            raise InvalidRequest(
+                f"memory {text!r} is not a size such as '512M' or '2G'", field="resources.memory"
+            )
+        unit = (match.group(2) or "").lower()[:1]
+        number = float(match.group(1)) * _UNITS[unit]  # a long digit string reads as inf
+        value = int(number) if number <= MAX_MEMORY else MAX_MEMORY + 1
     if value <= 0:
         raise InvalidRequest("memory must be positive", field="resources.memory")
+    if value > MAX_MEMORY:
+        raise InvalidRequest(f"memory must be at most {MAX_MEMORY} bytes", field="resources.memory")
     return value
 
 
@@ -39,6 +43,8 @@ def parse_walltime(text: str | int | float) -> float:
         seconds = float(text)
     else:
         raw = str(text).strip()
+        if len(raw) > 32:  # no walltime needs more; and int() of thousands of digits refuses
+            raise InvalidRequest(f"walltime {raw[:32]!r}... is too long", field="resources.walltime")
         days = 0
         if "-" in raw:
             day_text, raw = raw.split("-", 1)
@@ -56,6 +62,8 @@ def parse_walltime(text: str | int | float) -> float:
             numbers.insert(0, 0)
         hours, minutes, secs = numbers
         seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+    if not math.isfinite(seconds):
+        raise InvalidRequest("walltime must be a finite number of seconds", field="resources.walltime")
     if seconds <= 0:
         raise InvalidRequest("walltime must be positive", field="resources.walltime")
     return seconds

@@ -123,3 +123,11 @@ async def test_a_value_the_checks_missed_still_fails_at_once_as_invalid(real):
         await real.gateway.app[SUPERVISOR].op(RunAnalysis(caller=caller, job_id=job_id, args={"x": 2**70}))
     assert time.monotonic() - started < 5.0
     assert (await real.wait_state(job_id, "running"))["attempt"] == 1
+
+
+async def test_resources_past_what_the_wire_carries_are_a_400(real):
+    for resources, field in (({"memory": "99999999999999999T"}, "resources.memory"),
+                             ({"walltime": "9" * 5000 + "-00:00:00"}, "resources.walltime"),
+                             ({"gpus": 2**64}, "resources.gpus")):
+        status, problem, _ = await real.call("POST", "/jobs", json={"code": "shell", "params": {"argv": ["true"]}, "resources": resources})
+        assert status == 400 and problem["field"] == field, problem
