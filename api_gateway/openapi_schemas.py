@@ -3,6 +3,7 @@ the API takes and answers, including the events of its server-sent event streams
 
 from __future__ import annotations
 
+from jobvisor.resources import MAX_MEMORY
 from jobvisor.states import JobState
 
 
@@ -129,9 +130,11 @@ def schemas() -> dict:
             "type": "object",
             "properties": {
                 "cpus": {"type": "integer", "minimum": 1, "default": 1},
-                "memory": {"type": ["string", "integer"], "description": "'512M', '2G' or bytes"},
+                "memory": {"type": ["string", "integer"], "minimum": 1, "maximum": MAX_MEMORY,
+                           "description": "'512M', '2G' or bytes"},
                 "gpus": {"type": "integer", "minimum": 0, "default": 0},
-                "walltime": {"type": ["string", "number"], "description": "'HH:MM:SS', 'D-HH:MM:SS' or seconds"},
+                "walltime": {"type": ["string", "number"], "exclusiveMinimum": 0, "maxLength": 32,
+                             "description": "'HH:MM:SS', 'D-HH:MM:SS' or seconds"},
                 "nodes": {"type": "integer", "minimum": 1, "default": 1},
             },
             "additionalProperties": True,
