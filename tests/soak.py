@@ -325,7 +325,7 @@ class Soak:
             if submit.done() and submit.exception() is not None:
                 return
             before = await self.completed()
-            if self.rng.random() < self.options.agent_share:
+            if self.next_target() == "agent":
                 await self.kill_agent()
             else:
                 await self.kill_up()
@@ -333,6 +333,17 @@ class Soak:
                 self.log(f"soak: no job completed within {self.options.recover_timeout:g} s of the last kill; "
                          "no more kills")
                 return
+
+    def next_target(self) -> str:
+        """`up` first, then an agent, then either at random: a short run still kills both kinds
+        (unless `agent_share` rules one out), or it would prove less than it claims."""
+        share = self.options.agent_share
+        killed = {kill.target for kill in self.kills}
+        if "up" not in killed and share < 1:
+            return "up"
+        if "agent" not in killed and share > 0:
+            return "agent"
+        return "agent" if self.rng.random() < share else "up"
 
     async def completed(self) -> int:
         return (await self.counts()).get("completed", 0)
