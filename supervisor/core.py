@@ -27,6 +27,7 @@ from jobvisor.protocol import Hello, JobSpec, Message
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks
+from supervisor import tables
 from supervisor.agent_ops import AgentOps
 from supervisor.agents import Agent, AgentLink, AgentRegistry
 from supervisor.compute_job import ComputeJob
@@ -45,6 +46,7 @@ from supervisor.targets import DEFAULT_DRIVER, Targets
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 100
+MAX_CODE_NAME: int = tables.jobs.c.code.type.length  # PostgreSQL refuses a longer one; SQLite would keep it
 
 
 class Supervisor:
@@ -125,8 +127,9 @@ class Supervisor:
         jobs = []
         for index, spec in enumerate(specs):
             where = f"jobs[{index}]." if len(specs) > 1 else ""
-            if not spec.code or not isinstance(spec.code, str):
-                raise InvalidRequest("code must be a non-empty string", field=where + "code")
+            if not spec.code or not isinstance(spec.code, str) or len(spec.code) > MAX_CODE_NAME:
+                raise InvalidRequest(f"code must be a non-empty string of at most {MAX_CODE_NAME} characters",
+                                     field=where + "code")
             if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
                 raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
             try:

@@ -279,3 +279,13 @@ async def test_a_retried_jobs_log_is_the_new_attempts_alone(core, driver):
     core.on_agent_messages(first_agent, [LogChunk(job.id, 1, 105, b"late")])
     await core.store.committed()
     assert core.logs.read(job.id, 0, 1000) == (b"two\n", 4)
+
+
+async def test_a_code_name_longer_than_its_column_is_refused_naming_the_field(core, driver):
+    """PostgreSQL refuses a value longer than its column (a 503 for the whole batch); SQLite
+    would keep it. The supervisor answers a 400 naming the field, on either."""
+    from jobvisor.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as info:
+        await core.submit("alice", [spec(), JobSpec(code="x" * 129, params={}, driver="fake")])
+    assert info.value.field == "jobs[1].code" and "128" in info.value.detail
