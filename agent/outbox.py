@@ -15,8 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import TooLarge
-from jobvisor.linger import linger
-from jobvisor.timing import Pacer
+from jobvisor.pacing import BACKLOG_COALESCE, FRAME_COALESCE, START_LINGER, Pacer, linger
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
 from jobvisor.states import TERMINAL_STATES, JobState
 
@@ -32,18 +31,6 @@ def size_hint(message: Message) -> int:
         if isinstance(data, bytes):
             return len(data) + 160
     return 256
-
-
-COALESCE = 0.002  # seconds
-# While jobs wait in the agent's FIFO (a burst sent ahead), reports are no one's wait: frames
-# go out at most this often, each with many jobs' reports (a frame costs a send and a wake-up
-# on both sides). The supervisor tops the FIFO up long before it could run dry.
-BACKLOG_COALESCE = 0.005  # seconds
-# A frame holding nothing but `running` reports waits up to this long for more: a job that ends
-# by then sends its end alone (which carries `started_at`), so a short job costs one message,
-# one commit and one event downstream instead of two. Any other message ends the wait at once,
-# so an end or a reply is never delayed; only a longer job's start is seen this much later.
-START_LINGER = 0.005  # seconds
 
 
 _RUNNING = str(JobState.RUNNING)
@@ -104,12 +91,12 @@ class Outbox:
 
         A frame goes out at once unless frames have been following each other closely (a
         sustained stream, not the two or three frames of one short job): then the next waits
-        until COALESCE seconds after the last, so a busy agent sends a few large frames instead
+        until FRAME_COALESCE seconds after the last, so a busy agent sends a few large frames instead
         of one per job (each frame costs both sides a wake-up). While `backlogged()` (jobs wait
         in the agent's FIFO), frames are BACKLOG_COALESCE apart. Starts alone wait up to
         `start_linger` for their ends (see START_LINGER)."""
         loop = asyncio.get_running_loop()
-        pacer = Pacer(COALESCE)
+        pacer = Pacer(FRAME_COALESCE)
         last = float("-inf")
         while True:
             await self._wake.wait()

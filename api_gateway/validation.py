@@ -23,14 +23,13 @@ from aiohttp import web
 
 from jobvisor.code_params import check_params
 from jobvisor.errors import InvalidRequest, NotFound, TooLarge
+from jobvisor.limits import MAX_PAGE, MAX_RETRIES
 from jobvisor.protocol import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from jobvisor.wire_values import check_wire_value
 
 JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name"})
-MAX_RETRIES = 100
-MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_OFFSET = 2**63 - 1  # a byte offset travels to the supervisor as a 64-bit integer
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

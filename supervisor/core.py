@@ -22,6 +22,7 @@ import time
 
 from jobvisor.config import Config
 from jobvisor.errors import InvalidRequest, OpError
+from jobvisor.limits import MAX_RETRIES
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import Hello, JobSpec, Message
 from jobvisor.resources import Resources
@@ -45,7 +46,6 @@ from supervisor.targets import DEFAULT_DRIVER, Targets
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 100
 MAX_CODE_NAME: int = tables.jobs.c.code.type.length  # PostgreSQL refuses a longer one; SQLite would keep it
 
 

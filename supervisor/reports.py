@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 
 from jobvisor.ids import AgentId, JobId
+from jobvisor.pacing import FORGET_GATHER
 from jobvisor.protocol import (
     Ack, ErrorMessage, ForgetJobs, Hello, JobEvent, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
 )
@@ -21,7 +22,6 @@ from supervisor.ops import PendingReplies
 
 log = logging.getLogger(__name__)
 
-FORGET_GATHER = 0.05  # seconds: see Reports.forget_after_commit
 
 
 class Reports:

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
+from jobvisor.limits import MAX_PAGE
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
@@ -29,7 +30,6 @@ from supervisor.core import Supervisor
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE = 1000
 MAX_LOG_WAIT = 30.0
 
 

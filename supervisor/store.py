@@ -27,11 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
-from jobvisor.linger import linger
 from jobvisor.migrate import upgrade
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
-from jobvisor.timing import backoff_delay, batch_delay
+from jobvisor.pacing import BUSY_BATCH, LAZY_LINGER, batch_delay, linger
+from jobvisor.timing import backoff_delay
 from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.logstore import RESTART_LOG, LogStore
@@ -46,13 +46,6 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-# A commit of at least this many transitions and log chunks means a burst: the next commit
-# waits for the commit interval (see `jobvisor.timing.batch_delay`).
-BUSY_BATCH = 8
-# A batch of nothing but lazy records (see `Store.record`) waits up to this long for more: the
-# `starting` of a job sent to its agent is then committed with the job's end when the job is
-# that short, one commit and one event frame instead of two. Anything else ends the wait.
-LAZY_LINGER = 0.005  # seconds
 
 # what a failed commit may raise (it is then retried)
 COMMIT_ERRORS = (SQLAlchemyError, sqlite3.Error, _PostgresError, OSError)

@@ -19,7 +19,7 @@ from jobvisor.protocol import (
     Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
 )
 from jobvisor.secrets import tokens_equal
-from jobvisor.timing import Pacer
+from jobvisor.pacing import FRAME_COALESCE, Pacer
 from supervisor.agents import Agent, AgentState
 from supervisor.core import Supervisor
 from supervisor.requests import RequestHandlers
@@ -27,7 +27,6 @@ from supervisor.requests import RequestHandlers
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Jobvisor-Secret"
-COALESCE = 0.002  # seconds: see agent.outbox.Outbox.pump
 UNPACKABLE = (OverflowError, TypeError, ValueError)  # what msgpack raises for a value it cannot pack
 
 
@@ -112,7 +111,7 @@ class _Link:
         self.socket = socket
         self.outbox: list[Message] = []
         self.closed = False
-        self.pacer = Pacer(COALESCE)
+        self.pacer = Pacer(FRAME_COALESCE)
 
     def send(self, messages: list[Message]) -> None:
         if self.closed:

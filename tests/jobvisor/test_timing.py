@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from jobvisor.timing import Pacer, backoff_delay, batch_delay, ping_interval
+from jobvisor.pacing import Pacer, batch_delay
+from jobvisor.timing import backoff_delay, ping_interval
 
 
 def test_backoff_is_capped_and_jittered():
