@@ -208,8 +208,8 @@ class RequestHandlers:
         user = UserId(req.caller.user)
         try:
             info = await logins.login(user, req.cluster, req.username, req.password or None, req.otp or None, req.use_key)
-        except DriverError as exc:
-            raise Unavailable(exc.detail) from None
+        except DriverError as exc:  # retryable: try again later (503); permanent: the server's setup (500)
+            raise (Unavailable if exc.retryable else OpError)(exc.detail) from None
         self.core.release_held(user, driver.target)
         return info
 
