@@ -63,7 +63,7 @@ class DockerDriver(DriverBase):
         if cfg.cpus < 0:
             raise DriverRefused("[docker] cpus must be >= 0")
         hosts = rules.parse_hosts(cfg.hosts, cfg.slots or os.cpu_count() or 1)
-        tls = self._tls()
+        tls = rules.tls_settings(cfg.tls_ca_cert, cfg.tls_client_cert, cfg.tls_client_key)
         self._executor = ThreadPoolExecutor(max_workers=min(32, 4 + 2 * len(hosts)), thread_name_prefix="docker-driver")
         self.engines: list[Engine] = []
         self._slots: dict[Engine, int] = {}
@@ -94,19 +94,6 @@ class DockerDriver(DriverBase):
         except RuntimeError:
             return  # made outside a loop (a unit test of the pure parts): no background work
         self._spawn(self._sweep())
-
-    def _tls(self) -> dict | None:
-        cfg = self._cfg
-        if not (cfg.tls_ca_cert or cfg.tls_client_cert):
-            return None
-        if bool(cfg.tls_client_cert) != bool(cfg.tls_client_key):
-            raise DriverRefused("[docker] tls_client_cert and tls_client_key go together")
-        tls: dict = {"verify": cfg.tls_ca_cert or False}
-        if cfg.tls_ca_cert:
-            tls["ca_cert"] = cfg.tls_ca_cert
-        if cfg.tls_client_cert:
-            tls["client_cert"] = (cfg.tls_client_cert, cfg.tls_client_key)
-        return tls
 
     # ------------------------------------------------------------------ DriverBase
 

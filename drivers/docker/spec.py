@@ -215,3 +215,17 @@ def exit_reason(name: str, state: dict | None, memory: int | None = None) -> str
     if state.get("Error"):
         reason += f": {state['Error']}"
     return reason
+
+
+def tls_settings(ca_cert: str, client_cert: str, client_key: str) -> dict | None:
+    """The SDK's TLS settings for tcp:// engines from [docker] tls_*, or None when none is set."""
+    if not (ca_cert or client_cert):
+        return None
+    if bool(client_cert) != bool(client_key):
+        raise DriverRefused("[docker] tls_client_cert and tls_client_key go together")
+    tls: dict = {"verify": ca_cert or False}
+    if ca_cert:
+        tls["ca_cert"] = ca_cert
+    if client_cert:
+        tls["client_cert"] = (client_cert, client_key)
+    return tls

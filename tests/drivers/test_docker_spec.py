@@ -112,3 +112,12 @@ def test_the_token_travels_in_the_environment_only(tmp_path):
     assert "jva_secret" not in " ".join(driver._command)
     assert driver._command[1:] == ["-m", "agent"]
     assert env["JOBVISOR_AGENT_CANCEL_GRACE"] and env["JOBVISOR_CONTAINER"] == "docker"
+
+
+def test_tls_settings():
+    assert spec.tls_settings("", "", "") is None
+    assert spec.tls_settings("ca.pem", "", "") == {"verify": "ca.pem", "ca_cert": "ca.pem"}
+    assert spec.tls_settings("", "c.pem", "k.pem") == {"verify": False, "client_cert": ("c.pem", "k.pem")}
+    with pytest.raises(DriverError) as caught:
+        spec.tls_settings("ca.pem", "c.pem", "")
+    assert caught.value.permanent
