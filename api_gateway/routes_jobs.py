@@ -32,6 +32,7 @@ from jobvisor.protocol import (
     RunAnalysis,
     SubmitJobs,
 )
+from jobvisor.limits import MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway import sse
@@ -40,7 +41,6 @@ from api_gateway.problems import KIND_TO_STATUS
 from api_gateway.validation import (
     DEFAULT_PAGE,
     MAX_OFFSET,
-    MAX_PAGE,
     file_path_of,
     job_id_of,
     parse_job_specs,

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from jobvisor.code_params import check_params
 from jobvisor.errors import InvalidRequest, NotFound, TooLarge
-from jobvisor.limits import MAX_PAGE, MAX_RETRIES
+from jobvisor.limits import MAX_RETRIES
 from jobvisor.protocol import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState

@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar, Union
 import msgpack
 
 from jobvisor.errors import MessageTooLarge, ProtocolError
+from jobvisor.ids import AgentId, JobId, OpId, UserId
 from jobvisor.states import JobState
 from jobvisor.limits import IO_CHUNK_BYTES, MAX_MESSAGE_BYTES
 
@@ -49,7 +50,7 @@ class JobReport(Message):
     reconcile, and in `StatusUpdate` for every change."""
 
     TYPE: ClassVar[str] = "job_report"
-    job_id: str
+    job_id: JobId
     attempt: int
     state: JobState
     reason: str = ""
@@ -78,7 +79,7 @@ class RunJob(Message):
     the freed slot to it; `StartPrefetched` starts a prefetched job when a slot is free elsewhere."""
 
     TYPE: ClassVar[str] = "run"
-    job_id: str
+    job_id: JobId
     attempt: int
     code: str
     params: Any
@@ -92,27 +93,27 @@ class StartPrefetched(Message):
     """A slot is free for this prefetched job: start it now (nothing if it already started or ended)."""
 
     TYPE: ClassVar[str] = "start_prefetched"
-    job_id: str
+    job_id: JobId
 
 
 @dataclass(frozen=True, slots=True)
 class CancelJob(Message):
     TYPE: ClassVar[str] = "cancel"
-    job_id: str
+    job_id: JobId
     reason: str = "canceled by user"
 
 
 @dataclass(frozen=True, slots=True)
 class StatusRequest(Message):
     TYPE: ClassVar[str] = "status"
-    op_id: str
+    op_id: OpId
 
 
 @dataclass(frozen=True, slots=True)
 class AnalysisRequest(Message):
     TYPE: ClassVar[str] = "analysis"
-    op_id: str
-    job_id: str
+    op_id: OpId
+    job_id: JobId
     code: str
     run_dir: str
     args: dict = field(default_factory=dict)
@@ -129,8 +130,8 @@ class IoRequest(Message):
     """Read from a run dir."""
 
     TYPE: ClassVar[str] = "io"
-    op_id: str
-    job_id: str
+    op_id: OpId
+    job_id: JobId
     run_dir: str
     action: IoAction
     path: str = ""
@@ -153,7 +154,7 @@ class ForgetJobs(Message):
     status that was in flight when a connection or the supervisor died is never lost."""
 
     TYPE: ClassVar[str] = "forget"
-    job_ids: list
+    job_ids: list[JobId]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class HelloAck(Message):
 
     TYPE: ClassVar[str] = "hello_ack"
     log_offsets: dict = field(default_factory=dict)
-    forget: list = field(default_factory=list)
+    forget: list[JobId] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- agent -> supervisor
@@ -172,7 +173,7 @@ class HelloAck(Message):
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
     TYPE: ClassVar[str] = "hello"
-    agent_id: str
+    agent_id: AgentId
     protocol_version: int
     pid: int
     hostname: str
@@ -188,7 +189,7 @@ class Ack(Message):
     The supervisor waits for neither."""
 
     TYPE: ClassVar[str] = "ack"
-    job_id: str
+    job_id: JobId
     attempt: int
 
 
@@ -201,7 +202,7 @@ class StatusUpdate(Message):
 @dataclass(frozen=True, slots=True)
 class Progress(Message):
     TYPE: ClassVar[str] = "progress"
-    job_id: str
+    job_id: JobId
     attempt: int
     fraction: float
     message: str = ""
@@ -212,7 +213,7 @@ class LogChunk(Message):
     """Bytes `offset`..`offset+len(data)` of the job's output log (the file in its run dir)."""
 
     TYPE: ClassVar[str] = "log"
-    job_id: str
+    job_id: JobId
     attempt: int
     offset: int
     data: bytes
@@ -221,7 +222,7 @@ class LogChunk(Message):
 @dataclass(frozen=True, slots=True)
 class OpReply(Message):
     TYPE: ClassVar[str] = "op_reply"
-    op_id: str
+    op_id: OpId
     ok: bool
     data: Any = None
     error: dict | None = None
@@ -250,7 +251,7 @@ class Caller(Message):
     """Who asks: the gateway authenticated them; the supervisor re-checks ownership."""
 
     TYPE: ClassVar[str] = "caller"
-    user: str
+    user: UserId
     is_admin: bool = False
 
 
@@ -285,21 +286,21 @@ class ListJobs(Message):
 class GetJob(Message):
     TYPE: ClassVar[str] = "get_job"
     caller: Caller
-    job_id: str
+    job_id: JobId
 
 
 @dataclass(frozen=True, slots=True)
 class CancelJobRequest(Message):
     TYPE: ClassVar[str] = "cancel_job"
     caller: Caller
-    job_id: str
+    job_id: JobId
 
 
 @dataclass(frozen=True, slots=True)
 class ReadLog(Message):
     TYPE: ClassVar[str] = "read_log"
     caller: Caller
-    job_id: str
+    job_id: JobId
     offset: int = 0
     length: int = IO_CHUNK_BYTES
     wait: float = 0.0  # long-poll: seconds to wait for bytes past `offset` or the job's end
@@ -309,14 +310,14 @@ class ReadLog(Message):
 class ListFiles(Message):
     TYPE: ClassVar[str] = "list_files"
     caller: Caller
-    job_id: str
+    job_id: JobId
 
 
 @dataclass(frozen=True, slots=True)
 class ReadFile(Message):
     TYPE: ClassVar[str] = "read_file"
     caller: Caller
-    job_id: str
+    job_id: JobId
     path: str
     offset: int = 0
     length: int = IO_CHUNK_BYTES
@@ -326,7 +327,7 @@ class ReadFile(Message):
 class RunAnalysis(Message):
     TYPE: ClassVar[str] = "run_analysis"
     caller: Caller
-    job_id: str
+    job_id: JobId
     args: dict = field(default_factory=dict)
 
 
@@ -400,8 +401,8 @@ class JobEvent(Message):
     """One committed transition (or progress) of a job, pushed to the gateway's subscribers."""
 
     TYPE: ClassVar[str] = "job_event"
-    job_id: str
-    owner: str
+    job_id: JobId
+    owner: UserId
     state: JobState
     attempt: int
     at: float
@@ -495,6 +496,9 @@ def _compile(tp: Any) -> Checker:
     over the type annotations each time (thousands of messages a second go through here)."""
     if tp is Any:
         return lambda value, where: value
+    supertype = getattr(tp, "__supertype__", None)  # a typed id (NewType): checked as what it names
+    if supertype is not None:
+        return _compile(supertype)
     members = _union_members(tp)
     if len(members) > 1:
         if type(None) in members and len(members) == 2:

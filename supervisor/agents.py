@@ -16,7 +16,7 @@ from typing import Protocol
 
 from drivers.base import AgentSpec, DriverBase
 from jobvisor.errors import DriverError
-from jobvisor.ids import AgentId, JobId, UserId, new_agent_id
+from jobvisor.ids import AgentId, JobId, OpId, UserId, new_agent_id
 from jobvisor.protocol import Message
 from jobvisor.secrets import hash_token, new_token, tokens_equal
 
@@ -63,7 +63,7 @@ class Agent:
         self.connected_at: float | None = None
         self.idle_since = time.monotonic()
         self.jobs: set[JobId] = set()  # the jobs placed with it (running, starting, sent ahead)
-        self.pending_ops: set[str] = set()
+        self.pending_ops: set[OpId] = set()
         self.changed = asyncio.Event()
         self.failure = ""
         self.failure_may_pass = False  # its start failed with an error that is not permanent

@@ -191,12 +191,12 @@ class Supervisor:
 
     # ================================================================== logs
 
-    def _log_grew(self, sizes: dict[str, int]) -> None:
+    def _log_grew(self, sizes: dict[JobId, int]) -> None:
         for job_id, size in sizes.items():
-            job = self.jobs.get(JobId(job_id))
+            job = self.jobs.get(job_id)
             if job is not None:
                 job.log_size = max(job.log_size, size)
-            self._log_done(JobId(job_id))
+            self._log_done(job_id)
 
     def _log_done(self, job_id: JobId) -> None:
         event = self._log_events.pop(job_id, None)

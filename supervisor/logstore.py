@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jobvisor.ids import JobId
+
 
 RESTART_LOG = -1  # a chunk's offset that means: a new attempt, empty the log first
 
@@ -20,21 +22,21 @@ class LogStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, job_id: str) -> Path:
+    def path(self, job_id: JobId) -> Path:
         return self.root / job_id[-2:] / f"{job_id}.log"
 
-    def size(self, job_id: str) -> int:
+    def size(self, job_id: JobId) -> int:
         try:
             return self.path(job_id).stat().st_size
         except FileNotFoundError:
             return 0
 
-    def write_batch(self, chunks: list[tuple[str, int, bytes]]) -> dict[str, int]:
+    def write_batch(self, chunks: list[tuple[JobId, int, bytes]]) -> dict[JobId, int]:
         """Write chunks at their offsets; return each touched job's new size. A chunk past the
         end (a gap) is skipped: the agent resends from our size after its next hello. A chunk
         at RESTART_LOG empties the log (a new attempt's bytes follow)."""
-        sizes: dict[str, int] = {}
-        by_job: dict[str, list[tuple[int, bytes]]] = {}
+        sizes: dict[JobId, int] = {}
+        by_job: dict[JobId, list[tuple[int, bytes]]] = {}
         for job_id, offset, data in chunks:
             by_job.setdefault(job_id, []).append((offset, data))
         for job_id, parts in by_job.items():
@@ -59,7 +61,7 @@ class LogStore:
                 os.close(fd)
         return sizes
 
-    def read(self, job_id: str, offset: int, length: int) -> tuple[bytes, int]:
+    def read(self, job_id: JobId, offset: int, length: int) -> tuple[bytes, int]:
         """Bytes from `offset` (at most `length`) and the file's current size."""
         try:
             fd = os.open(self.path(job_id), os.O_RDONLY)

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any, Callable
 
 from jobvisor.errors import OpError, OpTimeout
-from jobvisor.ids import OpId, new_op_id
+from jobvisor.ids import JobId, OpId, new_op_id
 
 
 class RunOp:
@@ -18,7 +18,7 @@ class RunOp:
 
     __slots__ = ("job_id", "cpus", "_release", "alive")
 
-    def __init__(self, job_id: str, cpus: int, release: Callable[[int], None]) -> None:
+    def __init__(self, job_id: JobId, cpus: int, release: Callable[[int], None]) -> None:
         self.job_id = job_id
         self.cpus = cpus
         self._release = release
@@ -45,8 +45,8 @@ class PendingReplies:
         self._futures[op_id] = fut
         return op_id, fut
 
-    def resolve(self, op_id: str, ok: bool, data: Any, error: dict | None) -> bool:
-        fut = self._futures.pop(OpId(op_id), None)
+    def resolve(self, op_id: OpId, ok: bool, data: Any, error: dict | None) -> bool:
+        fut = self._futures.pop(op_id, None)
         if fut is None or fut.done():
             return False
         if ok:
@@ -63,8 +63,8 @@ class PendingReplies:
         finally:
             self._futures.pop(op_id, None)
 
-    def fail_all(self, ids: set[str], error: OpError) -> None:
+    def fail_all(self, ids: set[OpId], error: OpError) -> None:
         for op_id in list(ids):
-            fut = self._futures.pop(OpId(op_id), None)
+            fut = self._futures.pop(op_id, None)
             if fut is not None and not fut.done():
                 fut.set_exception(error)

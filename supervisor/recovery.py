@@ -101,13 +101,13 @@ class Recovery:
         HelloAck (where each job's log goes on, which jobs to forget), and release the queued
         jobs held back for it."""
         now = time.time()
-        offsets: dict[str, int] = {}
-        forget: list[str] = []
+        offsets: dict[JobId, int] = {}
+        forget: list[JobId] = []
         out: list[Message] = []
         reported: set[JobId] = set()
         held = {job.id: job for job in self._holds.take(HoldKind.RESTART, agent.user, agent.kind)}
         for report in reports:
-            job = self._jobs.get(JobId(report.job_id))
+            job = self._jobs.get(report.job_id)
             if job is not None and job.placement is None and job.state is JobState.QUEUED \
                     and job.owner == agent.user and job.attempt == report.attempt:
                 held.pop(job.id, None)

@@ -29,7 +29,7 @@ class Reports:
         self._jobs = jobs
         self._bus = bus
         self._replies = replies
-        self._forget: dict[AgentId, set[str]] = defaultdict(set)
+        self._forget: dict[AgentId, set[JobId]] = defaultdict(set)
 
     def on_messages(self, agent: Agent, messages: list[Message]) -> None:
         now = time.time()
@@ -62,8 +62,8 @@ class Reports:
             elif isinstance(message, Hello):
                 agent.send([ErrorMessage("hello was already received on this connection", "hello")])
 
-    def _job_of(self, agent: Agent, job_id: str, attempt: int) -> ComputeJob | None:
-        job = self._jobs.get(JobId(job_id))
+    def _job_of(self, agent: Agent, job_id: JobId, attempt: int) -> ComputeJob | None:
+        job = self._jobs.get(job_id)
         if job is None or job.owner != agent.user or job.attempt != attempt or job.agent_id != agent.id:
             log.debug("agent %s: ignoring a message about job %s attempt %d", agent.id, job_id, attempt)
             return None
@@ -98,7 +98,7 @@ class Reports:
 
     # ------------------------------------------------------------------ forgetting ended jobs
 
-    def forget_after_commit(self, agent: Agent, job_ids: list[str]) -> None:
+    def forget_after_commit(self, agent: Agent, job_ids: list[JobId]) -> None:
         """Tell the agent to drop these ended jobs once their end is committed (never before:
         after a crash the agent's record is what a lost final state is rebuilt from).
 

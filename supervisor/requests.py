@@ -59,11 +59,11 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _job(self, caller: Caller, job_id: str) -> ComputeJob:
-        if JobId(job_id) in self.core.jobs:
+    async def _job(self, caller: Caller, job_id: JobId) -> ComputeJob:
+        if job_id in self.core.jobs:
             # what we answer must be committed: a reader never sees a state a crash could undo
             await self.core.store.committed()
-        job = self.core.jobs.get(JobId(job_id)) or await self.core.store.get_job(job_id)
+        job = self.core.jobs.get(job_id) or await self.core.store.get_job(job_id)
         if job is None or (job.owner != caller.user and not caller.is_admin):
             raise NotFound(f"no job {job_id!r}")
         return job

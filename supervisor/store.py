@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobvisor.config import DatabaseConfig
 from jobvisor.errors import Unavailable
+from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.migrate import upgrade
 from jobvisor.protocol import JobEvent
 from jobvisor.states import TERMINAL_STATES
@@ -67,7 +68,7 @@ class Store:
         self._writer: asyncio.Task | None = None
         self._closing = False
         self.on_events: Callable[[list[JobEvent]], None] = lambda events: None
-        self.on_log_sizes: Callable[[dict[str, int]], None] = lambda sizes: None
+        self.on_log_sizes: Callable[[dict[JobId, int]], None] = lambda sizes: None
         self.commits = 0
         # committed jobs per state: read once at open, then kept by each commit's transitions,
         # so GET /status costs nothing however many jobs the database holds
@@ -127,11 +128,11 @@ class Store:
         else:
             self._urgent()
 
-    def write_log(self, job_id: str, offset: int, data: bytes) -> None:
+    def write_log(self, job_id: JobId, offset: int, data: bytes) -> None:
         self._batch.logs.append((job_id, offset, data))
         self._urgent()
 
-    def restart_log(self, job_id: str) -> None:
+    def restart_log(self, job_id: JobId) -> None:
         """A new attempt's log starts empty, in order with the chunks around it (the run dir
         keeps the earlier attempt's output as output.N.log)."""
         self._batch.logs.append((job_id, RESTART_LOG, b""))
@@ -240,11 +241,11 @@ class Store:
         )
         return [ComputeJob.from_row(r) for r in rows]
 
-    async def get_job(self, job_id: str) -> ComputeJob | None:
+    async def get_job(self, job_id: JobId) -> ComputeJob | None:
         rows = await self._read(select(tables.jobs).where(tables.jobs.c.id == job_id))
         return ComputeJob.from_row(rows[0]) if rows else None
 
-    async def list_jobs(self, owner: str | None, states: list[str], limit: int, after: str) -> list[ComputeJob]:
+    async def list_jobs(self, owner: UserId | None, states: list[str], limit: int, after: str) -> list[ComputeJob]:
         query = select(tables.jobs)
         if owner is not None:
             query = query.where(tables.jobs.c.owner == owner)
@@ -259,7 +260,7 @@ class Store:
         """Jobs per state, as committed."""
         return {state: n for state, n in self._counts.items() if n > 0}
 
-    async def transitions_of(self, job_id: str) -> list[dict]:
+    async def transitions_of(self, job_id: JobId) -> list[dict]:
         rows = await self._read(
             select(tables.transitions).where(tables.transitions.c.job_id == job_id).order_by(tables.transitions.c.seq)
         )
@@ -270,11 +271,11 @@ class Store:
     async def load_agents(self) -> list[Any]:
         return await self._read(select(tables.agents))
 
-    def add_agent(self, agent_id: str, user: str, kind: str, token_hash: str, info: dict) -> None:
+    def add_agent(self, agent_id: AgentId, user: UserId, kind: str, token_hash: str, info: dict) -> None:
         self.execute(insert(tables.agents), [{
             "id": agent_id, "user": user, "kind": kind, "token_hash": token_hash,
             "created_at": time.time(), "info": info,
         }])
 
-    def remove_agent(self, agent_id: str) -> None:
+    def remove_agent(self, agent_id: AgentId) -> None:
         self.execute(delete(tables.agents).where(tables.agents.c.id == agent_id))

@@ -41,6 +41,8 @@ def _strategy(tp: Any) -> st.SearchStrategy:
     """Values of a declared field type, as the codec must carry them."""
     if tp is Any:
         return VALUES
+    if hasattr(tp, "__supertype__"):  # a typed id: values of what it names
+        return _strategy(tp.__supertype__)
     origin = typing.get_origin(tp)
     if origin is Union or origin is types.UnionType:
         return st.one_of(*(_strategy(member) for member in typing.get_args(tp)))
