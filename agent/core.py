@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from jobvisor import env_names
 from jobvisor.config import AgentConfig
-from jobvisor.errors import JobvisorError
+from jobvisor.errors import InvalidRequest, JobvisorError
 from jobvisor.limits import MAX_MESSAGE_BYTES, analysis_result_limit
 from jobvisor.protocol import (
     Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, JobReport, KillAgent,
@@ -32,6 +32,7 @@ from jobvisor.protocol import (
 )
 from jobvisor.resources import Resources, parse_walltime
 from jobvisor.states import JobState
+from jobvisor.wire_values import check_wire_value
 
 from job_cmd.codes.base import Code
 from job_cmd.codes.registry import get_code
@@ -317,8 +318,12 @@ class AgentCore:
             if names is None or META_DIR in names or type(code).result is not Code.result:
                 try:
                     job.result = code.result(job.run_dir)
+                    check_wire_value(job.result, "result")
                 except (OSError, ValueError) as exc:
                     reason = f"the result file could not be read: {exc}"
+                except InvalidRequest as exc:  # it would never pack: a report (or hello) carrying it could not go
+                    job.result = None
+                    reason = f"the result cannot be sent: {exc.field}: {exc.detail}"
         job.end(state, reason, self.backend.log_size(job), time.time())
         log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
-from jobvisor.errors import TooLarge
+from jobvisor.errors import InvalidRequest, OpError, TooLarge
 from jobvisor.pacing import BACKLOG_COALESCE, FRAME_COALESCE, START_LINGER, Pacer, linger
 from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
 from jobvisor.states import TERMINAL_STATES, JobState
@@ -141,7 +141,21 @@ class Outbox:
             yield from self._encode(group)
 
     def _encode(self, group: list[Message]) -> Iterator[bytes]:
-        frame = encode_frame(group)
+        """A group that does not fit, or holds a value msgpack cannot pack (a job's result of
+        2**70), is split until the culprit stands alone; it is replaced by what says so, and
+        every other message of the group still goes (the send loop must never die on one)."""
+        try:
+            frame = encode_frame(group)
+        except (OverflowError, TypeError, ValueError) as exc:
+            if len(group) > 1:
+                middle = len(group) // 2
+                yield from self._encode(group[:middle])
+                yield from self._encode(group[middle:])
+                return
+            replacement = _replaced(group[0], f"it holds a value the wire cannot carry ({exc})")
+            if replacement is not None:
+                yield encode_frame([replacement])
+            return
         if len(frame) <= self.max_frame_bytes:
             yield frame
             return
@@ -157,9 +171,15 @@ class Outbox:
 
 def _too_large(message: Message, size: int, limit: int) -> Message | None:
     detail = f"the {message.TYPE} message is {size} bytes, over the limit of {limit}"
-    logger.error("dropping an outgoing message: %s", detail)
+    return _replaced(message, detail, TooLarge)
+
+
+def _replaced(message: Message, detail: str, error: type[OpError] = InvalidRequest) -> Message | None:
+    """What goes instead of a message that cannot be sent: a reply's error, or a report without
+    its result and with the reason; nothing for anything else (it is logged)."""
+    logger.error("dropping an outgoing %s message: %s", message.TYPE, detail)
     if isinstance(message, OpReply):
-        return OpReply(message.op_id, False, error=TooLarge(detail).to_wire())
+        return OpReply(message.op_id, False, error=error(f"the reply cannot be sent: {detail}").to_wire())
     if isinstance(message, StatusUpdate):
         report = dataclasses.replace(message.report, result=None, reason=(message.report.reason + "; " if message.report.reason else "") + "result dropped: " + detail)
         return StatusUpdate(report)

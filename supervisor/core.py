@@ -28,6 +28,7 @@ from jobvisor.protocol import Hello, JobSpec, Message
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks
+from jobvisor.wire_values import check_wire_value
 from supervisor import tables
 from supervisor.agent_ops import AgentOps
 from supervisor.agents import Agent, AgentLink, AgentRegistry
@@ -132,6 +133,7 @@ class Supervisor:
                                      field=where + "code")
             if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
                 raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
+            check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
             try:
                 resources = Resources.parse(spec.resources)
                 target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 from jobvisor import __version__
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.limits import MAX_PAGE
+from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
@@ -175,6 +176,7 @@ class RequestHandlers:
         )
 
     async def analysis(self, req: RunAnalysis) -> dict:
+        check_wire_value(req.args, "args")  # the gateway checked; a request that came another way
         job = await self._job(req.caller, req.job_id)
         timeout = self.core.cfg.analysis_timeout
         result = await self.core.agent_op(

@@ -39,3 +39,20 @@ def test_an_end_without_output_is_announced_as_it_is(env):  # noqa: F811
     core.poll()
     (announced,) = core.hello_reports()
     assert announced.state is JobState.FAILED and announced.exit_code == 3
+
+
+def test_a_result_the_wire_cannot_carry_is_dropped_with_the_reason(env):  # noqa: F811
+    """A python job returning {"big": 2**70}: its report, and the hello after a reconnect,
+    could never be packed, so the agent lost its link again and again and all its jobs ended
+    lost. The job completes without the result, and says why."""
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    run_dir = tmp / "j1"
+    (run_dir / ".jobvisor").mkdir()
+    (run_dir / ".jobvisor" / "result.json").write_text('{"big": %d}' % 2**70)
+    core.backend.on_exit(core.jobs["j1"], 0)
+    final = [m.report for m in comm.sent if isinstance(m, StatusUpdate)][-1]
+    assert final.state is JobState.COMPLETED and final.result is None
+    assert final.reason.startswith("the result cannot be sent: result.big:")
+    (announced,) = core.hello_reports()
+    assert announced.result is None

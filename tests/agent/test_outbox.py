@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 
 from jobvisor.protocol import ALLOWED_FROM_AGENT, Ack, JobReport, LogChunk, OpReply, StatusUpdate, decode_frame
+from jobvisor.states import JobState
 
 from agent.outbox import Outbox, size_hint
 
@@ -162,3 +163,18 @@ async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone
     box.put(report("c", "completed", started_at=1.0))
     assert await flush() == [("c", 1, "completed")]
     assert len(sent) == 3 and box.empty
+
+
+def test_a_value_the_wire_cannot_carry_drops_only_itself():
+    """A job's result of 2**70 (or an analysis reply holding one) cannot be packed: it killed
+    the agent's send loop, the agent reconnected and sent it again in its hello, and every job
+    of the agent ended lost. Now the culprit goes without its result, with the reason, and the
+    rest of its frame goes as it was."""
+    box = Outbox(max_frame_bytes=1 << 20, congestion_bytes=1 << 20)
+    big = StatusUpdate(JobReport("j2", 1, JobState.COMPLETED, exit_code=0, result={"big": 2**70}))
+    batch = [report("j1", "running"), big, OpReply("op", True, data={"x": -(2**70)}), Ack("j3", 1)]
+    sent = [m for frame in box.frames(batch) for m in decode(frame)]
+    assert sent[0] == batch[0] and sent[-1] == batch[-1] and len(sent) == 4
+    assert sent[1].report.result is None and sent[1].report.state is JobState.COMPLETED
+    assert "result dropped" in sent[1].report.reason and "cannot carry" in sent[1].report.reason
+    assert not sent[2].ok and sent[2].error["kind"] == "invalid"

@@ -289,3 +289,18 @@ async def test_a_code_name_longer_than_its_column_is_refused_naming_the_field(co
     with pytest.raises(InvalidRequest) as info:
         await core.submit("alice", [spec(), JobSpec(code="x" * 129, params={}, driver="fake")])
     assert info.value.field == "jobs[1].code" and "128" in info.value.detail
+
+
+async def test_values_msgpack_cannot_carry_are_refused_by_the_supervisor_too(core, driver):
+    """The gateway refuses them first; a request that reaches the supervisor another way gets
+    the same 400 naming the field, not a 500 from packing the spec, and the run goes on."""
+    from jobvisor.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as info:
+        await core.submit("alice", [JobSpec(code="python", params={"entry": "m:f", "args": {"x": 2**70}}, driver="fake")])
+    assert info.value.field == "params.args.x"
+    job = await submit_one(core)
+    await running(core, driver, job)
+    with pytest.raises(InvalidRequest) as info:
+        await RequestHandlers(core).handle(RunAnalysis(Caller("alice"), job.id, {"x": -(2**70)}))
+    assert info.value.field == "args.x" and job.state is JobState.RUNNING
