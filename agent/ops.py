@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from jobvisor.errors import Forbidden, InvalidRequest, OpError, OpTimeout, PathEscape, TooLarge
 from jobvisor.limits import analysis_result_limit
-from jobvisor.protocol import AnalysisRequest, IoRequest, OpReply
+from jobvisor.protocol import AnalysisRequest, IoRequest, OpReply, WireError
 
 from job_cmd import io
 
@@ -29,7 +29,7 @@ def error_reply(op_id: str, exc: Exception) -> OpReply:
         exc = Forbidden(str(exc))
     elif not isinstance(exc, OpError):
         exc = OpError(f"{type(exc).__name__}: {exc}")
-    return OpReply(op_id, False, error=exc.to_wire())
+    return OpReply(op_id, False, error=WireError.of(exc))
 
 
 def _io(msg: IoRequest) -> dict:
@@ -116,7 +116,7 @@ async def analysis_reply(
     if proc.returncode == 0 and data is not _NO_JSON:
         return OpReply(msg.op_id, True, data=data)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        return OpReply(msg.op_id, False, error=OpError.from_wire(data["error"]).to_wire())
+        return OpReply(msg.op_id, False, error=WireError.of(OpError.from_wire(data["error"])))
     tail = err.decode(errors="replace").strip().splitlines()[-5:]
     logger.warning("job %s: analysis op %s failed (exit %s): %s", msg.job_id, msg.op_id, proc.returncode, " | ".join(tail))
     return error_reply(msg.op_id, OpError(f"the analysis failed (exit code {proc.returncode}): {' '.join(tail) or 'no output'}"))

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import InvalidRequest, OpError, TooLarge
 from jobvisor.pacing import BACKLOG_COALESCE, FRAME_COALESCE, START_LINGER, Pacer, linger
-from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, encode_frame
+from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, WireError, encode_frame
 from jobvisor.states import TERMINAL_STATES, JobState
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _replaced(message: Message, detail: str, error: type[OpError] = InvalidReque
     its result and with the reason; nothing for anything else (it is logged)."""
     logger.error("dropping an outgoing %s message: %s", message.TYPE, detail)
     if isinstance(message, OpReply):
-        return OpReply(message.op_id, False, error=error(f"the reply cannot be sent: {detail}").to_wire())
+        return OpReply(message.op_id, False, error=WireError.of(error(f"the reply cannot be sent: {detail}")))
     if isinstance(message, StatusUpdate):
         report = dataclasses.replace(message.report, result=None, reason=(message.report.reason + "; " if message.report.reason else "") + "result dropped: " + detail)
         return StatusUpdate(report)

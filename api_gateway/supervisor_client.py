@@ -133,7 +133,7 @@ class SupervisorClient:
     @staticmethod
     def _data_of(reply: Reply) -> Any:
         if not reply.ok:
-            raise OpError.from_wire(reply.error or {"kind": "internal", "detail": "unknown error"})
+            raise reply.error.exception() if reply.error is not None else OpError("the supervisor failed without saying why")
         return reply.data
 
     async def run_events(self, publish: Callable[[JobEvent], None]) -> None:

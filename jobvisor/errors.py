@@ -84,8 +84,13 @@ class OpError(JobvisorError):
 
     @staticmethod
     def from_wire(data: dict) -> "OpError":
+        """An error a subprocess printed as JSON (an analysis' `{"error": {...}}`)."""
         cls = _KIND_TO_CLASS.get(data.get("kind", ""), OpError)
         return cls(str(data.get("detail", "")), field=data.get("field"))
+
+    @staticmethod
+    def of_kind(kind: "ErrorKind", detail: str, *, field: str | None = None) -> "OpError":
+        return _KIND_TO_CLASS.get(str(kind), OpError)(detail, field=field)
 
 
 class NotFound(OpError):

@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Union
 
 import msgpack
 
-from jobvisor.errors import MessageTooLarge, ProtocolError
+from jobvisor.errors import ErrorKind, MessageTooLarge, OpError, ProtocolError
 from jobvisor.ids import AgentId, JobId, OpId, UserId
 from jobvisor.states import JobState
 from jobvisor.limits import IO_CHUNK_BYTES, MAX_MESSAGE_BYTES
@@ -220,12 +220,30 @@ class LogChunk(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class WireError(Message):
+    """How an op failed, as it crosses the wire (in `OpReply` and `Reply`): the receiving side
+    raises it again as the `OpError` of that kind, which the gateway maps to an HTTP status."""
+
+    TYPE: ClassVar[str] = "op_error"
+    kind: ErrorKind
+    detail: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, exc: OpError) -> "WireError":
+        return cls(exc.kind, exc.detail, exc.field)
+
+    def exception(self) -> OpError:
+        return OpError.of_kind(self.kind, self.detail, field=self.field)
+
+
+@dataclass(frozen=True, slots=True)
 class OpReply(Message):
     TYPE: ClassVar[str] = "op_reply"
     op_id: OpId
     ok: bool
     data: Any = None
-    error: dict | None = None
+    error: WireError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,13 +405,12 @@ GatewayRequest = Union[
 
 @dataclass(frozen=True, slots=True)
 class Reply(Message):
-    """The supervisor's answer to one `GatewayRequest`: `data` on success, else `error`
-    (see `jobvisor.errors.OpError.to_wire`)."""
+    """The supervisor's answer to one `GatewayRequest`: `data` on success, else `error`."""
 
     TYPE: ClassVar[str] = "reply"
     ok: bool
     data: Any = None
-    error: dict | None = None
+    error: WireError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +442,7 @@ def _register(*classes: type[Message]) -> None:
 
 _register(
     JobReport, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
-    Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage, Caller, JobSpec,
+    Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, WireError, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,
 )

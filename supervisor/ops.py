@@ -10,6 +10,7 @@ import asyncio
 from typing import Any, Callable
 
 from jobvisor.errors import OpError, OpTimeout
+from jobvisor.protocol import WireError
 from jobvisor.ids import JobId, OpId, new_op_id
 
 
@@ -45,14 +46,14 @@ class PendingReplies:
         self._futures[op_id] = fut
         return op_id, fut
 
-    def resolve(self, op_id: OpId, ok: bool, data: Any, error: dict | None) -> bool:
+    def resolve(self, op_id: OpId, ok: bool, data: Any, error: WireError | None) -> bool:
         fut = self._futures.pop(op_id, None)
         if fut is None or fut.done():
             return False
         if ok:
             fut.set_result(data)
         else:
-            fut.set_exception(OpError.from_wire(error or {"detail": "the agent reported an error"}))
+            fut.set_exception(error.exception() if error is not None else OpError("the agent reported an error"))
         return True
 
     async def wait(self, op_id: OpId, fut: asyncio.Future, timeout: float, what: str) -> Any:

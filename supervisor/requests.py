@@ -13,7 +13,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
-from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
+from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpError
 from jobvisor.limits import MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
@@ -23,7 +23,7 @@ from jobvisor.protocol import (
     Reply, RunAnalysis, SubmitJobs,
 )
 from jobvisor.errors import DriverError, Unavailable
-from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
+from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters, WireError
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
@@ -53,10 +53,10 @@ class RequestHandlers:
         try:
             return Reply(ok=True, data=await self.handle(request))
         except OpError as exc:
-            return Reply(ok=False, error=exc.to_wire())
+            return Reply(ok=False, error=WireError.of(exc))
         except Exception:
             log.exception("internal error answering a %s request", request.TYPE)
-            return Reply(ok=False, error={"kind": "internal", "detail": "internal error in the supervisor; see its log", "field": None})
+            return Reply(ok=False, error=WireError(ErrorKind.INTERNAL, "internal error in the supervisor; see its log"))
 
     # ------------------------------------------------------------------ helpers
 

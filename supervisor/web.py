@@ -12,11 +12,11 @@ import tornado.web
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from jobvisor.errors import InvalidRequest, ProtocolError
+from jobvisor.errors import ErrorKind, InvalidRequest, ProtocolError
 from jobvisor.protocol import (
     AGENT_ID_HEADER, AGENT_PATH,
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
-    Reply, decode, decode_frame, encode, encode_frame, pack, to_wire,
+    Reply, WireError, decode, decode_frame, encode, encode_frame, pack, to_wire,
 )
 from jobvisor.secrets import tokens_equal
 from jobvisor.pacing import FRAME_COALESCE, Pacer
@@ -56,7 +56,7 @@ class OpHandler(_Internal):
         try:
             request = decode(self.request.body, ALLOWED_GATEWAY_REQUESTS, self.core.cfg.max_message_bytes)
         except ProtocolError as exc:
-            reply = Reply(ok=False, error={"kind": "invalid", "detail": str(exc), "field": None})
+            reply = Reply(ok=False, error=WireError(ErrorKind.INVALID, str(exc)))
         else:
             reply = await self.handlers.answer(request)
         self.set_header("Content-Type", "application/msgpack")
@@ -228,7 +228,7 @@ class AgentSocket(tornado.websocket.WebSocketHandler):
         op_id = getattr(message, "op_id", None)
         if op_id:
             error = InvalidRequest(f"the {message.TYPE} request holds a value that cannot be sent to the agent: {exc}")
-            self.core.replies.resolve(op_id, False, None, error.to_wire())
+            self.core.replies.resolve(op_id, False, None, WireError.of(error))
 
     def on_close(self) -> None:
         if self.link is not None:

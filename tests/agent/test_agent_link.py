@@ -119,9 +119,9 @@ async def test_io_ops_are_confined(supervisor, start_agent, tmp_path):
     assert [f["path"] for f in replies["op-list"].data["files"]] == ["out.txt", "output.log", "sub/y"]
     assert replies["op-read"].data == {"data": b"ata", "offset": 1, "size": 5}
     for op in ("op-dotdot", "op-abs", "op-link"):
-        assert not replies[op].ok and replies[op].error["kind"] == "forbidden", op
-    assert "'..'" in replies["op-dotdot"].error["detail"]
-    assert replies["op-missing"].error["kind"] == "not_found"
+        assert not replies[op].ok and replies[op].error.kind == "forbidden", op
+    assert "'..'" in replies["op-dotdot"].error.detail
+    assert replies["op-missing"].error.kind == "not_found"
     assert "'list', 'read'" in refused.detail
 
 
@@ -140,9 +140,9 @@ async def test_analysis_op(supervisor, start_agent, tmp_path):
     assert ok.ok and ok.data["rows"] == 101 and ok.data["column"] == "x"
     assert ok.data["min"] <= ok.data["mean"] <= ok.data["max"]
     bad = await supervisor.message(OpReply, lambda m: m.op_id == "op-bad", timeout=30)
-    assert not bad.ok and bad.error["kind"] == "invalid" and bad.error["field"] == "args.column"
+    assert not bad.ok and bad.error.kind == "invalid" and bad.error.field == "args.column"
     slow = await supervisor.message(OpReply, lambda m: m.op_id == "op-slow", timeout=30)
-    assert not slow.ok and slow.error["kind"] == "timeout"
+    assert not slow.ok and slow.error.kind == "timeout"
 
 
 async def test_hello_ack_forget_cancels_unwanted_running_job(supervisor, start_agent, tmp_path):

@@ -48,7 +48,7 @@ def test_oversized_reply_becomes_an_error():
     box = Outbox(max_frame_bytes=10_000, congestion_bytes=1 << 20)
     (frame,) = box.frames([OpReply("op", True, data={"files": ["x" * 100] * 200})])
     (reply,) = decode(frame)
-    assert not reply.ok and reply.error["kind"] == "too_large"
+    assert not reply.ok and reply.error.kind == "too_large"
 
 
 def report(job_id, state, started_at=None, attempt=1):
@@ -177,4 +177,4 @@ def test_a_value_the_wire_cannot_carry_drops_only_itself():
     assert sent[0] == batch[0] and sent[-1] == batch[-1] and len(sent) == 4
     assert sent[1].report.result is None and sent[1].report.state is JobState.COMPLETED
     assert "result dropped" in sent[1].report.reason and "cannot carry" in sent[1].report.reason
-    assert not sent[2].ok and sent[2].error["kind"] == "invalid"
+    assert not sent[2].ok and sent[2].error.kind == "invalid"

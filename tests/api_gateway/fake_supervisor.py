@@ -27,6 +27,7 @@ from jobvisor.errors import Conflict, NotFound, OpError
 from jobvisor.ids import JobId, UserId, new_job_id
 from jobvisor.protocol import (
     ALLOWED_GATEWAY_REQUESTS,
+    WireError,
     IO_CHUNK_BYTES,
     PROTOCOL_VERSION,
     CancelJobRequest,
@@ -114,7 +115,7 @@ class FakeSupervisor:
             data = await self.handle(message)
             reply = Reply(ok=True, data=data)
         except OpError as exc:
-            reply = Reply(ok=False, error=exc.to_wire())
+            reply = Reply(ok=False, error=WireError.of(exc))
         return web.Response(body=encode(reply), content_type="application/msgpack")
 
     async def _events(self, request: web.Request) -> web.StreamResponse:

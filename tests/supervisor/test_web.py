@@ -76,10 +76,10 @@ async def test_internal_ops_need_the_secret_and_well_formed_bodies(running):
     headers = {"X-Jobvisor-Secret": secret}
     async with session.post(sup.url + "/internal/op", data=b"\xc1", headers=headers) as resp:
         reply = decode(await resp.read())
-        assert isinstance(reply, Reply) and not reply.ok and reply.error["kind"] == "invalid"
+        assert isinstance(reply, Reply) and not reply.ok and reply.error.kind == "invalid"
     async with session.post(sup.url + "/internal/op", data=pack({"t": "drop_tables"}), headers=headers) as resp:
         reply = decode(await resp.read())
-        assert not reply.ok and "unknown message type" in reply.error["detail"]
+        assert not reply.ok and "unknown message type" in reply.error.detail
     async with session.post(sup.url + "/internal/op", data=encode(GetStatus()), headers=headers) as resp:
         reply = decode(await resp.read())
         assert reply.ok and reply.data["protocol_version"] == PROTOCOL_VERSION

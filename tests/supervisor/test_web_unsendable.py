@@ -10,7 +10,8 @@ from typing import AsyncIterator
 import pytest
 
 from jobvisor.config import load_config
-from jobvisor.protocol import Caller, GetJob, JobSpec, ListFiles, Reply, RunAnalysis, SubmitJobs
+from jobvisor.errors import InvalidRequest
+from jobvisor.protocol import AnalysisRequest, Caller, GetJob, JobSpec, ListFiles, Reply, RunAnalysis, SubmitJobs
 from supervisor.app import LocalLink, RunningSupervisor, start_supervisor
 from tests.harness import free_port
 
@@ -53,13 +54,18 @@ async def _running_job(link: LocalLink) -> str:
 
 
 async def test_an_unpackable_analysis_fails_at_once_and_its_frame_goes_on(running):
-    _, link = running
+    sup, link = running
     job_id = await _running_job(link)
-    bad = link.request(RunAnalysis(ALICE, job_id, args={"x": 2**70}))
+    # the request handlers refuse such args (a 400 naming the field): the op is made straight
+    # on the core here, as a check that missed a value would leave it
+    job = sup.core.jobs.get(job_id)
+    bad = sup.core.agent_op(job, lambda op_id, run_dir: AnalysisRequest(op_id, job.id, job.code, run_dir, {"x": 2**70}, 30),
+                            30, "analyse it")
     good = link.request(ListFiles(ALICE, job_id))
-    bad_reply, files = await asyncio.wait_for(asyncio.gather(bad, good), 10)
-    assert not bad_reply.ok
-    assert bad_reply.error["kind"] == "invalid" and "cannot be sent to the agent" in bad_reply.error["detail"]
+    outcome, files = await asyncio.wait_for(asyncio.gather(bad, good, return_exceptions=True), 10)
+    assert isinstance(outcome, InvalidRequest) and "cannot be sent to the agent" in outcome.detail, outcome
     assert files.ok, files.error
+    refused = await link.request(RunAnalysis(ALICE, job_id, args={"x": 2**70}))
+    assert not refused.ok and refused.error.kind == "invalid" and refused.error.field == "args.x"
     job = await _data(link, GetJob(ALICE, job_id))
     assert job["state"] == "running" and job["attempt"] == 1
