@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -304,3 +305,23 @@ async def test_values_msgpack_cannot_carry_are_refused_by_the_supervisor_too(cor
     with pytest.raises(InvalidRequest) as info:
         await RequestHandlers(core).handle(RunAnalysis(Caller("alice"), job.id, {"x": -(2**70)}))
     assert info.value.field == "args.x" and job.state is JobState.RUNNING
+
+
+async def test_each_hold_has_its_own_release(core, driver):
+    """One word per reason a job waits: the end of the restart grace releases the restart
+    hold only. A job held for its user's login waits for that login (it was released by the
+    grace too, and started an agent that could not log in)."""
+    from supervisor.holds import HoldKind
+
+    driver.login_required = lambda user: "login required: run `jobvisor login fake`"
+    job = await submit_one(core)
+    await eventually(lambda: core.holds.get(HoldKind.LOGIN, "alice", "fake") is not None, what="the login hold")
+    assert job.state is JobState.QUEUED and job.reason.startswith("login required")
+    core.holds.add(HoldKind.RESTART, "bob", "fake", [])
+    core.recovery.cfg = dataclasses.replace(core.recovery.cfg, reconnect_grace=0.01)
+    await core.recovery.after_grace()
+    assert core.holds.get(HoldKind.RESTART, "bob", "fake") is None
+    assert core.holds.get(HoldKind.LOGIN, "alice", "fake") is not None and not driver.started
+    driver.login_required = lambda user: None
+    core.release_held("alice", "fake")
+    await eventually(lambda: job.state is JobState.STARTING, what="the job sent after the login")
