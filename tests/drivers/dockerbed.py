@@ -3,9 +3,11 @@ the driver settings of a `jobvisor up` under test, and clean-up of what a test l
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from drivers.docker.spec import LABEL_AGENT, LABEL_INSTANCE, instance_id
@@ -109,3 +111,13 @@ def remove_containers(state_dir: Path) -> None:
         except Exception:  # gone meanwhile
             pass
     shutil.rmtree(state_dir / "docker-runs", ignore_errors=True)
+
+
+async def until(predicate, timeout: float, what: str) -> None:
+    """Wait until `predicate()` (a blocking check: the Docker SDK, /proc) holds, asking it off
+    the loop every 0.2 s; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what}")
+        await asyncio.sleep(0.2)

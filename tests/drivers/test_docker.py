@@ -145,7 +145,7 @@ async def test_docker_kill_of_the_agent_container_makes_its_job_lost(start):
         await asyncio.to_thread(container.kill)
         done = await api.wait_state(job["id"], "lost", timeout=15)
         assert f"agent container {container.name} exited with code 137" in done["reason"], done["reason"]
-        await _until(lambda: not dockerbed.containers(server.state_dir), 15, "the killed container is removed")
+        await dockerbed.until(lambda: not dockerbed.containers(server.state_dir), 15, "the killed container is removed")
     finally:
         await api.close()
 
@@ -221,7 +221,7 @@ async def test_containers_of_an_earlier_supervisor_without_an_agent_are_removed(
         def agents_left() -> set[str]:
             return {c.labels[LABEL_AGENT] for c in dockerbed.containers(server.state_dir)}
 
-        await _until(lambda: not agents_left() & {"a-done", "a-gone"}, 20, "orphans are removed")
+        await dockerbed.until(lambda: not agents_left() & {"a-done", "a-gone"}, 20, "orphans are removed")
         assert (await api.job(job["id"]))["agent_id"] in agents_left()  # the live agent stays
     finally:
         await api.close()
@@ -283,12 +283,6 @@ async def _log_becomes(api: Api, job_id: str, expected: bytes, timeout: float) -
     return log
 
 
-async def _until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        await asyncio.sleep(0.2)
 
 
 class _silent_engine:

@@ -35,12 +35,6 @@ def _engine_pid() -> int | None:
         return None
 
 
-async def _until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        await asyncio.sleep(0.2)
 
 
 def _start_engine() -> None:
@@ -69,7 +63,7 @@ async def test_jobs_queued_while_the_engine_is_down_run_when_it_is_back(engine_w
         pid = _engine_pid()
         assert pid is not None
         os.kill(pid, signal.SIGTERM)
-        await _until(lambda: _engine_pid() is None and dockerbed.missing() is not None, 60, "dockerd stopped")
+        await dockerbed.until(lambda: _engine_pid() is None and dockerbed.missing() is not None, 60, "dockerd stopped")
 
         jobs = [await api.submit({"code": "shell", "params": {"script": f"echo back {n}"}, "driver": "docker"})
                 for n in range(3)]
