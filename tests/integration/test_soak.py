@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.soak import JobPlan, SoakOptions, check_job, findings_markdown, report_lines, run_soak
+from tests.soak import JobPlan, SoakOptions, check_job, check_times, findings_markdown, report_lines, run_soak
 
 JOBS = 600
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "soak"
@@ -36,7 +36,7 @@ async def test_every_job_ends_once_per_attempt_with_its_whole_log_while_up_and_a
     print("\n".join(report_lines(result)))
     # pytest keeps only the last few tmp dirs: JOBVISOR_SOAK_FINDINGS=FILE appends the evidence there too
     findings = Path(os.environ.get("JOBVISOR_SOAK_FINDINGS") or tmp_path / "findings.md")
-    if result.problems:
+    if result.problems or result.notes:
         with open(findings, "a") as out:
             out.write(findings_markdown(result, f"tests/integration/test_soak.py, seed {seed}, {database.kind}"))
     assert not result.problems, (f"seed {seed} ({database.kind}): {len(result.problems)} problems, evidence in "
@@ -115,3 +115,11 @@ def test_a_log_that_is_not_the_last_attempts_whole_output_is_caught(log: bytes |
 def test_each_inconsistency_between_record_markers_and_history_is_caught(job: dict, markers: list[int], says: str):
     problems = check_job(job, PLAN, markers, PLAN.expected_log("j1", job["attempt"]))
     assert any(says in p for p in problems), problems
+
+
+def test_a_history_whose_times_run_backwards_is_noted():
+    job = record("completed", 1, [(1, "queued"), (1, "starting"), (1, "running"), (1, "completed")])
+    assert check_times(job["history"]) == []
+    job["history"][1]["at"] += 1.5  # `starting` stamped after the running and the end
+    assert check_times(job["history"]) == ["history goes back in time by 0.500 s at running (attempt 1)"]
+    assert check_job(job, PLAN, [1], PLAN.expected_log("j1", 1)) == []  # a note, not a failure
