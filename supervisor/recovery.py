@@ -147,6 +147,7 @@ class Recovery:
             job.placement = Prefetched(agent.id)
             self._targets.queue(job.driver).add_ahead(job)
             self._jobs.store.record(job)
-        else:
+        else:  # stamped no later than the start it reports, so the history reads in order
+            at = min(now, report.started_at or report.at or now)
             self._jobs.slot_prefetched(job, agent, self._targets.queue(job.driver).reserve_running(job),
-                                       f"re-announced by agent {agent.id}", now)
+                                       f"re-announced by agent {agent.id}", at)

@@ -86,8 +86,11 @@ async def test_job_sent_just_before_a_crash_is_adopted_not_run_twice(tmp_path, d
     assert core2.jobs[job.id].state is JobState.QUEUED
     await __import__("asyncio").sleep(0.2)
     assert not driver2.started, "a held-back job must not start a new agent"
-    link = driver2.connect(agent_id, [JobReport(job.id, 1, JobState.RUNNING)])
+    link = driver2.connect(agent_id, [JobReport(job.id, 1, JobState.RUNNING, at=123.5, started_at=123.5)])
     assert core2.jobs[job.id].state is JobState.RUNNING
+    await core2.store.committed()
+    history = [(t["state"], t["at"]) for t in await core2.store.transitions_of(job.id)]
+    assert history[1:] == [("starting", 123.5), ("running", 123.5)], "a re-announced start is stamped in order"
     await __import__("asyncio").sleep(0.2)
     assert not link.of(RunJob)  # adopted, not sent again
     await core2.shutdown()
