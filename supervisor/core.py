@@ -102,7 +102,7 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """Stop agents; a job still running when they are gone ends `lost` with the reason."""
-        self.shutting_down = self.dispatch.stopping = True
+        self.shutting_down = self.dispatch.stopping = self.pool.stopping = True
         self.jobs.retrying = False
         for task in self._loops:
             task.cancel()

@@ -36,6 +36,7 @@ class AgentPool:
         self._tasks = tasks
         self._wake = wake
         self.on_dead: Callable[[Agent], None] = lambda agent: None  # what else follows a death (pending forgets)
+        self.stopping = False  # the supervisor is shutting down: agents leaving is expected
 
     # ------------------------------------------------------------------ connect and drop
 
@@ -67,8 +68,8 @@ class AgentPool:
         agent.link = None
         if agent.state in (AgentState.CONNECTED, AgentState.STARTING):
             agent.set_state(AgentState.DISCONNECTED)
-            log.warning("agent %s of user %s disconnected; it has %g s to come back", agent.id, agent.user,
-                        self.cfg.agent_lost_grace)
+            (log.info if self.stopping else log.warning)("agent %s of user %s disconnected; it has %g s to come back",
+                                                         agent.id, agent.user, self.cfg.agent_lost_grace)
             self._tasks.spawn(self._expect_reconnect(agent))
         self._replies.fail_all(agent.pending_ops, Unavailable("the agent disconnected"))
 
@@ -91,7 +92,7 @@ class AgentPool:
         each ends (`lost`, a new attempt while retries remain; `canceled` if being canceled)."""
         if agent.state is AgentState.DEAD:
             return
-        log.warning("agent %s of user %s is gone: %s", agent.id, agent.user, reason)
+        (log.info if self.stopping else log.warning)("agent %s of user %s is gone: %s", agent.id, agent.user, reason)
         agent.failure = reason
         self.registry.forget(agent)
         agent.set_state(AgentState.DEAD)
