@@ -120,6 +120,7 @@ class Supervisor:
         self.holds.close()
         await self.targets.close()
         await self.store.close()
+        self.bus.close()  # after the last commit's events went out
 
     # ================================================================== requests
 

@@ -39,6 +39,15 @@ class EventBus:
                     queue.get_nowait()
                 queue.put_nowait(None)  # tells the stream to end; the gateway reconnects
 
+    def close(self) -> None:
+        """End every stream (the supervisor is stopping): each handler finishes its response
+        instead of being cut off mid-stream."""
+        for queue in list(self._subscribers):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+        self._subscribers.clear()
+
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
