@@ -37,6 +37,7 @@ EXIT_AUTH = 3  # the supervisor refused our token: retrying cannot help
 CONNECT_TIMEOUT = 15.0
 TURN_BUDGET = 0.02  # seconds of message handling per loop turn
 HEARTBEAT = 15.0  # seconds between pings; a peer silent for half of it more is gone
+STABLE_CONNECTION = 5.0  # seconds a connection must last before the reconnect backoff starts over
 
 
 class Connection:
@@ -128,9 +129,11 @@ class Connection:
                     if self._closing.is_set():
                         await ws.close()
                         break
-                    attempt = 0
+                    connected_at = loop.time()
                     await self._serve(ws)
                     offline_since = loop.time()
+                    if offline_since - connected_at >= STABLE_CONNECTION:
+                        attempt = 0  # a link closed at once (a hello refused) keeps backing off
                 if self._closing.is_set():
                     break
                 assert self.core is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from jobvisor.protocol import (
-    ALLOWED_FROM_AGENT, Hello, HelloAck, LogChunk, Message, StatusUpdate, decode_frame, encode_frame,
+    ALLOWED_FROM_AGENT, ErrorMessage, Hello, HelloAck, LogChunk, Message, StatusUpdate, decode_frame, encode_frame,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,7 @@ class StubSupervisor:
         self.connections = 0
         self.upgrade_attempts = 0
         self.ack_hello = True
+        self.refuse_hello = False  # answer a hello with an error and close, as a version mismatch does
         self.hello_offsets: dict[str, int] | None = None  # override the offsets in the next HelloAck
         self.ws: web.WebSocketResponse | None = None
         self._changed = asyncio.Event()
@@ -78,6 +79,10 @@ class StubSupervisor:
             self.errors.extend(str(e) for e in errors)
             for message in messages:
                 self._record(message)
+                if isinstance(message, Hello) and self.refuse_hello:
+                    await ws.send_bytes(encode_frame([ErrorMessage("protocol version 1 is not supported", "hello")]))
+                    await ws.close()
+                    break
                 if isinstance(message, Hello) and self.ack_hello:
                     offsets = {r.job_id: len(self.logs.get(r.job_id, b"")) for r in message.jobs}
                     if self.hello_offsets is not None:

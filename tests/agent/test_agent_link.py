@@ -1,6 +1,8 @@
 """The link to the supervisor: log flow control, reconnects, Hello/HelloAck/ForgetJobs,
 malformed input, io and analysis ops."""
 
+import asyncio
+
 import msgpack
 
 from jobvisor.protocol import (
@@ -160,3 +162,15 @@ async def test_hello_ack_forget_cancels_unwanted_running_job(supervisor, start_a
     assert [r.job_id for r in supervisor.hellos()[1].jobs] == ["u1"]
     # the forgotten job is not reported: the supervisor said it does not want it
     assert not supervisor.find(StatusUpdate, lambda m: m.report.job_id == "u1" and m.report.state == "canceled")
+
+
+async def test_a_hello_refused_at_once_backs_off_instead_of_hammering(supervisor, start_agent):
+    """A supervisor that refuses the hello (a protocol version it does not speak) closes the
+    link at once. The agent used to start its backoff over at every connect, so it reconnected
+    about twenty times a second; a link must last before the backoff starts over."""
+    supervisor.refuse_hello = True
+    agent = start_agent(max_backoff="2")
+    await supervisor.wait(lambda: supervisor.connections >= 1, what="the first connection")
+    await asyncio.sleep(3.0)
+    # backing off (0.1, 0.2, 0.4 ... 2 s, with jitter): about 7; starting over each time: about 50
+    assert 2 <= supervisor.connections <= 12, (supervisor.connections, agent.log()[-3000:])
