@@ -4,7 +4,8 @@
 
 Any non-terminal state may also go straight to `canceled` (user cancel), `failed` (an error
 before the run began, such as an unknown code) or `lost` (the agent vanished). `queued` is
-re-entered only by a retry, which starts a new attempt.
+re-entered by a retry, which starts a new attempt, and from `starting` by a run its agent
+said it never got (or holds in its queue, not started).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.WAITING: frozenset({JobState.QUEUED}) | _ENDINGS,
     JobState.QUEUED: frozenset({JobState.STARTING}) | _ENDINGS,
     JobState.STARTING: frozenset({JobState.RUNNING, JobState.QUEUED}) | TERMINAL_STATES,
-    JobState.RUNNING: frozenset({JobState.QUEUED}) | TERMINAL_STATES,
+    JobState.RUNNING: TERMINAL_STATES,
 }
 
 

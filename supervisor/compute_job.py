@@ -33,8 +33,8 @@ class IllegalTransition(RuntimeError):
 class Prefetched:
     """Sent ahead into `agent`'s FIFO while every slot was busy: it holds no slot, and to its
     user it is still `queued` (with its position). The agent may start it the moment one of
-    its jobs ends, so from here on the job may have started: it never goes back to the queue
-    under the same attempt."""
+    its jobs ends, so from here on the job may have started: it goes back to the queue under
+    the same attempt only if that agent's own process says it never got it."""
 
     agent: AgentId
 
@@ -49,14 +49,16 @@ class Dispatched:
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """Read from the database at start-up: it was sent to `agent` before the supervisor
-    stopped. Recovery turns it into `Dispatched` or `Prefetched` before anything else runs."""
+    """Read from the database at start-up: it was sent to `agent` (None: no agent was recorded,
+    for a job whose row says it is active) before the supervisor stopped. Recovery turns it
+    into `Dispatched` or `Prefetched`, or ends it, before anything else runs."""
 
     agent: AgentId | None
 
 
 # Where a job is: nowhere (waiting or queued here), or with an agent. A job with an agent may
-# have started there; only a job placed nowhere can be queued again under the same attempt.
+# have started there; it is queued again under the same attempt only when that agent's process
+# said it never got it (see supervisor.recovery).
 Placement = Prefetched | Dispatched | Restored | None
 
 
@@ -80,8 +82,8 @@ def iso(ts: float | None) -> str | None:
 
 
 class ComputeJob:
-    """One job. `spec` keeps params and resources packed: a queued job costs a few hundred
-    bytes, so 100,000 of them fit in well under 2 KB each."""
+    """One job. `spec` keeps params and resources packed, and `__slots__` keeps the rest small:
+    a queue of 100,000 jobs is a normal day (`bench/memory` measures the cost of one)."""
 
     __slots__ = (
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",

@@ -90,6 +90,8 @@ class Supervisor:
         for row in await self.store.load_agents():
             agent = Agent(AgentId(row.id), UserId(row.user), row.kind, row.token_hash)
             agent.info = row.info or {}
+            seen = agent.info.get("hello") or {}
+            agent.pid, agent.host = seen.get("pid"), seen.get("host", "")
             self.agents.add_known(agent)
         unfinished = await self.store.load_unfinished()
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})

@@ -63,7 +63,10 @@ class Dispatcher:
             if self.cfg.schedule_debounce:
                 await asyncio.sleep(self.cfg.schedule_debounce)
             for queue in list(self._targets.queues.values()):
-                self._pass(queue)
+                try:
+                    self._pass(queue)
+                except Exception:  # a bug about one job must not stop every dispatch after it
+                    log.exception("the scheduling pass over %s failed", queue.kind)
 
     def _ready(self, user: UserId, target: str) -> Agent | None:
         agent = self._agents.current.get((user, target))
@@ -71,7 +74,7 @@ class Dispatcher:
 
     def _pass(self, queue: DriverQueue) -> None:
         target = queue.kind
-        self._slot_prefetched(queue)
+        self._slot_sent_ahead(queue)
         for user in queue.waiting_users():
             if self._ready(user, target) is None and (user, target) not in self._acquiring:
                 self._acquiring.add((user, target))
@@ -87,7 +90,7 @@ class Dispatcher:
             self._send_runs(agent, [job for job, _ in picks], prefetched=False)
         self._send_ahead(queue)
 
-    def _slot_prefetched(self, queue: DriverQueue) -> None:
+    def _slot_sent_ahead(self, queue: DriverQueue) -> None:
         """Free slots go first to jobs already sent ahead: they were next in line."""
         now = time.time()
         for job in queue.ahead():
@@ -99,7 +102,7 @@ class Dispatcher:
             agent = self._agents.by_id.get(placement.agent)
             if agent is None or agent.state is not AgentState.CONNECTED:
                 continue
-            self._jobs.slot_prefetched(job, agent, queue.reserve_running(job), f"sent to agent {agent.id}", now)
+            self._jobs.slot(job, agent, f"sent to agent {agent.id}", now)
             agent.send([StartPrefetched(job.id)])
 
     def _send_ahead(self, queue: DriverQueue) -> None:

@@ -75,25 +75,41 @@ class JobBook:
         agent.jobs.add(job.id)
         self.store.record(job, job.move(JobState.STARTING, f"sent to agent {agent.id}", now), lazy=True)
 
-    def prefetch(self, job: ComputeJob, agent: Agent) -> None:
+    def prefetch(self, job: ComputeJob, agent: Agent, *, record: bool = True) -> None:
         """Sent ahead into `agent`'s FIFO: still `queued`, now in its queue's `ahead` lane. The
         row keeps the agent, so a restarted supervisor knows the job may be there."""
+        self._targets.queue(job.driver).remove(job)
         job.placement = Prefetched(agent.id)
         agent.jobs.add(job.id)
         self._targets.queue(job.driver).add_ahead(job)
-        self.store.record(job, lazy=True)
+        if record:
+            self.store.record(job, lazy=True)
 
-    def slot_prefetched(self, job: ComputeJob, agent: Agent, run_op: RunOp, reason: str, now: float) -> None:
-        """A job sent ahead gets its slots (it starts now, or has just started): `starting`."""
+    def restore(self, job: ComputeJob, agent: Agent) -> None:
+        """A job read from the database as sent to `agent`: running or starting there (its
+        slots taken again), or sent ahead (in the `ahead` lane)."""
+        if job.state.is_active:
+            job.placement = Dispatched(agent.id, self._targets.queue(job.driver).reserve(job))
+            agent.jobs.add(job.id)
+        else:
+            self.prefetch(job, agent, record=False)
+
+    def slot(self, job: ComputeJob, agent: Agent, reason: str, now: float) -> None:
+        """A job `agent` has (sent ahead, or re-announced after a restart) gets its slots: it
+        starts now or has just started, so it is `starting` there."""
         self._targets.queue(job.driver).remove(job)
-        job.placement = Dispatched(agent.id, run_op)
+        job.placement = Dispatched(agent.id, self._targets.queue(job.driver).reserve(job))
+        agent.jobs.add(job.id)
         self.store.record(job, job.move(JobState.STARTING, reason, now), lazy=True)
 
-    def unslot(self, job: ComputeJob, agent: Agent) -> None:
-        """The agent says the job waits in its FIFO: it holds no slot there."""
+    def unslot(self, job: ComputeJob, agent: Agent, now: float) -> None:
+        """The agent says the job still waits in its FIFO: it holds no slot there, and to its
+        user it is queued again (first in line)."""
         self._release(job)
         job.placement = Prefetched(agent.id)
-        self._targets.queue(job.driver).add_ahead(job)
+        self._targets.queue(job.driver).add_ahead(job, front=True)  # it had been given the next slot
+        if job.state is not JobState.QUEUED:
+            self.store.record(job, job.move(JobState.QUEUED, f"waits in the queue of agent {agent.id}", now))
 
     def rehome(self, job: ComputeJob, agent: Agent) -> None:
         """`agent` runs the job (it said so at its hello), whatever we believed before."""
@@ -111,12 +127,15 @@ class JobBook:
         if isinstance(job.placement, Prefetched):
             # the agent started it when one of its jobs ended: that end comes in the same
             # frame, so its slot is the one free now
-            self.slot_prefetched(job, agent, self._targets.queue(job.driver).reserve_running(job),
-                                 f"started by agent {agent.id} as a slot freed", at)
+            self.slot(job, agent, f"started by agent {agent.id} as a slot freed", at)
         self.store.record(job, job.move(JobState.RUNNING, reason, at))
 
     def requeue(self, job: ComputeJob, reason: str, now: float) -> None:
-        """Back to the head of its queue, same attempt: only for a job its agent never got."""
+        """Back to the head of its queue, same attempt: only for a job its agent never got
+        (`starting` or sent ahead). One being canceled is canceled instead."""
+        if job.cancel_reason is not None:
+            self.end(job, JobState.CANCELED, job.cancel_reason, now)
+            return
         agent = self.agent_of(job)
         if agent is not None:
             agent.jobs.discard(job.id)
@@ -126,6 +145,8 @@ class JobBook:
         if job.state is not JobState.QUEUED:
             self.store.record(job, job.move(JobState.QUEUED, reason, now))
         else:
+            job.reason = reason
+            job.updated_at = now
             self.store.record(job)
         self._targets.queue(job.driver).push(job, front=True)
         self._wake()

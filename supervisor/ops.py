@@ -1,7 +1,8 @@
 """Ops: transient requests inside the supervisor that hold resources while they live.
 
-Every op releases everything it holds in one idempotent `destroy()`; await-retry loops check
-`alive` after each await and stop when the op was destroyed meanwhile.
+Every op releases everything it holds in one idempotent `destroy()`, and `alive` says whether
+it still holds it: a job's slots go back once, whichever of its end, a requeue or the agent
+saying it has not started the job comes first.
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ class AgentPool:
             agent.link.close("replaced by a new connection")
         agent.link = link
         same_process = agent.pid is not None and (agent.pid, agent.host) == (hello.pid, hello.hostname)
+        if not same_process:  # kept, so that after a restart its next hello is known as the same process's
+            agent.info = {**agent.info, "hello": {"pid": hello.pid, "host": hello.hostname}}
+            self._jobs.store.update_agent(agent.id, agent.info)
         agent.pid = hello.pid
         agent.host = hello.hostname
         agent.connected_at = time.time()
@@ -70,14 +73,17 @@ class AgentPool:
             agent.set_state(AgentState.DISCONNECTED)
             (log.info if self.stopping else log.warning)("agent %s of user %s disconnected; it has %g s to come back",
                                                          agent.id, agent.user, self.cfg.agent_lost_grace)
-            self._tasks.spawn(self._expect_reconnect(agent))
+            self._tasks.spawn(self._expect_reconnect(agent, agent.connected_at))
         self._replies.fail_all(agent.pending_ops, Unavailable("the agent disconnected"))
 
-    async def _expect_reconnect(self, agent: Agent) -> None:
+    async def _expect_reconnect(self, agent: Agent, connected_at: float | None) -> None:
+        """Dead unless it came back within the grace. `connected_at` tells this drop from a
+        later one (that one has its own full grace). Dead first, then stopped: an agent that
+        comes back while its process is being stopped is refused, not counted alive."""
         await asyncio.sleep(self.cfg.agent_lost_grace)
-        if agent.state is AgentState.DISCONNECTED:
-            await self.stop(agent)
+        if agent.state is AgentState.DISCONNECTED and agent.connected_at == connected_at:
             self.dead(agent, f"it did not reconnect within {self.cfg.agent_lost_grace:g} s")
+            await self.stop(agent)
 
     def exited(self, agent_id: AgentId, reason: str) -> None:
         """Its driver saw the agent's process end."""

@@ -65,16 +65,10 @@ class Recovery:
                 if agent is None:
                     self._jobs.lose_or_cancel(job, "its agent was gone when the supervisor restarted", now)
                     continue
-                if job.state.is_active:
-                    job.log_size = log_sizes.get(job.id, 0)
-                    job.placement = Dispatched(agent.id, self._targets.queue(job.driver).reserve_running(job))
-                else:
-                    job.placement = Prefetched(agent.id)
-                    self._targets.queue(job.driver).add_ahead(job)
-                agent.jobs.add(job.id)
+                job.log_size = log_sizes.get(job.id, 0)
+                self._jobs.restore(job, agent)
                 with_agents += 1
             elif job.state in (JobState.QUEUED, JobState.WAITING):
-                job.placement = None
                 key = (job.owner, job.driver)
                 if key in maybe_alive:
                     restart_held.setdefault(key, []).append(job)
@@ -122,7 +116,7 @@ class Recovery:
             self._jobs.rehome(job, agent)
             offsets[job.id] = job.log_size
             if report.prefetched and isinstance(job.placement, Dispatched) and job.state is JobState.STARTING:
-                self._jobs.unslot(job, agent)  # waits in the agent's FIFO: it holds no slot yet
+                self._jobs.unslot(job, agent, now)  # waits in the agent's FIFO: it holds no slot yet
             if job.cancel_reason is not None:
                 out.append(CancelJob(job.id, job.cancel_reason))
             self._reports.apply(agent, job, report, now)
@@ -130,24 +124,18 @@ class Recovery:
             job = self._jobs.get(job_id)
             if job is None or job.id in reported or job.state.is_terminal:
                 continue
-            if same_process or not job.state.is_active:
+            if same_process and job.state is not JobState.RUNNING:
                 # the agent keeps every run it got until told to forget it: this one never reached it
                 self._jobs.requeue(job, f"agent {agent.id} reconnected without it: the run never reached it", now)
-            else:
-                agent.jobs.discard(job_id)
+            else:  # another process under the agent's id: it may have run the job
                 self._jobs.lose_or_cancel(job, f"agent {agent.id} reconnected without it", now)
         agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
         self._jobs.enqueue(held.values())
 
     def _adopt_unrecorded(self, job: ComputeJob, agent: Agent, report: JobReport, now: float) -> None:
         """A queued job the agent has: it was sent just before a crash, before that was committed."""
-        agent.jobs.add(job.id)
         if report.prefetched:
-            self._targets.queue(job.driver).remove(job)
-            job.placement = Prefetched(agent.id)
-            self._targets.queue(job.driver).add_ahead(job)
-            self._jobs.store.record(job)
+            self._jobs.prefetch(job, agent)
         else:  # stamped no later than the start it reports, so the history reads in order
             at = min(now, report.started_at or report.at or now)
-            self._jobs.slot_prefetched(job, agent, self._targets.queue(job.driver).reserve_running(job),
-                                       f"re-announced by agent {agent.id}", at)
+            self._jobs.slot(job, agent, f"re-announced by agent {agent.id}", at)

@@ -74,7 +74,9 @@ class Reports:
         state = report.state
         if report.info:
             job.info = {**(job.info or {}), **report.info}
-        if job.state.is_terminal:
+        if job.state.is_terminal:  # ended here first (a cancel of a job sent ahead): the agent may drop it
+            if state.is_terminal:
+                self.forget_after_commit(agent, [job.id])
             return
         if state is JobState.RUNNING and job.state is not JobState.RUNNING:
             self._jobs.running(job, agent, report.reason or "running", report.at or now)

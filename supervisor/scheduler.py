@@ -61,8 +61,10 @@ class DriverQueue:
 
     # ------------------------------------------------------------------ sent ahead
 
-    def add_ahead(self, job: ComputeJob) -> None:
+    def add_ahead(self, job: ComputeJob, *, front: bool = False) -> None:
         self._ahead[job.id] = job
+        if front:
+            self._ahead.move_to_end(job.id, last=False)
 
     def ahead(self) -> Iterator[ComputeJob]:
         """The jobs sent ahead, oldest first (each agent starts its own in this order)."""
@@ -87,8 +89,9 @@ class DriverQueue:
 
         return RunOp(job.id, job.cpus, release)
 
-    def reserve_running(self, job: ComputeJob) -> RunOp:
-        """Slots for a job that was already running when the supervisor restarted."""
+    def reserve(self, job: ComputeJob) -> RunOp:
+        """Slots for a job its agent has already (sent ahead and started there, or running when
+        the supervisor restarted): taken whatever is free, since its start does not wait."""
         return self._reserve(job)
 
     def _under_cap(self, user: UserId) -> bool:

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -276,6 +276,9 @@ class Store:
             "id": agent_id, "user": user, "kind": kind, "token_hash": token_hash,
             "created_at": time.time(), "info": info,
         }])
+
+    def update_agent(self, agent_id: AgentId, info: dict) -> None:
+        self.execute(update(tables.agents).where(tables.agents.c.id == agent_id), [{"info": info}])
 
     def remove_agent(self, agent_id: AgentId) -> None:
         self.execute(delete(tables.agents).where(tables.agents.c.id == agent_id))

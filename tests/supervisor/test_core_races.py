@@ -9,7 +9,7 @@ import pytest
 
 from jobvisor.errors import OpTimeout
 from jobvisor.protocol import (
-    CancelJob, CancelJobRequest, Caller, ForgetJobs, JobSpec, OpReply, RunAnalysis, RunJob,
+    CancelJob, CancelJobRequest, Caller, ForgetJobs, JobReport, JobSpec, OpReply, RunAnalysis, RunJob,
 )
 from jobvisor.states import JobState
 from supervisor.requests import RequestHandlers
@@ -325,3 +325,67 @@ async def test_each_hold_has_its_own_release(core, driver):
     driver.login_required = lambda user: None
     core.release_held("alice", "fake")
     await eventually(lambda: job.state is JobState.STARTING, what="the job sent after the login")
+
+
+async def test_a_job_slotted_then_found_waiting_in_the_agents_queue_is_queued_again(core, driver):
+    """The review's case A: a job sent ahead gets its slot (StartPrefetched goes out), the link
+    drops, and the same agent process says the job still waits in its FIFO. It is `queued`
+    again, first in line, without a slot; the next slot and its start work as for any job sent
+    ahead (the scheduling loop died on starting -> starting)."""
+    send_ahead(core, depth=4)
+    first = await submit_one(core)
+    link = await running(core, driver, first)
+    ahead, behind = await core.submit("alice", [spec(), spec()])
+    await eventually(lambda: ahead.agent_id is not None and behind.agent_id is not None, what="sent ahead")
+    core.targets.queue("fake").cpus_total = 2
+    core.dispatch.wake()
+    await eventually(lambda: ahead.state is JobState.STARTING, what="the free slot given to the job sent ahead")
+    agent = core.agents.by_id[first.agent_id]
+    core.on_agent_disconnected(agent, link)
+    link = driver.connect(agent.id, [JobReport(first.id, 1, JobState.RUNNING),
+                                     JobReport(ahead.id, 1, JobState.STARTING, prefetched=True),
+                                     JobReport(behind.id, 1, JobState.STARTING, prefetched=True)])
+    assert ahead.state is JobState.QUEUED and ahead.run_op is None and core.queue_position(ahead) is not None
+    await eventually(lambda: ahead.state is JobState.STARTING, what="its slot again")
+    core.on_agent_messages(agent, [report(ahead.id, "running")])
+    assert ahead.state is JobState.RUNNING and not core._loops[0].done()
+
+
+async def test_a_job_being_canceled_that_never_reached_its_agent_is_canceled_not_sent_again(core, driver):
+    """The review's case B: the cancel was waiting for the agent, which comes back (the same
+    process) without the job; it used to go back to the queue, cancel and all, and run."""
+    job = await submit_one(core)
+    await eventually(lambda: job.state is JobState.STARTING, what="sent")
+    agent = core.agents.by_id[job.agent_id]
+    core.cancel(job)
+    core.on_agent_disconnected(agent, agent.link)
+    again = driver.connect(agent.id, [])
+    assert job.state is JobState.CANCELED
+    await asyncio.sleep(0.1)
+    assert not again.of(RunJob)
+
+
+async def test_the_agent_forgets_a_canceled_job_sent_ahead(core, driver):
+    """The review's case C: such a job ends here at once; the agent's `canceled` for it used to
+    find it ended and was dropped without the ForgetJobs, so the agent kept it."""
+    send_ahead(core, depth=4)
+    first = await submit_one(core)
+    link = await running(core, driver, first)
+    (ahead,) = await core.submit("alice", [spec()])
+    await eventually(lambda: ahead.agent_id is not None, what="sent ahead")
+    core.cancel(ahead)
+    core.on_agent_messages(core.agents.by_id[first.agent_id], [report(ahead.id, "canceled", reason="canceled by user")])
+    await eventually(lambda: any(ahead.id in m.job_ids for m in link.of(ForgetJobs)), what="ForgetJobs")
+
+
+async def test_a_job_sent_ahead_that_another_process_under_the_agents_id_does_not_name_may_have_run(core, driver):
+    """The review's case D: only the very process it was sent to can say it never got it."""
+    send_ahead(core, depth=4)
+    first = await submit_one(core)
+    link = await running(core, driver, first)
+    (ahead,) = await core.submit("alice", [spec()])
+    await eventually(lambda: ahead.agent_id is not None, what="sent ahead")
+    agent = core.agents.by_id[first.agent_id]
+    core.on_agent_disconnected(agent, link)
+    driver.connect(agent.id, [], pid=999)
+    assert ahead.state is JobState.LOST and first.state is JobState.LOST
