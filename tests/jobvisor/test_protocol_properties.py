@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobvisor import protocol
+from jobvisor.codec import message_types
 from jobvisor.errors import MessageTooLarge, ProtocolError
 from jobvisor.protocol import (
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT, Message, decode, decode_frame,
@@ -22,7 +23,8 @@ from jobvisor.protocol import (
 from jobvisor.wire_values import MAX_INT, MIN_INT
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-MESSAGE_TYPES: list[type[Message]] = sorted(protocol._REGISTRY.values(), key=lambda cls: cls.TYPE)
+TAGS = message_types()
+MESSAGE_TYPES: list[type[Message]] = sorted(TAGS.values(), key=lambda cls: cls.TYPE)
 
 # what msgpack carries and gives back equal: 64-bit ints, finite floats (NaN != NaN), UTF-8
 # text, bytes; lists (tuples come back as lists), maps with string keys
@@ -82,7 +84,7 @@ def test_every_message_type_round_trips(message):
 @PROPERTY
 @given(st.lists(ANY_MESSAGE, max_size=5))
 def test_frames_round_trip(messages):
-    decoded, errors = decode_frame(encode_frame(messages), frozenset(protocol._REGISTRY))
+    decoded, errors = decode_frame(encode_frame(messages), frozenset(TAGS))
     assert decoded == messages and errors == []
 
 
@@ -110,7 +112,7 @@ def _corrupt(draw: st.DrawFn) -> dict:
         if draw(st.booleans()):
             wire.pop(name, None)
         else:
-            wire[name] = draw(VALUES | st.sampled_from([{"t": t} for t in protocol._REGISTRY]))
+            wire[name] = draw(VALUES | st.sampled_from([{"t": t} for t in TAGS]))
     return wire
 
 
@@ -136,7 +138,7 @@ def test_a_message_over_the_limit_is_message_too_large(message):
     else:
         raise AssertionError("a message over the limit was decoded")
     try:
-        decode_frame(pack([protocol.to_wire(message)] * 2), frozenset(protocol._REGISTRY), max_bytes=len(data))
+        decode_frame(pack([protocol.to_wire(message)] * 2), frozenset(TAGS), max_bytes=len(data))
     except MessageTooLarge:
         pass
     else:
