@@ -20,7 +20,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from jobvisor.codec import (  # the codec's names, as the protocol's users import them
+from jobvisor.codec import (  # noqa: F401  (the codec's names, as the protocol's users import them)
     DEFAULT_MAX_MESSAGE_BYTES, Message, decode, decode_frame, encode, encode_frame, from_wire, pack,
     register, to_wire, union_members, unpack,
 )
@@ -436,8 +436,3 @@ ALLOWED_FROM_AGENT = frozenset(c.TYPE for c in union_members(FromAgent))
 ALLOWED_TO_AGENT = frozenset(c.TYPE for c in union_members(ToAgent))
 ALLOWED_GATEWAY_REQUESTS = frozenset(c.TYPE for c in union_members(GatewayRequest))
 
-
-__all__ = [  # the codec's names that callers take from here
-    "DEFAULT_MAX_MESSAGE_BYTES", "Message", "decode", "decode_frame", "encode", "encode_frame", "from_wire", "pack",
-    "to_wire", "unpack",
-]
