@@ -4,9 +4,7 @@ gateway and the CLI tests)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
@@ -14,6 +12,7 @@ from jobvisor.config import Config, load_config
 from jobvisor.secrets import internal_secret_path, load_or_create_secret
 
 from api_gateway.app import GatewayHandle, start_gateway
+from api_session import ApiSession
 from api_gateway.context import SUPERVISOR
 from fake_supervisor import FakeSupervisor
 
@@ -21,38 +20,12 @@ MAX_BODY = 64 * 1024
 
 
 @dataclass
-class GatewayEnv:
+class GatewayEnv(ApiSession):
     config: Config
     gateway: GatewayHandle
     fake: FakeSupervisor
     http: aiohttp.ClientSession
     tokens: dict[str, str]
-
-    @property
-    def api(self) -> str:
-        return self.gateway.url + "/api/v1"
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    async def call(self, method: str, path: str, user: str | None = "alice", **kwargs: Any) -> tuple[int, Any, Any]:
-        """(status, parsed body, headers) of one request to the API."""
-        headers = dict(kwargs.pop("headers", {}))
-        if user is not None:
-            headers.update(self.auth(user))
-        async with self.http.request(method, self.api + path, headers=headers, **kwargs) as resp:
-            raw = await resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-            body: Any = raw
-            if "json" in ctype:
-                body = json.loads(raw)
-            return resp.status, body, resp.headers
-
-    async def submit(self, user: str = "alice", **job: Any) -> dict:
-        job = {"code": "shell", "params": {"argv": ["true"]}, **job}
-        status, body, _ = await self.call("POST", "/jobs", user, json=job)
-        assert status == 201, body
-        return body
 
 
 def make_config(tmp_path, supervisor_url: str, **env: str) -> Config:

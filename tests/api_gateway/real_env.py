@@ -9,13 +9,13 @@ the wire fails differently on each, so the tests that care run on both.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from api_gateway.app import GatewayHandle, start_gateway
+from api_session import ApiSession
 from api_gateway.context import SUPERVISOR
 from jobvisor.config import Config, load_config
 from supervisor.app import RunningSupervisor, start_supervisor
@@ -26,36 +26,13 @@ USERS = (("alice", False), ("bob", False), ("root", True))
 
 
 @dataclass
-class RealEnv:
+class RealEnv(ApiSession):
     config: Config
     supervisor: RunningSupervisor
     gateway: GatewayHandle
     http: aiohttp.ClientSession
     tokens: dict[str, str]
     requests: list[Any]  # every op the gateway sent, in order (a spy on its supervisor client)
-
-    @property
-    def api(self) -> str:
-        return self.gateway.url + "/api/v1"
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    async def call(self, method: str, path: str, user: str | None = "alice", **kwargs: Any) -> tuple[int, Any, Any]:
-        """(status, parsed body, headers) of one request to the API."""
-        headers = dict(kwargs.pop("headers", {}))
-        if user is not None:
-            headers.update(self.auth(user))
-        async with self.http.request(method, self.api + path, headers=headers, **kwargs) as resp:
-            raw = await resp.read()
-            body: Any = json.loads(raw) if "json" in resp.headers.get("Content-Type", "") else raw
-            return resp.status, body, resp.headers
-
-    async def submit(self, user: str = "alice", **job: Any) -> dict:
-        job = {"code": "shell", "params": {"argv": ["true"]}, **job}
-        status, body, _ = await self.call("POST", "/jobs", user, json=job)
-        assert status == 201, body
-        return body
 
     async def wait_state(self, job_id: str, states: set[str] | str, user: str = "alice", timeout: float = 20.0) -> dict:
         states = {states} if isinstance(states, str) else states
