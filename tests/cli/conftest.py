@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import pytest
 
 from cli_env import CliEnv, start_env
-from real_env import start_real_env
+from real_env import RealEnv, start_real_env
 
 
 @pytest.fixture
@@ -23,9 +23,14 @@ async def cli(tmp_path) -> AsyncIterator[CliEnv]:
 
 
 @pytest.fixture
-async def real_cli(tmp_path) -> AsyncIterator[CliEnv]:
-    real = await start_real_env(tmp_path)
+async def real(tmp_path) -> AsyncIterator[RealEnv]:
+    env = await start_real_env(tmp_path)
     try:
-        yield CliEnv(gateway=real.gateway, fake=None, state_dir=real.config.state_dir, tokens=real.tokens)
+        yield env
     finally:
-        await real.close()
+        await env.close()
+
+
+@pytest.fixture
+def real_cli(real: RealEnv) -> CliEnv:
+    return CliEnv(gateway=real.gateway, fake=None, state_dir=real.config.state_dir, tokens=real.tokens)

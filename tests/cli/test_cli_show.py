@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta, timezone
-from typing import AsyncIterator
 
-import pytest
 
 from cli_env import cli_environ, run_cli
 from jobvisor.cli.jobs import format_history, format_job, local_time
-from real_env import RealEnv, start_real_env
 
 EST = timezone(timedelta(hours=-5))
 
@@ -40,15 +37,6 @@ def test_odd_values_are_shown_as_they_are():
     assert local_time("2026-12-05T06:01:02", EST) == "2026-12-05 01:01:02.000-05:00"  # naive: UTC
     assert format_job({"id": "j1", "history": []}, EST).splitlines()[-1] == "history  -"
     assert format_history([{"state": "queued"}], EST) == ["  -  #-  queued"]
-
-
-@pytest.fixture
-async def real(tmp_path) -> AsyncIterator[RealEnv]:
-    env = await start_real_env(tmp_path)
-    try:
-        yield env
-    finally:
-        await env.close()
 
 
 async def test_show_of_a_real_job(real, tmp_path):
