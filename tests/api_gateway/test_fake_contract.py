@@ -65,6 +65,7 @@ async def _scenario(op, finish) -> dict[str, Any]:
     await asyncio.sleep(0.002)  # ids are ordered by their millisecond: the running job is the newest
     running = (await op(SubmitJobs(ALICE, [RUNNING])))["jobs"][0]["id"]
     await finish(done, running)
+    await asyncio.sleep(0.002)  # and the queued one newer still, on the fake too (its finish takes no time)
     await op(SubmitJobs(ALICE, [QUEUED]))
     replies: dict[str, Any] = {"submit": submitted}
     requests = {
