@@ -83,6 +83,16 @@ class Schema:
         (base,) = self.script().get_bases()
         return base
 
+    @property
+    def head(self) -> str:
+        """The latest revision: the schema this jobvisor writes."""
+        return self.script().get_current_head()
+
+    @property
+    def revisions(self) -> list[str]:
+        """Every revision, first to latest: what a new database is built by."""
+        return [rev.revision for rev in reversed(list(self.script().walk_revisions()))]
+
     def include_name(self, name: str | None, type_: str, _parent: Any) -> bool:
         """Only this schema's tables, when two schemas share a database (autogenerate)."""
         return type_ != "table" or name in self.metadata.tables

@@ -63,6 +63,27 @@ Placement = Prefetched | Dispatched | Restored | None
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowMember:
+    """A job of a workflow: job `name` of run `run` of workflow `workflow_id`."""
+
+    workflow_id: str
+    name: str
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayMember:
+    """Element `index` of a job array (`array_id`: the id of its first job)."""
+
+    array_id: str
+    index: int
+
+
+# What larger whole a job belongs to, if any (one slot on every job, None for most).
+Member = WorkflowMember | ArrayMember | None
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     job_id: JobId
     owner: UserId
@@ -89,7 +110,7 @@ class ComputeJob:
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",
         "reason", "exit_code", "result", "info", "created_at", "started_at",
         "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "placement",
-        "log_size",
+        "log_size", "member",
     )
 
     def __init__(
@@ -97,7 +118,7 @@ class ComputeJob:
         created_at: float, name: str = "", max_retries: int = 0, state: JobState = JobState.QUEUED,
         attempt: int = 1, reason: str = "", exit_code: int | None = None, result: Any = None,
         agent_id: AgentId | None = None, info: dict | None = None, started_at: float | None = None,
-        finished_at: float | None = None, updated_at: float | None = None,
+        finished_at: float | None = None, updated_at: float | None = None, member: Member = None,
     ) -> None:
         self.id = id
         self.owner = owner
@@ -122,6 +143,7 @@ class ComputeJob:
         self.progress_message = ""
         self.cancel_reason: str | None = None
         self.log_size = 0
+        self.member = member
 
     @property
     def agent_id(self) -> AgentId | None:
@@ -182,7 +204,10 @@ class ComputeJob:
     # ------------------------------------------------------------------ views
 
     # the jobs table's columns: set once at submit, and changed by transitions
-    FIXED_COLUMNS = ("id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "created_at")
+    FIXED_COLUMNS = (
+        "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "created_at",
+        "workflow_id", "workflow_job", "workflow_run", "array_id", "array_index",
+    )
     MUTABLE_COLUMNS = (
         "state", "attempt", "reason", "exit_code", "result", "agent_id", "info", "started_at",
         "finished_at", "updated_at", "progress", "progress_message",
@@ -191,8 +216,15 @@ class ComputeJob:
 
     def fixed_values(self) -> tuple:
         """The FIXED_COLUMNS' values, in their order."""
+        member = self.member
+        if isinstance(member, WorkflowMember):
+            groups: tuple = (member.workflow_id, member.name, member.run, None, None)
+        elif isinstance(member, ArrayMember):
+            groups = (None, None, None, member.array_id, member.index)
+        else:
+            groups = (None, None, None, None, None)
         return (self.id, self.owner, self.name, self.code, self.spec, self.driver, self.cpus, self.max_retries,
-                self.created_at)
+                self.created_at) + groups
 
     def mutable_values(self) -> tuple:
         """The MUTABLE_COLUMNS' values, in their order (JSON columns as Python values)."""
@@ -213,7 +245,7 @@ class ComputeJob:
             cpus=row.cpus, max_retries=row.max_retries, state=JobState(row.state), attempt=row.attempt,
             reason=row.reason, exit_code=row.exit_code, result=row.result, agent_id=row.agent_id,
             info=row.info, created_at=row.created_at, started_at=row.started_at,
-            finished_at=row.finished_at, updated_at=row.updated_at,
+            finished_at=row.finished_at, updated_at=row.updated_at, member=member_of_row(row),
         )
         job.progress = row.progress
         job.progress_message = row.progress_message or ""
@@ -231,4 +263,22 @@ class ComputeJob:
             "progress_message": self.progress_message, "info": self.info or {},
             # a job sent ahead is queued, and where it waits is the scheduler's business
             "agent_id": None if isinstance(self.placement, Prefetched) else self.agent_id,
+            **member_view(self.member),
         }
+
+
+def member_of_row(row: Any) -> Member:
+    if row.workflow_id is not None:
+        return WorkflowMember(row.workflow_id, row.workflow_job or "", row.workflow_run or 1)
+    if row.array_id is not None:
+        return ArrayMember(row.array_id, row.array_index or 0)
+    return None
+
+
+def member_view(member: Member) -> dict:
+    """The API's fields for what a job belongs to (absent for a lone job)."""
+    if isinstance(member, WorkflowMember):
+        return {"workflow_id": member.workflow_id, "workflow_job": member.name, "workflow_run": member.run}
+    if isinstance(member, ArrayMember):
+        return {"array_id": member.array_id, "array_index": member.index}
+    return {}

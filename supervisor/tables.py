@@ -13,7 +13,8 @@ from sqlalchemy import (
     JSON, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+BASELINE_SCHEMA_VERSION = 1  # what a database made before migrations says (revision 0001)
 
 metadata = MetaData()
 
@@ -46,8 +47,17 @@ jobs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("updated_at", Float, nullable=False),
+    # a workflow's job: its workflow, its name there, and the run of the workflow it belongs to
+    Column("workflow_id", String(32)),
+    Column("workflow_job", String(256)),
+    Column("workflow_run", Integer),
+    # a job array's element: the array (the id of its first job) and the element's index
+    Column("array_id", String(32)),
+    Column("array_index", Integer),
 )
 Index("ix_jobs_owner_id", jobs.c.owner, jobs.c.id)
+Index("ix_jobs_workflow", jobs.c.workflow_id, jobs.c.workflow_run)
+Index("ix_jobs_array", jobs.c.array_id)
 Index("ix_jobs_state", jobs.c.state)
 
 transitions = Table(
@@ -68,6 +78,71 @@ agents = Table(
     Column("user", String(128), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("token_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("info", JSON),
+)
+
+# A workflow: its current version's document lives in workflow_versions, one row per publish.
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", JOB_ID, primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),  # the current (latest published) version
+    Column("state", String(16), nullable=False),
+    Column("on_failure", String(32), nullable=False),
+    Column("run", Integer, nullable=False, default=0),  # executions so far; jobs carry theirs
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("info", JSON),
+)
+Index("ix_workflows_owner_name", workflows.c.owner, workflows.c.name, unique=True)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("id", JOB_ID, primary_key=True),
+    Column("workflow_id", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("sha256", String(64), nullable=False),  # of `document`, as stored
+    Column("document", LargeBinary, nullable=False),  # the document as JSON (UTF-8)
+)
+Index("ix_workflow_versions_workflow", workflow_versions.c.workflow_id, workflow_versions.c.version, unique=True)
+
+# Every event the stream carries, with its id (assigned by the store, increasing): job
+# transitions, progress, workflow changes, user events. Pruned by age or count.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("job_id", String(32)),
+    Column("workflow_id", String(32)),
+    Column("data", JSON),
+)
+Index("ix_events_owner_id", events.c.owner, events.c.id)
+
+# Timers that execute a workflow: once at `at`, every `every` seconds, or on a cron expression.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", JOB_ID, primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("workflow_id", String(32), nullable=False),
+    Column("at", Float),
+    Column("every", Float),
+    Column("cron", String(128)),
+    Column("next_at", Float),
+    Column("last_at", Float),
     Column("created_at", Float, nullable=False),
     Column("info", JSON),
 )

@@ -25,10 +25,10 @@ def _legacy(connection: Connection) -> bool:
         version = connection.execute(
             select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
         ).scalar()
-    if version is not None and int(version) > tables.SCHEMA_VERSION:
+    if version is not None and int(version) > tables.BASELINE_SCHEMA_VERSION:
         raise SchemaTooNew(
             f"the jobs database has schema version {version}, newer than this jobvisor's "
-            f"{tables.SCHEMA_VERSION}: upgrade jobvisor"
+            f"{tables.BASELINE_SCHEMA_VERSION}: upgrade jobvisor"
         )
     return True
 

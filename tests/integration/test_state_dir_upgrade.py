@@ -76,8 +76,8 @@ async def test_up_upgrades_a_state_dir_made_before_migrations(tmp_path):
     finally:
         await alice.close()
         server.cleanup()
-    assert revisions(state / "jobvisor.sqlite", JOBS_SCHEMA.version_table) == [(JOBS_SCHEMA.baseline,)]
-    assert revisions(state / "gateway.sqlite", GATEWAY_SCHEMA.version_table) == [(GATEWAY_SCHEMA.baseline,)]
+    assert revisions(state / "jobvisor.sqlite", JOBS_SCHEMA.version_table) == [(JOBS_SCHEMA.head,)]
+    assert revisions(state / "gateway.sqlite", GATEWAY_SCHEMA.version_table) == [(GATEWAY_SCHEMA.head,)]
 
 
 def test_up_refuses_a_state_dir_that_a_newer_jobvisor_upgraded(tmp_path):

@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, text
@@ -24,12 +25,12 @@ SCHEMA = migrations.SCHEMA
 
 
 async def test_the_revisions_build_exactly_the_tables(database):
-    assert await upgrade(database.store_url, SCHEMA) == [SCHEMA.baseline]
+    assert await upgrade(database.store_url, SCHEMA) == SCHEMA.revisions
     assert await upgrade(database.store_url, SCHEMA) == []  # up to date: nothing to do
     engine = create_async_engine(database.store_url)
     try:
         async with engine.connect() as conn:
-            assert await revisions_of(conn, SCHEMA) == (SCHEMA.baseline,)
+            assert await revisions_of(conn, SCHEMA) == (SCHEMA.head,)
             diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(
                 sync, opts={"include_name": SCHEMA.include_name, "version_table": SCHEMA.version_table}), tables.metadata))
             meta = (await conn.execute(text("SELECT value FROM jobvisor_meta WHERE key = 'schema_version'"))).scalar()
@@ -41,19 +42,23 @@ async def test_the_revisions_build_exactly_the_tables(database):
 
 async def test_two_starts_at_once_migrate_once(database):
     results = await asyncio.gather(upgrade(database.store_url, SCHEMA), upgrade(database.store_url, SCHEMA))
-    assert sorted(results) == [[], [SCHEMA.baseline]]
+    assert sorted(results) == [[], SCHEMA.revisions]
 
 
 def _pre_migration_database(path, version: int = 1) -> None:
-    """A jobs database as jobvisor made it before migrations: create_all and the version row,
-    with a queued job in it."""
+    """A jobs database as jobvisor made it before migrations: the first revision's tables and
+    the version row (no Alembic version table), with a queued job in it."""
     engine = create_engine(f"sqlite:///{path}")
-    tables.metadata.create_all(engine)
+    with engine.begin() as conn:
+        command.upgrade(SCHEMA.alembic_config(conn), SCHEMA.baseline)
+        conn.execute(text(f"DROP TABLE {SCHEMA.version_table}"))
+        conn.execute(text("DELETE FROM jobvisor_meta"))
     job = ComputeJob(id="j0001", owner="alice", code="shell", spec=ComputeJob.pack_spec({"argv": ["true"]}, {"cpus": 1}),
                      driver="local", cpus=1, created_at=1000.0, reason="submitted")
     with engine.begin() as conn:
         conn.execute(insert(tables.meta), [{"key": "schema_version", "value": str(version)}])
-        conn.execute(insert(tables.jobs), [job.insert_row()])
+        row = {k: v for k, v in job.insert_row().items() if not k.startswith(("workflow_", "array_"))}
+        conn.execute(insert(tables.jobs), [row])
     engine.dispose()
 
 
@@ -70,14 +75,14 @@ async def test_a_database_made_before_migrations_is_stamped_and_kept(tmp_path):
         await store.close()
     db = sqlite3.connect(path)
     try:
-        assert db.execute(f"SELECT version_num FROM {SCHEMA.version_table}").fetchall() == [(SCHEMA.baseline,)]
+        assert db.execute(f"SELECT version_num FROM {SCHEMA.version_table}").fetchall() == [(SCHEMA.head,)]
     finally:
         db.close()
 
 
 async def test_a_pre_migration_database_of_a_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "jobvisor.sqlite"
-    _pre_migration_database(path, version=tables.SCHEMA_VERSION + 1)
+    _pre_migration_database(path, version=tables.BASELINE_SCHEMA_VERSION + 1)
     store = Store(f"sqlite+aiosqlite:///{path}", LogStore(tmp_path / "logs"))
     with pytest.raises(SchemaTooNew, match="schema version 2"):
         await store.open()
