@@ -1,0 +1,79 @@
+"""A job object of the public API (what `POST /jobs` takes, and each job of a workflow
+document) checked and turned into a `JobSpec`.
+
+Every failure is an `InvalidRequest` naming the field (`jobs[3].resources.cpus`). A job's
+params are checked for the built-in codes (shell, python, demo) by the same functions the agent
+runs (`jobvisor.code_params`). A code not known here passes unchecked: it may be a plugin
+installed only where the agent runs (a Docker image, a cluster), and the agent checks it, or
+fails the job naming the unknown code, at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobvisor.code_params import check_params
+from jobvisor.errors import InvalidRequest
+from jobvisor.limits import MAX_RETRIES
+from jobvisor.protocol import JobSpec
+from jobvisor.resources import Resources
+from jobvisor.wire_values import check_wire_value
+
+JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name"})
+
+
+def _prefixed(prefix: str, field: str | None) -> str:
+    return f"{prefix}.{field}" if prefix and field else (field or prefix)
+
+
+def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
+    """One job object -> JobSpec; the params last, so a job's other fields are reported first."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("a job must be a JSON object", field=prefix or "body")
+    unknown = sorted(set(data) - JOB_FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}; a job has {', '.join(sorted(JOB_FIELDS))}",
+            field=_prefixed(prefix, unknown[0]),
+        )
+    code = data.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidRequest("code is required and must be a non-empty string", field=_prefixed(prefix, "code"))
+    if "params" not in data:
+        raise InvalidRequest("params is required (use {} for none)", field=_prefixed(prefix, "params"))
+    try:
+        resources = Resources.parse(data.get("resources"))
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.detail, field=_prefixed(prefix, exc.field)) from None
+    driver = data.get("driver", "")
+    if driver is None:
+        driver = ""
+    if not isinstance(driver, str):
+        raise InvalidRequest("driver must be a string", field=_prefixed(prefix, "driver"))
+    max_retries = data.get("max_retries", 0)
+    if (
+        not isinstance(max_retries, int)
+        or isinstance(max_retries, bool)
+        or not 0 <= max_retries <= MAX_RETRIES
+    ):
+        raise InvalidRequest(
+            f"max_retries must be a whole number from 0 to {MAX_RETRIES}", field=_prefixed(prefix, "max_retries")
+        )
+    name = data.get("name", "")
+    if name is None:
+        name = ""
+    if not isinstance(name, str):
+        raise InvalidRequest("name must be a string", field=_prefixed(prefix, "name"))
+    try:
+        check_params(code, data["params"])
+    except InvalidRequest as exc:
+        raise type(exc)(exc.detail, field=_prefixed(prefix, exc.field)) from None
+    check_wire_value(data, prefix)
+    return JobSpec(
+        code=code,
+        params=data["params"],
+        resources=resources.to_wire(),
+        driver=driver,
+        max_retries=max_retries,
+        name=name,
+    )
