@@ -64,6 +64,36 @@ class JobReport(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class InputFile(Message):
+    """A file the agent places in the job's run dir at `path` (relative, inside the run dir)
+    before the job starts: `data` is written; `source` (a path the agent can see: the same host,
+    a mount, a shared file system) is hard-linked, or copied where a link is not possible.
+    With neither, the file was sent ahead in `InputChunk` messages (too big for one message)
+    and the agent only checks that it is there. An input that cannot be placed fails the job
+    with a reason naming the file."""
+
+    TYPE: ClassVar[str] = "input_file"
+    path: str
+    data: bytes | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputChunk(Message):
+    """Bytes `offset`.. of an input too big to travel inside its `RunJob` (the chunks of a
+    file arrive in order, before the run that names it): the agent writes them into the run
+    dir, creating the file at offset 0."""
+
+    TYPE: ClassVar[str] = "input_chunk"
+    job_id: JobId
+    attempt: int
+    run_dir: str
+    path: str
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RunJob(Message):
     """Run a job. With `prefetched`, the agent keeps it in a FIFO and starts the oldest
     prefetched job whenever one of its started jobs ends: the supervisor sends work ahead, so
@@ -79,6 +109,9 @@ class RunJob(Message):
     resources: dict
     run_dir: str
     prefetched: bool = False
+    inputs: list[InputFile] = field(default_factory=list)  # placed in the run dir before the start
+    env: dict = field(default_factory=dict)  # the job's own variables (JobSpec.env), over the code's
+    workdir: str = ""  # run in this directory instead of the run dir (a local job, where allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +282,7 @@ class ErrorMessage(Message):
 
 
 ToAgent = Union[
-    RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
+    RunJob, InputChunk, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck, ErrorMessage,
 ]
 FromAgent = Union[Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, ErrorMessage]
 
@@ -275,6 +308,8 @@ class JobSpec(Message):
     driver: str = ""
     max_retries: int = 0
     name: str = ""
+    env: dict = field(default_factory=dict)  # str -> str, set in the job's environment (wins over the code's)
+    workdir: str = ""  # run in place there (local driver, a directory `[local] workdirs` allows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +460,7 @@ class JobEvent(Message):
 # --------------------------------------------------------------------------- registry
 
 register(
-    JobReport, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
+    JobReport, InputFile, InputChunk, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, WireError, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,

@@ -7,7 +7,7 @@ import pytest
 from jobvisor.errors import MessageTooLarge, ProtocolError
 from jobvisor.protocol import (
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT, Caller, Hello, JobReport, JobSpec,
-    RunJob, StatusUpdate, SubmitJobs, decode, decode_frame, encode, encode_frame, pack,
+    InputChunk, InputFile, RunJob, StatusUpdate, SubmitJobs, decode, decode_frame, encode, encode_frame, pack,
 )
 
 
@@ -17,6 +17,19 @@ def test_round_trip_with_nested_messages():
     frame = encode_frame([Hello("a1", 1, 7, "h", [JobReport("j1", 1, "running")]), StatusUpdate(JobReport("j1", 1, "completed", exit_code=0))])
     messages, errors = decode_frame(frame, ALLOWED_FROM_AGENT)
     assert not errors and messages[1].report.exit_code == 0
+
+
+def test_a_run_carries_its_inputs_env_and_workdir():
+    run = RunJob("j1", 1, "shell", {"argv": ["./sim.sh"]}, {}, "/tmp/x",
+                 inputs=[InputFile("sim.sh", data=b"#!/bin/sh\n"), InputFile("in/big.dat", source="/srv/big.dat"),
+                         InputFile("huge.bin")],
+                 env={"FOO": "bar"}, workdir="/srv/case")
+    assert decode(encode(run), ALLOWED_TO_AGENT) == run
+    chunk = InputChunk("j1", 1, "/tmp/x", "huge.bin", 0, b"\0" * 10)
+    assert decode(encode(chunk), ALLOWED_TO_AGENT) == chunk
+    with pytest.raises(ProtocolError, match="input_file.data"):
+        decode(pack({"t": "run", "job_id": "j", "attempt": 1, "code": "shell", "params": {}, "resources": {},
+                     "run_dir": "/x", "inputs": [{"t": "input_file", "path": "a", "data": "text"}]}), ALLOWED_TO_AGENT)
 
 
 def test_unknown_type_and_wrong_direction_are_refused():
