@@ -30,7 +30,7 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
     """One job object -> JobSpec; the params last, so a job's other fields are reported first."""
     if not isinstance(data, dict):
         raise InvalidRequest("a job must be a JSON object", field=prefix or "body")
-    unknown = sorted(set(data) - JOB_FIELDS)
+    unknown = [] if data.keys() <= JOB_FIELDS else sorted(set(data) - JOB_FIELDS)
     if unknown:
         raise InvalidRequest(
             f"unknown field {unknown[0]!r}; a job has {', '.join(sorted(JOB_FIELDS))}",
