@@ -73,6 +73,9 @@ def _paths() -> dict:
                 {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated states"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
                 {"name": "after", "in": "query", "schema": {"type": "string"}, "description": "`next` of the previous page"},
+                {"name": "name", "in": "query", "schema": {"type": "string"}, "description": "Only jobs of this name (exact)"},
+                {"name": "id_prefix", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$"},
+                 "description": "Only jobs whose id starts with this (a short id)"},
             ],
         ),
     }

@@ -99,7 +99,7 @@ def _job_detail_schema(states: list[str]) -> dict:
                 "attempt": {"type": "integer"},
                 "state": {"type": "string", "enum": states},
                 "reason": {"type": "string"},
-                "at": {"type": "number", "description": "Unix time"},
+                "at": {"type": "string", "format": "date-time"},
             },
         },
     }
@@ -185,7 +185,8 @@ def schemas() -> dict:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {"path": {"type": "string"}, "size": {"type": "integer"}, "mtime": {"type": "number"}},
+                        "properties": {"path": {"type": "string"}, "size": {"type": "integer"},
+                                       "mtime": {"type": "string", "format": "date-time"}},
                     },
                 }
             },
@@ -227,7 +228,14 @@ def schemas() -> dict:
                     "items": {
                         "type": "object",
                         "properties": {
-                            k: {} for k in ("id", "user", "kind", "state", "pid", "host", "jobs", "connected_at")
+                            "id": {"type": "string"},
+                            "user": {"type": "string"},
+                            "kind": {"type": "string", "description": "The driver target it runs under"},
+                            "state": {"type": "string"},
+                            "pid": {"type": ["integer", "null"]},
+                            "host": {"type": ["string", "null"]},
+                            "jobs": {"type": "integer", "description": "Jobs it has now"},
+                            "connected_at": {"type": ["string", "null"], "format": "date-time"},
                         },
                     },
                 }
@@ -281,7 +289,8 @@ def schemas() -> dict:
                 "protocol_version": {"type": "integer"},
                 "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "agents": {"type": "integer"},
-                "uptime": {"type": "number"},
+                "uptime": {"type": "number", "description": "Seconds since the supervisor started"},
+                "started_at": {"type": "string", "format": "date-time"},
                 "gateway": {"type": "object"},
             },
         },

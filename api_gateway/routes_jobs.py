@@ -104,7 +104,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     states = query_states(request)
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     after = request.query.get("after", "")
-    reply = await op(request, ListJobs(caller=caller, states=states, limit=limit, after=after))
+    name = request.query.get("name", "")
+    id_prefix = request.query.get("id_prefix", "")
+    check_wire_value(name, "name")
+    reply = await op(
+        request, ListJobs(caller=caller, states=states, limit=limit, after=after, name=name, id_prefix=id_prefix)
+    )
     jobs = reply["jobs"]
     if not caller.is_admin:
         jobs = [job for job in jobs if job.get("owner") == caller.user]

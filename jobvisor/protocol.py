@@ -326,6 +326,8 @@ class ListJobs(Message):
     states: list = field(default_factory=list)
     limit: int = 100
     after: str = ""  # paging cursor: the last job id of the previous page
+    name: str = ""  # only jobs of this name (exact)
+    id_prefix: str = ""  # only jobs whose id starts with this (a short id a person typed)
 
 
 @dataclass(frozen=True, slots=True)

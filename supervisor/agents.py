@@ -17,6 +17,7 @@ from typing import Protocol
 from drivers.base import AgentSpec, DriverBase
 from jobvisor.errors import DriverError
 from jobvisor.ids import AgentId, JobId, OpId, UserId, new_agent_id
+from jobvisor.isotime import iso
 from jobvisor.protocol import Message
 from jobvisor.secrets import hash_token, new_token, tokens_equal
 
@@ -88,8 +89,6 @@ class Agent:
         return bool(self.jobs or self.pending_ops)
 
     def view(self) -> dict:
-        from supervisor.compute_job import iso
-
         return {
             "id": self.id, "user": self.user, "kind": self.kind, "state": str(self.state),
             "pid": self.pid, "host": self.host, "jobs": len(self.jobs),

@@ -7,8 +7,6 @@ the event is published only once the store has committed it.
 
 from __future__ import annotations
 
-import datetime
-import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,7 @@ import msgpack
 
 from drivers.base import split_target
 from jobvisor.ids import AgentId, JobId, UserId
+from jobvisor.isotime import iso
 from jobvisor.states import JobState, can_transition
 
 if TYPE_CHECKING:
@@ -93,13 +92,6 @@ class Transition:
     at: float
     exit_code: int | None = None
     previous: JobState | None = None  # the state it left; None for a new job (keeps the counts)
-
-
-@functools.lru_cache(maxsize=1024)  # a batch of jobs shares its times
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ComputeJob:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable
 
@@ -17,6 +18,7 @@ from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpErr
 from jobvisor.limits import MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
+from jobvisor.isotime import iso
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
@@ -32,6 +34,7 @@ from supervisor.core import Supervisor
 log = logging.getLogger(__name__)
 
 MAX_LOG_WAIT = 30.0
+ID_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a job id is made of (store.ID_PREFIX_END relies on it)
 
 
 class RequestHandlers:
@@ -102,10 +105,14 @@ class RequestHandlers:
         for state in req.states:
             if state not in JobState._value2member_map_:
                 raise InvalidRequest(f"unknown state {state!r}", field="state")
+        if req.id_prefix and not ID_PREFIX.match(req.id_prefix):
+            raise InvalidRequest("id_prefix holds characters no job id has", field="id_prefix")
         limit = max(1, min(req.limit, MAX_PAGE))
         owner = None if req.caller.is_admin else req.caller.user
         await self.core.store.committed()
-        jobs = await self.core.store.list_jobs(owner, list(req.states), limit + 1, req.after)
+        jobs = await self.core.store.list_jobs(
+            owner, list(req.states), limit + 1, req.after, name=req.name, id_prefix=req.id_prefix
+        )
         more = len(jobs) > limit
         jobs = jobs[:limit]
         positions = self._positions([(self.core.jobs.get(j.id) or j) for j in jobs])
@@ -114,7 +121,7 @@ class RequestHandlers:
     async def get_job(self, req: GetJob) -> dict:
         job = await self._job(req.caller, req.job_id)
         view = self._view(job)
-        view["history"] = await self.core.store.transitions_of(job.id)
+        view["history"] = [{**t, "at": iso(t["at"])} for t in await self.core.store.transitions_of(job.id)]
         return view
 
     async def cancel(self, req: CancelJobRequest) -> dict:
@@ -163,7 +170,9 @@ class RequestHandlers:
             job, lambda op_id, run_dir: IoRequest(op_id, job.id, run_dir, IoAction.LIST),
             self.core.cfg.io_timeout, f"list the files of job {job.id}",
         )
-        return {"files": files if isinstance(files, list) else files.get("files", [])}
+        files = files if isinstance(files, list) else files.get("files", [])
+        return {"files": [{**f, "mtime": iso(f["mtime"])} if isinstance(f.get("mtime"), (int, float)) else f
+                          for f in files]}
 
     async def read_file(self, req: ReadFile) -> dict:
         job = await self._job(req.caller, req.job_id)
@@ -261,4 +270,5 @@ class RequestHandlers:
         return {
             "version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
             "agents": len(self.core.agents.by_id), "uptime": time.time() - self.core.started,
+            "started_at": iso(self.core.started),
         }

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 COMMIT_ERRORS = (SQLAlchemyError, sqlite3.Error, _PostgresError, OSError)
 
 
+# above every character of an id (the gateway lets only [A-Za-z0-9_-] through as a prefix)
+ID_PREFIX_END = "~"
+
+
 class Store:
     def __init__(self, url: str, logs: LogStore, *, commit_interval: float = DatabaseConfig.commit_interval,
                  inline_rows: int = DatabaseConfig.inline_rows) -> None:
@@ -245,7 +249,9 @@ class Store:
         rows = await self._read(select(tables.jobs).where(tables.jobs.c.id == job_id))
         return ComputeJob.from_row(rows[0]) if rows else None
 
-    async def list_jobs(self, owner: UserId | None, states: list[str], limit: int, after: str) -> list[ComputeJob]:
+    async def list_jobs(
+        self, owner: UserId | None, states: list[str], limit: int, after: str, *, name: str = "", id_prefix: str = ""
+    ) -> list[ComputeJob]:
         query = select(tables.jobs)
         if owner is not None:
             query = query.where(tables.jobs.c.owner == owner)
@@ -253,6 +259,10 @@ class Store:
             query = query.where(tables.jobs.c.state.in_(states))
         if after:
             query = query.where(tables.jobs.c.id < after)
+        if name:
+            query = query.where(tables.jobs.c.name == name)
+        if id_prefix:  # a range of the primary key (bytewise: collation C), not LIKE, so the index serves
+            query = query.where(tables.jobs.c.id >= id_prefix, tables.jobs.c.id < id_prefix + ID_PREFIX_END)
         rows = await self._read(query.order_by(tables.jobs.c.id.desc()).limit(limit))
         return [ComputeJob.from_row(r) for r in rows]
 

@@ -59,6 +59,7 @@ Index("ix_jobs_owner_id", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_workflow", jobs.c.workflow_id, jobs.c.workflow_run)
 Index("ix_jobs_array", jobs.c.array_id)
 Index("ix_jobs_state", jobs.c.state)
+Index("ix_jobs_owner_name", jobs.c.owner, jobs.c.name)  # a job named by its name (GET /jobs?name=)
 
 transitions = Table(
     "job_transitions",

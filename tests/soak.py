@@ -38,6 +38,7 @@ from typing import Any, Callable
 import aiohttp
 
 from jobvisor import env_names
+from jobvisor.isotime import unix_of
 from jobvisor.states import ALLOWED_TRANSITIONS, TERMINAL_STATES, JobState
 from tests.harness import JobvisorProcess
 
@@ -112,7 +113,7 @@ def plan_jobs(options: SoakOptions, rng: random.Random) -> list[JobPlan]:
 
 @dataclass
 class Kill:
-    """One SIGKILL sent by the soak, for the record (times are epoch seconds, as in `history`)."""
+    """One SIGKILL sent by the soak, for the record (times are Unix times, as `history`'s ISO times are read)."""
 
     at: float
     target: str  # "up" or "agent"
@@ -419,7 +420,7 @@ class Soak:
     def evidence(self, job: dict, markers: list[int], log: bytes | None, found: list[str], started: float) -> dict:
         """What a fix needs about one job: its record with history, its markers, its log when
         wrong, and the kills within 3 s of one of its transitions."""
-        times = [entry["at"] for entry in job.get("history", [])] or [started]
+        times = [unix_of(entry["at"]) for entry in job.get("history", [])] or [started]
         return {"job": job, "markers": markers, "problems": found,
                 "log_head": log[:300].decode(errors="replace") if log is not None and any(
                     not problem.startswith("note: ") for problem in found) else None,
@@ -530,9 +531,9 @@ def check_times(history: list[dict]) -> list[str]:
     ran and ended while `up` was down gets its `starting` stamped when its agent re-announces it,
     after the agent's own times of its start and end (reported for the supervisor to fix; what
     this soak must prove is that nothing ran twice and nothing was lost)."""
-    return [f"history goes back in time by {before['at'] - after['at']:.3f} s at {after['state']} "
-            f"(attempt {after['attempt']})"
-            for before, after in zip(history, history[1:]) if after["at"] < before["at"] - CLOCK_SLACK]
+    times = [unix_of(entry["at"]) for entry in history]  # the API's ISO times
+    return [f"history goes back in time by {before - after:.3f} s at {entry['state']} (attempt {entry['attempt']})"
+            for before, after, entry in zip(times, times[1:], history[1:]) if after < before - CLOCK_SLACK]
 
 
 def report_lines(result: SoakResult) -> list[str]:

@@ -170,7 +170,7 @@ class FakeSupervisor:
         self.queue.append(job.id)
         self.logs[job.id] = bytearray()
         self.files[job.id] = {}
-        self.history[job.id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": now}]
+        self.history[job.id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": iso(now)}]
         return self.job(job.id)
 
     async def handle(self, m: Any) -> Any:
@@ -184,6 +184,10 @@ class FakeSupervisor:
                 ids = [i for i in ids if str(self.jobs[i].state) in m.states]
             if m.after:
                 ids = [i for i in ids if i < m.after]
+            if m.name:
+                ids = [i for i in ids if self.jobs[i].name == m.name]
+            if m.id_prefix:
+                ids = [i for i in ids if i.startswith(m.id_prefix)]
             page = ids[: m.limit]
             more = len(ids) > m.limit
             return {"jobs": [self.job(i) for i in page], "next": page[-1] if more else None}
@@ -218,7 +222,7 @@ class FakeSupervisor:
                     pass
         if isinstance(m, ListFiles):
             self._job(m.caller, m.job_id)
-            return {"files": [{"path": p, "size": len(d), "mtime": 0.0} for p, d in sorted(self.files[m.job_id].items())]}
+            return {"files": [{"path": p, "size": len(d), "mtime": iso(0.0)} for p, d in sorted(self.files[m.job_id].items())]}
         if isinstance(m, ReadFile):
             self._job(m.caller, m.job_id)
             data = self.files[m.job_id].get(m.path)
@@ -249,7 +253,7 @@ class FakeSupervisor:
             for j in self.jobs.values():
                 counts[str(j.state)] = counts.get(str(j.state), 0) + 1
             return {"version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
-                    "agents": 0, "uptime": time.time() - self.started}
+                    "agents": 0, "uptime": time.time() - self.started, "started_at": iso(self.started)}
         raise OpError(f"unhandled {m.TYPE}")
 
     # ------------------------------------------------------------------ test controls
@@ -287,7 +291,7 @@ class FakeSupervisor:
         if job.id in self.queue and state is not JobState.QUEUED:
             self.queue.remove(job.id)
         self.history[job.id].append(
-            {"attempt": transition.attempt, "state": str(state), "reason": reason, "at": transition.at}
+            {"attempt": transition.attempt, "state": str(state), "reason": reason, "at": iso(transition.at)}
         )
 
     def publish(self, event: JobEvent) -> None:

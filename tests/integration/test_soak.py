@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from jobvisor.isotime import iso
 from tests.soak import JobPlan, SoakOptions, check_job, check_times, findings_markdown, report_lines, run_soak
 
 JOBS = 600
@@ -69,7 +70,7 @@ PLAN = JobPlan(sleep=0.0, before=2, lines=3, max_retries=2)
 def record(state: str, attempt: int, history: list[tuple[int, str]], **extra) -> dict:
     return {"id": "j1", "state": state, "attempt": attempt, "max_retries": PLAN.max_retries, "reason": "",
             "exit_code": 0 if state == "completed" else None,
-            "history": [{"attempt": a, "state": s, "reason": "", "at": 100.0 + i} for i, (a, s) in enumerate(history)],
+            "history": [{"attempt": a, "state": s, "reason": "", "at": iso(100.0 + i)} for i, (a, s) in enumerate(history)],
             **extra}
 
 
@@ -120,6 +121,6 @@ def test_each_inconsistency_between_record_markers_and_history_is_caught(job: di
 def test_a_history_whose_times_run_backwards_is_noted():
     job = record("completed", 1, [(1, "queued"), (1, "starting"), (1, "running"), (1, "completed")])
     assert check_times(job["history"]) == []
-    job["history"][1]["at"] += 1.5  # `starting` stamped after the running and the end
+    job["history"][1]["at"] = iso(101.0 + 1.5)  # `starting` stamped after the running and the end
     assert check_times(job["history"]) == ["history goes back in time by 0.500 s at running (attempt 1)"]
     assert check_job(job, PLAN, [1], PLAN.expected_log("j1", 1)) == []  # a note, not a failure

@@ -27,6 +27,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("array_index", sa.Integer))
     op.create_index("ix_jobs_workflow", "jobs", ["workflow_id", "workflow_run"])
     op.create_index("ix_jobs_array", "jobs", ["array_id"])
+    op.create_index("ix_jobs_owner_name", "jobs", ["owner", "name"])
     op.create_table(
         "workflows",
         sa.Column("id", _ID, primary_key=True),
@@ -88,6 +89,7 @@ def downgrade() -> None:
     op.execute("UPDATE jobvisor_meta SET value = '1' WHERE key = 'schema_version'")
     for table in ("timers", "events", "workflow_versions", "workflows"):
         op.drop_table(table)
+    op.drop_index("ix_jobs_owner_name", "jobs")
     op.drop_index("ix_jobs_array", "jobs")
     op.drop_index("ix_jobs_workflow", "jobs")
     with op.batch_alter_table("jobs") as batch:
