@@ -52,6 +52,8 @@ def _op(summary: str, responses: dict, *, params: list | None = None, body: dict
 
 
 def _paths() -> dict:
+    from api_gateway import openapi_workflows  # it uses this module's helpers
+
     job_or_list = {
         "oneOf": [ref("JobSubmission"), {"type": "array", "items": ref("JobSubmission"), "minItems": 1}]
     }
@@ -132,6 +134,7 @@ def _paths() -> dict:
                 body={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
             ),
         },
+        **openapi_workflows.paths(PREFIX),
         f"{PREFIX}/clusters": {
             "get": _op("The Slurm clusters of the sbatch driver and the caller's login to each",
                        {"200": _json(ref("Clusters"), "Clusters"), **_ERRORS}, tag="clusters"),

@@ -83,7 +83,12 @@ def _job_schema(states: list[str]) -> dict:
         "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
         "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
     }
-    return {"type": "object", "required": list(properties), "properties": properties}
+    member = {  # present only for a workflow's job
+        "workflow_id": {"type": "string", "description": "The workflow it belongs to"},
+        "workflow_job": {"type": "string", "description": "Its name in the workflow"},
+        "workflow_run": {"type": "integer", "minimum": 1, "description": "The workflow's run it belongs to"},
+    }
+    return {"type": "object", "required": list(properties), "properties": {**properties, **member}}
 
 
 def _job_detail_schema(states: list[str]) -> dict:
@@ -111,8 +116,11 @@ def _job_detail_schema(states: list[str]) -> dict:
 
 
 def schemas() -> dict:
+    from api_gateway import openapi_workflows
+
     states = [s.value for s in JobState]
     return {
+        **openapi_workflows.schemas(),
         **_stream_schemas(states),
         "Problem": {
             "type": "object",

@@ -111,6 +111,19 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class WorkflowsConfig:
+    max_jobs: int = _doc("Most jobs one workflow document may hold (400 above, naming `jobs`).", default=100_000)
+    max_transfer: int = _doc(
+        "Largest file (bytes) a workflow job may pass to a job on a driver that shares no file system with "
+        "its producer: such a file goes through the supervisor, inside the dependent's run message, so keep it "
+        "well under [supervisor] max_message_bytes. 0: files never go through the supervisor, and a document "
+        "whose input would have to is refused (400, naming the input). A file found larger at run time fails "
+        "its dependent with the reason.",
+        default=8 * 1024 * 1024,
+    )
+
+
+@dataclass(frozen=True)
 class LocalDriverConfig:
     cpus: int = _doc("CPU slots of the local driver. 0: the machine's cpu count.", default=0)
     idle_timeout: float = _doc("Seconds an agent with no work stays up before it is stopped.", default=300.0)
@@ -192,6 +205,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    workflows: WorkflowsConfig = field(default_factory=WorkflowsConfig)
     local: LocalDriverConfig = field(default_factory=LocalDriverConfig)
     sbatch: SbatchConfig = field(default_factory=SbatchConfig)
     docker: DockerDriverConfig = field(default_factory=DockerDriverConfig)

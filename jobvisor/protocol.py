@@ -427,9 +427,93 @@ class ListClusters(Message):
     caller: Caller
 
 
+# --------------------------------------------------------------------------- workflows (gateway -> supervisor)
+# Every reply is a plain JSON-able dict (times as ISO 8601 UTC strings); another user's
+# workflow is NotFound, like a missing one (admins see all).
+
+
+@dataclass(frozen=True, slots=True)
+class PublishWorkflow(Message):
+    """Publish a workflow document (the gateway parsed it: `WorkflowDoc.to_json()`). A new name
+    makes a workflow at version 1; a name the caller already has publishes its next version
+    (Conflict while it runs). With `execute`, a run starts at once."""
+
+    TYPE: ClassVar[str] = "publish_workflow"
+    caller: Caller
+    document: dict
+    message: str = ""
+    execute: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListWorkflows(Message):
+    TYPE: ClassVar[str] = "list_workflows"
+    caller: Caller
+    limit: int = 100
+    after: str = ""  # paging cursor: the last workflow id of the previous page
+
+
+@dataclass(frozen=True, slots=True)
+class GetWorkflow(Message):
+    TYPE: ClassVar[str] = "get_workflow"
+    caller: Caller
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteWorkflow(Message):
+    """Start a new run of the workflow's current version (Conflict while one runs)."""
+
+    TYPE: ClassVar[str] = "execute_workflow"
+    caller: Caller
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow(Message):
+    """Cancel every unfinished job of the running run."""
+
+    TYPE: ClassVar[str] = "cancel_workflow"
+    caller: Caller
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus(Message):
+    TYPE: ClassVar[str] = "workflow_status"
+    caller: Caller
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowHistory(Message):
+    TYPE: ClassVar[str] = "workflow_history"
+    caller: Caller
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorkflow(Message):
+    """Delete the workflow and its versions (its jobs stay, as jobs). Conflict while it runs,
+    unless `force`, which cancels the run first."""
+
+    TYPE: ClassVar[str] = "delete_workflow"
+    caller: Caller
+    workflow_id: str
+    force: bool = False
+
+
+WORKFLOW_REQUESTS = (
+    PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
+    DeleteWorkflow,
+)
+
+
 GatewayRequest = Union[
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters,
+    PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
+    DeleteWorkflow,
 ]
 
 
@@ -466,6 +550,7 @@ register(
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, WireError, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,
+    *WORKFLOW_REQUESTS,
 )
 
 

@@ -50,3 +50,20 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 def can_transition(current: JobState, new: JobState) -> bool:
     return new in ALLOWED_TRANSITIONS.get(current, frozenset())
+
+
+class WorkflowState(enum.StrEnum):
+    """A workflow as a whole (DESIGN.md): published and not executing (`draft`), executing
+    (`running`), or its last run's outcome. A run ends `completed` when every job completed,
+    `failed` when any did not (failed, timed out, lost, or canceled by a failed dependency),
+    `canceled` when the workflow itself was canceled."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELED)

@@ -232,6 +232,10 @@ class Store:
 
     # ------------------------------------------------------------------ reads
 
+    async def read(self, statement: Any) -> list[Any]:
+        """Rows of a SELECT (for the supervisor's other tables' owners, e.g. workflows)."""
+        return await self._read(statement)
+
     async def _read(self, statement: Any) -> list[Any]:
         try:
             async with self.engine.connect() as conn:
