@@ -119,8 +119,23 @@ def schemas() -> dict:
     from api_gateway import openapi_workflows
 
     states = [s.value for s in JobState]
+    job_submission = {
+            "type": "object",
+            "required": ["code", "params"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "minLength": 1, "description": "shell, python, demo or a plugin"},
+                "params": {"description": "Code-specific parameters (shell: {argv} or {script}, python: {entry, args}, "
+                           "demo: {steps, dt, ...}), checked at submit for these built-in codes; a plugin's "
+                           "are checked where it runs"},
+                "resources": ref("Resources"),
+                "driver": {"type": ["string", "null"], "description": "local, docker, sbatch; empty or null: the default"},
+                "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
+                "name": {"type": ["string", "null"], "description": "Empty or null: none"},
+            },
+        }
     return {
-        **openapi_workflows.schemas(),
+        **openapi_workflows.schemas(job_submission),
         **_stream_schemas(states),
         "Problem": {
             "type": "object",
@@ -147,21 +162,7 @@ def schemas() -> dict:
             },
             "additionalProperties": True,
         },
-        "JobSubmission": {
-            "type": "object",
-            "required": ["code", "params"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "minLength": 1, "description": "shell, python, demo or a plugin"},
-                "params": {"description": "Code-specific parameters (shell: {argv} or {script}, python: {entry, args}, "
-                           "demo: {steps, dt, ...}), checked at submit for these built-in codes; a plugin's "
-                           "are checked where it runs"},
-                "resources": ref("Resources"),
-                "driver": {"type": ["string", "null"], "description": "local, docker, sbatch; empty or null: the default"},
-                "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
-                "name": {"type": ["string", "null"], "description": "Empty or null: none"},
-            },
-        },
+        "JobSubmission": job_submission,
         "Job": _job_schema(states),
         "JobDetail": _job_detail_schema(states),
         "JobPage": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from jobvisor.limits import MAX_PAGE
 from jobvisor.states import JobState, WorkflowState
+from jobvisor.workflow_doc import MAX_NAME
 
 from api_gateway.openapi_schemas import ref
 from api_gateway.validation import FLAGS
@@ -14,6 +15,7 @@ _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _WORKFLOW_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Workflow id"}
 YAML_TYPES = ("application/yaml", "text/yaml")
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]*$"  # jobvisor.workflow_doc's names (no dots: $ref paths are dotted)
 
 
 def paths(prefix: str) -> dict:
@@ -83,7 +85,8 @@ def paths(prefix: str) -> dict:
     }
 
 
-def schemas() -> dict:
+def schemas(job_submission: dict) -> dict:
+    """`job_submission`: POST /jobs' job schema, which a workflow's job extends."""
     job_states = [s.value for s in JobState]
     workflow_states = [s.value for s in WorkflowState]
     counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
@@ -116,29 +119,28 @@ def schemas() -> dict:
         "finished_at": _NULLABLE_TIME,
     }
     status_job_properties = {k: detail_job_properties[k] for k in ("name", "job_id", "state")}
-    names = {"type": "array", "items": {"type": "string", "minLength": 1}}
-    workflow_job = {
+    names = {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}}
+    paths = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    workflow_job = {  # a job of POST /jobs, plus the workflow's fields
         "type": "object",
-        "required": ["name", "code", "params"],
+        "required": ["name", *job_submission["required"]],
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "description": "Unique in the workflow"},
-            "code": {"type": "string", "minLength": 1},
+            **job_submission["properties"],
+            "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME, "description": "Unique in the workflow"},
             "params": {"description": "As for POST /jobs; {\"$ref\": \"JOB.result.KEY...\"} anywhere is replaced "
                                       "by that job's result value when this job is released"},
-            "resources": ref("Resources"),
-            "driver": {"type": ["string", "null"]},
-            "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
             "after": {**names, "description": "Jobs that must complete first"},
-            "outputs": {**names, "description": "Files the job promises in its run dir"},
+            "outputs": {**paths, "description": "Files the job promises in its run dir"},
             "inputs": {
                 "type": "array",
                 "description": "Files of other jobs, placed in this job's run dir before it starts",
                 "items": {
                     "type": "object",
                     "required": ["job", "path"],
+                    "additionalProperties": False,
                     "properties": {
-                        "job": {"type": "string", "minLength": 1},
+                        "job": {"type": "string", "pattern": NAME_PATTERN},
                         "path": {"type": "string", "minLength": 1, "description": "One of that job's outputs"},
                         "dest": {"type": "string", "minLength": 1, "description": "Where it goes here (default: path)"},
                     },
@@ -150,8 +152,11 @@ def schemas() -> dict:
         "WorkflowDocument": {
             "type": "object",
             "required": ["name", "jobs"],
+            "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "minLength": 1, "description": "A name the caller has already: its next version"},
+                "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME,
+                         "description": "A name the caller has already: its next version"},
+                "description": {"type": "string"},
                 "on_failure": {"type": "string", "enum": ["cancel_dependents", "continue"], "default": "cancel_dependents"},
                 "jobs": {"type": "array", "minItems": 1, "items": workflow_job},
             },

@@ -19,7 +19,7 @@ from jobvisor.protocol import (
     CancelWorkflow, DeleteWorkflow, ExecuteWorkflow, GetWorkflow, ListWorkflows, PublishWorkflow, WorkflowHistory,
     WorkflowStatus,
 )
-from jobvisor.workflow_doc_interim import load_document, parse_workflow
+from jobvisor.workflow_doc import load_document, parse_workflow
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway.context import CONFIG, caller_of, op
