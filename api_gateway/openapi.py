@@ -8,6 +8,7 @@ from typing import Any
 
 from jobvisor import __version__
 
+from api_gateway.openapi_orchestrator import orchestrator_paths, orchestrator_schemas
 from api_gateway.openapi_schemas import ref, schemas
 from api_gateway.validation import FLAGS, MAX_OFFSET
 
@@ -186,6 +187,7 @@ def _paths() -> dict:
         f"{PREFIX}/openapi.json": {
             "get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}, public=True, tag="system"),
         },
+        **orchestrator_paths(PREFIX, _op, _json, _problem, _ERRORS, _BAD),
         "/": {
             "get": _op("The browser GUI", {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}, public=True, tag="system"),
         },
@@ -206,7 +208,7 @@ def _document() -> dict:
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A jv_... API token"}},
-            "schemas": schemas(),
+            "schemas": {**schemas(), **orchestrator_schemas()},
         },
     }
 

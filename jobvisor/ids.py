@@ -47,3 +47,7 @@ def new_op_id() -> OpId:
 
 def is_valid_job_id(value: str) -> bool:
     return len(value) == 21 and value[0] == "j" and all(c in _ALPHABET for c in value[1:])
+
+
+def new_timer_id() -> str:
+    return "t" + _sortable_id()

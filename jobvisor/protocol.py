@@ -509,11 +509,89 @@ WORKFLOW_REQUESTS = (
 )
 
 
+# ----------------------------------------------------------- orchestrator: queue, agents, admin, timers
+
+
+@dataclass(frozen=True, slots=True)
+class ClearQueue(Message):
+    """Cancel queued and waiting jobs: the caller's, or (admins) everyone's, or `user`'s."""
+
+    TYPE: ClassVar[str] = "clear_queue"
+    caller: Caller
+    user: str = ""  # admins: only this user's; empty: the caller's (admins: everyone's)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAgentJobs(Message):
+    """Cancel every job placed with one agent (running, starting, sent ahead)."""
+
+    TYPE: ClassVar[str] = "cancel_agent_jobs"
+    caller: Caller
+    agent_id: AgentId
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownAgent(Message):
+    """Cancel an agent's jobs and stop it through its driver; a new one is acquired when needed."""
+
+    TYPE: ClassVar[str] = "shutdown_agent"
+    caller: Caller
+    agent_id: AgentId
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll(Message):
+    """Admins: cancel every unfinished job of every user."""
+
+    TYPE: ClassVar[str] = "cancel_all"
+    caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownServer(Message):
+    """Admins: stop `jobvisor up` as SIGTERM does, once this request is answered."""
+
+    TYPE: ClassVar[str] = "shutdown_server"
+    caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTimer(Message):
+    """Execute a workflow once `at` (ISO 8601), `every` interval (seconds or "1h30m"), or on a
+    5-field `cron` expression (UTC): exactly one of the three."""
+
+    TYPE: ClassVar[str] = "create_timer"
+    caller: Caller
+    workflow_id: str
+    at: str = ""
+    every: str = ""
+    cron: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListTimers(Message):
+    TYPE: ClassVar[str] = "list_timers"
+    caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTimer(Message):
+    TYPE: ClassVar[str] = "delete_timer"
+    caller: Caller
+    timer_id: str
+
+
+ORCHESTRATOR_REQUESTS = (
+    ClearQueue, CancelAgentJobs, ShutdownAgent, CancelAll, ShutdownServer, CreateTimer, ListTimers, DeleteTimer,
+)
+
+
 GatewayRequest = Union[
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters,
     PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
     DeleteWorkflow,
+    ClearQueue, CancelAgentJobs, ShutdownAgent, CancelAll, ShutdownServer, CreateTimer, ListTimers, DeleteTimer,
 ]
 
 
@@ -551,6 +629,7 @@ register(
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,
     *WORKFLOW_REQUESTS,
+    *ORCHESTRATOR_REQUESTS,
 )
 
 

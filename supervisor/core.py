@@ -21,7 +21,7 @@ import logging
 import time
 
 from jobvisor.config import Config
-from jobvisor.errors import InvalidRequest, OpError
+from jobvisor.errors import InvalidRequest, OpError, Unavailable
 from jobvisor.limits import MAX_RETRIES
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import Hello, JobSpec, Message
@@ -44,6 +44,7 @@ from supervisor.recovery import Recovery
 from supervisor.reports import Reports
 from supervisor.store import Store
 from supervisor.targets import DEFAULT_DRIVER, Targets
+from supervisor.timers import Timers
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Supervisor:
         self._tasks = Tasks(log, "supervisor background")
         self._loops: list[asyncio.Task] = []
         self.shutting_down = False
+        self.stop_requested = asyncio.Event()  # an admin asked `up` to stop (POST /admin/shutdown)
         self.started = time.time()
 
         self.targets = Targets(config, self)
@@ -79,6 +81,7 @@ class Supervisor:
         self.pool.on_dead = self.reports.drop_agent
         self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
+        self.timers = Timers(self.store, self._execute_workflow)
 
     def _wake(self) -> None:
         self.dispatch.wake()
@@ -96,11 +99,23 @@ class Supervisor:
         unfinished = await self.store.load_unfinished()
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)
+        await self.timers.start()
         self._loops.append(asyncio.create_task(self.dispatch.run(), name="scheduler"))
         self._loops.append(asyncio.create_task(self.pool.idle_loop(), name="idle-agents"))
         if waits_for_agents:
             self._tasks.spawn(self.recovery.after_grace())
         self._wake()
+
+    async def _execute_workflow(self, owner: UserId, workflow_id: str, reason: str) -> object:
+        """What a timer's firing does: the workflow engine executes the workflow."""
+        workflows = getattr(self, "workflows", None)
+        if workflows is None:
+            raise Unavailable("this supervisor has no workflow engine yet")
+        return await workflows.execute(owner, workflow_id, reason)
+
+    def request_stop(self) -> None:
+        """Ask the process serving this supervisor (`jobvisor up`) to stop as SIGTERM does."""
+        self.stop_requested.set()
 
     async def shutdown(self) -> None:
         """Stop agents; a job still running when they are gone ends `lost` with the reason."""
@@ -108,6 +123,7 @@ class Supervisor:
         self.jobs.retrying = False
         for task in self._loops:
             task.cancel()
+        self.timers.close()
         await self.pool.stop_all("the supervisor is shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.shutdown_timeout

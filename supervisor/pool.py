@@ -140,6 +140,15 @@ class AgentPool:
                 if (agent.state is AgentState.CONNECTED and not agent.busy
                         and now - agent.idle_since > self._targets.idle_timeout(agent.kind)):
                     log.info("agent %s of user %s idle for %.0f s: stopping it", agent.id, agent.user, now - agent.idle_since)
-                    agent.send([KillAgent(reason="idle", cancel_jobs=False)])
-                    agent.set_state(AgentState.STOPPING)
-                    self._tasks.spawn(self.stop(agent))
+                    self.retire(agent, "idle", cancel_jobs=False)
+
+    def retire(self, agent: Agent, reason: str, *, cancel_jobs: bool) -> None:
+        """Stop the agent through its driver: told first (it stops its jobs if `cancel_jobs`),
+        then its process. Its place is free at once: the next job of its user and driver
+        acquires a new agent. Its death, when its driver sees the process end, ends what it
+        still had (`canceled` for the jobs being canceled)."""
+        if agent.state in (AgentState.STOPPING, AgentState.DEAD):
+            return
+        agent.send([KillAgent(reason=reason, cancel_jobs=cancel_jobs)])
+        agent.set_state(AgentState.STOPPING)
+        self._tasks.spawn(self.stop(agent))

@@ -30,6 +30,7 @@ from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.core import Supervisor
+from supervisor.orchestrator import OrchestratorHandlers
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class RequestHandlers:
             ClusterLogin: self.cluster_login, ClusterLogout: self.cluster_logout, ListClusters: self.list_clusters,
             **{request: self.not_yet for request in WORKFLOW_REQUESTS},
         }
+        self.table.update(OrchestratorHandlers(core).table)
 
     async def handle(self, request: Message) -> Any:
         return await self.table[type(request)](request)

@@ -67,6 +67,16 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+async def _until_stopped(*events: asyncio.Event) -> None:
+    """Until a signal (SIGINT, SIGTERM) or an admin's POST /admin/shutdown asks to stop."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def serve(config: Config) -> int:
     from api_gateway.app import start_gateway
     from api_gateway.auth_store import bootstrap_admin
@@ -94,7 +104,7 @@ async def serve(config: Config) -> int:
         print("use your API token (`jobvisor token create NAME` makes a new one)", flush=True)
     print(f"JOBVISOR_URL={gateway.url}", flush=True)
     tune_gc()
-    await stop.wait()
+    await _until_stopped(stop, supervisor.core.stop_requested)
     log.info("stopping: agents first, then the gateway and the supervisor")
     await gateway.close()
     await supervisor.close()
