@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 from api_gateway.openapi_schemas import ref
 
-_AGENT_KEYS = ("id", "user", "kind", "state", "pid", "host", "jobs", "connected_at")
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
@@ -27,7 +26,7 @@ def orchestrator_schemas() -> dict:
             "type": "object",
             "required": ["agent", "canceled"],
             "properties": {
-                "agent": {"type": "object", "properties": {k: {} for k in _AGENT_KEYS}},
+                "agent": {"$ref": "#/components/schemas/Agents/properties/agents/items"},
                 "canceled": canceled,
             },
         },

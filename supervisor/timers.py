@@ -30,7 +30,7 @@ from jobvisor.ids import UserId, new_timer_id
 from jobvisor.schedule import Cron, next_every, parse_at, parse_interval
 from jobvisor.tasks import Tasks
 from supervisor import tables
-from supervisor.compute_job import iso
+from jobvisor.isotime import iso
 from supervisor.system_events import SystemAction, emit_system
 
 log = logging.getLogger(__name__)
