@@ -13,6 +13,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from http.client import HTTPResponse
 from typing import Any, Iterator
 
@@ -25,6 +26,14 @@ NO_TOKEN = (
     "no API token: set JOBVISOR_TOKEN or pass --token. An admin makes one with "
     "`jobvisor token create <user>` (the first admin token is printed by `jobvisor up`)."
 )
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body sent as it is (a YAML document), not as JSON."""
+
+    data: bytes
+    content_type: str
 
 
 class ApiError(CliError):
@@ -99,7 +108,10 @@ class ApiClient:
     ) -> HTTPResponse:
         data = None
         headers = {"Authorization": f"Bearer {self.token}", "Accept": accept}
-        if body is not None:
+        if isinstance(body, RawBody):
+            data = body.data
+            headers["Content-Type"] = body.content_type
+        elif body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(self._url(path, query), data=data, method=method, headers=headers)

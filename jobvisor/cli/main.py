@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "jobvisor.cli.jobs",
     "jobvisor.cli.admin",
     "jobvisor.cli.clusters",
+    "jobvisor.cli.workflows",
+    "jobvisor.cli.orchestrator",  # after the modules whose `queue` and `agents` commands it extends
 )
 
 
