@@ -142,8 +142,9 @@ async def test_cancel_all_is_for_admins_and_cancels_every_users_jobs(one_slot):
     assert await admin.request("POST", "/admin/cancel_all") == {"canceled": 0}
 
 
-async def test_admin_shutdown_answers_then_stops_up_as_sigterm_does(tmp_path):
-    server = JobvisorProcess(tmp_path / "state")
+@pytest.mark.parametrize("in_process", ["true", "false"])
+async def test_admin_shutdown_answers_then_stops_up_as_sigterm_does(tmp_path, in_process):
+    server = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_SERVER_IN_PROCESS": in_process})
     server.start()
     token = server.token
     admin = Api(server.url, token)
