@@ -9,6 +9,7 @@ from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import MAX_NAME
 
 from api_gateway.openapi_schemas import ref
+from api_gateway.routes_workflows import MAX_MESSAGE_CHARS
 from api_gateway.validation import FLAGS
 
 _TIME = {"type": "string", "format": "date-time"}
@@ -48,7 +49,7 @@ def paths(prefix: str) -> dict:
                 },
                 params=[
                     {"name": "execute", "in": "query", "schema": flag, "description": "1 or true: start a run at once"},
-                    {"name": "message", "in": "query", "schema": {"type": "string", "maxLength": 4096},
+                    {"name": "message", "in": "query", "schema": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
                      "description": "What this version changes (kept in its history)"},
                 ],
                 body=document, tag="workflows",

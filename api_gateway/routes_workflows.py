@@ -27,7 +27,7 @@ from api_gateway.routes_jobs import PREFIX, json_response
 from api_gateway.validation import DEFAULT_PAGE, query_flag, query_int
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_MESSAGE_CHARS = 4096  # a version's message (?message=)
+MAX_MESSAGE_CHARS = 500  # a version's message (?message=); longer ones would not fit a request line
 
 
 def workflow_id_of(request: web.Request) -> str:

@@ -37,6 +37,11 @@ def new_job_id() -> JobId:
     return JobId("j" + _sortable_id())
 
 
+def new_workflow_id() -> str:
+    """A workflow's id (and a published version's): sortable by creation, like a job's."""
+    return "w" + _sortable_id()
+
+
 def new_agent_id() -> AgentId:
     return AgentId("a" + _sortable_id())
 

@@ -8,6 +8,7 @@
     recovery   a restart: the database's jobs meet the agents' hellos
     reports    what agents report, turned into job changes
     agent_ops  analysis and io requests to a job's agent, with their own timeouts
+    workflows  running workflows: their graphs, releases of dependents, publish/execute/cancel
     store      persistence; events are published once committed
 
 Socket handlers (supervisor.web, supervisor.requests) call the methods below; each is a thin
@@ -21,7 +22,7 @@ import logging
 import time
 
 from jobvisor.config import Config
-from jobvisor.errors import InvalidRequest, OpError, Unavailable
+from jobvisor.errors import InvalidRequest, OpError
 from jobvisor.limits import MAX_RETRIES
 from jobvisor.ids import AgentId, JobId, UserId, new_job_id
 from jobvisor.protocol import Hello, JobSpec, Message
@@ -32,7 +33,7 @@ from jobvisor.wire_values import check_wire_value
 from supervisor import tables
 from supervisor.agent_ops import AgentOps
 from supervisor.agents import Agent, AgentLink, AgentRegistry
-from supervisor.compute_job import ComputeJob
+from supervisor.compute_job import ComputeJob, Member
 from supervisor.dispatch import Dispatcher
 from supervisor.events import EventBus
 from supervisor.holds import Holds
@@ -44,6 +45,7 @@ from supervisor.recovery import Recovery
 from supervisor.reports import Reports
 from supervisor.store import Store
 from supervisor.targets import DEFAULT_DRIVER, Targets
+from supervisor.workflows import WorkflowBook
 from supervisor.timers import Timers
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,8 @@ class Supervisor:
         self.pool.on_dead = self.reports.drop_agent
         self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
-        self.timers = Timers(self.store, self._execute_workflow)
+        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.make_job, self.cancel)
+        self.timers = Timers(self.store, self.workflows.execute)
 
     def _wake(self) -> None:
         self.dispatch.wake()
@@ -99,19 +102,13 @@ class Supervisor:
         unfinished = await self.store.load_unfinished()
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)
+        await self.workflows.restore()  # the waiting jobs' workflows: released what the crash held up
         await self.timers.start()
         self._loops.append(asyncio.create_task(self.dispatch.run(), name="scheduler"))
         self._loops.append(asyncio.create_task(self.pool.idle_loop(), name="idle-agents"))
         if waits_for_agents:
             self._tasks.spawn(self.recovery.after_grace())
         self._wake()
-
-    async def _execute_workflow(self, owner: UserId, workflow_id: str, reason: str) -> object:
-        """What a timer's firing does: the workflow engine executes the workflow."""
-        workflows = getattr(self, "workflows", None)
-        if workflows is None:
-            raise Unavailable("this supervisor has no workflow engine yet")
-        return await workflows.execute(owner, workflow_id, reason)
 
     def request_stop(self) -> None:
         """Ask the process serving this supervisor (`jobvisor up`) to stop as SIGTERM does."""
@@ -142,28 +139,33 @@ class Supervisor:
 
     # ================================================================== requests
 
+    def make_job(self, user: UserId, spec: JobSpec, now: float, where: str = "", *, member: Member = None,
+                 state: JobState = JobState.QUEUED, reason: str = "submitted") -> ComputeJob:
+        """A new job of `spec`, checked against this server's drivers (InvalidRequest naming
+        `where` + the field); not recorded. A workflow's jobs are made here too."""
+        if not spec.code or not isinstance(spec.code, str) or len(spec.code) > MAX_CODE_NAME:
+            raise InvalidRequest(f"code must be a non-empty string of at most {MAX_CODE_NAME} characters",
+                                 field=where + "code")
+        if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
+            raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
+        check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
+        try:
+            resources = Resources.parse(spec.resources)
+            target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)
+            self.targets.driver(target).validate(resources)
+        except OpError as exc:
+            raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
+        return ComputeJob(
+            id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
+            spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=target,
+            cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason=reason, state=state,
+            member=member,
+        )
+
     async def submit(self, user: UserId, specs: list[JobSpec]) -> list[ComputeJob]:
         now = time.time()
-        jobs = []
-        for index, spec in enumerate(specs):
-            where = f"jobs[{index}]." if len(specs) > 1 else ""
-            if not spec.code or not isinstance(spec.code, str) or len(spec.code) > MAX_CODE_NAME:
-                raise InvalidRequest(f"code must be a non-empty string of at most {MAX_CODE_NAME} characters",
-                                     field=where + "code")
-            if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
-                raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
-            check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
-            try:
-                resources = Resources.parse(spec.resources)
-                target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)
-                self.targets.driver(target).validate(resources)
-            except OpError as exc:
-                raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
-            jobs.append(ComputeJob(
-                id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
-                spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=target,
-                cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason="submitted",
-            ))
+        many = len(specs) > 1
+        jobs = [self.make_job(user, spec, now, f"jobs[{index}]." if many else "") for index, spec in enumerate(specs)]
         self.store.insert(jobs)
         for job in jobs:
             self.store.record(job, job.initial_transition())

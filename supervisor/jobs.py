@@ -36,6 +36,9 @@ class JobBook:
         self._on_evicted = on_evicted
         self._live: dict[JobId, ComputeJob] = {}  # every job not yet terminal (and committed)
         self.retrying = True  # off while shutting down: an agent lost then is no reason to retry
+        # every job that reaches a terminal state, on every path, before that end is committed
+        # (the workflows release or cancel its dependents in the same commit)
+        self.on_end: Callable[[ComputeJob, float], None] = lambda job, now: None
 
     # ------------------------------------------------------------------ index
 
@@ -168,6 +171,7 @@ class JobBook:
             self._targets.queue(job.driver).push(job, front=True)
             self._wake()
             return
+        self.on_end(job, now)
         job_id = job.id
 
         def evict() -> None:

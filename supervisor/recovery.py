@@ -68,7 +68,7 @@ class Recovery:
                 job.log_size = log_sizes.get(job.id, 0)
                 self._jobs.restore(job, agent)
                 with_agents += 1
-            elif job.state in (JobState.QUEUED, JobState.WAITING):
+            elif job.state is JobState.QUEUED:  # a waiting job waits for its workflow (supervisor.workflows)
                 key = (job.owner, job.driver)
                 if key in maybe_alive:
                     restart_held.setdefault(key, []).append(job)

@@ -25,7 +25,10 @@ from jobvisor.protocol import (
     Reply, RunAnalysis, SubmitJobs,
 )
 from jobvisor.errors import DriverError, Unavailable
-from jobvisor.protocol import WORKFLOW_REQUESTS, ClusterLogin, ClusterLogout, ListClusters, WireError
+from jobvisor.protocol import (
+    CancelWorkflow, ClusterLogin, ClusterLogout, DeleteWorkflow, ExecuteWorkflow, GetWorkflow, ListClusters,
+    ListWorkflows, PublishWorkflow, WireError, WorkflowHistory, WorkflowStatus,
+)
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
@@ -47,7 +50,10 @@ class RequestHandlers:
             ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
             GetAgents: self.agents, GetStatus: self.status,
             ClusterLogin: self.cluster_login, ClusterLogout: self.cluster_logout, ListClusters: self.list_clusters,
-            **{request: self.not_yet for request in WORKFLOW_REQUESTS},
+            PublishWorkflow: self.publish_workflow, ListWorkflows: self.list_workflows, GetWorkflow: self.get_workflow,
+            ExecuteWorkflow: self.execute_workflow, CancelWorkflow: self.cancel_workflow,
+            WorkflowStatus: self.workflow_status, WorkflowHistory: self.workflow_history,
+            DeleteWorkflow: self.delete_workflow,
         }
         self.table.update(OrchestratorHandlers(core).table)
 
@@ -63,10 +69,6 @@ class RequestHandlers:
         except Exception:
             log.exception("internal error answering a %s request", request.TYPE)
             return Reply(ok=False, error=WireError(ErrorKind.INTERNAL, "internal error in the supervisor; see its log"))
-
-    async def not_yet(self, request: Message) -> Any:
-        """The workflow ops' shapes land before their engine (it follows within the hour)."""
-        raise Unavailable(f"{request.TYPE}: workflows are not served by this supervisor yet")
 
     # ------------------------------------------------------------------ helpers
 
@@ -200,6 +202,32 @@ class RequestHandlers:
             timeout + min(5.0, timeout), f"analyse job {job.id}",
         )
         return {"result": result}
+
+    # ------------------------------------------------------------------ workflows (supervisor.workflows)
+
+    async def publish_workflow(self, req: PublishWorkflow) -> dict:
+        return await self.core.workflows.publish(req.caller, req.document, req.message, req.execute)
+
+    async def list_workflows(self, req: ListWorkflows) -> dict:
+        return await self.core.workflows.list(req.caller, req.limit, req.after)
+
+    async def get_workflow(self, req: GetWorkflow) -> dict:
+        return await self.core.workflows.get(req.caller, req.workflow_id)
+
+    async def execute_workflow(self, req: ExecuteWorkflow) -> dict:
+        return await self.core.workflows.execute_as(req.caller, req.workflow_id)
+
+    async def cancel_workflow(self, req: CancelWorkflow) -> dict:
+        return await self.core.workflows.cancel(req.caller, req.workflow_id)
+
+    async def workflow_status(self, req: WorkflowStatus) -> dict:
+        return await self.core.workflows.status(req.caller, req.workflow_id)
+
+    async def workflow_history(self, req: WorkflowHistory) -> dict:
+        return await self.core.workflows.history(req.caller, req.workflow_id)
+
+    async def delete_workflow(self, req: DeleteWorkflow) -> dict:
+        return await self.core.workflows.delete(req.caller, req.workflow_id, req.force)
 
     # ------------------------------------------------------------------ clusters (sbatch)
 

@@ -162,7 +162,8 @@ class Api:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def request(self, method: str, path: str, **kw) -> Any:
-        async with self.session.request(method, self.url + path, headers=self._headers(), **kw) as resp:
+        headers = {**self._headers(), **kw.pop("headers", {})}
+        async with self.session.request(method, self.url + path, headers=headers, **kw) as resp:
             body = await resp.read()
             if resp.content_type in ("application/json", "application/problem+json"):
                 data = json.loads(body) if body else None

@@ -1,0 +1,479 @@
+"""The book of workflows: publish, execute, release, cancel, delete, restart, and the views.
+
+A run's jobs are ordinary `ComputeJob`s (in `JobBook` like any job, with `member` naming the
+workflow, the job's name and the run), all made at once when the run starts: the roots
+`queued`, every other one `waiting` with a reason naming what it waits for. What the run
+needs beside them is its `RunGraph` (flat arrays; see supervisor.workflow_graph).
+
+Release. `JobBook.end` calls `on_end` for every job that reaches a terminal state, on every
+path (an agent's report, a cancel, a lost attempt with no retry left, a failure before the
+run). Synchronously, before the batch that holds that end can be committed, each dependent
+whose dependencies have all completed moves `waiting -> queued` (its `$ref`s resolved), so a
+dependency's end and its dependents' release are one commit: a crash keeps both or neither.
+With on_failure `cancel_dependents`, a job that ended without completing cancels every job
+that waits on it, directly or not ("dependency NAME failed"); with `continue` they run anyway.
+The workflow's own row moves in the same commit as the job change that decides it.
+
+Restart. `restore` rebuilds each running workflow's graph from its stored version and its
+jobs' rows (their member columns), then finishes what the crash interrupted: a waiting job
+whose dependencies all completed is released, one behind a failed dependency is canceled.
+Only `waiting` jobs are ever released, and a release is committed with the job's row, so no
+job is released twice (a released job reads back `queued`, and the rest of its life is the
+recovery of any queued job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobvisor.code_params import check_params
+from jobvisor.config import WorkflowsConfig
+from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
+from jobvisor.ids import UserId, new_workflow_id
+from jobvisor.isotime import iso
+from jobvisor.limits import MAX_PAGE
+from jobvisor.protocol import Caller
+from jobvisor.states import JobState, WorkflowState
+from jobvisor.workflow_doc import OnFailure, RefError, WorkflowDoc, parse_workflow, resolve_refs
+from supervisor.compute_job import ComputeJob, WorkflowMember
+from supervisor.jobs import JobBook
+from supervisor.store import Store
+from supervisor.workflow_graph import RunGraph
+from supervisor.workflow_store import VersionRecord, WorkflowRecord, WorkflowStore, canonical_json, sha256_of
+
+log = logging.getLogger(__name__)
+
+RELEASED = "dependencies completed"
+RELEASED_ANYWAY = "dependencies ended (on_failure: continue)"
+ROOT = "workflow started"
+
+# (user, spec, now, where, member, state, reason) -> a checked ComputeJob (supervisor.core.make_job)
+MakeJob = Callable[..., ComputeJob]
+
+
+def emit_workflow(store: Store, record: WorkflowRecord, counts: dict[str, int]) -> None:
+    """A `workflow` event for the record's state, with counts (committed with the change).
+    Guarded until `Store.emit` (the events part) is on main."""
+    emit = getattr(store, "emit", None)
+    if emit is None:
+        return
+    from jobvisor import protocol
+
+    kind = getattr(protocol, "EventKind", None)
+    emit(kind.WORKFLOW if kind is not None else "workflow", record.owner,
+         {"id": record.id, "name": record.name, "state": record.state.value, "run": record.run,
+          "reason": record.reason, "counts": counts}, workflow_id=record.id)
+
+
+@dataclass(slots=True)
+class WorkflowRun:
+    record: WorkflowRecord
+    graph: RunGraph
+    canceling: str | None = None  # the workflow was canceled: no job is released, the end is `canceled`
+    finished: bool = False
+    reasons: dict = field(default_factory=dict)  # waiting reasons shared by jobs that wait for the same jobs
+
+
+class WorkflowBook:
+    def __init__(self, cfg: WorkflowsConfig, store: Store, jobs: JobBook, make_job: MakeJob,
+                 cancel_job: Callable[[ComputeJob, str], None]) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.rows = WorkflowStore(store)
+        self._jobs = jobs
+        self._make_job = make_job
+        self._cancel_job = cancel_job
+        self.runs: dict[str, WorkflowRun] = {}  # running workflows by id
+        self._lock = asyncio.Lock()  # one publish, execute, cancel or delete at a time
+        jobs.on_end = self.on_end
+
+    # ================================================================== documents
+
+    def check(self, owner: UserId, doc: WorkflowDoc) -> list[ComputeJob]:
+        """What needs the server's configuration: every job runnable by a configured driver
+        (resources, cluster), and every input able to reach its job. InvalidRequest naming
+        `jobs[i]...` otherwise. Returns the jobs as they would be made (not recorded)."""
+        now = time.time()
+        made = [self._make_job(owner, job.spec, now, f"jobs[{i}].") for i, job in enumerate(doc.jobs)]
+        index = doc.index()
+        for i, job in enumerate(doc.jobs):
+            for k, item in enumerate(job.inputs):
+                producer = made[index[item.job]]
+                if not shares_files(producer.driver, made[i].driver) and self.cfg.max_transfer <= 0:
+                    raise InvalidRequest(
+                        f"{item.path!r} of {item.job} ({producer.driver}) cannot reach {job.name} ({made[i].driver}): "
+                        "the two drivers share no file system and [workflows] max_transfer is 0",
+                        field=f"jobs[{i}].inputs[{k}]")
+        return made
+
+    def parse(self, document: Any) -> WorkflowDoc:
+        return parse_workflow(document, max_jobs=self.cfg.max_jobs)
+
+    # ================================================================== publish
+
+    async def publish(self, caller: Caller, document: dict, message: str, execute: bool) -> dict:
+        owner = UserId(caller.user)
+        doc = self.parse(document)
+        self.check(owner, doc)
+        data = canonical_json(doc.to_json())
+        async with self._lock:
+            await self.store.committed()
+            record = await self.rows.by_name(owner, doc.name)
+            now = time.time()
+            if record is None:
+                record = WorkflowRecord(
+                    id=new_workflow_id(), owner=owner, name=doc.name, version=1, state=WorkflowState.DRAFT,
+                    on_failure=doc.on_failure.value, run=0, reason="published", created_at=now, updated_at=now,
+                    info={"jobs_total": len(doc.jobs)})
+                self.rows.insert(record)
+            else:
+                if record.id in self.runs:
+                    raise Conflict(f"workflow {record.id} ({record.name}) is running; cancel it or wait for its end "
+                                   "before publishing a new version")
+                record.version += 1
+                record.state = WorkflowState.DRAFT
+                record.on_failure = doc.on_failure.value
+                record.reason = f"version {record.version} published"
+                record.updated_at = now
+                record.info = {"jobs_total": len(doc.jobs)}
+                self.rows.save(record)
+            self.rows.add_version(VersionRecord(
+                id=new_workflow_id(), workflow_id=record.id, version=record.version, author=owner, message=message,
+                created_at=now, sha256=sha256_of(data)), data)
+            emit_workflow(self.store, record, {})
+            await self.store.committed()
+            if execute:
+                await self._execute(record, doc, "published with execute")
+        return self.view(record)
+
+    # ================================================================== execute
+
+    async def execute(self, owner: UserId, workflow_id: str, reason: str) -> dict:
+        """Start a new run of the workflow's current version (timers call this too)."""
+        return await self.execute_as(Caller(user=owner), workflow_id, reason)
+
+    async def execute_as(self, caller: Caller, workflow_id: str, reason: str = "executed") -> dict:
+        async with self._lock:
+            record = await self._owned(caller, workflow_id)
+            doc = self.parse(await self.rows.document(record.id, record.version))
+            await self._execute(record, doc, reason)
+            return self.view(record)
+
+    async def _execute(self, record: WorkflowRecord, doc: WorkflowDoc, reason: str) -> None:
+        if record.id in self.runs:
+            raise Conflict(f"workflow {record.id} ({record.name}) is running already (run {record.run})")
+        now = time.time()
+        graph = RunGraph(doc)
+        run_number = record.run + 1
+        run = WorkflowRun(record, graph)
+        jobs: list[ComputeJob] = []
+        roots: list[ComputeJob] = []
+        workflow_id = record.id
+        for i, wjob in enumerate(doc.jobs):
+            root = graph.is_root(i)
+            job = self._make_job(
+                record.owner, wjob.spec, now, f"jobs[{i}].", member=WorkflowMember(workflow_id, graph.names[i], run_number),
+                state=JobState.QUEUED if root else JobState.WAITING,
+                reason=ROOT if root else graph.waiting_reason(i, run.reasons))
+            job.name = graph.names[i]  # one string for the job, its member and the graph
+            graph.job_ids[i] = job.id
+            jobs.append(job)
+            if root:
+                roots.append(job)
+                graph.set_state(i, JobState.QUEUED)
+        record.run = run_number
+        record.state = WorkflowState.RUNNING
+        record.reason = reason
+        record.started_at = now
+        record.finished_at = None
+        record.updated_at = now
+        record.info = {"jobs_total": len(doc.jobs)}
+        self.store.insert(jobs)
+        for job in jobs:
+            self.store.record(job, job.initial_transition())
+        self.rows.save(record)
+        emit_workflow(self.store, record, graph.counts_by_state())
+        self.runs[workflow_id] = run
+        try:
+            await self.store.committed()
+        except OpError:
+            self.runs.pop(workflow_id, None)
+            record.run -= 1
+            record.state = WorkflowState.DRAFT
+            raise
+        for job in jobs:
+            self._jobs.adopt(job)
+        self._jobs.enqueue(roots)
+        log.info("workflow %s (%s) run %d: %d jobs, %d queued", workflow_id, record.name, run_number, len(jobs), len(roots))
+
+    # ================================================================== ends and releases
+
+    def on_end(self, job: ComputeJob, now: float) -> None:
+        """JobBook: `job` reached a terminal state (recorded, not yet committed)."""
+        member = job.member
+        if type(member) is not WorkflowMember:
+            return
+        run = self.runs.get(member.workflow_id)
+        if run is None or run.record.run != member.run:
+            return
+        graph = run.graph
+        i = graph.index[member.name]
+        if not graph.set_state(i, job.state):
+            return  # already counted (canceled as a dependent, before its own end was recorded)
+        if job.state is JobState.COMPLETED and i in graph.referenced:
+            graph.results[member.name] = job.result
+        if run.canceling is None:
+            if job.state is JobState.COMPLETED or graph.on_failure is OnFailure.CONTINUE:
+                self._release(run, graph.dependents_of(i), now)
+            else:
+                self._cancel_dependents(run, i, now)
+        if graph.unfinished == 0:
+            self._finish(run, now)
+
+    def _release(self, run: WorkflowRun, candidates: Any, now: float) -> None:
+        graph = run.graph
+        released = []
+        reason = RELEASED if graph.on_failure is not OnFailure.CONTINUE else RELEASED_ANYWAY
+        for d in candidates:
+            if not graph.ready(d):
+                continue
+            job = self._jobs.get(graph.job_ids[d])  # type: ignore[arg-type]
+            if job is None or job.state is not JobState.WAITING:
+                continue
+            if graph.has_refs[d]:
+                params, resources = job.unpack_spec()
+                try:
+                    params = resolve_refs(params, graph.results)
+                    check_params(job.code, params)  # checked at publish with the refs standing in
+                except RefError as exc:  # its end (on_end) cancels what waits on it
+                    self._jobs.end(job, JobState.FAILED, str(exc), now)
+                    continue
+                except InvalidRequest as exc:
+                    self._jobs.end(job, JobState.FAILED, f"{exc.field}: {exc.detail}" if exc.field else exc.detail, now)
+                    continue
+                job.spec = ComputeJob.pack_spec(params, resources)
+                self.rows.set_spec(job.id, job.spec)
+            self.store.record(job, job.move(JobState.QUEUED, reason, now))
+            graph.set_state(d, JobState.QUEUED)
+            released.append(job)
+        if released:
+            self._jobs.enqueue(released)
+
+    def _cancel_dependents(self, run: WorkflowRun, i: int, now: float) -> None:
+        graph = run.graph
+        reason = f"dependency {graph.names[i]} failed"
+        doomed = list(graph.waiting_dependents(i))
+        for d in doomed:  # counted first: their own ends (below) then change nothing here
+            graph.set_state(d, JobState.CANCELED)
+        for d in doomed:
+            job = self._jobs.get(graph.job_ids[d])  # type: ignore[arg-type]
+            if job is not None and not job.state.is_terminal:
+                self._jobs.end(job, JobState.CANCELED, reason, now)
+
+    def _finish(self, run: WorkflowRun, now: float) -> None:
+        if run.finished:
+            return
+        run.finished = True
+        record, graph = run.record, run.graph
+        counts = graph.counts_by_state()
+        completed = counts.get(JobState.COMPLETED.value, 0)
+        if run.canceling is not None:
+            record.state, record.reason = WorkflowState.CANCELED, run.canceling
+        elif completed == len(graph):
+            record.state, record.reason = WorkflowState.COMPLETED, f"all {completed} jobs completed"
+        else:
+            first = next(graph.names[i] for i in range(len(graph)) if graph.state(i) is not JobState.COMPLETED)
+            record.state = WorkflowState.FAILED
+            record.reason = f"{len(graph) - completed} of {len(graph)} jobs did not complete (first: {first})"
+        record.finished_at = record.updated_at = now
+        record.info = {**record.info, "counts": counts}
+        self.rows.save(record)
+        emit_workflow(self.store, record, counts)
+        self.runs.pop(record.id, None)
+        log.info("workflow %s (%s) run %d %s: %s", record.id, record.name, record.run, record.state, record.reason)
+
+    # ================================================================== cancel, delete
+
+    async def cancel(self, caller: Caller, workflow_id: str) -> dict:
+        async with self._lock:
+            record = await self._owned(caller, workflow_id)
+            run = self.runs.get(record.id)
+            if run is not None:
+                self._cancel_run(run, "canceled by user" if caller.user == record.owner else f"canceled by {caller.user}")
+            await self.store.committed()
+            return self.view(run.record if run is not None else record)
+
+    def _cancel_run(self, run: WorkflowRun, reason: str) -> None:
+        """Every unfinished job canceled; the workflow ends `canceled` with the last of them."""
+        if run.canceling is not None:
+            return
+        run.canceling = reason
+        graph = run.graph
+        now = time.time()
+        for i, job_id in enumerate(graph.job_ids):
+            if graph.is_finished(i) or job_id is None:
+                continue
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._cancel_job(job, f"workflow {reason}")
+        if graph.unfinished == 0:
+            self._finish(run, now)
+
+    async def delete(self, caller: Caller, workflow_id: str, force: bool) -> dict:
+        async with self._lock:
+            record = await self._owned(caller, workflow_id)
+            run = self.runs.get(record.id)
+            if run is not None:
+                if not force:
+                    raise Conflict(f"workflow {record.id} ({record.name}) is running; cancel it first, or delete with force=true")
+                self._cancel_run(run, "canceled: the workflow was deleted")
+                self.runs.pop(record.id, None)  # its jobs end as jobs; there is no workflow left to end
+            self.rows.delete(record.id)
+            await self.store.committed()
+            return {"id": record.id, "deleted": True}
+
+    # ================================================================== restart
+
+    async def restore(self) -> None:
+        """After `Recovery.restore` adopted the unfinished jobs: rebuild every running
+        workflow's run and finish what the crash interrupted (see the module's docstring)."""
+        for record in await self.rows.running():
+            try:
+                doc = self.parse(await self.rows.document(record.id, record.version))
+            except OpError as exc:  # a version this release no longer reads: the run cannot go on
+                log.error("workflow %s: its stored version %d cannot be read (%s); marked failed", record.id, record.version, exc)
+                record.state, record.reason = WorkflowState.FAILED, f"its document cannot be read after a restart: {exc.detail}"
+                record.finished_at = record.updated_at = time.time()
+                self.rows.save(record)
+                continue
+            run = WorkflowRun(record, RunGraph(doc))
+            graph = run.graph
+            for row in await self.rows.run_jobs(record.id, record.run):
+                i = graph.index.get(row.workflow_job)
+                if i is None:
+                    continue
+                live = self._jobs.get(row.id)
+                graph.job_ids[i] = row.id
+                graph.set_state(i, live.state if live is not None else JobState(row.state))
+                if i in graph.referenced and graph.state(i) is JobState.COMPLETED:
+                    graph.results[row.workflow_job] = live.result if live is not None else row.result
+            self.runs[record.id] = run
+            self._resume(run, doc)
+
+    def _resume(self, run: WorkflowRun, doc: WorkflowDoc) -> None:
+        graph = run.graph
+        now = time.time()
+        missing = [graph.names[i] for i in range(len(graph)) if graph.job_ids[i] is None]
+        if missing:  # cannot happen (a run's jobs are committed with it); say so rather than wait forever
+            log.error("workflow %s run %d: no job rows for %s", run.record.id, run.record.run, ", ".join(missing[:5]))
+            for i in range(len(graph)):
+                if graph.job_ids[i] is None:
+                    graph.set_state(i, JobState.LOST)
+        for i in doc.order:  # dependencies first: a cancel reaches its dependents' dependents
+            if graph.state(i) is not JobState.WAITING:
+                continue
+            failed = graph.failed_dependency(i)
+            if failed is not None and graph.on_failure is not OnFailure.CONTINUE:
+                self._cancel_dependents(run, failed, now)
+            elif graph.ready(i):
+                self._release(run, [i], now)
+        if graph.unfinished == 0:
+            self._finish(run, now)
+        log.info("workflow %s (%s) run %d resumed: %s", run.record.id, run.record.name, run.record.run, graph.counts_by_state())
+
+    # ================================================================== views
+
+    async def _owned(self, caller: Caller, workflow_id: str) -> WorkflowRecord:
+        run = self.runs.get(workflow_id)
+        record = run.record if run is not None else None
+        if record is None:
+            await self.store.committed()
+            record = await self.rows.get(workflow_id)
+        if record is None or (record.owner != caller.user and not caller.is_admin):
+            raise NotFound(f"no workflow {workflow_id!r}")
+        return record
+
+    def _counts(self, record: WorkflowRecord) -> dict[str, int]:
+        run = self.runs.get(record.id)
+        if run is not None and run.record.run == record.run:
+            return run.graph.counts_by_state()
+        return dict(record.info.get("counts", {}))
+
+    def view(self, record: WorkflowRecord) -> dict:
+        return {
+            "id": record.id, "name": record.name, "version": record.version, "state": record.state.value,
+            "on_failure": record.on_failure, "run": record.run, "reason": record.reason, "counts": self._counts(record),
+            "created_at": iso(record.created_at), "updated_at": iso(record.updated_at),
+            "started_at": iso(record.started_at), "finished_at": iso(record.finished_at), "owner": record.owner,
+            "jobs_total": int(record.info.get("jobs_total", 0)),
+        }
+
+    async def list(self, caller: Caller, limit: int, after: str) -> dict:
+        limit = max(1, min(limit, MAX_PAGE))
+        await self.store.committed()
+        records = await self.rows.page(None if caller.is_admin else UserId(caller.user), limit + 1, after)
+        more = len(records) > limit
+        records = records[:limit]
+        views = [self.view(self._current(r)) for r in records]
+        return {"workflows": views, "next": records[-1].id if more else None}
+
+    def _current(self, record: WorkflowRecord) -> WorkflowRecord:
+        run = self.runs.get(record.id)
+        return run.record if run is not None else record
+
+    async def _run_jobs(self, record: WorkflowRecord) -> list[dict]:
+        """The current run's jobs in the document's order, as committed (live state wins)."""
+        if record.run == 0:
+            return []
+        out = []
+        for row in await self.rows.run_jobs(record.id, record.run):
+            live = self._jobs.get(row.id)
+            out.append({
+                "name": row.workflow_job, "job_id": row.id,
+                "state": (live.state if live is not None else JobState(row.state)).value,
+                "reason": live.reason if live is not None else row.reason,
+                "exit_code": live.exit_code if live is not None else row.exit_code,
+                "progress": live.progress if live is not None else row.progress,
+                "started_at": iso(live.started_at if live is not None else row.started_at),
+                "finished_at": iso(live.finished_at if live is not None else row.finished_at),
+            })
+        return out
+
+    async def get(self, caller: Caller, workflow_id: str) -> dict:
+        record = await self._owned(caller, workflow_id)
+        await self.store.committed()
+        document = await self.rows.document(record.id, record.version)
+        jobs = await self._run_jobs(record)
+        if not jobs:  # never run: the document's jobs, not run yet
+            jobs = [{"name": job.get("name", ""), "job_id": None, "state": None, "reason": "", "exit_code": None,
+                     "progress": None, "started_at": None, "finished_at": None} for job in document.get("jobs", [])]
+        return {**self.view(self._current(record)), "document": document, "jobs": jobs}
+
+    async def status(self, caller: Caller, workflow_id: str) -> dict:
+        record = self._current(await self._owned(caller, workflow_id))
+        await self.store.committed()
+        jobs = [{"name": j["name"], "job_id": j["job_id"], "state": j["state"]} for j in await self._run_jobs(record)]
+        return {"id": record.id, "name": record.name, "run": record.run, "state": record.state.value,
+                "counts": self._counts(record), "jobs": jobs, "started_at": iso(record.started_at),
+                "finished_at": iso(record.finished_at)}
+
+    async def history(self, caller: Caller, workflow_id: str) -> dict:
+        record = await self._owned(caller, workflow_id)
+        return {"versions": [
+            {"id": v.id, "version": v.version, "author": v.author, "message": v.message,
+             "created_at": iso(v.created_at), "sha256": v.sha256}
+            for v in await self.rows.versions(record.id)
+        ]}
+
+
+def shares_files(producer: str, consumer: str) -> bool:
+    """Whether a job on target `consumer` sees the run files of a job on target `producer`:
+    the same target (one host for local, one cluster's shared file system for sbatch:X, and
+    for docker the user's run root mounted into their one agent container)."""
+    return producer == consumer
+
