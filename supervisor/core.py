@@ -83,7 +83,7 @@ class Supervisor:
         self.pool.on_dead = self.reports.drop_agent
         self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
-        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.make_job, self.cancel)
+        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.place, self.make_job, self.cancel)
         self.timers = Timers(self.store, self.workflows.execute)
 
     def _wake(self) -> None:
@@ -139,22 +139,31 @@ class Supervisor:
 
     # ================================================================== requests
 
-    def make_job(self, user: UserId, spec: JobSpec, now: float, where: str = "", *, member: Member = None,
-                 state: JobState = JobState.QUEUED, reason: str = "submitted") -> ComputeJob:
-        """A new job of `spec`, checked against this server's drivers (InvalidRequest naming
-        `where` + the field); not recorded. A workflow's jobs are made here too."""
+    def place(self, spec: JobSpec, where: str = "") -> tuple[str, Resources]:
+        """Where a job of `spec` runs (its target) and its resources as parsed, checked against
+        this server's drivers: InvalidRequest naming `where` + the field otherwise."""
         if not spec.code or not isinstance(spec.code, str) or len(spec.code) > MAX_CODE_NAME:
             raise InvalidRequest(f"code must be a non-empty string of at most {MAX_CODE_NAME} characters",
                                  field=where + "code")
         if not isinstance(spec.max_retries, int) or not 0 <= spec.max_retries <= MAX_RETRIES:
             raise InvalidRequest(f"max_retries must be between 0 and {MAX_RETRIES}", field=where + "max_retries")
-        check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
         try:
             resources = Resources.parse(spec.resources)
             target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)
             self.targets.driver(target).validate(resources)
         except OpError as exc:
             raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
+        return target, resources
+
+    def make_job(self, user: UserId, spec: JobSpec, now: float, where: str = "", *, member: Member = None,
+                 state: JobState = JobState.QUEUED, reason: str = "submitted",
+                 placed: tuple[str, Resources] | None = None) -> ComputeJob:
+        """A new job of `spec` (not recorded). `placed`: what `place` answered for it, when the
+        caller checked it already (a workflow's jobs, whose params its document's parse checked)."""
+        if placed is None:
+            check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
+            placed = self.place(spec, where)
+        target, resources = placed
         return ComputeJob(
             id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
             spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=target,

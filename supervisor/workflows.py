@@ -25,6 +25,7 @@ recovery of any queued job).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -37,7 +38,8 @@ from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import UserId, new_workflow_id
 from jobvisor.isotime import iso
 from jobvisor.limits import MAX_PAGE
-from jobvisor.protocol import Caller
+from jobvisor.protocol import Caller, JobSpec
+from jobvisor.resources import Resources
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import OnFailure, RefError, WorkflowDoc, parse_workflow, resolve_refs
 from supervisor.compute_job import ComputeJob, WorkflowMember
@@ -52,8 +54,20 @@ RELEASED = "dependencies completed"
 RELEASED_ANYWAY = "dependencies ended (on_failure: continue)"
 ROOT = "workflow started"
 
-# (user, spec, now, where, member, state, reason) -> a checked ComputeJob (supervisor.core.make_job)
+# (spec, where) -> (target, resources), checked against the drivers (supervisor.core.place)
+Place = Callable[[JobSpec, str], tuple[str, Resources]]
+# (user, spec, now, where, member=, state=, reason=, placed=) -> a new ComputeJob (supervisor.core.make_job)
 MakeJob = Callable[..., ComputeJob]
+
+
+def _resources_key(resources: dict) -> Any:
+    """`resources` as a dict key: the jobs of a document mostly share a few of them."""
+    try:
+        key = tuple(sorted(resources.items()))
+        hash(key)
+        return key
+    except TypeError:
+        return json.dumps(resources, sort_keys=True, default=str)
 
 
 def emit_workflow(store: Store, record: WorkflowRecord, counts: dict[str, int]) -> None:
@@ -80,12 +94,13 @@ class WorkflowRun:
 
 
 class WorkflowBook:
-    def __init__(self, cfg: WorkflowsConfig, store: Store, jobs: JobBook, make_job: MakeJob,
+    def __init__(self, cfg: WorkflowsConfig, store: Store, jobs: JobBook, place: Place, make_job: MakeJob,
                  cancel_job: Callable[[ComputeJob, str], None]) -> None:
         self.cfg = cfg
         self.store = store
         self.rows = WorkflowStore(store)
         self._jobs = jobs
+        self._place = place
         self._make_job = make_job
         self._cancel_job = cancel_job
         self.runs: dict[str, WorkflowRun] = {}  # running workflows by id
@@ -94,22 +109,31 @@ class WorkflowBook:
 
     # ================================================================== documents
 
-    def check(self, owner: UserId, doc: WorkflowDoc) -> list[ComputeJob]:
+    def check(self, doc: WorkflowDoc) -> list[tuple[str, Resources]]:
         """What needs the server's configuration: every job runnable by a configured driver
         (resources, cluster), and every input able to reach its job. InvalidRequest naming
-        `jobs[i]...` otherwise. Returns the jobs as they would be made (not recorded)."""
-        now = time.time()
-        made = [self._make_job(owner, job.spec, now, f"jobs[{i}].") for i, job in enumerate(doc.jobs)]
-        index = doc.index()
+        `jobs[i]...` otherwise. Returns each job's (target, resources); jobs that ask for the
+        same are checked once (a document of 10,000 jobs has a handful of kinds)."""
+        seen: dict[tuple, tuple[str, Resources]] = {}
+        placed = []
+        for i, job in enumerate(doc.jobs):
+            spec = job.spec
+            key = (spec.code, spec.driver, spec.max_retries, _resources_key(spec.resources))
+            where = seen.get(key)
+            if where is None:
+                where = seen[key] = self._place(spec, f"jobs[{i}].")
+            placed.append(where)
+        index = doc.index() if any(job.inputs for job in doc.jobs) else {}
         for i, job in enumerate(doc.jobs):
             for k, item in enumerate(job.inputs):
-                producer = made[index[item.job]]
-                if not shares_files(producer.driver, made[i].driver) and self.cfg.max_transfer <= 0:
+                producer = placed[index[item.job]][0]
+                consumer = placed[i][0]
+                if not shares_files(producer, consumer) and self.cfg.max_transfer <= 0:
                     raise InvalidRequest(
-                        f"{item.path!r} of {item.job} ({producer.driver}) cannot reach {job.name} ({made[i].driver}): "
+                        f"{item.path!r} of {item.job} ({producer}) cannot reach {job.name} ({consumer}): "
                         "the two drivers share no file system and [workflows] max_transfer is 0",
                         field=f"jobs[{i}].inputs[{k}]")
-        return made
+        return placed
 
     def parse(self, document: Any) -> WorkflowDoc:
         return parse_workflow(document, max_jobs=self.cfg.max_jobs)
@@ -119,8 +143,8 @@ class WorkflowBook:
     async def publish(self, caller: Caller, document: dict, message: str, execute: bool) -> dict:
         owner = UserId(caller.user)
         doc = self.parse(document)
-        self.check(owner, doc)
-        data = canonical_json(doc.to_json())
+        placed = self.check(doc)
+        data = canonical_json(document)  # the gateway's normalized form (WorkflowDoc.to_json), as parsed
         async with self._lock:
             await self.store.committed()
             record = await self.rows.by_name(owner, doc.name)
@@ -148,7 +172,7 @@ class WorkflowBook:
             emit_workflow(self.store, record, {})
             await self.store.committed()
             if execute:
-                await self._execute(record, doc, "published with execute")
+                await self._execute(record, doc, "published with execute", placed)
         return self.view(record)
 
     # ================================================================== execute
@@ -161,10 +185,11 @@ class WorkflowBook:
         async with self._lock:
             record = await self._owned(caller, workflow_id)
             doc = self.parse(await self.rows.document(record.id, record.version))
-            await self._execute(record, doc, reason)
+            await self._execute(record, doc, reason, self.check(doc))
             return self.view(record)
 
-    async def _execute(self, record: WorkflowRecord, doc: WorkflowDoc, reason: str) -> None:
+    async def _execute(self, record: WorkflowRecord, doc: WorkflowDoc, reason: str,
+                       placed: list[tuple[str, Resources]]) -> None:
         if record.id in self.runs:
             raise Conflict(f"workflow {record.id} ({record.name}) is running already (run {record.run})")
         now = time.time()
@@ -179,7 +204,7 @@ class WorkflowBook:
             job = self._make_job(
                 record.owner, wjob.spec, now, f"jobs[{i}].", member=WorkflowMember(workflow_id, graph.names[i], run_number),
                 state=JobState.QUEUED if root else JobState.WAITING,
-                reason=ROOT if root else graph.waiting_reason(i, run.reasons))
+                reason=ROOT if root else graph.waiting_reason(i, run.reasons), placed=placed[i])
             job.name = graph.names[i]  # one string for the job, its member and the graph
             graph.job_ids[i] = job.id
             jobs.append(job)
