@@ -21,7 +21,7 @@ from jobvisor.errors import AuthError
 from jobvisor.link import LocalLink
 from jobvisor.protocol import Caller
 
-from api_gateway import routes_clusters, routes_jobs, routes_orchestrator, routes_system, routes_workflows
+from api_gateway import routes_clusters, routes_events, routes_jobs, routes_orchestrator, routes_system, routes_workflows
 from api_gateway.auth_store import AuthStore, bootstrap_admin
 from api_gateway.context import CALLER, CONFIG, HUB, STORE, STREAMS, SUPERVISOR
 from api_gateway.events import EventHub
@@ -85,6 +85,7 @@ def make_app(
     app[STORE] = store if store is not None else AuthStore.for_config(config)
     routes_jobs.add_routes(app)
     routes_system.add_routes(app)
+    routes_events.add_routes(app)
     routes_clusters.add_routes(app)
     routes_workflows.add_routes(app)
     routes_orchestrator.add_routes(app)
@@ -99,7 +100,7 @@ async def _on_startup(app: web.Application) -> None:
         await app[STORE].open()
     client = app[SUPERVISOR]
     await client.start()
-    app[_EVENTS_TASK] = asyncio.create_task(client.run_events(app[HUB].publish), name="gateway-events")
+    app[_EVENTS_TASK] = asyncio.create_task(client.run_events(app[HUB].publish, on_linked=app[HUB].resume_all), name="gateway-events")
     log.info("gateway ready; supervisor at %s", client.url)
 
 

@@ -1,27 +1,28 @@
-"""In-process fan-out of job events to SSE clients, filtered by owner (admins see all).
+"""In-process fan-out of committed events to SSE clients, filtered by owner (admins see all).
 
 `EventHub.publish` is synchronous and O(subscribers of that owner + admins): it runs for
 every event the supervisor sends, thousands per second. A subscriber that cannot keep up
-(its queue is full) is dropped with an overflow mark, so its stream ends and the client
-reconnects and re-reads state instead of silently missing transitions.
+(its queue is full) is ended with an overflow mark: its stream closes with a `reconnect`
+event naming the last id it was sent, and a client that reconnects from there (Last-Event-ID)
+reads what it missed from the database, so a slow client is resumed, never silently short.
+The same happens to every stream when the gateway's own link to the supervisor's events
+comes back after a drop (`resume_all`): what was committed meanwhile is read back likewise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from typing import Any
+import enum
 
-from jobvisor.protocol import JobEvent
+from jobvisor.protocol import Event
 
 QUEUE_LIMIT = 10_000
 
 
-_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))
-
-
-def event_json(event: JobEvent) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in _EVENT_FIELDS}
+class EndReason(enum.Enum):
+    CLOSED = "closed"  # the gateway is stopping
+    OVERFLOW = "overflow"  # the client read slower than events came
+    RELINKED = "relinked"  # the gateway's link to the supervisor's events dropped and came back
 
 
 class Subscription:
@@ -32,31 +33,44 @@ class Subscription:
         self.user = user
         self.is_admin = is_admin
         self.job_id = job_id
-        self.queue: asyncio.Queue[JobEvent | None] = asyncio.Queue(QUEUE_LIMIT)
-        self.overflowed = False
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.ended: EndReason | None = None
 
-    def offer(self, event: JobEvent) -> None:
+    def offer(self, event: Event) -> None:
         if self.job_id is not None and event.job_id != self.job_id:
             return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.overflowed = True
-            self.hub.unsubscribe(self)
-            self.end()
+            self.end(EndReason.OVERFLOW)
 
-    def end(self) -> None:
-        """Wake the reader with the end-of-stream mark, even if the queue is full."""
-        while True:
-            try:
-                self.queue.put_nowait(None)
-                return
-            except asyncio.QueueFull:
-                self.queue.get_nowait()
+    def end(self, reason: EndReason) -> None:
+        """Leave the hub; the reader gets what is queued, then the end. Nothing queued is
+        dropped: the stream's last id must be the last event before any gap."""
+        self.hub.unsubscribe(self)
+        if self.ended is None:
+            self.ended = reason
+        try:
+            self.queue.put_nowait(None)  # wakes a reader waiting on an empty queue
+        except asyncio.QueueFull:
+            pass  # a full queue: the reader is not waiting, and finds `ended` once it drained it
 
-    async def next(self, timeout: float) -> JobEvent | None:
-        """The next event; None at the end of the stream; TimeoutError after `timeout`."""
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def take(self, timeout: float, most: int) -> list[Event] | None:
+        """The next events (at least one, at most `most`), in order; None once the stream has
+        ended and everything before its end was taken; TimeoutError after `timeout`."""
+        queue = self.queue
+        if self.ended is not None and queue.empty():
+            return None
+        first = await asyncio.wait_for(queue.get(), timeout)
+        if first is None:
+            return None
+        taken = [first]
+        while len(taken) < most and not queue.empty():
+            item = queue.get_nowait()
+            if item is None:  # the end mark is always last: the next take answers None
+                break
+            taken.append(item)
+        return taken
 
     def __enter__(self) -> "Subscription":
         return self
@@ -93,17 +107,24 @@ class EventHub:
     def subscriber_count(self) -> int:
         return len(self._admins) + sum(len(s) for s in self._by_user.values())
 
-    def publish(self, event: JobEvent) -> None:
+    def publish(self, event: Event) -> None:
         self.published += 1
         for sub in tuple(self._by_user.get(event.owner, ())):
             sub.offer(event)
         for sub in tuple(self._admins):
             sub.offer(event)
 
+    def _end_all(self, reason: EndReason) -> None:
+        subs = list(self._admins) + [s for group in self._by_user.values() for s in group]
+        for sub in subs:
+            sub.end(reason)
+
+    def resume_all(self) -> None:
+        """The link to the supervisor's events is (back) up: events committed while it was
+        down never came here, so every stream ends, telling its client to reconnect from its
+        last id (and read them from the database)."""
+        self._end_all(EndReason.RELINKED)
+
     def close(self) -> None:
         """End every stream (gateway shutdown)."""
-        subs = list(self._admins) + [s for group in self._by_user.values() for s in group]
-        self._admins.clear()
-        self._by_user.clear()
-        for sub in subs:
-            sub.end()
+        self._end_all(EndReason.CLOSED)

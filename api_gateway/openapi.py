@@ -7,10 +7,11 @@ import functools
 from typing import Any
 
 from jobvisor import __version__
+from jobvisor.limits import MAX_EVENT_ID, MAX_PAGE
 
 from api_gateway.openapi_orchestrator import orchestrator_paths, orchestrator_schemas
 from api_gateway.openapi_schemas import ref, schemas
-from api_gateway.validation import FLAGS, MAX_OFFSET
+from api_gateway.validation import DEFAULT_PAGE, FLAGS, MAX_OFFSET
 
 PREFIX = "/api/v1"
 
@@ -171,14 +172,41 @@ def _paths() -> dict:
         },
         f"{PREFIX}/events": {
             "get": _op(
-                "Server-sent events of the caller's job transitions (`event: job`, data: JobEvent); "
-                "a heartbeat comment every 15 s. The token may be passed as ?access_token= (EventSource)",
-                {"200": {"description": "Event stream", "content": _sse("JobStreamEvent")}, **_ERRORS},
+                "The caller's events (admins: everyone's), oldest first, each with its `id`: job transitions, "
+                "progress, workflow changes, user and system events. As server-sent events (the default): "
+                "`event:` is the kind, `id:` the event's id, `data:` an Event; a heartbeat comment every 15 s. "
+                "Resuming with `Last-Event-ID` (EventSource sends it) or `?since=ID` first sends every event "
+                "committed after that id, then the live ones, without a gap or a duplicate. A stream that must "
+                "end (a client reading too slowly, a restart) ends with a `reconnect` event naming the last id "
+                "sent: reconnect from it and nothing is lost. With `format=json`: one page of the events after "
+                "`since` (for scripts; `next`: pass it as `since` for the next page, null when none is left). "
+                "The token may be passed as ?access_token= (EventSource)",
+                {
+                    "200": {"description": "The event stream, or with format=json a page of events",
+                            "content": {**_sse("EventStreamEvent"), "application/json": {"schema": ref("EventPage")}}},
+                    **_BAD, **_ERRORS,
+                },
                 params=[
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
+                     "description": "Events after this id (0: from the oldest kept). A stream without it (nor Last-Event-ID) "
+                                    "sends live events only"},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["sse", "json"], "default": "sse"},
+                     "description": "sse: a live stream; json: one page of the history"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                     "description": "Events in the page (format=json only)"},
                     {"name": "job", "in": "query", "schema": {"type": "string"}, "description": "Only this job's events"},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                     "description": "The last event id the client saw (takes precedence over since)"},
                     {"name": "access_token", "in": "query", "schema": {"type": "string"}, "description": "Bearer token, for clients that cannot set headers"},
                 ],
-                tag="system",
+                tag="events",
+            ),
+            "post": _op(
+                "Push a user event (201: the event, committed, with its id), about one of the caller's jobs "
+                "or workflows if named. Every stream of the caller (and admins') carries it",
+                {"201": _json(ref("Event"), "The event"), **_BAD, **_ERRORS},
+                body={"required": True, "content": {"application/json": {"schema": ref("UserEvent")}}},
+                tag="events",
             ),
         },
         f"{PREFIX}/status": {

@@ -3,6 +3,8 @@ the API takes and answers, including the events of its server-sent event streams
 
 from __future__ import annotations
 
+from jobvisor.limits import MAX_USER_EVENT_BYTES
+from jobvisor.protocol import EventKind
 from jobvisor.resources import MAX_MEMORY
 from jobvisor.states import JobState
 
@@ -28,8 +30,7 @@ def _sse_event(name: str, data: dict) -> dict:
 
 def _stream_schemas(states: list[str]) -> dict:
     """The events of the two streams: a job's log (GET /jobs/{id}/log?follow=1) and the
-    caller's job transitions (GET /events)."""
-    detail = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+    caller's events (GET /events)."""
     return {
         "LogStreamEvent": {"oneOf": [
             _sse_event("log", {
@@ -52,7 +53,18 @@ def _stream_schemas(states: list[str]) -> dict:
                 "properties": {"status": {"type": "integer"}, "detail": {"type": "string"}},
             }),
         ]},
-        "JobStreamEvent": {"oneOf": [_sse_event("job", ref("JobEvent")), _sse_event("overflow", detail)]},
+        "EventStreamEvent": {"oneOf": [
+            *(_sse_event(kind.value, ref("Event")) for kind in EventKind),
+            _sse_event("reconnect", {
+                "type": "object",
+                "required": ["reason", "last_id", "detail"],
+                "properties": {
+                    "reason": {"type": "string", "enum": ["overflow", "relinked", "closed"]},
+                    "last_id": {"type": "integer", "description": "The last event id sent: reconnect with it as Last-Event-ID"},
+                    "detail": {"type": "string"},
+                },
+            }),
+        ]},
     }
 
 
@@ -173,18 +185,39 @@ def schemas() -> dict:
                 "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page"},
             },
         },
-        "JobEvent": {
+        "Event": {
             "type": "object",
+            "required": ["id", "kind", "at", "owner", "job_id", "workflow_id", "data"],
+            "additionalProperties": False,
             "properties": {
-                "job_id": {"type": "string"},
+                "id": {"type": "integer", "minimum": 1, "description": "Increasing in commit order, across restarts"},
+                "kind": {"type": "string", "enum": [k.value for k in EventKind],
+                         "description": "transition: data {state, attempt, reason, exit_code}; progress: data "
+                                        "{state, attempt, progress, message}; workflow: the workflow's change; user: "
+                                        "as pushed; system: timers and admin actions"},
+                "at": {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"},
                 "owner": {"type": "string"},
-                "state": {"type": "string", "enum": states},
-                "attempt": {"type": "integer"},
-                "at": {"type": "number", "description": "Unix time"},
-                "reason": {"type": "string"},
-                "exit_code": {"type": ["integer", "null"]},
-                "progress": {"type": ["number", "null"]},
-                "message": {"type": "string"},
+                "job_id": {"type": ["string", "null"]},
+                "workflow_id": {"type": ["string", "null"]},
+                "data": {"type": "object"},
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "required": ["events", "next"],
+            "properties": {
+                "events": {"type": "array", "items": ref("Event")},
+                "next": {"type": ["integer", "null"], "description": "Pass as `since` for the next page; null: none left now"},
+            },
+        },
+        "UserEvent": {
+            "type": "object",
+            "required": ["data"],
+            "additionalProperties": False,
+            "properties": {
+                "data": {"type": "object", "description": f"Any JSON object of at most {MAX_USER_EVENT_BYTES} bytes"},
+                "job_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64, "description": "One of the caller's jobs"},
+                "workflow_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64, "description": "One of the caller's workflows"},
             },
         },
         "FileList": {

@@ -71,7 +71,7 @@ def _visible(request: web.Request, job: dict) -> dict:
     return job
 
 
-class _Stream:
+class Stream:
     """Register a long-lived handler so shutdown can cancel it instead of waiting for it."""
 
     def __init__(self, request: web.Request) -> None:
@@ -179,7 +179,7 @@ async def _follow_log(request: web.Request, job_id: str, offset: int, first: dic
     resp = await sse.open_stream(request)
     last_write = time.monotonic()
     reply = first
-    with _Stream(request):
+    with Stream(request):
         try:
             while True:
                 data = reply["data"]
@@ -235,7 +235,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     offset = 0
-    with _Stream(request):
+    with Stream(request):
         while data:
             await resp.write(data)
             offset += len(data)

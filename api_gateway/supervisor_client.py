@@ -6,7 +6,7 @@ sent. A supervisor that cannot be reached is `Unavailable` (503), one that does 
 time is `OpTimeout` (504); aiohttp's exceptions never leave this module.
 
 `SupervisorClient.run_events(publish)` holds the single subscription to `/internal/events`
-(reconnecting with jittered backoff) and hands every decoded `JobEvent` to `publish`.
+(reconnecting with jittered backoff) and hands every decoded `Event` to `publish`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from jobvisor.config import Config
 from jobvisor.errors import InvalidRequest, OpError, OpTimeout, ProtocolError, Unavailable
 from jobvisor.protocol import (
     GatewayRequest,
-    JobEvent,
+    Event,
     ReadLog,
     Reply,
     RunAnalysis,
@@ -41,7 +41,7 @@ SECRET_HEADER = "X-Jobvisor-Secret"
 MSGPACK = "application/msgpack"
 DEFAULT_OP_TIMEOUT = 30.0
 _REPLY_ONLY = frozenset({Reply.TYPE})
-_EVENTS_ONLY = frozenset({JobEvent.TYPE})
+_EVENTS_ONLY = frozenset({Event.TYPE})
 
 
 class SupervisorClient:
@@ -136,12 +136,15 @@ class SupervisorClient:
             raise reply.error.exception() if reply.error is not None else OpError("the supervisor failed without saying why")
         return reply.data
 
-    async def run_events(self, publish: Callable[[JobEvent], None]) -> None:
-        """Forever: subscribe to the supervisor's events and publish each one. Cancel to stop."""
+    async def run_events(self, publish: Callable[[Event], None], on_linked: Callable[[], None] = lambda: None) -> None:
+        """Forever: subscribe to the supervisor's events and publish each one. Cancel to stop.
+
+        `on_linked` runs each time the subscription is made, before its first event: events
+        committed while there was none never come, and whoever streams them must say so."""
         attempt = 0
         while True:
             try:
-                await self._stream_events(publish)
+                await self._stream_events(publish, on_linked)
                 attempt = 0  # a clean end (supervisor restart): reconnect quickly
             except asyncio.CancelledError:
                 raise
@@ -153,9 +156,9 @@ class SupervisorClient:
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def _stream_events(self, publish: Callable[[JobEvent], None]) -> None:
+    async def _stream_events(self, publish: Callable[[Event], None], on_linked: Callable[[], None]) -> None:
         if self._link is not None:
-            await self._link_events(self._link, publish)
+            await self._link_events(self._link, publish, on_linked)
             return
         if self._session is None:
             raise Unavailable("client not started")
@@ -164,7 +167,8 @@ class SupervisorClient:
             if resp.status != 200:
                 raise ProtocolError(f"event stream answered HTTP {resp.status}")
             self.events_connected.set()
-            log.info("subscribed to job events at %s", self._base)
+            on_linked()
+            log.info("subscribed to events at %s", self._base)
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=self._max_bytes)
             async for chunk in resp.content.iter_any():
                 unpacker.feed(chunk)
@@ -174,14 +178,15 @@ class SupervisorClient:
                     try:
                         message = from_wire(obj, _EVENTS_ONLY)
                     except ProtocolError as exc:
-                        log.warning("dropping malformed job event: %s", exc)
+                        log.warning("dropping a malformed event: %s", exc)
                         continue
-                    assert isinstance(message, JobEvent)
+                    assert isinstance(message, Event)
                     publish(message)
 
-    async def _link_events(self, link: LocalLink, publish: Callable[[JobEvent], None]) -> None:
+    async def _link_events(self, link: LocalLink, publish: Callable[[Event], None], on_linked: Callable[[], None]) -> None:
         queue = link.subscribe()
         self.events_connected.set()
+        on_linked()
         try:
             while (batch := await queue.get()) is not None:
                 for event in batch:

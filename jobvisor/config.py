@@ -192,6 +192,13 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    keep_days: float = _doc("Events (job transitions and progress, workflow changes, user and system events) older than this many days are pruned. 0: none is pruned for its age.", default=14.0)
+    keep_count: int = _doc("Most events kept: the oldest beyond this many are pruned. 0: none is pruned for their number. The newest event is always kept, so ids go on increasing after a restart.", default=1_000_000)
+    prune_interval: float = _doc("Seconds between two prunings, made by the store's writer in the background, a few thousand events at a time.", default=300.0)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _doc("Log level: DEBUG, INFO, WARNING, ERROR.", default="INFO")
 
@@ -210,6 +217,7 @@ class Config:
     sbatch: SbatchConfig = field(default_factory=SbatchConfig)
     docker: DockerDriverConfig = field(default_factory=DockerDriverConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # more Slurm clusters: the [sbatch.clusters.NAME] tables, each [sbatch] with its own keys
     more_clusters: tuple[SbatchConfig, ...] = ()

@@ -11,7 +11,9 @@ from __future__ import annotations
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # largest protocol message on any channel (the default)
 IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
 MAX_RETRIES = 100  # a job's max_retries (the gateway checks it, the supervisor again)
-MAX_PAGE = 1000  # jobs in one page of a listing
+MAX_PAGE = 1000  # jobs (or events) in one page of a listing
+MAX_USER_EVENT_BYTES = 16 * 1024  # a user event's data, as JSON (POST /events)
+MAX_EVENT_ID = 2**63 - 1  # an event id (a 64-bit integer in the database and on the wire)
 
 
 def analysis_result_limit(max_message_bytes: int = MAX_MESSAGE_BYTES) -> int:

@@ -6,7 +6,7 @@ Two channels use it:
   many status updates or run ops travel in one frame (batching is what makes thousands of
   short jobs per second possible). `ToAgent` and `FromAgent` are the closed sets per direction.
 * gateway -> supervisor: one HTTP request per `GatewayRequest` (msgpack body), answered by a
-  `Reply`; job transitions flow back on a long-lived stream of `JobEvent`s.
+  `Reply`; committed events flow back on a long-lived stream of `Event`s.
 
 Messages are frozen dataclasses with a `TYPE` tag. They are decoded only at the socket edge
 (`decode_frame`, `decode_request`); the rest of the code never sees raw dicts. A message that
@@ -27,6 +27,7 @@ from jobvisor.codec import (  # noqa: F401  (the codec's names, as the protocol'
 from jobvisor.errors import ErrorKind, OpError
 from jobvisor.ids import AgentId, JobId, OpId, UserId
 from jobvisor.states import JobState
+from jobvisor.isotime import iso
 from jobvisor.limits import IO_CHUNK_BYTES
 
 PROTOCOL_VERSION = 2
@@ -586,9 +587,34 @@ ORCHESTRATOR_REQUESTS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ListEvents(Message):
+    """The caller's committed events after id `since`, oldest first (admins: everyone's);
+    `job_id`: that job's only. Reply: {"events": [Event.to_json()...], "next": last id or
+    None, "last_id": the newest id committed (where a live stream takes over)}."""
+
+    TYPE: ClassVar[str] = "list_events"
+    caller: Caller
+    since: int = 0
+    limit: int = 100
+    job_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PushEvent(Message):
+    """A user event (POST /events): `data` as given, about one of the caller's jobs or
+    workflows if named. Reply: the committed event (Event.to_json())."""
+
+    TYPE: ClassVar[str] = "push_event"
+    caller: Caller
+    data: dict
+    job_id: str = ""
+    workflow_id: str = ""
+
+
 GatewayRequest = Union[
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters,
+    GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
     DeleteWorkflow,
     ClearQueue, CancelAgentJobs, ShutdownAgent, CancelAll, ShutdownServer, CreateTimer, ListTimers, DeleteTimer,
@@ -605,20 +631,40 @@ class Reply(Message):
     error: WireError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class JobEvent(Message):
-    """One committed transition (or progress) of a job, pushed to the gateway's subscribers."""
+class EventKind(enum.StrEnum):
+    """What an event is about. Job transitions and progress are made by the store itself;
+    the others are emitted (`supervisor.store.Store.emit`) by the part that owns the matter."""
 
-    TYPE: ClassVar[str] = "job_event"
-    job_id: JobId
+    TRANSITION = "transition"  # a job changed state: data {state, attempt, reason, exit_code}
+    PROGRESS = "progress"  # a job reported progress: data {state, attempt, progress, message}
+    WORKFLOW = "workflow"  # a workflow changed (state, counts)
+    USER = "user"  # posted by a user (POST /events): data is theirs
+    SYSTEM = "system"  # timers and admin actions
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Message):
+    """One committed event, pushed to the gateway's subscribers and kept in the `events` table.
+
+    `id` is assigned by the store, increasing in commit order and continued across restarts,
+    so a stream resumes from the last id it saw; `owner` is whose it is (they and admins see
+    it). `at` is Unix seconds here; users see ISO 8601 UTC (`to_json`)."""
+
+    TYPE: ClassVar[str] = "event"
+    id: int
+    kind: EventKind
     owner: UserId
-    state: JobState
-    attempt: int
     at: float
-    reason: str = ""
-    exit_code: int | None = None
-    progress: float | None = None
-    message: str = ""
+    job_id: JobId | None = None
+    workflow_id: str | None = None
+    data: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The event as the API shows it (one shape for every kind)."""
+        return {
+            "id": self.id, "kind": self.kind.value, "at": iso(self.at), "owner": self.owner,
+            "job_id": self.job_id, "workflow_id": self.workflow_id, "data": self.data,
+        }
 
 
 # --------------------------------------------------------------------------- registry
@@ -627,7 +673,7 @@ register(
     JobReport, InputFile, InputChunk, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, WireError, ErrorMessage, Caller, JobSpec,
     SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
-    GetQueue, GetAgents, GetStatus, Reply, JobEvent, ClusterLogin, ClusterLogout, ListClusters,
+    GetQueue, GetAgents, GetStatus, Reply, Event, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     *WORKFLOW_REQUESTS,
     *ORCHESTRATOR_REQUESTS,
 )

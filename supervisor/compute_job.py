@@ -92,6 +92,7 @@ class Transition:
     at: float
     exit_code: int | None = None
     previous: JobState | None = None  # the state it left; None for a new job (keeps the counts)
+    workflow_id: str | None = None  # the job's workflow, if it has one (its events carry it)
 
 
 class ComputeJob:
@@ -143,6 +144,11 @@ class ComputeJob:
         return self.placement.agent if self.placement is not None else None
 
     @property
+    def workflow_id(self) -> str | None:
+        member = self.member
+        return member.workflow_id if type(member) is WorkflowMember else None
+
+    @property
     def run_op(self) -> "RunOp | None":
         return self.placement.run_op if isinstance(self.placement, Dispatched) else None
 
@@ -168,10 +174,11 @@ class ComputeJob:
             self.started_at = now
         if new.is_terminal:
             self.finished_at = now
-        return Transition(self.id, self.owner, self.attempt, new, reason, now, self.exit_code, previous)
+        return Transition(self.id, self.owner, self.attempt, new, reason, now, self.exit_code, previous, self.workflow_id)
 
     def initial_transition(self) -> Transition:
-        return Transition(self.id, self.owner, self.attempt, self.state, self.reason, self.created_at)
+        return Transition(self.id, self.owner, self.attempt, self.state, self.reason, self.created_at,
+                          workflow_id=self.workflow_id)
 
     def retry(self, reason: str, now: float) -> Transition:
         """A new attempt: the previous one ended (agent lost) and retries remain."""
@@ -187,7 +194,7 @@ class ComputeJob:
         previous, self.state = self.state, JobState.QUEUED
         self.reason = reason
         self.updated_at = now
-        return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now, None, previous)
+        return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now, None, previous, self.workflow_id)
 
     @property
     def retries_left(self) -> bool:

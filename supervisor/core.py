@@ -60,7 +60,7 @@ class Supervisor:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs = LogStore(config.state_dir / "logs")
         self.store = Store(config.database_url, self.logs, commit_interval=config.database.commit_interval,
-                           inline_rows=config.database.inline_rows)
+                           inline_rows=config.database.inline_rows, events=config.events)
         self.bus = EventBus()
         self.store.on_events = self.bus.publish
         self.store.on_log_sizes = self._log_grew
@@ -79,7 +79,7 @@ class Supervisor:
         self.holds = Holds(self.jobs.enqueue)
         self.dispatch = Dispatcher(self.cfg, self.targets, self.agents, self.jobs, self.holds, self._tasks)
         self.pool = AgentPool(self.cfg, self.agents, self.targets, self.jobs, replies, self._tasks, self._wake)
-        self.reports = Reports(self.jobs, self.bus, replies)
+        self.reports = Reports(self.jobs, replies)
         self.pool.on_dead = self.reports.drop_agent
         self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)

@@ -1,11 +1,11 @@
-"""Fan-out of committed job events to subscribers (the gateway's event streams)."""
+"""Fan-out of committed events to subscribers (the gateway's event streams)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from jobvisor.protocol import JobEvent
+from jobvisor.protocol import Event
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class EventBus:
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self._subscribers.discard(queue)
 
-    def publish(self, events: list[JobEvent]) -> None:
+    def publish(self, events: list[Event]) -> None:
         if not events:
             return
         for queue in list(self._subscribers):

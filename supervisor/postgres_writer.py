@@ -1,7 +1,7 @@
 """The store's writes to PostgreSQL: SQLAlchemy Core on the async engine (asyncpg).
 
 A batch is one transaction of at most one executemany per table (new jobs, changed jobs,
-transitions) plus the statements it carries; asyncpg sends an executemany's rows in one
+transitions, events) plus the statements it carries; asyncpg sends an executemany's rows in one
 pipelined round trip, so a batch costs a few round trips whatever its size. The log bytes are
 written first, in a thread (they are files in the state dir). Nothing here runs on the loop
 for longer than building the rows.
@@ -13,6 +13,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from supervisor.event_log import prune_step
 from supervisor.logstore import LogStore
 from supervisor.store_writer import Batch, core_writes
 
@@ -38,3 +39,7 @@ class PostgresWriter:
                 else:
                     await conn.execute(statement)
         return sizes
+
+    async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(prune_step, before_at, upto_id, keep_from)

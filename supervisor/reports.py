@@ -11,12 +11,11 @@ from collections import defaultdict
 from jobvisor.ids import AgentId, JobId
 from jobvisor.pacing import FORGET_GATHER
 from jobvisor.protocol import (
-    Ack, ErrorMessage, ForgetJobs, Hello, JobEvent, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
+    Ack, ErrorMessage, ForgetJobs, Hello, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
 )
 from jobvisor.states import JobState
 from supervisor.agents import Agent, AgentState
 from supervisor.compute_job import ComputeJob
-from supervisor.events import EventBus
 from supervisor.jobs import JobBook
 from supervisor.ops import PendingReplies
 
@@ -25,9 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class Reports:
-    def __init__(self, jobs: JobBook, bus: EventBus, replies: PendingReplies) -> None:
+    def __init__(self, jobs: JobBook, replies: PendingReplies) -> None:
         self._jobs = jobs
-        self._bus = bus
         self._replies = replies
         self._forget: dict[AgentId, set[JobId]] = defaultdict(set)
 
@@ -49,8 +47,7 @@ class Reports:
                 if job is not None:
                     job.progress = max(0.0, min(1.0, message.fraction))
                     job.progress_message = message.message[:500]
-                    self._bus.publish([JobEvent(job.id, job.owner, job.state, job.attempt, now,
-                                                progress=job.progress, message=job.progress_message)])
+                    self._jobs.store.progress(job)
             elif isinstance(message, OpReply):
                 agent.pending_ops.discard(message.op_id)
                 if not self._replies.resolve(message.op_id, message.ok, message.data, message.error):

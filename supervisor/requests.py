@@ -8,6 +8,7 @@ Each handler takes one decoded `GatewayRequest` and returns the reply's data or 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
 from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpError
-from jobvisor.limits import MAX_PAGE
+from jobvisor.limits import MAX_PAGE, MAX_USER_EVENT_BYTES
 from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
 from jobvisor.isotime import iso
@@ -26,8 +27,9 @@ from jobvisor.protocol import (
 )
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import (
-    CancelWorkflow, ClusterLogin, ClusterLogout, DeleteWorkflow, ExecuteWorkflow, GetWorkflow, ListClusters,
-    ListWorkflows, PublishWorkflow, WireError, WorkflowHistory, WorkflowStatus,
+    CancelWorkflow, ClusterLogin, ClusterLogout, DeleteWorkflow, EventKind, ExecuteWorkflow, GetWorkflow, ListClusters,
+    ListEvents,
+    ListWorkflows, PublishWorkflow, PushEvent, WireError, WorkflowHistory, WorkflowStatus,
 )
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
@@ -54,6 +56,7 @@ class RequestHandlers:
             ExecuteWorkflow: self.execute_workflow, CancelWorkflow: self.cancel_workflow,
             WorkflowStatus: self.workflow_status, WorkflowHistory: self.workflow_history,
             DeleteWorkflow: self.delete_workflow,
+            ListEvents: self.list_events, PushEvent: self.push_event,
         }
         self.table.update(OrchestratorHandlers(core).table)
 
@@ -280,6 +283,38 @@ class RequestHandlers:
                 "work_dir": session["work_dir"],
             })
         return out
+
+    # ------------------------------------------------------------------ events
+
+    async def list_events(self, req: ListEvents) -> dict:
+        """A page of committed events after `since`, oldest first; `next` is the page's last
+        id when more may follow (None: this was the end, for now)."""
+        if req.since < 0:
+            raise InvalidRequest("since must be an event id (0 or more)", field="since")
+        limit = max(1, min(req.limit, MAX_PAGE))
+        owner = None if req.caller.is_admin else UserId(req.caller.user)
+        events = await self.core.store.list_events(owner, req.since, limit, req.job_id)
+        return {"events": [e.to_json() for e in events], "next": events[-1].id if len(events) == limit else None}
+
+    async def push_event(self, req: PushEvent) -> dict:
+        """A user event, about one of the caller's own jobs or workflows if it names one,
+        answered once committed (with its id)."""
+        check_wire_value(req.data, "data")
+        size = len(json.dumps(req.data, separators=(",", ":")))
+        if size > MAX_USER_EVENT_BYTES:
+            raise InvalidRequest(f"an event's data may be at most {MAX_USER_EVENT_BYTES} bytes as JSON ({size} given)", field="data")
+        user = UserId(req.caller.user)
+        if req.job_id:
+            job = self.core.jobs.get(JobId(req.job_id)) or await self.core.store.get_job(JobId(req.job_id))
+            if job is None or job.owner != user:
+                raise InvalidRequest(f"you have no job {req.job_id!r}", field="job_id")
+        if req.workflow_id and await self.core.store.workflow_owner(req.workflow_id) != user:
+            raise InvalidRequest(f"you have no workflow {req.workflow_id!r}", field="workflow_id")
+        emitted = self.core.store.emit(EventKind.USER, user, req.data, job_id=JobId(req.job_id) if req.job_id else None,
+                                       workflow_id=req.workflow_id or None)
+        await self.core.store.committed()
+        assert emitted.id is not None
+        return emitted.to_event(emitted.id).to_json()
 
     # ------------------------------------------------------------------ system
 

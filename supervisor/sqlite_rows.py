@@ -1,4 +1,4 @@
-"""The store's three hot statements (new jobs, changed jobs, transitions) as plain SQL with
+"""The store's hot statements (new jobs, changed jobs, transitions, events) as plain SQL with
 positional rows, for SQLite's executemany.
 
 Through SQLAlchemy Core, every row of an executemany is a dict that goes through parameter
@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable
 
 from supervisor import tables
+from jobvisor.protocol import Event
 from supervisor.compute_job import ComputeJob, Transition
 
 _FIXED, _MUTABLE = ComputeJob.FIXED_COLUMNS, ComputeJob.MUTABLE_COLUMNS
@@ -28,6 +29,9 @@ INSERT_JOBS = (
 )
 UPDATE_JOBS = f"UPDATE {tables.jobs.name} SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE id = ?"
 INSERT_TRANSITIONS = f"INSERT INTO {tables.transitions.name} (job_id, attempt, state, reason, at) VALUES (?, ?, ?, ?, ?)"
+INSERT_EVENTS = (
+    f"INSERT INTO {tables.events.name} (id, at, kind, owner, job_id, workflow_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 _dumps = json.dumps
 
@@ -51,3 +55,7 @@ def update_rows(jobs: Iterable[ComputeJob]) -> list[tuple]:
 
 def transition_rows(transitions: Iterable[Transition]) -> list[tuple]:
     return [(t.job_id, t.attempt, t.state.value, t.reason, t.at) for t in transitions]
+
+
+def event_rows(events: Iterable[Event]) -> list[tuple]:
+    return [(e.id, e.at, e.kind.value, e.owner, e.job_id, e.workflow_id, _dumps(e.data)) for e in events]

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
 from supervisor import sqlite_rows
+from supervisor.event_log import prune_step
 from supervisor.logstore import LogStore
 from supervisor.sqlite_inline import InlineCommits
 from supervisor.store_writer import Batch
@@ -67,6 +68,8 @@ class SqliteWriter:
             writes.append((sqlite_rows.UPDATE_JOBS, sqlite_rows.update_rows(batch.dirty.values())))
         if batch.transitions:
             writes.append((sqlite_rows.INSERT_TRANSITIONS, sqlite_rows.transition_rows(batch.transitions)))
+        if batch.events:
+            writes.append((sqlite_rows.INSERT_EVENTS, sqlite_rows.event_rows(batch.events)))
         writes.extend(batch.statements)
         return writes
 
@@ -84,6 +87,15 @@ class SqliteWriter:
         if checkpoint and inline is not None:
             inline.checkpointed()
         return sizes
+
+    async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
+        """In the writer thread, between two commits (so on SQLite's one write lock in turn)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._prune_sync, before_at, upto_id, keep_from)
+
+    def _prune_sync(self, before_at: float, upto_id: int, keep_from: int) -> int:
+        with self._engine.begin() as conn:
+            return prune_step(conn, before_at, upto_id, keep_from)
 
     def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]], checkpoint: bool) -> dict[str, int]:
         """One trip to the writer thread for a whole batch: log bytes, then one transaction,

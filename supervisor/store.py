@@ -25,16 +25,17 @@ from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobvisor.config import DatabaseConfig
+from jobvisor.config import DatabaseConfig, EventsConfig
 from jobvisor.errors import Unavailable
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.migrate import upgrade
-from jobvisor.protocol import JobEvent
+from jobvisor.protocol import Event, EventKind
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.pacing import BUSY_BATCH, LAZY_LINGER, batch_delay, linger
 from jobvisor.timing import backoff_delay
 from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
+from supervisor.event_log import PRUNE_CHUNK, Emitted, event_of_row, number
 from supervisor.logstore import RESTART_LOG, LogStore
 from supervisor.sqlite_inline import InlineCommits
 from supervisor.sqlite_writer import sqlite_pragmas
@@ -58,8 +59,9 @@ ID_PREFIX_END = "~"
 
 class Store:
     def __init__(self, url: str, logs: LogStore, *, commit_interval: float = DatabaseConfig.commit_interval,
-                 inline_rows: int = DatabaseConfig.inline_rows) -> None:
+                 inline_rows: int = DatabaseConfig.inline_rows, events: EventsConfig = EventsConfig()) -> None:
         self.url = url
+        self.events_config = events
         self.inline_rows = inline_rows
         self.logs = logs
         self.commit_interval = commit_interval
@@ -71,12 +73,17 @@ class Store:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._closing = False
-        self.on_events: Callable[[list[JobEvent]], None] = lambda events: None
+        self.on_events: Callable[[list[Event]], None] = lambda events: None
         self.on_log_sizes: Callable[[dict[JobId, int]], None] = lambda sizes: None
         self.commits = 0
         # committed jobs per state: read once at open, then kept by each commit's transitions,
         # so GET /status costs nothing however many jobs the database holds
         self._counts: collections.Counter[str] = collections.Counter()
+        # events: the next id to assign (from the largest in the database at open) and the
+        # largest committed
+        self._next_event_id = 1
+        self.last_event_id = 0
+        self._pruner: asyncio.Task | None = None
 
     @property
     def _inline(self) -> InlineCommits | None:
@@ -91,14 +98,20 @@ class Store:
             async with self.engine.connect() as conn:
                 rows = await conn.execute(select(tables.jobs.c.state, func.count()).group_by(tables.jobs.c.state))
                 self._counts = collections.Counter({state: n for state, n in rows})
+                self.last_event_id = (await conn.execute(select(func.max(tables.events.c.id)))).scalar() or 0
+                self._next_event_id = self.last_event_id + 1
             await self.writer.open()
         except COMMIT_ERRORS as exc:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")
+        self._pruner = asyncio.create_task(self._prune_loop(), name="store-events-pruner")
 
     async def close(self) -> None:
         self._closing = True
         self._wake.set()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
         if self._writer is not None:
             try:
                 await asyncio.wait_for(self._writer, 10)
@@ -123,14 +136,40 @@ class Store:
 
         `lazy`: nobody waits for this one, and its commit (so its event) may come up to
         LAZY_LINGER later, together with whatever follows it."""
-        if job.id not in self._batch.inserts:
-            self._batch.dirty[job.id] = job
+        batch = self._batch
+        if job.id not in batch.inserts:
+            batch.dirty[job.id] = job
         if transition is not None:
-            self._batch.transitions.append(transition)
+            batch.transitions.append(transition)
+            batch.sources.append(transition)  # its event
         if lazy:
             self._wake.set()
         else:
             self._urgent()
+
+    def emit(self, kind: EventKind, owner: UserId, data: dict, *, job_id: JobId | None = None,
+             workflow_id: str | None = None) -> Emitted:
+        """An event for the next commit: numbered when its batch is taken, published once it
+        is committed, like a transition's. Its `id` is set by then (a caller that awaits
+        `committed()` may answer with it)."""
+        emitted = Emitted(kind, owner, data, job_id, workflow_id)
+        self._batch.sources.append(emitted)
+        self._urgent()
+        return emitted
+
+    def progress(self, job: ComputeJob) -> None:
+        """The job's progress as a `progress` event of the next commit, which nobody waits
+        for; a later report of the same job before that commit replaces it (its position
+        too), so a chatty job costs one event per commit."""
+        batch = self._batch
+        index = batch.progress.get(job.id)
+        if index is not None:
+            batch.sources[index] = None
+        batch.progress[job.id] = len(batch.sources)
+        batch.sources.append(Emitted(EventKind.PROGRESS, job.owner, {
+            "state": job.state.value, "attempt": job.attempt, "progress": job.progress, "message": job.progress_message,
+        }, job.id, job.workflow_id))
+        self._wake.set()
 
     def write_log(self, job_id: JobId, offset: int, data: bytes) -> None:
         self._batch.logs.append((job_id, offset, data))
@@ -174,6 +213,10 @@ class Store:
                 elif not self._batch.urgent and not self._batch.empty():
                     await linger(self._wake, lambda: self._batch.urgent or self._closing, LAZY_LINGER)
             batch, self._batch = self._batch, Batch()
+            if batch.sources:
+                batch.events = number(batch.sources, self._next_event_id)
+                if batch.events:
+                    self._next_event_id = batch.events[-1].id + 1
             last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
             if batch.empty() and not batch.waiters and not batch.after:
                 if self._closing:
@@ -192,6 +235,7 @@ class Store:
                 # inserts are not retried: their submitter got the error and forgot the jobs
                 self._batch.dirty = {**batch.dirty, **self._batch.dirty}
                 self._batch.transitions[:0] = [t for t in batch.transitions if t.job_id not in batch.inserts]
+                self._retry_events(batch)
                 self._batch.logs[:0] = batch.logs
                 self._batch.after[:0] = batch.after
                 self._batch.urgent = self._batch.urgent or batch.urgent
@@ -204,6 +248,15 @@ class Store:
             self.commits += 1
             if self._closing and self._batch.empty() and not self._batch.waiters:
                 return
+
+    def _retry_events(self, failed: Batch) -> None:
+        """A failed batch's events go first in the next one (numbered again then: their ids
+        were never committed, nor published); those of jobs whose insert failed go."""
+        kept = [s for s in failed.sources if s is not None and not (type(s) is Transition and s.job_id in failed.inserts)]
+        if kept:
+            current = self._batch
+            current.sources[:0] = kept
+            current.progress = {job_id: index + len(kept) for job_id, index in current.progress.items()}
 
     async def _commit(self, batch: Batch) -> None:
         sizes = await self.writer.commit(batch)
@@ -219,11 +272,9 @@ class Store:
                 if t.previous is not None:
                     counts[t.previous.value] -= 1
                 counts[t.state.value] += 1
-            self.on_events([
-                JobEvent(job_id=t.job_id, owner=t.owner, state=t.state, attempt=t.attempt, at=t.at,
-                         reason=t.reason, exit_code=t.exit_code)
-                for t in batch.transitions
-            ])
+        if batch.events:
+            self.last_event_id = batch.events[-1].id
+            self.on_events(batch.events)
         for callback in batch.after:
             try:
                 callback()
@@ -289,6 +340,41 @@ class Store:
         """The owner of a workflow (None: there is no such workflow)."""
         rows = await self._read(select(tables.workflows.c.owner).where(tables.workflows.c.id == workflow_id))
         return UserId(rows[0].owner) if rows else None
+
+    async def list_events(self, owner: UserId | None, since: int, limit: int, job_id: str = "") -> list[Event]:
+        """Committed events after id `since`, oldest first: `owner`'s (None: everyone's)."""
+        query = select(tables.events).where(tables.events.c.id > since)
+        if owner is not None:
+            query = query.where(tables.events.c.owner == owner)
+        if job_id:
+            query = query.where(tables.events.c.job_id == job_id)
+        rows = await self._read(query.order_by(tables.events.c.id).limit(limit))
+        return [event_of_row(r) for r in rows]
+
+    async def prune_events(self) -> int:
+        """Prune events by age and number (`[events]`), a chunk per transaction, until none
+        is left to go; the count deleted. The newest committed event always stays."""
+        cfg = self.events_config
+        deleted = 0
+        while True:
+            before_at = time.time() - cfg.keep_days * 86400 if cfg.keep_days > 0 else float("-inf")
+            upto_id = self.last_event_id - cfg.keep_count if cfg.keep_count > 0 else 0
+            step = await self.writer.prune(before_at, upto_id, self.last_event_id)
+            deleted += step
+            if step < PRUNE_CHUNK:
+                return deleted
+            await asyncio.sleep(0.01)  # let commits in between
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune_events()
+                if deleted:
+                    log.info("pruned %d events (keep_days %s, keep_count %d)", deleted,
+                             self.events_config.keep_days, self.events_config.keep_count)
+            except COMMIT_ERRORS as exc:
+                log.warning("pruning events failed (%s); trying again in %.0f s", exc, self.events_config.prune_interval)
+            await asyncio.sleep(self.events_config.prune_interval)
 
     # ------------------------------------------------------------------ agents
 

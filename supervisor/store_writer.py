@@ -19,7 +19,9 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from supervisor import tables
+from jobvisor.protocol import Event
 from supervisor.compute_job import ComputeJob, Transition
+from supervisor.event_log import Source
 from supervisor.logstore import LogStore
 
 
@@ -35,13 +37,18 @@ class Batch:
     waiters: list[asyncio.Future] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
     urgent: bool = False  # holds more than lazy records: commit without waiting for more
+    # the events, in the order recorded (`supervisor.event_log`), and where each job's progress
+    # event is among them (a later one replaces it)
+    sources: list[Source] = field(default_factory=list)
+    progress: dict[str, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)  # `sources` numbered, when the batch is taken
 
     def empty(self) -> bool:
-        return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements)
+        return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements or self.sources)
 
     @property
     def rows(self) -> int:
-        return len(self.inserts) + len(self.dirty) + len(self.transitions)
+        return len(self.inserts) + len(self.dirty) + len(self.transitions) + len(self.sources)
 
 
 class BatchWriter(Protocol):
@@ -55,6 +62,10 @@ class BatchWriter(Protocol):
 
     async def commit(self, batch: Batch) -> dict[str, int]: ...
 
+    async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
+        """One step of pruning events (`supervisor.event_log.prune_step`), off the loop; the
+        count deleted."""
+
     async def close(self) -> None: ...
 
 
@@ -65,6 +76,7 @@ UPDATE_JOB = (
 )
 INSERT_JOB = insert(tables.jobs)
 INSERT_TRANSITION = insert(tables.transitions)
+INSERT_EVENT = insert(tables.events)
 
 
 def core_writes(batch: Batch) -> list[tuple[Any, Any]]:
@@ -78,6 +90,12 @@ def core_writes(batch: Batch) -> list[tuple[Any, Any]]:
         writes.append((INSERT_TRANSITION, [
             {"job_id": t.job_id, "attempt": t.attempt, "state": t.state.value, "reason": t.reason, "at": t.at}
             for t in batch.transitions
+        ]))
+    if batch.events:
+        writes.append((INSERT_EVENT, [
+            {"id": e.id, "at": e.at, "kind": e.kind.value, "owner": e.owner, "job_id": e.job_id,
+             "workflow_id": e.workflow_id, "data": e.data}
+            for e in batch.events
         ]))
     writes.extend(batch.statements)
     return writes

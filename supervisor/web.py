@@ -64,7 +64,7 @@ class OpHandler(_Internal):
 
 
 class EventsHandler(_Internal):
-    """GET /internal/events: an endless stream of msgpack JobEvent maps."""
+    """GET /internal/events: an endless stream of msgpack Event maps."""
 
     async def get(self) -> None:
         self.set_header("Content-Type", "application/msgpack-stream")

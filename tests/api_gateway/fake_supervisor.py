@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from jobvisor import __version__
-from jobvisor.errors import Conflict, NotFound, OpError
+from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import JobId, UserId, new_job_id
 from jobvisor.protocol import (
     ALLOWED_GATEWAY_REQUESTS,
@@ -36,7 +36,10 @@ from jobvisor.protocol import (
     GetJob,
     GetQueue,
     GetStatus,
-    JobEvent,
+    Event,
+    EventKind,
+    ListEvents,
+    PushEvent,
     ListFiles,
     ListJobs,
     ReadFile,
@@ -52,7 +55,9 @@ from jobvisor.protocol import (
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from supervisor.agents import AgentState
-from supervisor.compute_job import ComputeJob, iso
+from jobvisor.isotime import iso
+from supervisor.compute_job import ComputeJob
+from supervisor.event_log import Emitted, number
 
 SECRET_HEADER = "X-Jobvisor-Secret"
 CANCEL_DELAY = 0.01  # a running job's cancel is answered first and ends it a moment later
@@ -67,6 +72,7 @@ class FakeSupervisor:
         self.logs: dict[str, bytearray] = {}
         self.files: dict[str, dict[str, bytes]] = {}
         self.history: dict[str, list[dict]] = {}  # GetJob's `history`, as the real store keeps it
+        self.events: list[Event] = []  # every event published, numbered as the store numbers them
         self.queue: list[str] = []  # queued job ids, oldest first
         self.requests: list[Any] = []  # every decoded op, for assertions
         self.io_chunk = IO_CHUNK_BYTES  # tests shrink it to force many ReadFile slices
@@ -171,6 +177,7 @@ class FakeSupervisor:
         self.logs[job.id] = bytearray()
         self.files[job.id] = {}
         self.history[job.id] = [{"attempt": 1, "state": "queued", "reason": "submitted", "at": iso(now)}]
+        self._record([job.initial_transition()])
         return self.job(job.id)
 
     async def handle(self, m: Any) -> Any:
@@ -254,6 +261,19 @@ class FakeSupervisor:
                 counts[str(j.state)] = counts.get(str(j.state), 0) + 1
             return {"version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
                     "agents": 0, "uptime": time.time() - self.started, "started_at": iso(self.started)}
+        if isinstance(m, ListEvents):
+            limit = max(1, min(m.limit, 1000))
+            page = [e for e in self.events if e.id > m.since and (m.caller.is_admin or e.owner == m.caller.user)
+                    and (not m.job_id or e.job_id == m.job_id)][:limit]
+            return {"events": [e.to_json() for e in page], "next": page[-1].id if len(page) == limit else None}
+        if isinstance(m, PushEvent):
+            if m.job_id:
+                job = self.jobs.get(m.job_id)
+                if job is None or job.owner != m.caller.user:
+                    raise InvalidRequest(f"you have no job {m.job_id!r}", field="job_id")
+            if m.workflow_id:
+                raise InvalidRequest(f"you have no workflow {m.workflow_id!r}", field="workflow_id")
+            return self._record([Emitted(EventKind.USER, UserId(m.caller.user), m.data, m.job_id or None, None)])[0].to_json()
         raise OpError(f"unhandled {m.TYPE}")
 
     # ------------------------------------------------------------------ test controls
@@ -281,9 +301,10 @@ class FakeSupervisor:
             job.progress_message = message
         if target is not job.state:
             self._move(job, target, reason or str(target))
-        self.publish(JobEvent(job_id=job_id, owner=job.owner, state=state, attempt=job.attempt,
-                              at=time.time(), reason=reason, exit_code=exit_code, progress=progress,
-                              message=message))
+        if progress is not None:
+            self._record([Emitted(EventKind.PROGRESS, job.owner, {
+                "state": job.state.value, "attempt": job.attempt, "progress": progress, "message": message,
+            }, job.id, None)])
         self._wake(job_id)
 
     def _move(self, job: ComputeJob, state: JobState, reason: str) -> None:
@@ -293,8 +314,17 @@ class FakeSupervisor:
         self.history[job.id].append(
             {"attempt": transition.attempt, "state": str(state), "reason": reason, "at": iso(transition.at)}
         )
+        self._record([transition])
 
-    def publish(self, event: JobEvent) -> None:
+    def _record(self, sources: list) -> list[Event]:
+        """Number events as the store does, keep them (ListEvents) and publish them."""
+        events = number(sources, self.events[-1].id + 1 if self.events else 1)
+        self.events.extend(events)
+        for event in events:
+            self.publish(event)
+        return events
+
+    def publish(self, event: Event) -> None:
         for queue in self._subscribers:
             queue.put_nowait(event)
 

@@ -1,6 +1,6 @@
-"""Streams: SSE job events filtered by owner, log follow, plain log, file streaming. Against
+"""Streams: log follow, plain log, file streaming (the events' stream: test_gw_events.py). Against
 the real supervisor and agents (`real`), except where a test needs a log to arrive in pieces
-on demand or the event stream to drop (`env`, the fake)."""
+on demand (`env`, the fake)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from jobvisor.protocol import IO_CHUNK_BYTES, ReadFile
 
-from api_gateway.context import HUB, SUPERVISOR
 from gateway_env import start_env
 
 from sse_client import next_event
@@ -29,49 +28,6 @@ async def _wait_for_subscribers(env, count: int) -> None:
 
 def _hub(env):
     return env.gateway.app[HUB]
-
-
-async def _events_until(resp, done: set[str]) -> list[dict]:
-    """The stream's job events until every job of `done` has ended."""
-    events = []
-    while done:
-        kind, data = await next_event(resp)
-        assert kind == "job"
-        events.append(data)
-        if data["state"] in ("completed", "failed", "canceled", "timed_out", "lost"):
-            done.discard(data["job_id"])
-    return events
-
-
-async def test_events_are_filtered_by_owner_and_admins_see_all(real):
-    url = real.api + "/events"
-    async with real.http.get(url, headers=real.auth("alice")) as alice, \
-            real.http.get(url, headers=real.auth("root")) as root:
-        assert alice.status == 200 and alice.headers["Content-Type"].startswith("text/event-stream")
-        await _wait_for_subscribers(real, 2)
-        bob_job = await real.submit(user="bob", params={"argv": ["true"]})
-        await real.wait_state(bob_job["id"], "completed", user="bob")
-        alice_job = await real.submit(user="alice", params={"argv": ["true"]})
-        seen_by_alice = await _events_until(alice, {alice_job["id"]})
-        assert {e["job_id"] for e in seen_by_alice} == {alice_job["id"]}  # bob's events never came
-        assert {e["owner"] for e in seen_by_alice} == {"alice"}
-        assert seen_by_alice[-1]["state"] == "completed" and seen_by_alice[-1]["exit_code"] == 0
-        seen_by_root = await _events_until(root, {alice_job["id"], bob_job["id"]})
-        assert [e["job_id"] for e in seen_by_root if e["state"] == "completed"] == [bob_job["id"], alice_job["id"]]
-
-
-async def test_events_for_one_job(real):
-    other = await real.submit(params={"argv": ["sleep", "0.3"]})
-    one = await real.submit(params={"argv": ["sleep", "0.3"]})
-    async with real.http.get(real.api + f"/events?job={one['id']}", headers=real.auth("alice")) as resp:
-        await _wait_for_subscribers(real, 1)
-        events = await _events_until(resp, {one["id"]})
-    assert {e["job_id"] for e in events} == {one["id"]} and other["id"] != one["id"]
-
-
-async def test_event_stream_needs_a_token(real):
-    status, body, _ = await real.call("GET", "/events", user=None)
-    assert status == 401 and body["status"] == 401
 
 
 async def test_log_follow_streams_until_the_job_ends(env):
@@ -151,27 +107,9 @@ async def test_shutdown_ends_open_streams(tmp_path):
                 assert resp.status == 200
                 await asyncio.wait_for(gateway.close(), 8)
                 rest = await asyncio.wait_for(resp.content.read(), 5)
-                assert b"event: job" not in rest
+                assert b"event: transition" not in rest
     finally:
         await fake.close()
-
-
-async def test_gateway_resubscribes_after_the_event_stream_drops(env):
-    job = await env.submit()
-    client = env.gateway.app[SUPERVISOR]
-    async with env.http.get(env.api + "/events", headers=env.auth("alice")) as resp:
-        await _wait_for_subscribers(env, 1)
-        assert env.fake.event_connections == 1
-        env.fake.drop_event_streams()
-
-        async def resubscribed() -> None:
-            while env.fake.event_connections < 2 or not client.events_connected.is_set():
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(resubscribed(), 10)
-        env.fake.set_state(job["id"], "running")
-        kind, data = await next_event(resp)
-        assert kind == "job" and data["job_id"] == job["id"] and data["state"] == "running"
 
 
 async def test_values_past_what_the_wire_or_a_file_system_takes_are_400(real):

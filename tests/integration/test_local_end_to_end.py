@@ -189,9 +189,9 @@ async def test_events_stream_shows_the_users_transitions(server, api):
                     line = raw.decode().strip()
                     if line.startswith("data:"):
                         event = json.loads(line[5:])
-                        if event.get("job_id") == job["id"]:
-                            seen.append(event["state"])
-                            if event["state"] == "completed":
+                        if event.get("job_id") == job["id"] and event["kind"] == "transition":
+                            seen.append(event["data"]["state"])
+                            if event["data"]["state"] == "completed":
                                 return
 
             await asyncio.wait_for(read(), 30)

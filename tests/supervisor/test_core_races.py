@@ -139,7 +139,7 @@ async def test_events_are_published_after_commit(core, driver):
     queue = core.bus.subscribe()
     job = await submit_one(core)
     events = await asyncio.wait_for(queue.get(), 2)
-    assert events[0].job_id == job.id and events[0].state == "queued"
+    assert events[0].job_id == job.id and events[0].data["state"] == "queued"
     assert (await core.store.get_job(job.id)).state is not None  # the row was committed first
 
 

@@ -25,7 +25,7 @@ async def _store_with_a_queued_job(tmp_path, url: str):
     """An open store with j1 queued, and a list of each commit's events as "JOB STATE"."""
     store = Store(url, LogStore(tmp_path / "logs"))
     published: list[list[str]] = []
-    store.on_events = lambda events: published.append([f"{e.job_id} {e.state}" for e in events])
+    store.on_events = lambda events: published.append([f"{e.job_id} {e.data['state']}" for e in events])
     await store.open()
     try:
         job = _job(1)
