@@ -46,6 +46,7 @@ _END_DETAIL = {
 def _since(request: web.Request) -> int | None:
     """Where a stream resumes: Last-Event-ID (an EventSource reconnecting sends it, and it is
     newer than the URL's `since`), else `?since=`; None: live events only."""
+    since = query_int(request, "since", 0, 0, MAX_EVENT_ID) if "since" in request.query else None
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None and last_id.strip():
         value = last_id.strip()
@@ -53,9 +54,7 @@ def _since(request: web.Request) -> int | None:
             raise InvalidRequest(f"Last-Event-ID must be an event id (a whole number from 0), not {last_id!r}",
                                  field="Last-Event-ID")
         return int(value)
-    if "since" in request.query:
-        return query_int(request, "since", 0, 0, MAX_EVENT_ID)
-    return None
+    return since
 
 
 def _format(request: web.Request) -> str:

@@ -87,11 +87,11 @@ def prunable_prefix(rows: Sequence[tuple[int, float]], before_at: float, upto_id
     return last
 
 
-def prune_step(conn: Connection, before_at: float, upto_id: int, keep_from: int, chunk: int = PRUNE_CHUNK) -> int:
+def prune_step(conn: Connection, before_at: float, upto_id: int, keep_from: int) -> int:
     """One pruning transaction's work on `conn` (sync, or an async connection's `run_sync`):
-    look at the `chunk` oldest events, delete the run of them that may go; the count deleted
-    (`chunk`: call again)."""
-    rows = conn.execute(select(tables.events.c.id, tables.events.c.at).order_by(tables.events.c.id).limit(chunk)).all()
+    look at the PRUNE_CHUNK oldest events, delete the run of them that may go; the count
+    deleted (all of them: call again)."""
+    rows = conn.execute(select(tables.events.c.id, tables.events.c.at).order_by(tables.events.c.id).limit(PRUNE_CHUNK)).all()
     last = prunable_prefix([(r[0], r[1]) for r in rows], before_at, upto_id, keep_from)
     if last is None:
         return 0
