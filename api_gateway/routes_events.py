@@ -48,8 +48,8 @@ def _since(request: web.Request) -> int | None:
     newer than the URL's `since`), else `?since=`; None: live events only."""
     since = query_int(request, "since", 0, 0, MAX_EVENT_ID) if "since" in request.query else None
     last_id = request.headers.get("Last-Event-ID")
-    if last_id is not None and last_id.strip():
-        value = last_id.strip()
+    if last_id:  # (empty: none, as an EventSource that has seen no id yet)
+        value = last_id
         if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
             raise InvalidRequest(f"Last-Event-ID must be an event id (a whole number from 0), not {last_id!r}",
                                  field="Last-Event-ID")

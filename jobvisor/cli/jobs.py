@@ -154,11 +154,15 @@ def _wait_on_events(
         if fresh["state"] in TERMINAL:
             return fresh
         progress.show(fresh["state"], fresh.get("progress"), fresh.get("progress_message") or "")
-        for kind, data, _ in stream:
-            if kind != "job" or data.get("job_id") != job_id:
+        for kind, event, _ in stream:
+            if kind not in ("transition", "progress") or event.get("job_id") != job_id:
                 continue
-            progress.show(data["state"], data.get("progress"), data.get("message") or "")
-            if data["state"] in TERMINAL:
+            data = event["data"]
+            if kind == "progress":
+                progress.show(data["state"], data.get("progress"), data.get("message") or "")
+            else:
+                progress.show(data["state"], None, "")
+            if kind == "transition" and data["state"] in TERMINAL:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
