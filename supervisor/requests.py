@@ -28,8 +28,7 @@ from jobvisor.protocol import (
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import (
     CancelWorkflow, ClusterLogin, ClusterLogout, DeleteWorkflow, EventKind, ExecuteWorkflow, GetWorkflow, ListClusters,
-    ListEvents,
-    ListWorkflows, PublishWorkflow, PushEvent, WireError, WorkflowHistory, WorkflowStatus,
+    ListEvents, ListWorkflows, PublishWorkflow, PushEvent, WireError, WorkflowHistory, WorkflowStatus,
 )
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
