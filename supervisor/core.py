@@ -45,6 +45,7 @@ from supervisor.recovery import Recovery
 from supervisor.reports import Reports
 from supervisor.store import Store
 from supervisor.targets import DEFAULT_DRIVER, Targets
+from supervisor.workflow_inputs import WorkflowInputs
 from supervisor.workflows import WorkflowBook
 from supervisor.timers import Timers
 
@@ -83,7 +84,11 @@ class Supervisor:
         self.pool.on_dead = self.reports.drop_agent
         self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
-        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.place, self.make_job, self.cancel)
+        inputs = WorkflowInputs(lambda target, owner, job_id: self.targets.driver(target).run_dir(owner, job_id),
+                                self.agent_ops.call, config.workflows.max_transfer, self.cfg.io_timeout)
+        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.place, self.make_job, self.cancel,
+                                      inputs)
+        self.dispatch.inputs_of = self.workflows.inputs_of
         self.timers = Timers(self.store, self.workflows.execute)
 
     def _wake(self) -> None:

@@ -13,11 +13,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from drivers.base import DriverBase
 from jobvisor.config import SupervisorConfig
 from jobvisor.ids import UserId
-from jobvisor.protocol import CancelJob, Message, RunJob, StartPrefetched
+from jobvisor.protocol import CancelJob, InputFile, Message, RunJob, StartPrefetched
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks
 from jobvisor.timing import backoff_delay
@@ -52,6 +53,8 @@ class Dispatcher:
         self._acquiring: set[tuple[UserId, str]] = set()  # (user, target) with an acquire running
         self._outages: dict[tuple[UserId, str], int] = {}  # failed tries in a row of a backend that may come back
         self.stopping = False
+        # files a job's run places in its run dir (a workflow's inputs; supervisor.workflows)
+        self.inputs_of: Callable[[ComputeJob], list[InputFile]] = lambda job: []
 
     def wake(self) -> None:
         self._wake.set()
@@ -131,7 +134,7 @@ class Dispatcher:
         for job in jobs:
             params, resources = job.unpack_spec()
             messages.append(RunJob(job.id, job.attempt, job.code, params, resources,
-                                   driver.run_dir(job.owner, job.id), prefetched))
+                                   driver.run_dir(job.owner, job.id), prefetched, inputs=self.inputs_of(job)))
         agent.idle_since = time.monotonic()
         agent.send(messages)
 

@@ -27,7 +27,7 @@ MAX_NAMED = 5  # names in a waiting job's reason; the rest are counted
 
 class RunGraph:
     __slots__ = ("names", "index", "job_ids", "deps_at", "deps", "dependents_at", "dependents", "pending", "codes",
-                 "counts", "unfinished", "has_refs", "referenced", "results", "inputs", "on_failure")
+                 "counts", "unfinished", "has_refs", "referenced", "results", "inputs", "on_failure", "targets")
 
     def __init__(self, doc: WorkflowDoc) -> None:
         n = len(doc.jobs)
@@ -35,6 +35,7 @@ class RunGraph:
         self.names: list[str] = [job.name for job in doc.jobs]
         self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}
         self.job_ids: list[JobId | None] = [None] * n
+        self.targets: list[str] = [""] * n  # where each job runs (local, docker, sbatch:CLUSTER)
         index = self.index
         self.deps_at = array("i", [0])
         self.deps = array("i")

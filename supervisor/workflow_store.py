@@ -81,6 +81,7 @@ class VersionRecord:
 RUN_JOB_COLUMNS = (
     tables.jobs.c.id, tables.jobs.c.workflow_job, tables.jobs.c.state, tables.jobs.c.reason, tables.jobs.c.exit_code,
     tables.jobs.c.progress, tables.jobs.c.started_at, tables.jobs.c.finished_at, tables.jobs.c.result,
+    tables.jobs.c.driver,
 )
 
 

@@ -35,17 +35,19 @@ from typing import Any
 from jobvisor.code_params import check_params
 from jobvisor.config import WorkflowsConfig
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
-from jobvisor.ids import UserId, new_workflow_id
+from jobvisor.ids import JobId, UserId, new_workflow_id
 from jobvisor.isotime import iso
 from jobvisor.limits import MAX_PAGE
-from jobvisor.protocol import Caller, JobSpec
+from jobvisor.protocol import Caller, InputFile, JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState, WorkflowState
+from jobvisor.tasks import Tasks
 from jobvisor.workflow_doc import OnFailure, RefError, WorkflowDoc, parse_workflow, resolve_refs
 from supervisor.compute_job import ComputeJob, WorkflowMember
 from supervisor.jobs import JobBook
 from supervisor.store import Store
 from supervisor.workflow_graph import RunGraph
+from supervisor.workflow_inputs import InputError, WorkflowInputs, shares_files
 from supervisor.workflow_store import VersionRecord, WorkflowRecord, WorkflowStore, canonical_json, sha256_of
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ class WorkflowRun:
 
 class WorkflowBook:
     def __init__(self, cfg: WorkflowsConfig, store: Store, jobs: JobBook, place: Place, make_job: MakeJob,
-                 cancel_job: Callable[[ComputeJob, str], None]) -> None:
+                 cancel_job: Callable[[ComputeJob, str], None], inputs: WorkflowInputs) -> None:
         self.cfg = cfg
         self.store = store
         self.rows = WorkflowStore(store)
@@ -104,6 +106,9 @@ class WorkflowBook:
         self._make_job = make_job
         self._cancel_job = cancel_job
         self.runs: dict[str, WorkflowRun] = {}  # running workflows by id
+        self.inputs = inputs
+        self.fetched: dict[JobId, list[InputFile]] = {}  # inputs read through the supervisor, until the job ends
+        self._tasks = Tasks(log, "workflow inputs")
         self._lock = asyncio.Lock()  # one publish, execute, cancel or delete at a time
         jobs.on_end = self.on_end
 
@@ -207,6 +212,7 @@ class WorkflowBook:
                 reason=ROOT if root else graph.waiting_reason(i, run.reasons), placed=placed[i])
             job.name = graph.names[i]  # one string for the job, its member and the graph
             graph.job_ids[i] = job.id
+            graph.targets[i] = job.driver
             jobs.append(job)
             if root:
                 roots.append(job)
@@ -243,6 +249,8 @@ class WorkflowBook:
         member = job.member
         if type(member) is not WorkflowMember:
             return
+        if self.fetched:
+            self.fetched.pop(job.id, None)
         run = self.runs.get(member.workflow_id)
         if run is None or run.record.run != member.run:
             return
@@ -283,11 +291,55 @@ class WorkflowBook:
                     continue
                 job.spec = ComputeJob.pack_spec(params, resources)
                 self.rows.set_spec(job.id, job.spec)
+            if d in graph.inputs:
+                try:
+                    to_fetch = self.inputs.plan(graph, d, run.record.owner)[1]
+                except InputError as exc:
+                    self._jobs.end(job, JobState.FAILED, str(exc), now)
+                    continue
+                if to_fetch:  # released once its files are here (a commit of its own)
+                    job.reason = "fetching inputs: " + ", ".join(f"{ref.path} of {ref.job}" for ref, _ in to_fetch)
+                    job.updated_at = now
+                    self.store.record(job)
+                    self._tasks.spawn(self._fetch_then_release(run, d, job, to_fetch))
+                    continue
             self.store.record(job, job.move(JobState.QUEUED, reason, now))
             graph.set_state(d, JobState.QUEUED)
             released.append(job)
         if released:
             self._jobs.enqueue(released)
+
+    async def _fetch_then_release(self, run: WorkflowRun, d: int, job: ComputeJob, to_fetch: list) -> None:
+        graph = run.graph
+        try:
+            files = [await self.inputs.fetch(graph, run.record.owner, ref, p) for ref, p in to_fetch]
+        except InputError as exc:
+            if job.state is JobState.WAITING:
+                self._jobs.end(job, JobState.FAILED, str(exc), time.time())
+            return
+        if job.state is not JobState.WAITING or self.runs.get(run.record.id) is not run or run.canceling is not None:
+            return  # canceled meanwhile
+        self.fetched[job.id] = files
+        self.store.record(job, job.move(JobState.QUEUED, RELEASED, time.time()))
+        graph.set_state(d, JobState.QUEUED)
+        self._jobs.enqueue([job])
+
+    def inputs_of(self, job: ComputeJob) -> list[InputFile]:
+        """The Dispatcher: what `job`'s run carries to place in its run dir (none for most)."""
+        member = job.member
+        if type(member) is not WorkflowMember:
+            return []
+        run = self.runs.get(member.workflow_id)
+        if run is None or run.record.run != member.run:
+            return []
+        i = run.graph.index.get(member.name)
+        if i is None or i not in run.graph.inputs:
+            return []
+        try:
+            by_path = self.inputs.plan(run.graph, i, run.record.owner)[0]
+        except InputError:
+            by_path = []
+        return by_path + self.fetched.get(job.id, [])
 
     def _cancel_dependents(self, run: WorkflowRun, i: int, now: float) -> None:
         graph = run.graph
@@ -384,6 +436,7 @@ class WorkflowBook:
                     continue
                 live = self._jobs.get(row.id)
                 graph.job_ids[i] = row.id
+                graph.targets[i] = row.driver
                 graph.set_state(i, live.state if live is not None else JobState(row.state))
                 if i in graph.referenced and graph.state(i) is JobState.COMPLETED:
                     graph.results[row.workflow_job] = live.result if live is not None else row.result
@@ -494,11 +547,4 @@ class WorkflowBook:
              "created_at": iso(v.created_at), "sha256": v.sha256}
             for v in await self.rows.versions(record.id)
         ]}
-
-
-def shares_files(producer: str, consumer: str) -> bool:
-    """Whether a job on target `consumer` sees the run files of a job on target `producer`:
-    the same target (one host for local, one cluster's shared file system for sbatch:X, and
-    for docker the user's run root mounted into their one agent container)."""
-    return producer == consumer
 

@@ -9,12 +9,12 @@ import dataclasses
 import pytest
 
 from jobvisor.errors import Conflict, InvalidRequest, NotFound
-from jobvisor.protocol import Caller, RunJob
+from jobvisor.protocol import Caller, InputFile, IoRequest, OpReply, RunJob
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import parse_workflow
 from supervisor.compute_job import WorkflowMember
 from supervisor.workflow_graph import RunGraph
-from tests.supervisor.fakes import eventually, report
+from tests.supervisor.fakes import FakeDriver, eventually, report
 
 ALICE = Caller("alice")
 
@@ -233,3 +233,44 @@ async def test_restore_cancels_behind_a_failed_dependency_and_ends_the_workflow(
     await core.store.committed()
     final = await core.workflows.get(ALICE, view["id"])
     assert final["state"] == WorkflowState.FAILED.value and final["counts"] == {"failed": 1, "canceled": 2}
+
+
+# ---------------------------------------------------------------------------- files between jobs
+
+
+async def test_an_input_on_the_same_target_is_the_producers_file_by_path(core, driver):
+    a = job("a", outputs=["mesh.h5"])
+    b = job("b", inputs=[{"job": "a", "path": "mesh.h5", "dest": "in/mesh.h5"}])
+    view = await start(core, doc(a, b))
+    jobs = jobs_of(core, view["id"])
+    await finish(core, jobs["a"])
+    await eventually(lambda: jobs["b"].agent_id is not None, what="b sent")
+    (run,) = [m for m in driver.links[jobs["b"].agent_id].of(RunJob) if m.job_id == jobs["b"].id]
+    assert run.inputs == [InputFile(path="in/mesh.h5", source=f"/runs/alice/{jobs['a'].id}/mesh.h5")]
+
+
+class OtherFakeDriver(FakeDriver):
+    kind = "fake2"
+
+
+async def test_an_input_across_targets_goes_through_the_supervisor_up_to_max_transfer(core, driver):
+    other = core.targets.drivers["fake2"] = OtherFakeDriver(core.config, core, cpus=1)
+    a = job("a", outputs=["small", "big"])
+    b = job("b", driver="fake2", inputs=[{"job": "a", "path": "small"}])
+    c = job("c", driver="fake2", inputs=[{"job": "a", "path": "big"}])
+    core.workflows.inputs.max_transfer = 10
+    view = await start(core, doc(a, b, c))
+    jobs = jobs_of(core, view["id"])
+    await finish(core, jobs["a"])
+    assert jobs["b"].state is JobState.WAITING and jobs["b"].reason.startswith("fetching inputs: small of a")
+    link = driver.links[jobs["a"].agent_id]
+    await eventually(lambda: len(link.of(IoRequest)) == 2, what="the producer's files read")
+    agent = core.agents.by_id[jobs["a"].agent_id]
+    for request in link.of(IoRequest):
+        data = b"tiny" if request.path == "small" else b"x" * 11
+        core.on_agent_messages(agent, [OpReply(request.op_id, True, {"data": data, "offset": 0, "size": len(data)})])
+    await eventually(lambda: jobs["b"].agent_id is not None, what="b sent")
+    (run,) = [m for m in other.links[jobs["b"].agent_id].of(RunJob) if m.job_id == jobs["b"].id]
+    assert run.inputs == [InputFile(path="small", data=b"tiny")]
+    await eventually(lambda: jobs["c"].state is JobState.FAILED, what="c failed")
+    assert "'big' of a is 11 bytes" in jobs["c"].reason and "max_transfer" in jobs["c"].reason
