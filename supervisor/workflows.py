@@ -38,7 +38,7 @@ from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import JobId, UserId, new_workflow_id
 from jobvisor.isotime import iso
 from jobvisor.limits import MAX_PAGE
-from jobvisor.protocol import Caller, InputFile, JobSpec
+from jobvisor.protocol import Caller, EventKind, InputFile, JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.tasks import Tasks
@@ -73,17 +73,10 @@ def _resources_key(resources: dict) -> Any:
 
 
 def emit_workflow(store: Store, record: WorkflowRecord, counts: dict[str, int]) -> None:
-    """A `workflow` event for the record's state, with counts (committed with the change).
-    Guarded until `Store.emit` (the events part) is on main."""
-    emit = getattr(store, "emit", None)
-    if emit is None:
-        return
-    from jobvisor import protocol
-
-    kind = getattr(protocol, "EventKind", None)
-    emit(kind.WORKFLOW if kind is not None else "workflow", record.owner,
-         {"id": record.id, "name": record.name, "state": record.state.value, "run": record.run,
-          "reason": record.reason, "counts": counts}, workflow_id=record.id)
+    """A `workflow` event for the record's state, with counts (committed with the change)."""
+    store.emit(EventKind.WORKFLOW, record.owner,
+               {"id": record.id, "name": record.name, "state": record.state.value, "version": record.version,
+                "run": record.run, "reason": record.reason, "counts": counts}, workflow_id=record.id)
 
 
 @dataclass(slots=True)
@@ -411,6 +404,8 @@ class WorkflowBook:
                 self._cancel_run(run, "canceled: the workflow was deleted")
                 self.runs.pop(record.id, None)  # its jobs end as jobs; there is no workflow left to end
             self.rows.delete(record.id)
+            self.store.emit(EventKind.WORKFLOW, record.owner, {"id": record.id, "name": record.name, "deleted": True},
+                            workflow_id=record.id)
             await self.store.committed()
             return {"id": record.id, "deleted": True}
 

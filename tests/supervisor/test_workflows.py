@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from sqlalchemy import select
 
 from jobvisor.errors import Conflict, InvalidRequest, NotFound
 from jobvisor.protocol import Caller, InputFile, IoRequest, OpReply, RunJob
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import parse_workflow
+from supervisor import tables
 from supervisor.compute_job import WorkflowMember
 from supervisor.workflow_graph import RunGraph
 from tests.supervisor.fakes import FakeDriver, eventually, report
@@ -95,6 +97,9 @@ async def test_release_is_in_the_same_commit_as_the_dependencys_end(core, driver
     final = await core.workflows.get(ALICE, view["id"])
     assert final["state"] == "completed" and final["counts"] == {"completed": 3}
     assert final["reason"] == "all 3 jobs completed" and view["id"] not in core.workflows.runs
+    events = await core.store.read(select(tables.events).where(tables.events.c.kind == "workflow").order_by(tables.events.c.id))
+    assert [(e.workflow_id, e.data["state"]) for e in events] == [(view["id"], s) for s in ("draft", "running", "completed")]
+    assert events[-1].owner == "alice" and events[-1].data["counts"] == {"completed": 3}
     stored = await core.store.get_job(jobs["b"].id)
     assert stored.member == WorkflowMember(view["id"], "b", 1)
 
