@@ -500,28 +500,41 @@ class WorkflowBook:
         return run.record if run is not None else record
 
     async def _run_jobs(self, record: WorkflowRecord) -> list[dict]:
-        """The current run's jobs in the document's order, as committed (live state wins)."""
+        """The current run's jobs: a job still in the book as it is there, the others as
+        committed. The book is looked at before the read: a job that leaves it (its end
+        committed) after that look is still shown from the book, never from a row read
+        before its end was committed."""
         if record.run == 0:
             return []
+        live: dict[str, ComputeJob] = {}
+        run = self.runs.get(record.id)
+        if run is not None and run.record.run == record.run:
+            for job_id in run.graph.job_ids:
+                job = self._jobs.get(job_id) if job_id is not None else None
+                if job is not None:
+                    live[job_id] = job
+        await self.store.committed()
         out = []
         for row in await self.rows.run_jobs(record.id, record.run):
-            live = self._jobs.get(row.id)
-            out.append({
-                "name": row.workflow_job, "job_id": row.id,
-                "state": (live.state if live is not None else JobState(row.state)).value,
-                "reason": live.reason if live is not None else row.reason,
-                "exit_code": live.exit_code if live is not None else row.exit_code,
-                "progress": live.progress if live is not None else row.progress,
-                "started_at": iso(live.started_at if live is not None else row.started_at),
-                "finished_at": iso(live.finished_at if live is not None else row.finished_at),
-            })
+            job = live.get(row.id) or self._jobs.get(row.id)
+            if job is not None:
+                out.append({
+                    "name": row.workflow_job, "job_id": row.id, "state": job.state.value, "reason": job.reason,
+                    "exit_code": job.exit_code, "progress": job.progress, "started_at": iso(job.started_at),
+                    "finished_at": iso(job.finished_at),
+                })
+            else:
+                out.append({
+                    "name": row.workflow_job, "job_id": row.id, "state": row.state, "reason": row.reason,
+                    "exit_code": row.exit_code, "progress": row.progress, "started_at": iso(row.started_at),
+                    "finished_at": iso(row.finished_at),
+                })
         return out
 
     async def get(self, caller: Caller, workflow_id: str) -> dict:
         record = await self._owned(caller, workflow_id)
-        await self.store.committed()
-        document = await self.rows.document(record.id, record.version)
         jobs = await self._run_jobs(record)
+        document = await self.rows.document(record.id, record.version)
         if not jobs:  # never run: the document's jobs, not run yet
             jobs = [{"name": job.get("name", ""), "job_id": None, "state": None, "reason": "", "exit_code": None,
                      "progress": None, "started_at": None, "finished_at": None} for job in document.get("jobs", [])]
@@ -529,7 +542,6 @@ class WorkflowBook:
 
     async def status(self, caller: Caller, workflow_id: str) -> dict:
         record = self._current(await self._owned(caller, workflow_id))
-        await self.store.committed()
         jobs = [{"name": j["name"], "job_id": j["job_id"], "state": j["state"]} for j in await self._run_jobs(record)]
         return {"id": record.id, "name": record.name, "run": record.run, "state": record.state.value,
                 "counts": self._counts(record), "jobs": jobs, "started_at": iso(record.started_at),
