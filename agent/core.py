@@ -27,7 +27,7 @@ from jobvisor.config import AgentConfig
 from jobvisor.errors import InvalidRequest, JobvisorError
 from jobvisor.limits import MAX_MESSAGE_BYTES, analysis_result_limit
 from jobvisor.protocol import (
-    Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, JobReport, KillAgent,
+    Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, InputChunk, IoRequest, JobReport, KillAgent,
     LogChunk, Message, OpReply, Progress, RunJob, StartPrefetched, StatusRequest, StatusUpdate, to_wire,
 )
 from jobvisor.resources import Resources, parse_walltime
@@ -40,6 +40,7 @@ from job_cmd.fsutil import META_DIR
 
 from agent import ops, tail
 from agent.backend import JobBackend
+from agent.inputs import InputError, place_inputs, write_chunk
 from agent.jobs import Ending, Ended, JobRecord, Prefetched, Running
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ class AgentCore:
         self.jobs: dict[str, JobRecord] = {}
         # jobs sent ahead (RunJob.prefetched), started FIFO as started jobs end; see RunJob's docstring
         self.prefetched: OrderedDict[str, JobRecord] = OrderedDict()
+        self._input_errors: dict[tuple[str, int], str] = {}  # an InputChunk that could not be written
         self._poll_start = 0  # rotates, so a congested link does not starve the later jobs
         self._handlers: dict[type, Callable[[Any], None]] = {
-            RunJob: self.on_run, StartPrefetched: self.on_start_prefetched, CancelJob: self.on_cancel,
+            RunJob: self.on_run, InputChunk: self.on_input_chunk, StartPrefetched: self.on_start_prefetched, CancelJob: self.on_cancel,
             StatusRequest: self.on_status, IoRequest: self.on_io, AnalysisRequest: self.on_analysis,
             KillAgent: self.on_kill, ForgetJobs: self.on_forget, HelloAck: self.on_hello_ack, ErrorMessage: self.on_error,
         }
@@ -169,6 +171,15 @@ class AgentCore:
             return
         self._start(job, msg)
 
+    def on_input_chunk(self, msg: InputChunk) -> None:
+        """Part of an input too big for its run message, which follows: written now; a failure
+        is remembered and fails the run when it comes (a file half there must not be used)."""
+        try:
+            write_chunk(os.path.abspath(msg.run_dir), msg.path, msg.offset, msg.data)
+        except InputError as exc:
+            logger.warning("job %s attempt %d: %s", msg.job_id, msg.attempt, exc)
+            self._input_errors[(msg.job_id, msg.attempt)] = str(exc)
+
     def on_start_prefetched(self, msg: StartPrefetched) -> None:
         job = self.prefetched.pop(msg.job_id, None)
         if job is not None:
@@ -191,17 +202,28 @@ class AgentCore:
             job.walltime = None if walltime is None else parse_walltime(walltime)
             job.code_obj = code = get_code(msg.code)
             self.backend.prepare_run_dir(job, ahead)
+            if msg.inputs or self._input_errors:
+                self._place_inputs(job, msg)
             launch = code.launch(msg.params, job.run_dir, resources)
         except Exception as exc:  # a plugin's bug must fail the job, not the agent
             return self.prepare_failed(job, exc)
-        env = dict(launch.env)
+        # The job's own variables win over the code's (a shell job's params.env), and jobvisor's
+        # JOBVISOR_* over both: a job cannot lose its id or progress file by accident.
+        env = {**launch.env, **msg.env} if msg.env else dict(launch.env)
         env.update(env_names.job_env(job.job_id, job.attempt, job.run_path, job.progress_path))
         self.backend.launch(job, launch, env, resources)
+
+    def _place_inputs(self, job: JobRecord, msg: RunJob) -> None:
+        """Its input files into the run dir (InputError fails the job with a reason naming the file)."""
+        failed = self._input_errors.pop((job.job_id, job.attempt), None)
+        if failed is not None:
+            raise InputError(failed)
+        place_inputs(job.run_path, msg.inputs)
 
     def prepare_failed(self, job: JobRecord, exc: Exception) -> None:
         """Fail a job whose launch could not be prepared, with a reason the user can act on
         (called from an except block: an unexpected error is logged with its traceback)."""
-        if isinstance(exc, JobvisorError):
+        if isinstance(exc, (JobvisorError, InputError)):
             reason = str(exc)
         elif isinstance(exc, OSError):
             reason = f"cannot prepare run dir {job.run_path}: {exc.strerror or exc}"

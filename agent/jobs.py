@@ -128,6 +128,7 @@ class JobRecord:
     sent_offset: int = 0  # bytes of output.log queued to (or acknowledged by) the supervisor
     progress_stamp: tuple = ()
     status_written: bool = False  # its status file exists (a job that ends soon leaves none)
+    workdir: str = ""  # runs there instead of its run dir (RunJob.workdir); its log stays in the run dir
 
     # The run dir's paths as strings, computed once: os calls take them as they are, while
     # pathlib's joins and conversions were a tenth of the agent's work per short job.
@@ -139,6 +140,11 @@ class JobRecord:
         self.run_path = path = os.fspath(self.run_dir)
         self.log_path = os.path.join(path, OUTPUT_LOG)
         self.progress_path = os.path.join(path, PROGRESS_FILE)
+
+    @property
+    def cwd(self) -> str:
+        """Where its process starts: its run dir, or the directory it runs in place."""
+        return self.workdir or self.run_path
 
     @property
     def is_terminal(self) -> bool:

@@ -76,7 +76,8 @@ class LocalBackend:
     # ------------------------------------------------------------------ starting
 
     def new_record(self, msg: RunJob) -> JobRecord:
-        return JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir))
+        return JobRecord(job_id=msg.job_id, attempt=msg.attempt, code=msg.code, run_dir=Path(msg.run_dir),
+                         workdir=msg.workdir)
 
     def replace_live(self, existing: JobRecord) -> bool:
         return False  # two attempts of one job never run side by side here

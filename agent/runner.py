@@ -92,7 +92,8 @@ class Runner:
             _keep_previous_log(job)
         job.sent_offset = 0
         job_path = env.get("PATH", self.base_env.get("PATH", os.defpath))
-        program = self._programs.resolve(launch.argv[0], job_path, job.run_dir)
+        cwd = job.cwd
+        program = self._programs.resolve(launch.argv[0], job_path, cwd)
         if self._libc is not None:
             # the child opens output.log (made ahead for a held job, else created by the child);
             # the agent opens it for reading when it has bytes
@@ -102,7 +103,7 @@ class Runner:
             else:  # the job sets some of the agent's own variables: its values win
                 envp = list({**self._base_envp, **dict(zip(env, extra))}.values())
             args = (_c_string(program), [_c_string(arg) for arg in launch.argv], envp,
-                    _c_string(job.run_path), _c_string(job.log_path))
+                    _c_string(cwd), _c_string(job.log_path))
             if self._pool is not None:
                 self._pool.spawn(*args, lambda pid, pidfd, error: self._started(job, pid, pidfd, error, done))
                 return
@@ -116,7 +117,7 @@ class Runner:
         log_fd = os.open(job.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
         job.log_fd = log_fd
         try:
-            child = self._posix.spawn(launch.argv, job.run_dir, {**self.base_env, **env}, log_fd, program)
+            child = self._posix.spawn(launch.argv, cwd, {**self.base_env, **env}, log_fd, program)
         except OSError as exc:
             return self._started(job, None, None, exc, done)
         self._started(job, child.pid, open_pidfd(child.pid), None, done)
