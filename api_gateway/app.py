@@ -26,6 +26,7 @@ from api_gateway.auth_store import AuthStore, bootstrap_admin
 from api_gateway.context import CALLER, CONFIG, HUB, STORE, STREAMS, SUPERVISOR
 from api_gateway.events import EventHub
 from api_gateway.problems import error_middleware, unauthorized
+from api_gateway.query_params import query_middleware
 from api_gateway.supervisor_client import SupervisorClient
 
 __all__ = ["make_app", "start_gateway", "bootstrap_admin", "GatewayHandle"]
@@ -74,7 +75,7 @@ def make_app(
     """The gateway app. Without `store`, it opens (and later closes) `<state_dir>/gateway.sqlite`.
     `secret` defaults to the internal secret file of the state dir."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, auth_middleware, query_middleware],
         client_max_size=config.gateway.max_body_bytes,
     )
     app[CONFIG] = config

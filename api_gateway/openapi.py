@@ -65,10 +65,15 @@ def _paths() -> dict:
             {
                 "201": _json({"oneOf": [ref("Job"), {"type": "array", "items": ref("Job")}]}, "The new job(s)"),
                 **_BAD,
-                "413": _problem("Body over gateway.max_body_bytes or more jobs than gateway.max_batch"),
+                "413": _problem("Body over gateway.max_body_bytes, files over gateway.max_input_bytes, "
+                                "or more jobs than gateway.max_batch"),
                 **_ERRORS,
             },
-            body={"required": True, "content": {"application/json": {"schema": job_or_list}}},
+            body={"required": True, "content": {
+                "application/json": {"schema": job_or_list},
+                "multipart/form-data": {"schema": ref("JobForm"), "encoding": {
+                    "job": {"contentType": "application/json"}, "file": {"contentType": "application/octet-stream"}}},
+            }},
         ),
         "get": _op(
             "List the caller's jobs (all jobs for admins), newest page first by id",

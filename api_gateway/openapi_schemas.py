@@ -95,12 +95,17 @@ def _job_schema(states: list[str]) -> dict:
         "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
         "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
     }
-    member = {  # present only for a workflow's job
+    optional = {  # present only when the job has them
         "workflow_id": {"type": "string", "description": "The workflow it belongs to"},
         "workflow_job": {"type": "string", "description": "Its name in the workflow"},
         "workflow_run": {"type": "integer", "minimum": 1, "description": "The workflow's run it belongs to"},
+        "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "As submitted"},
+        "workdir": {"type": "string", "description": "Where it runs in place"},
+        "inputs": {"type": "array", "description": "Its uploaded input files",
+                   "items": {"type": "object", "required": ["path", "size"],
+                             "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
     }
-    return {"type": "object", "required": list(properties), "properties": {**properties, **member}}
+    return {"type": "object", "required": list(properties), "properties": {**properties, **optional}}
 
 
 def _job_detail_schema(states: list[str]) -> dict:
@@ -144,6 +149,12 @@ def schemas() -> dict:
                 "driver": {"type": ["string", "null"], "description": "local, docker, sbatch; empty or null: the default"},
                 "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
                 "name": {"type": ["string", "null"], "description": "Empty or null: none"},
+                "env": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
+                        "description": "Environment variables of the job, for every code; they win over a shell "
+                                       "job's params.env, and JOBVISOR_* variables win over both"},
+                "workdir": {"type": ["string", "null"], "description": "Absolute directory the job runs in instead "
+                            "of its run dir (local driver only, under a directory `[local] workdirs` allows; its "
+                            "log stays in the run dir)"},
             },
         }
     return {
@@ -165,8 +176,8 @@ def schemas() -> dict:
             "type": "object",
             "properties": {
                 "cpus": {"type": "integer", "minimum": 1, "default": 1},
-                "memory": {"type": ["string", "integer"], "minimum": 1, "maximum": MAX_MEMORY,
-                           "description": "'512M', '2G' or bytes"},
+                "memory": {"type": ["string", "number"], "exclusiveMinimum": 0, "maximum": MAX_MEMORY,
+                           "description": "'512M', '2G', '100b'; a bare number (512 or '512') is megabytes, as in Slurm"},
                 "gpus": {"type": "integer", "minimum": 0, "default": 0},
                 "walltime": {"type": ["string", "number"], "exclusiveMinimum": 0, "maxLength": 32,
                              "description": "'HH:MM:SS', 'D-HH:MM:SS' or seconds"},
@@ -175,6 +186,17 @@ def schemas() -> dict:
             "additionalProperties": True,
         },
         "JobSubmission": job_submission,
+        "JobForm": {
+            "type": "object",
+            "required": ["job"],
+            "description": "A job (or a list of jobs) with input files, each placed in the run dir at its "
+                           "filename (a relative path) before the job starts; every job of a list gets every file",
+            "properties": {
+                "job": {"oneOf": [ref("JobSubmission"), {"type": "array", "items": ref("JobSubmission"), "minItems": 1}]},
+                "file": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                         "description": "Input files; each part's filename is its path in the run dir"},
+            },
+        },
         "Job": _job_schema(states),
         "JobDetail": _job_detail_schema(states),
         "JobPage": {

@@ -35,7 +35,7 @@ from jobvisor.protocol import (
 from jobvisor.limits import MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 
-from api_gateway import sse
+from api_gateway import sse, uploads
 from api_gateway.context import CONFIG, STREAMS, caller_of, op
 from api_gateway.problems import KIND_TO_STATUS
 from api_gateway.validation import (
@@ -90,8 +90,12 @@ class Stream:
 
 async def submit_jobs(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    specs, many = parse_job_specs(await read_json(request), config.gateway.max_batch)
-    reply = await op(request, SubmitJobs(caller=caller_of(request), jobs=specs))
+    if request.content_type == uploads.FORM:  # a job with input files
+        specs, many, upload_id = await uploads.read_form_submit(request)
+    else:
+        specs, many = parse_job_specs(await read_json(request), config.gateway.max_batch)
+        upload_id = ""
+    reply = await op(request, SubmitJobs(caller=caller_of(request), jobs=specs, upload_id=upload_id))
     jobs = reply["jobs"]
     if many:
         return json_response(jobs, status=201)

@@ -26,6 +26,7 @@ import importlib.metadata
 import logging
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 from jobvisor import env_names
@@ -172,6 +173,22 @@ class DriverBase(abc.ABC):
         """Why a new agent of `user` cannot be started until the user logs in (sbatch), or
         None. The supervisor keeps such a user's jobs `queued` with this reason meanwhile."""
         return None
+
+    def input_source(self, stored: Path) -> str | None:
+        """Where this driver's agents see a file the supervisor keeps (an uploaded input), or
+        None when they cannot (another host: the supervisor sends its bytes)."""
+        return None
+
+    def known_codes(self) -> frozenset[str] | None:
+        """The codes this driver's agents can run, when the supervisor knows them (the local
+        driver: those installed here); None when only the agent knows (an image, a cluster)."""
+        return None
+
+    def check_workdir(self, workdir: str) -> str:
+        """A job's `workdir` as it will be used; InvalidRequest (field `workdir`) where this
+        driver runs every job in its own run dir."""
+        raise InvalidRequest(f"the {self.kind} driver runs every job in its own run dir; workdir is for the "
+                             "local driver", field="workdir")
 
     def validate(self, resources: Resources) -> None:
         if resources.cpus > self.cpus_total:

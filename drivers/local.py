@@ -18,7 +18,8 @@ from drivers.base import AgentSpec, DriverBase, agent_env, agent_settings_env
 from drivers.leftovers import stop_leftovers
 from drivers.process_watch import PidWatch, pid_alive
 from jobvisor import env_names
-from jobvisor.errors import driver_os_error
+from jobvisor.code_names import installed_codes
+from jobvisor.errors import InvalidRequest, driver_os_error
 from jobvisor.ids import AgentId, JobId, UserId
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,29 @@ class LocalDriver(DriverBase):
         if self._run_root is None:  # asked once per job sent: joined as strings
             self._run_root = str(self.run_root)
         return os.path.join(self._run_root, user, job_id)
+
+    def input_source(self, stored: Path) -> str | None:
+        return str(stored)  # the agent runs on this machine: it links the file
+
+    def known_codes(self) -> frozenset[str] | None:
+        return installed_codes()  # the agent runs this very installation
+
+    def check_workdir(self, workdir: str) -> str:
+        """Allowed only under a directory of `[local] workdirs` (none by default): the job then
+        works beside whatever else is there, outside its run dir's isolation."""
+        allowed = [os.path.realpath(os.path.expanduser(d.strip())) for d in self._cfg.workdirs.split(",") if d.strip()]
+        if not allowed:
+            raise InvalidRequest("running a job in place is off on this server (the local driver's workdirs "
+                                 "setting allows no directory)", field="workdir")
+        if not isinstance(workdir, str) or not os.path.isabs(workdir):
+            raise InvalidRequest("workdir must be an absolute path", field="workdir")
+        real = os.path.realpath(workdir)
+        if not any(real == root or real.startswith(root + os.sep) for root in allowed):
+            raise InvalidRequest(f"workdir {workdir!r} is not under a directory the local driver's workdirs "
+                                 f"setting allows ({', '.join(allowed)})", field="workdir")
+        if not os.path.isdir(real):
+            raise InvalidRequest(f"workdir {workdir!r} is not a directory", field="workdir")
+        return real
 
     async def start_agent(self, spec: AgentSpec) -> dict:
         log_dir = self.config.state_dir / "agents"

@@ -108,6 +108,7 @@ class GatewayConfig:
     max_body_bytes: int = _doc("Largest request body accepted (413 above).", default=8 * 1024 * 1024)
     token_cache_seconds: float = _doc("Seconds a validated token is trusted before it is looked up again; revocation takes effect within this time.", default=2.0)
     max_batch: int = _doc("Most jobs one POST /jobs may submit.", default=10_000)
+    max_input_bytes: int = _doc("Largest total size of the files one multipart POST /jobs uploads as job inputs (413 above). They are kept in the state dir until their jobs end.", default=256 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class LocalDriverConfig:
     idle_timeout: float = _doc("Seconds an agent with no work stays up before it is stopped.", default=300.0)
     run_root: str = _doc("Where run dirs are made (one per user, one per job below). Empty: <state_dir>/runs.", default="")
     stop_timeout: float = _doc("Seconds between SIGTERM and SIGKILL when an agent is stopped.", default=5.0)
+    workdirs: str = _doc("Directories (comma separated) under which a job may run in place (`workdir`, `jobvisor submit --workdir`) instead of in its own run dir. Such a job reads and writes there directly, beside whatever else is there, so this leaves the run dir's isolation: empty (the default) allows none.", default="")
+    limits: str = _doc("How the local driver enforces a job's memory and cpus: 'auto' (cgroups v2 where this process may make them: root, or a delegated cgroup; else RLIMIT_AS for memory and no cpu limit), 'cgroup', 'rlimit', or 'none'.", default="auto")
 
 
 @dataclass(frozen=True)

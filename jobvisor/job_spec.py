@@ -19,7 +19,39 @@ from jobvisor.protocol import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.wire_values import check_wire_value
 
-JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name"})
+JOB_FIELDS = frozenset({"code", "params", "resources", "driver", "max_retries", "name", "env", "workdir"})
+MAX_ENV_VARS = 1000
+MAX_WORKDIR = 4096
+
+
+def check_env(env: Any, field: str = "env") -> dict[str, str]:
+    """A job's environment variables: an object of names to string values."""
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise InvalidRequest("env must be an object of variable names to string values", field=field)
+    if len(env) > MAX_ENV_VARS:
+        raise InvalidRequest(f"env has more than {MAX_ENV_VARS} variables", field=field)
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidRequest(f"env name {key!r} is not a variable name (non-empty, no '=')", field=field)
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidRequest(f"env {key} must be a string without NUL characters", field=f"{field}.{key}")
+    return dict(env)
+
+
+def memory_in_megabytes(resources: Any) -> Any:
+    """A bare memory number means megabytes, as in Slurm (`512` is 512M): the public API's
+    resources with such a number given its unit, before `Resources.parse` (which reads bytes
+    from the wire)."""
+    if not isinstance(resources, dict):
+        return resources
+    memory = resources.get("memory")
+    if isinstance(memory, bool):
+        return resources
+    if isinstance(memory, (int, float)):
+        return {**resources, "memory": f"{memory}M"}
+    return resources
 
 
 def _prefixed(prefix: str, field: str | None) -> str:
@@ -42,7 +74,7 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
     if "params" not in data:
         raise InvalidRequest("params is required (use {} for none)", field=_prefixed(prefix, "params"))
     try:
-        resources = Resources.parse(data.get("resources"))
+        resources = Resources.parse(memory_in_megabytes(data.get("resources")))
     except InvalidRequest as exc:
         raise InvalidRequest(exc.detail, field=_prefixed(prefix, exc.field)) from None
     driver = data.get("driver", "")
@@ -64,6 +96,12 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
         name = ""
     if not isinstance(name, str):
         raise InvalidRequest("name must be a string", field=_prefixed(prefix, "name"))
+    env = check_env(data.get("env"), _prefixed(prefix, "env"))
+    workdir = data.get("workdir") or ""
+    if not isinstance(workdir, str) or len(workdir) > MAX_WORKDIR or "\0" in workdir:
+        raise InvalidRequest(f"workdir must be a path of at most {MAX_WORKDIR} characters", field=_prefixed(prefix, "workdir"))
+    if workdir and not workdir.startswith("/"):
+        raise InvalidRequest("workdir must be an absolute path", field=_prefixed(prefix, "workdir"))
     try:
         check_params(code, data["params"])
     except InvalidRequest as exc:
@@ -76,4 +114,6 @@ def parse_job_spec(data: Any, prefix: str = "") -> JobSpec:
         driver=driver,
         max_retries=max_retries,
         name=name,
+        env=env,
+        workdir=workdir,
     )

@@ -318,6 +318,23 @@ class SubmitJobs(Message):
     TYPE: ClassVar[str] = "submit_jobs"
     caller: Caller
     jobs: list[JobSpec]
+    upload_id: str = ""  # the files of this upload (UploadInput) become inputs of every job here
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInput(Message):
+    """A slice of one file of a multipart submit. The gateway streams each file to the
+    supervisor in these (each well under the message limit), which appends them to the
+    upload's directory in its state dir; the `SubmitJobs` naming `upload_id` then makes them
+    its jobs' inputs. `path` is the file's place in the run dir, checked on both sides.
+    The reply: {"size": bytes of that file so far}."""
+
+    TYPE: ClassVar[str] = "upload_input"
+    caller: Caller
+    upload_id: str
+    path: str
+    offset: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +630,7 @@ class PushEvent(Message):
 
 
 GatewayRequest = Union[
-    SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
+    SubmitJobs, UploadInput, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
     DeleteWorkflow,
@@ -672,7 +689,7 @@ class Event(Message):
 register(
     JobReport, InputFile, InputChunk, RunJob, StartPrefetched, CancelJob, StatusRequest, AnalysisRequest, IoRequest, KillAgent, ForgetJobs, HelloAck,
     Hello, Ack, StatusUpdate, Progress, LogChunk, OpReply, WireError, ErrorMessage, Caller, JobSpec,
-    SubmitJobs, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
+    SubmitJobs, UploadInput, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, Reply, Event, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     *WORKFLOW_REQUESTS,
     *ORCHESTRATOR_REQUESTS,

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from jobvisor.errors import InvalidRequest
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_UNITS = {"": 1024**2, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}  # no unit: megabytes, as in Slurm
 MAX_MEMORY = 2**63 - 1  # bytes: what the wire (and Docker's and cgroups' int64) carry
 
 
 def parse_memory(text: str | int) -> int:
-    """'512M', '2G', '1.5GiB', 1048576 -> bytes (binary units, as Slurm and Docker read them)."""
+    """'512M', '2G', '1.5GiB', '512' (megabytes, as Slurm reads a bare number), '100b' -> bytes
+    (binary units, as Slurm and Docker read them). An int is bytes: what the wire carries (the
+    public API reads a JSON number as megabytes: `jobvisor.job_spec.memory_in_megabytes`)."""
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:

@@ -11,6 +11,8 @@ import asyncio
 import enum
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +71,9 @@ class Agent:
         self.failure = ""
         self.failure_may_pass = False  # its start failed with an error that is not permanent
         self.info: dict = {}
+        # Messages waiting behind a run whose input files are being read (send_after_read):
+        # whatever is sent meanwhile (a cancel of that run) must not overtake it.
+        self._held: deque | None = None
 
     def set_state(self, state: AgentState) -> None:
         self.state = state
@@ -78,8 +83,39 @@ class Agent:
     def send(self, messages: list[Message]) -> bool:
         if self.state is not AgentState.CONNECTED or self.link is None:
             return False
+        if self._held is not None:
+            self._held.append(messages)
+            return True
         self.link.send(messages)
         return True
+
+    def send_after_read(self, read: Callable[[], list[Message]]) -> None:
+        """Send what `read` makes in a worker thread (a run with the bytes of its input files),
+        in order: anything sent meanwhile goes after it."""
+        if self.state is not AgentState.CONNECTED or self.link is None:
+            return
+        if self._held is None:
+            self._held = deque()
+        future = asyncio.get_running_loop().run_in_executor(None, read)
+        self._held.append(future)
+        future.add_done_callback(lambda _: self._drain())
+
+    def _drain(self) -> None:
+        held = self._held
+        while held:
+            head = held[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                try:
+                    head = head.result()
+                except Exception:  # read() reports its own errors: this is a bug, logged
+                    log.exception("agent %s: making a run's messages failed", self.id)
+                    head = []
+            held.popleft()
+            if head and self.state is AgentState.CONNECTED and self.link is not None:
+                self.link.send(head)
+        self._held = None
 
     def check_token(self, token: str) -> bool:
         return tokens_equal(hash_token(token), self.token_hash)

@@ -155,12 +155,19 @@ class ComputeJob:
     # ------------------------------------------------------------------ spec
 
     @staticmethod
-    def pack_spec(params: Any, resources: dict) -> bytes:
-        return msgpack.packb((params, resources), use_bin_type=True)
+    def pack_spec(params: Any, resources: dict, extra: dict | None = None) -> bytes:
+        """`extra`: what few jobs have (env, workdir, inputs as [path, size] pairs), kept
+        only when there is some, so a plain job's spec stays as small as before."""
+        return msgpack.packb((params, resources, extra) if extra else (params, resources), use_bin_type=True)
 
     def unpack_spec(self) -> tuple[Any, dict]:
-        params, resources = msgpack.unpackb(self.spec, raw=False, strict_map_key=False)
-        return params, resources
+        spec = msgpack.unpackb(self.spec, raw=False, strict_map_key=False)
+        return spec[0], spec[1]
+
+    def unpack_all(self) -> tuple[Any, dict, dict]:
+        """params, resources and the extra fields (empty for most jobs)."""
+        spec = msgpack.unpackb(self.spec, raw=False, strict_map_key=False)
+        return spec[0], spec[1], (spec[2] if len(spec) > 2 and spec[2] else {})
 
     # ------------------------------------------------------------------ transitions
 
@@ -251,7 +258,7 @@ class ComputeJob:
         return job
 
     def to_dict(self, queue_position: int | None = None) -> dict:
-        params, resources = self.unpack_spec()
+        params, resources, extra = self.unpack_all()
         return {
             "id": self.id, "state": str(self.state), "code": self.code, "params": params,
             "resources": resources, "driver": split_target(self.driver)[0], "owner": self.owner, "name": self.name,
@@ -263,7 +270,20 @@ class ComputeJob:
             # a job sent ahead is queued, and where it waits is the scheduler's business
             "agent_id": None if isinstance(self.placement, Prefetched) else self.agent_id,
             **member_view(self.member),
+            **extra_view(extra),
         }
+
+
+def extra_view(extra: dict) -> dict:
+    """The API's fields for a job's env, workdir and inputs (absent when it has none)."""
+    out: dict = {}
+    if extra.get("env"):
+        out["env"] = extra["env"]
+    if extra.get("workdir"):
+        out["workdir"] = extra["workdir"]
+    if extra.get("inputs"):
+        out["inputs"] = [{"path": path, "size": size} for path, size in extra["inputs"]]
+    return out
 
 
 def member_of_row(row: Any) -> Member:

@@ -37,6 +37,8 @@ from supervisor.compute_job import ComputeJob, Member
 from supervisor.dispatch import Dispatcher
 from supervisor.events import EventBus
 from supervisor.holds import Holds
+from supervisor.inputs import InputStore
+from supervisor.job_extra import job_extra
 from supervisor.jobs import JobBook
 from supervisor.logstore import LogStore
 from supervisor.ops import PendingReplies
@@ -76,9 +78,11 @@ class Supervisor:
         self.agents = AgentRegistry(self.cfg.agent_start_timeout)
         self.agents.on_new_agent = lambda agent, token_hash: self.store.add_agent(agent.id, agent.user, agent.kind, token_hash, {})
         self.replies = replies = PendingReplies()
-        self.jobs = JobBook(self.store, self.targets, self.agents, self._wake, self._log_done)
+        self.jobs = JobBook(self.store, self.targets, self.agents, self._wake, self._job_evicted)
         self.holds = Holds(self.jobs.enqueue)
-        self.dispatch = Dispatcher(self.cfg, self.targets, self.agents, self.jobs, self.holds, self._tasks)
+        self.inputs = InputStore(config.state_dir / "inputs", config.gateway.max_input_bytes)
+        self._with_inputs: set[JobId] = set()  # unfinished jobs whose inputs the state dir keeps
+        self.dispatch = Dispatcher(self.cfg, self.targets, self.agents, self.jobs, self.holds, self._tasks, self.inputs)
         self.pool = AgentPool(self.cfg, self.agents, self.targets, self.jobs, replies, self._tasks, self._wake)
         self.reports = Reports(self.jobs, replies)
         self.pool.on_dead = self.reports.drop_agent
@@ -105,6 +109,8 @@ class Supervisor:
             agent.pid, agent.host = seen.get("pid"), seen.get("host", "")
             self.agents.add_known(agent)
         unfinished = await self.store.load_unfinished()
+        self._with_inputs = {job.id for job in unfinished if job.unpack_all()[2].get("inputs")}
+        await self.inputs.sweep({job.id for job in unfinished})
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)
         await self.workflows.restore()  # the waiting jobs' workflows: released what the crash held up
@@ -155,7 +161,9 @@ class Supervisor:
         try:
             resources = Resources.parse(spec.resources)
             target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)
-            self.targets.driver(target).validate(resources)
+            driver = self.targets.driver(target)
+            driver.validate(resources)
+            extra = job_extra(spec, driver)  # its code, env and workdir, checked against the driver
         except OpError as exc:
             raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
         return target, resources
@@ -171,15 +179,21 @@ class Supervisor:
         target, resources = placed
         return ComputeJob(
             id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
-            spec=ComputeJob.pack_spec(spec.params, resources.to_wire()), driver=target,
+            spec=ComputeJob.pack_spec(spec.params, resources.to_wire(), extra), driver=target,
             cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason=reason, state=state,
             member=member,
         )
 
-    async def submit(self, user: UserId, specs: list[JobSpec]) -> list[ComputeJob]:
+    async def submit(self, user: UserId, specs: list[JobSpec], upload_id: str = "") -> list[ComputeJob]:
         now = time.time()
         many = len(specs) > 1
         jobs = [self.make_job(user, spec, now, f"jobs[{index}]." if many else "") for index, spec in enumerate(specs)]
+        if upload_id:  # the uploaded files become every job's inputs (kept until each job ends)
+            listing = await self.inputs.claim(user, upload_id, [job.id for job in jobs])
+            for job in jobs:
+                params, resources, extra = job.unpack_all()
+                job.spec = ComputeJob.pack_spec(params, resources, {**extra, "inputs": listing})
+                self._with_inputs.add(job.id)
         self.store.insert(jobs)
         for job in jobs:
             self.store.record(job, job.initial_transition())
@@ -234,6 +248,13 @@ class Supervisor:
             if job is not None:
                 job.log_size = max(job.log_size, size)
             self._log_done(job_id)
+
+    def _job_evicted(self, job_id: JobId) -> None:
+        """A job's end is committed and it is forgotten: its log readers wake, its inputs go."""
+        self._log_done(job_id)
+        if job_id in self._with_inputs:
+            self._with_inputs.discard(job_id)
+            self.inputs.discard([job_id])
 
     def _log_done(self, job_id: JobId) -> None:
         event = self._log_events.pop(job_id, None)

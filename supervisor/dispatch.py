@@ -10,6 +10,7 @@ FIFO and starts the next one the moment one of its jobs ends, instead of a round
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from jobvisor.timing import backoff_delay
 from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
 from supervisor.compute_job import ComputeJob, Prefetched
 from supervisor.holds import HoldKind, Holds
+from supervisor.inputs import InputStore, read_inputs, source_inputs
 from supervisor.jobs import JobBook
 from supervisor.ops import RunOp
 from supervisor.scheduler import DriverQueue
@@ -42,8 +44,9 @@ def outage_delay(tries: int) -> float:
 
 class Dispatcher:
     def __init__(self, cfg: SupervisorConfig, targets: Targets, agents: AgentRegistry, jobs: JobBook,
-                 holds: Holds, tasks: Tasks) -> None:
+                 holds: Holds, tasks: Tasks, inputs: InputStore | None = None) -> None:
         self.cfg = cfg
+        self.inputs = inputs
         self._targets = targets
         self._agents = agents
         self._jobs = jobs
@@ -132,11 +135,25 @@ class Dispatcher:
         driver = self._targets.driver(agent.kind)
         messages: list[Message] = []
         for job in jobs:
-            params, resources = job.unpack_spec()
-            messages.append(RunJob(job.id, job.attempt, job.code, params, resources,
-                                   driver.run_dir(job.owner, job.id), prefetched, inputs=self.inputs_of(job)))
+            params, resources, extra = job.unpack_all()
+            run = RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id),
+                         prefetched, inputs=self.inputs_of(job), env=extra.get("env") or {},
+                         workdir=extra.get("workdir") or "")
+            listing = extra.get("inputs")
+            if listing and self.inputs is not None:
+                sources = source_inputs(self.inputs, job.id, listing, driver.input_source)
+                if sources is None:  # the agent cannot see this machine: the bytes go, read off the loop
+                    if messages:
+                        agent.send(messages)
+                        messages = []
+                    store, limit = self.inputs, self.cfg.max_message_bytes
+                    agent.send_after_read(lambda run=run, listing=listing: read_inputs(store, run, listing, limit))
+                    continue
+                run = dataclasses.replace(run, inputs=[*run.inputs, *sources])
+            messages.append(run)
         agent.idle_since = time.monotonic()
-        agent.send(messages)
+        if messages:
+            agent.send(messages)
 
     # ------------------------------------------------------------------ agents for waiting users
 

@@ -23,7 +23,7 @@ from jobvisor.isotime import iso
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
-    Reply, RunAnalysis, SubmitJobs,
+    Reply, RunAnalysis, SubmitJobs, UploadInput,
 )
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import (
@@ -46,7 +46,7 @@ class RequestHandlers:
     def __init__(self, core: Supervisor) -> None:
         self.core = core
         self.table: dict[type, Callable[[Any], Awaitable[Any]]] = {
-            SubmitJobs: self.submit, ListJobs: self.list_jobs, GetJob: self.get_job,
+            SubmitJobs: self.submit, UploadInput: self.upload_input, ListJobs: self.list_jobs, GetJob: self.get_job,
             CancelJobRequest: self.cancel, ReadLog: self.read_log, ListFiles: self.list_files,
             ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
             GetAgents: self.agents, GetStatus: self.status,
@@ -108,9 +108,13 @@ class RequestHandlers:
     async def submit(self, req: SubmitJobs) -> dict:
         if not req.jobs:
             raise InvalidRequest("no jobs to submit", field="jobs")
-        jobs = await self.core.submit(UserId(req.caller.user), req.jobs)
+        jobs = await self.core.submit(UserId(req.caller.user), req.jobs, upload_id=req.upload_id)
         positions = self._positions(jobs)
         return {"jobs": [j.to_dict(positions.get(j.id) if j.state is JobState.QUEUED else None) for j in jobs]}
+
+    async def upload_input(self, req: UploadInput) -> dict:
+        size = await self.core.inputs.append(UserId(req.caller.user), req.upload_id, req.path, req.offset, req.data)
+        return {"size": size}
 
     async def list_jobs(self, req: ListJobs) -> dict:
         for state in req.states:

@@ -136,8 +136,13 @@ class _Link:
             frame = self._encode_apart(messages)
             if frame is None:
                 return
+        limit = self.socket.core.cfg.max_message_bytes
         try:
-            self.socket.write_message(frame, binary=True)
+            if len(frame) <= limit:
+                self.socket.write_message(frame, binary=True)
+                return
+            for part in _frames_under(messages, limit):  # runs with their input files
+                self.socket.write_message(part, binary=True)
         except tornado.websocket.WebSocketClosedError:
             self.closed = True
 
@@ -160,6 +165,24 @@ class _Link:
             self._flush()
             self.closed = True
             self.socket.close(1000, reason[:120])
+
+
+def _frames_under(messages: list[Message], limit: int) -> list[bytes]:
+    """`messages` in order, in as few frames as keep each under the agent's message limit (the
+    senders keep each message well under it: input files travel in slices of a quarter)."""
+    frames: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for message in messages:
+        part = pack(to_wire(message))
+        if parts and size + len(part) + 8 > limit:
+            frames.append(msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts))
+            parts, size = [], 0
+        parts.append(part)
+        size += len(part)
+    if parts:
+        frames.append(msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts))
+    return frames
 
 
 class AgentSocket(tornado.websocket.WebSocketHandler):

@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint, entry_points
 from job_cmd.codes.base import Code
 from job_cmd.errors import UnknownCode
 
-GROUP = "jobvisor.codes"
+from jobvisor.code_names import GROUP  # noqa: E402  (one name for the group, where the supervisor reads it too)
 
 logger = logging.getLogger(__name__)
 _instances: dict[str, Code] = {}

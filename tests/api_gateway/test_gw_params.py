@@ -16,7 +16,6 @@ GOOD = [
     {"code": "python", "params": {"entry": "pkg.sim:run", "args": {"n": 3}, "path": ["lib"]}},
     {"code": "demo", "params": {"steps": 10, "dt": 0.5}},
     {"code": "demo", "params": None},
-    {"code": "site_plugin", "params": {"anything": ["goes", 1]}},  # installed only where agents run
 ]
 
 BAD = [
@@ -70,6 +69,18 @@ async def test_list_submit_with_good_params_is_201_and_passes_params_unchanged(r
     assert status == 201 and [j["params"] for j in body] == [j["params"] for j in GOOD]
     (submit,) = [r for r in real.requests if isinstance(r, SubmitJobs)]
     assert [s.params for s in submit.jobs] == [j["params"] for j in GOOD]  # no defaults filled in
+
+
+async def test_a_code_the_gateway_does_not_know_goes_on_and_the_local_driver_refuses_it_naming_the_nearest(real):
+    """A plugin may be installed only where agents run (an image, a cluster): the gateway lets
+    it through. The local driver's agents run this very installation, so the supervisor knows
+    their codes and refuses a misspelled one at submit, with the nearest name."""
+    status, body, _ = await real.call("POST", "/jobs", json={"code": "dmeo", "params": {"steps": 10}})
+    assert status == 400 and body["field"] == "code", body
+    assert "unknown code 'dmeo'; did you mean 'demo'?" in body["detail"]
+    assert _submits(real) == 1  # the gateway passed it on
+    status, body, _ = await real.call("POST", "/jobs", json=[GOOD[0], {"code": "site_plugin", "params": {}}])
+    assert status == 400 and body["field"] == "jobs[1].code" and "installed codes: demo, python, shell" in body["detail"]
 
 
 async def test_other_fields_are_reported_before_params(real):

@@ -134,13 +134,10 @@ async def test_walltime_ends_the_run_as_timed_out(api):
     assert "walltime" in done["reason"]
 
 
-async def test_failed_job_has_exit_code_and_unknown_code_fails_clearly(api):
+async def test_failed_job_has_exit_code(api):
     failing = await api.submit({"code": "shell", "params": {"script": "echo oops >&2; exit 3"}})
     done = await api.wait_state(failing["id"], "failed")
     assert done["exit_code"] == 3 and b"oops" in await api.log(failing["id"])
-    unknown = await api.submit({"code": "nope", "params": {}})
-    done = await api.wait_state(unknown["id"], "failed")
-    assert "nope" in done["reason"]
 
 
 async def test_two_users_cannot_see_each_others_jobs_logs_or_files(server, api):

@@ -1,0 +1,110 @@
+"""`POST /jobs` as `multipart/form-data`: a part `job` (the JSON job, or a list of jobs) and
+parts `file`, each file's `filename` being its path in the run dir.
+
+The files are streamed to the supervisor in slices (`UploadInput`, each well under the message
+limit), never held whole here; the submit then names the upload, and every job of it gets all
+the files as inputs. The files together may be `[gateway] max_input_bytes` (413 above it), the
+`job` part `[gateway] max_body_bytes`; aiohttp's own body limit does not apply to a streamed
+form, so both are counted here as the parts arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+from aiohttp.multipart import BodyPartReader
+
+from jobvisor.errors import InvalidRequest, TooLarge
+from jobvisor.input_paths import check_input_path
+from jobvisor.limits import IO_CHUNK_BYTES
+from jobvisor.protocol import Caller, JobSpec, UploadInput
+
+from api_gateway.context import CONFIG, caller_of, op
+from api_gateway.validation import parse_job_specs
+
+FORM = "multipart/form-data"
+JOB_PART = "job"
+FILE_PART = "file"
+
+
+async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, str]:
+    """(specs, was_a_list, upload_id) of a multipart submit, its files already with the supervisor."""
+    config = request.app[CONFIG].gateway
+    declared = request.content_length
+    if declared is not None and declared > config.max_input_bytes + config.max_body_bytes:
+        raise TooLarge(f"the request of {declared} bytes is over gateway.max_input_bytes "
+                       f"({config.max_input_bytes}) plus gateway.max_body_bytes")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise InvalidRequest(f"not a multipart/form-data body: {exc}", field="body") from None
+    caller = caller_of(request)
+    upload_id = secrets.token_urlsafe(16)
+    job: Any = ...
+    paths: set[str] = set()
+    total = 0
+    index = 0
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError as exc:
+            raise InvalidRequest(f"malformed multipart body: {exc}", field="body") from None
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise InvalidRequest("nested multipart parts are not supported", field="body")
+        if part.name == JOB_PART:
+            if job is not ...:
+                raise InvalidRequest("more than one 'job' part", field="job")
+            job = await _json_part(part, config.max_body_bytes)
+        elif part.name == FILE_PART:
+            field = f"file[{index}]"
+            index += 1
+            path = check_input_path(part.filename, field=field)
+            if path in paths:
+                raise InvalidRequest(f"two files go to {path!r}", field=field)
+            paths.add(path)
+            total = await _stream_file(request, caller, upload_id, path, part, total, config.max_input_bytes)
+        else:
+            raise InvalidRequest(f"unknown form part {part.name!r}; the form has a '{JOB_PART}' part and "
+                                 f"'{FILE_PART}' parts", field=part.name or "body")
+    if job is ...:
+        raise InvalidRequest(f"the form has no '{JOB_PART}' part (the job as JSON)", field="job")
+    specs, many = parse_job_specs(job, config.max_batch)
+    return specs, many, upload_id if paths else ""
+
+
+async def _json_part(part: BodyPartReader, limit: int) -> Any:
+    raw = bytearray()
+    while chunk := await part.read_chunk(IO_CHUNK_BYTES):
+        raw += chunk
+        if len(raw) > limit:
+            raise TooLarge(f"the 'job' part is over gateway.max_body_bytes ({limit} bytes)", field="job")
+    try:
+        return json.loads(bytes(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidRequest(f"the 'job' part is not valid JSON: {exc}", field="job") from None
+
+
+async def _stream_file(request: web.Request, caller: Caller, upload_id: str, path: str, part: BodyPartReader,
+                       total: int, limit: int) -> int:
+    """One file to the supervisor, slice by slice; the running total of the form's files."""
+    offset = 0
+    pending = bytearray()
+    while True:
+        chunk = await part.read_chunk(IO_CHUNK_BYTES)
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"the files are over gateway.max_input_bytes ({limit} bytes)", field="file")
+        pending += chunk
+        if chunk and len(pending) < IO_CHUNK_BYTES:
+            continue
+        if pending or offset == 0:  # an empty file is made too
+            await op(request, UploadInput(caller, upload_id, path, offset, bytes(pending)))
+            offset += len(pending)
+            pending.clear()
+        if not chunk:
+            return total

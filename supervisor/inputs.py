@@ -1,0 +1,207 @@
+"""Uploaded job inputs, kept in the state dir (never in memory) until their jobs end.
+
+A multipart submit's files arrive first, in slices (`UploadInput`), under
+`inputs/uploads/OWNER/UPLOAD/`; the submit that names the upload then makes them each job's
+own under `inputs/jobs/JOB/` (moved for the first job, hard-linked for the others). A job's
+inputs are listed in its spec (path and size), so a restarted supervisor sends them again from
+the same files. They are deleted once the job has ended for good; what a crash left (an upload
+never submitted, the files of a job that had ended) is swept at start. Every file operation
+runs in a worker thread: the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from jobvisor.errors import InvalidRequest, TooLarge
+from jobvisor.ids import JobId, UserId
+from jobvisor.input_paths import check_input_path
+from jobvisor.protocol import InputChunk, InputFile, Message, RunJob
+
+log = logging.getLogger(__name__)
+
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+STALE_UPLOAD = 3600.0  # seconds: an upload no submit claimed by then is swept at the next start
+FILE_MODE = 0o700  # an input may be a script the job runs (./sim.sh)
+
+
+class InputStore:
+    def __init__(self, root: Path, max_upload_bytes: int) -> None:
+        self.root = root
+        self.uploads = root / "uploads"
+        self.jobs = root / "jobs"
+        self.max_upload_bytes = max_upload_bytes
+        self._sizes: dict[tuple[UserId, str], int] = {}  # bytes received per upload in progress
+
+    def job_dir(self, job_id: JobId) -> Path:
+        return self.jobs / job_id
+
+    def stored(self, job_id: JobId, path: str) -> Path:
+        """Where the supervisor keeps one input of a job."""
+        return self.jobs / job_id / path
+
+    # ------------------------------------------------------------------ uploads
+
+    def _upload_dir(self, owner: UserId, upload_id: str) -> Path:
+        if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
+            raise InvalidRequest("upload_id must be 8 to 64 letters, digits, '-' or '_'", field="upload_id")
+        return self.uploads / owner / upload_id
+
+    async def append(self, owner: UserId, upload_id: str, path: str, offset: int, data: bytes) -> int:
+        """Bytes `offset`.. of one uploaded file; the file's size so far."""
+        where = self._upload_dir(owner, upload_id)
+        name = check_input_path(path, field="path")
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest("offset must be a whole number >= 0", field="offset")
+        key = (owner, upload_id)
+        total = self._sizes.get(key, 0) + len(data)
+        if total > self.max_upload_bytes:
+            self._sizes.pop(key, None)
+            await asyncio.to_thread(shutil.rmtree, where, True)
+            raise TooLarge(f"the inputs are over gateway.max_input_bytes ({self.max_upload_bytes} bytes)")
+        self._sizes[key] = total
+        return await asyncio.to_thread(_write_slice, where / name, offset, data)
+
+    async def claim(self, owner: UserId, upload_id: str, job_ids: list[JobId]) -> list[list]:
+        """The upload's files become each job's inputs; their [path, size] list, sorted."""
+        where = self._upload_dir(owner, upload_id)
+        self._sizes.pop((owner, upload_id), None)
+        listing = await asyncio.to_thread(_claim, where, [self.job_dir(j) for j in job_ids])
+        if listing is None:
+            raise InvalidRequest(f"no upload {upload_id!r} (its files never arrived, or it was used)", field="upload_id")
+        return listing
+
+    # ------------------------------------------------------------------ ends
+
+    def discard(self, job_ids: Iterable[JobId]) -> None:
+        """Delete ended jobs' inputs, in a worker thread (nothing waits for it)."""
+        dirs = [self.job_dir(j) for j in job_ids]
+        if dirs:
+            asyncio.get_running_loop().run_in_executor(None, _remove_all, dirs)
+
+    async def sweep(self, unfinished: set[JobId]) -> None:
+        """At start: the inputs of jobs that are no longer unfinished, and stale uploads."""
+        removed = await asyncio.to_thread(_sweep, self.jobs, self.uploads, unfinished, time.time() - STALE_UPLOAD)
+        if removed:
+            log.info("swept %d input directories of ended jobs or unclaimed uploads", removed)
+
+
+def _write_slice(path: Path, offset: int, data: bytes) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_TRUNC if offset == 0 else 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        size = os.fstat(fd).st_size
+        if offset != size:
+            raise InvalidRequest(f"slice of {path.name!r} at offset {offset}, but {size} bytes arrived", field="offset")
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+        return offset
+    finally:
+        os.close(fd)
+
+
+def _listing(root: Path) -> list[list]:
+    out = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            full = Path(dirpath) / name
+            out.append([full.relative_to(root).as_posix(), full.stat().st_size])
+    return sorted(out)
+
+
+def _claim(upload: Path, job_dirs: list[Path]) -> list[list] | None:
+    if not upload.is_dir():
+        return None
+    listing = _listing(upload)
+    for job_dir in job_dirs[1:]:
+        for path, _ in listing:
+            target = job_dir / path
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                os.link(upload / path, target)
+            except OSError:
+                shutil.copyfile(upload / path, target)
+                os.chmod(target, FILE_MODE)
+    job_dirs[0].parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(upload, job_dirs[0])
+    return listing
+
+
+def _remove_all(dirs: list[Path]) -> None:
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep(jobs: Path, uploads: Path, unfinished: set[JobId], stale_before: float) -> int:
+    removed = 0
+    if jobs.is_dir():
+        for entry in os.scandir(jobs):
+            if entry.name not in unfinished:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    if uploads.is_dir():
+        for owner in os.scandir(uploads):
+            for upload in os.scandir(owner.path):
+                if upload.stat().st_mtime < stale_before:
+                    shutil.rmtree(upload.path, ignore_errors=True)
+                    removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------- a run's inputs
+
+
+def source_inputs(store: InputStore, job_id: JobId, listing: list, source_of) -> list[InputFile] | None:
+    """The inputs as paths the agent reads itself (`source_of(stored path)`: the driver's
+    answer), or None when the driver's agents cannot see this machine's files."""
+    inputs = []
+    for path, _ in listing:
+        source = source_of(store.stored(job_id, path))
+        if source is None:
+            return None
+        inputs.append(InputFile(path, source=source))
+    return inputs
+
+
+def read_inputs(store: InputStore, run: RunJob, listing: list, max_message_bytes: int) -> list[Message]:
+    """`run` with its uploaded inputs' bytes added (run in a worker thread): files that fit in a quarter of a
+    message ride in the run, bigger ones go ahead of it in `InputChunk`s of that size. A file
+    that cannot be read is named without bytes, and the agent fails the job saying it did not
+    arrive (the supervisor's log says why)."""
+    budget = slice_size = max(1, max_message_bytes // 4)
+    ahead: list[Message] = []
+    inputs: list[InputFile] = []
+    for path, size in listing:
+        stored = store.stored(run.job_id, path)
+        first = len(ahead)
+        try:
+            if size <= budget:
+                inputs.append(InputFile(path, data=stored.read_bytes()))
+                budget -= size
+                continue
+            with open(stored, "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(slice_size)
+                    if not data and offset:
+                        break
+                    ahead.append(InputChunk(run.job_id, run.attempt, run.run_dir, path, offset, data))
+                    offset += len(data)
+                    if len(data) < slice_size:
+                        break
+        except OSError as exc:
+            log.error("job %s: cannot read its input %r (%s): it will fail", run.job_id, path, exc)
+            del ahead[first:]  # no half file
+        inputs.append(InputFile(path))
+    return ahead + [dataclasses.replace(run, inputs=[*run.inputs, *inputs])]

@@ -1,0 +1,25 @@
+"""The checks of a submitted job that need its driver: its code (where the supervisor knows the
+agent's codes), its environment and its working directory; what passes is the job's `extra`
+(kept in its spec, sent in its run)."""
+
+from __future__ import annotations
+
+from drivers.base import DriverBase
+from jobvisor.code_names import unknown_code_message
+from jobvisor.errors import InvalidRequest
+from jobvisor.job_spec import check_env
+from jobvisor.protocol import JobSpec
+
+
+def job_extra(spec: JobSpec, driver: DriverBase) -> dict:
+    """{"env": ..., "workdir": ...} as far as the job has them; InvalidRequest naming the field."""
+    known = driver.known_codes()
+    if known is not None and spec.code not in known:
+        raise InvalidRequest(unknown_code_message(spec.code, known), field="code")
+    extra: dict = {}
+    env = check_env(spec.env)
+    if env:
+        extra["env"] = env
+    if spec.workdir:
+        extra["workdir"] = driver.check_workdir(spec.workdir)
+    return extra
