@@ -105,6 +105,7 @@ class ApiClient:
         body: Any = None,
         timeout: float | None = None,
         accept: str = "application/json",
+        form: Any = None,
     ) -> HTTPResponse:
         data = None
         headers = {"Authorization": f"Bearer {self.token}", "Accept": accept}
@@ -114,6 +115,10 @@ class ApiClient:
         elif body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        elif form is not None:  # a streamed body (jobvisor.cli.uploads.Form): iterable, its length known
+            data = form
+            headers["Content-Type"] = form.content_type
+            headers["Content-Length"] = str(form.length)
         request = urllib.request.Request(self._url(path, query), data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=timeout or self.timeout)
@@ -127,8 +132,8 @@ class ApiClient:
         except (TimeoutError, socket.timeout):
             raise CliError(f"the gateway at {self.base} did not answer in time") from None
 
-    def call(self, method: str, path: str, *, query: dict | None = None, body: Any = None) -> Any:
-        with self.open(method, path, query=query, body=body) as resp:
+    def call(self, method: str, path: str, *, query: dict | None = None, body: Any = None, form: Any = None) -> Any:
+        with self.open(method, path, query=query, body=body, form=form) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, client_from_args
+from jobvisor.cli import uploads
 from jobvisor.cli.errors import CliError
 from jobvisor.states import TERMINAL_STATES
 
@@ -39,6 +40,10 @@ def build_job(args: argparse.Namespace) -> dict:
     if args.entry:
         code = code or "python"
         params = {"entry": args.entry, "args": params if params is not None else {}}
+        if args.path:
+            params["path"] = list(args.path)
+    elif args.path:
+        raise CliError("--path is for python jobs (with --entry)")
     elif argv:
         code = code or "shell"
         params = {"argv": argv} if params is None else {**params, "argv": argv}
@@ -64,12 +69,23 @@ def build_job(args: argparse.Namespace) -> dict:
         job["name"] = args.name
     if args.max_retries is not None:
         job["max_retries"] = args.max_retries
+    if args.env:
+        job["env"] = uploads.parse_env(args.env)
+    if args.workdir:
+        job["workdir"] = os.path.abspath(os.path.expanduser(args.workdir))
     return job
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     job = build_job(args)
-    created = client_from_args(args).call("POST", "/jobs", body=job)
+    files = uploads.parse_inputs(args.input or [])
+    if not args.workdir:  # in place, the job finds its program where it is
+        files += uploads.implied_inputs(job, files)
+    client = client_from_args(args)
+    if files:
+        created = client.call("POST", "/jobs", form=uploads.Form(job, files))
+    else:
+        created = client.call("POST", "/jobs", body=job)
     print(created["id"])
     return 0
 
@@ -347,7 +363,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--code", help="code to run: shell, python, demo or a plugin (default: shell with argv)")
     p.add_argument("--driver", help="local, docker, sbatch (default: the server's)")
     p.add_argument("--cpus", type=int)
-    p.add_argument("--mem", help="memory, e.g. 512M or 2G")
+    p.add_argument("--mem", help="memory, e.g. 512M or 2G; a bare number is megabytes, as in Slurm (--mem 512 = 512M)")
     p.add_argument("--walltime", help="HH:MM:SS")
     for key in SLURM_OPTIONS:
         p.add_argument(f"--{key}", help=f"sbatch driver: Slurm {key}" if key != "cluster" else "sbatch driver: the cluster")
@@ -355,6 +371,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-retries", type=int, dest="max_retries")
     p.add_argument("--entry", help="python code: module:function to call")
     p.add_argument("--params", help="params as JSON (python: the function's args)")
+    p.add_argument("--input", action="append", metavar="FILE[:DEST]",
+                   help="upload FILE (or a directory's files) into the run dir at DEST before the job starts "
+                        "(default: FILE's relative path, else its name); repeat for more. A relative program "
+                        "(-- ./sim.sh) or a python entry's module (mysim.py) found here is uploaded too")
+    p.add_argument("--env", action="append", metavar="K=V",
+                   help="set an environment variable of the job (K alone: this shell's value); repeat for more. "
+                        "Wins over a shell job's params.env")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="local driver: run in DIR itself instead of a fresh run dir (only under a directory "
+                        "the server's [local] workdirs allows; the output log stays in the run dir)")
+    p.add_argument("--path", action="append", metavar="DIR",
+                   help="python jobs: add DIR to sys.path (relative: inside the run dir, e.g. uploaded with "
+                        "--input; absolute: where the agent runs); repeat for more")
     p.add_argument("argv", nargs="*", help="the command (after --)")
     add_client_arguments(p)
     p.set_defaults(func=cmd_submit)

@@ -38,10 +38,11 @@ class Result:
         return self.out.strip().splitlines()[-1]
 
 
-async def run_cli(*args: str, env: dict[str, str], timeout: float = 30.0, stdin: bytes | None = None) -> Result:
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 30.0, stdin: bytes | None = None,
+                  cwd: Path | None = None) -> Result:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "jobvisor.cli.main", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(cwd or ROOT),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -65,8 +66,9 @@ class CliEnv:
             values["JOBVISOR_TOKEN"] = self.tokens[user]
         return cli_environ(self.state_dir, **values)
 
-    async def run(self, *args: str, user: str | None = "alice", timeout: float = 30.0, **extra: str) -> Result:
-        return await run_cli(*args, env=self.environ(user, **extra), timeout=timeout)
+    async def run(self, *args: str, user: str | None = "alice", timeout: float = 30.0, cwd: Path | None = None,
+                  **extra: str) -> Result:
+        return await run_cli(*args, env=self.environ(user, **extra), timeout=timeout, cwd=cwd)
 
     def start(self, *args: str, user: str = "alice") -> "asyncio.Task[Result]":
         return asyncio.ensure_future(self.run(*args, user=user))
