@@ -15,6 +15,7 @@ import secrets
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader
 
 from jobvisor.errors import InvalidRequest, TooLarge
@@ -50,8 +51,8 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
     while True:
         try:
             part = await reader.next()
-        except ValueError as exc:
-            raise InvalidRequest(f"malformed multipart body: {exc}", field="body") from None
+        except (ValueError, HttpProcessingError) as exc:  # a part's headers that are not HTTP headers
+            raise InvalidRequest(f"malformed multipart body: {str(exc).strip()[:200]}", field="body") from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
@@ -77,9 +78,16 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
     return specs, many, upload_id if paths else ""
 
 
+async def _read_chunk(part: BodyPartReader) -> bytes:
+    try:
+        return await part.read_chunk(IO_CHUNK_BYTES)
+    except (ValueError, HttpProcessingError) as exc:  # a part's body cut short or malformed
+        raise InvalidRequest(f"malformed multipart body: {str(exc).strip()[:200]}", field="body") from None
+
+
 async def _json_part(part: BodyPartReader, limit: int) -> Any:
     raw = bytearray()
-    while chunk := await part.read_chunk(IO_CHUNK_BYTES):
+    while chunk := await _read_chunk(part):
         raw += chunk
         if len(raw) > limit:
             raise TooLarge(f"the 'job' part is over gateway.max_body_bytes ({limit} bytes)", field="job")
@@ -95,7 +103,7 @@ async def _stream_file(request: web.Request, caller: Caller, upload_id: str, pat
     offset = 0
     pending = bytearray()
     while True:
-        chunk = await part.read_chunk(IO_CHUNK_BYTES)
+        chunk = await _read_chunk(part)
         total += len(chunk)
         if total > limit:
             raise TooLarge(f"the files are over gateway.max_input_bytes ({limit} bytes)", field="file")
