@@ -38,7 +38,7 @@ from supervisor.dispatch import Dispatcher
 from supervisor.events import EventBus
 from supervisor.holds import Holds
 from supervisor.inputs import InputStore
-from supervisor.job_extra import job_extra
+from supervisor.job_extra import check_code, job_extra
 from supervisor.jobs import JobBook
 from supervisor.logstore import LogStore
 from supervisor.ops import PendingReplies
@@ -163,7 +163,7 @@ class Supervisor:
             target, resources = self.targets.target_of(spec.driver or DEFAULT_DRIVER, resources)
             driver = self.targets.driver(target)
             driver.validate(resources)
-            extra = job_extra(spec, driver)  # its code, env and workdir, checked against the driver
+            check_code(spec.code, driver)
         except OpError as exc:
             raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
         return target, resources
@@ -177,6 +177,10 @@ class Supervisor:
             check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
             placed = self.place(spec, where)
         target, resources = placed
+        try:
+            extra = job_extra(spec, self.targets.driver(target))  # its env and workdir
+        except OpError as exc:
+            raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
         return ComputeJob(
             id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
             spec=ComputeJob.pack_spec(spec.params, resources.to_wire(), extra), driver=target,

@@ -11,11 +11,15 @@ from jobvisor.job_spec import check_env
 from jobvisor.protocol import JobSpec
 
 
+def check_code(code: str, driver: DriverBase) -> None:
+    """An unknown code is refused where the driver says which codes its agents run."""
+    known = driver.known_codes()
+    if known is not None and code not in known:
+        raise InvalidRequest(unknown_code_message(code, known), field="code")
+
+
 def job_extra(spec: JobSpec, driver: DriverBase) -> dict:
     """{"env": ..., "workdir": ...} as far as the job has them; InvalidRequest naming the field."""
-    known = driver.known_codes()
-    if known is not None and spec.code not in known:
-        raise InvalidRequest(unknown_code_message(spec.code, known), field="code")
     extra: dict = {}
     env = check_env(spec.env)
     if env:
