@@ -129,10 +129,10 @@ class OrchestratorHandlers:
     async def create_timer(self, req: CreateTimer) -> dict:
         """A timer belongs to the workflow's owner (an admin may make one for any workflow)."""
         timer = self.core.timers.new(req.workflow_id, UserId(req.caller.user), at=req.at, every=req.every, cron=req.cron)
-        owner = await self.core.store.workflow_owner(req.workflow_id)
-        if owner is None or (owner != req.caller.user and not req.caller.is_admin):
+        workflow = await self.core.workflows.rows.get(req.workflow_id)
+        if workflow is None or (workflow.owner != req.caller.user and not req.caller.is_admin):
             raise NotFound(f"no workflow {req.workflow_id!r}", field="workflow_id")
-        timer.owner = owner
+        timer.owner = workflow.owner
         return (await self.core.timers.add(timer)).view()
 
     async def list_timers(self, req: ListTimers) -> dict:

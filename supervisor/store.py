@@ -331,16 +331,6 @@ class Store:
         )
         return [{"attempt": r.attempt, "state": r.state, "reason": r.reason, "at": r.at} for r in rows]
 
-    # ------------------------------------------------------------------ timers
-
-    async def load_timers(self) -> list[Any]:
-        return await self._read(select(tables.timers).order_by(tables.timers.c.id))
-
-    async def workflow_owner(self, workflow_id: str) -> UserId | None:
-        """The owner of a workflow (None: there is no such workflow)."""
-        rows = await self._read(select(tables.workflows.c.owner).where(tables.workflows.c.id == workflow_id))
-        return UserId(rows[0].owner) if rows else None
-
     async def list_events(self, owner: UserId | None, since: int, limit: int, job_id: str = "") -> list[Event]:
         """Committed events after id `since`, oldest first: `owner`'s (None: everyone's)."""
         query = select(tables.events).where(tables.events.c.id > since)

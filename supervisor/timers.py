@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
 from jobvisor.ids import UserId, new_timer_id
@@ -31,6 +31,7 @@ from jobvisor.schedule import Cron, next_every, parse_at, parse_interval
 from jobvisor.tasks import Tasks
 from supervisor import tables
 from jobvisor.isotime import iso
+from supervisor.store import Store
 from supervisor.system_events import SystemAction, emit_system
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Timer:
 
 
 class Timers:
-    def __init__(self, store: Any, execute: Execute, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, execute: Execute, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._execute = execute
         self._clock = clock
@@ -120,7 +121,7 @@ class Timers:
     async def start(self) -> None:
         """Load every timer; one whose firing passed while the supervisor was down fires once now."""
         now = self._clock()
-        for row in await self._store.load_timers():
+        for row in await self._store.read(select(tables.timers).order_by(tables.timers.c.id)):
             try:
                 timer = Timer.from_row(row)
             except (InvalidRequest, ValueError) as exc:
