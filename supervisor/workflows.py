@@ -415,12 +415,19 @@ class WorkflowBook:
         """After `Recovery.restore` adopted the unfinished jobs: rebuild every running
         workflow's run and finish what the crash interrupted (see the module's docstring)."""
         for record in await self.rows.running():
-            try:
-                doc = self.parse(await self.rows.document(record.id, record.version))
+            document = await self.rows.document(record.id, record.version)
+            try:  # the limit on jobs was checked when it was published
+                doc = parse_workflow(document, max_jobs=max(1, len(document.get("jobs") or [])))
             except OpError as exc:  # a version this release no longer reads: the run cannot go on
                 log.error("workflow %s: its stored version %d cannot be read (%s); marked failed", record.id, record.version, exc)
-                record.state, record.reason = WorkflowState.FAILED, f"its document cannot be read after a restart: {exc.detail}"
-                record.finished_at = record.updated_at = time.time()
+                reason = f"its document cannot be read after a restart: {exc.detail}"
+                now = time.time()
+                for row in await self.rows.run_jobs(record.id, record.run):
+                    job = self._jobs.get(row.id)
+                    if job is not None and job.state is JobState.WAITING:
+                        self._jobs.end(job, JobState.CANCELED, f"workflow {reason}", now)
+                record.state, record.reason = WorkflowState.FAILED, reason
+                record.finished_at = record.updated_at = now
                 self.rows.save(record)
                 continue
             run = WorkflowRun(record, RunGraph(doc))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from jobvisor.errors import Conflict, InvalidRequest, NotFound
 from jobvisor.protocol import Caller, InputFile, IoRequest, OpReply, RunJob
@@ -279,3 +279,17 @@ async def test_an_input_across_targets_goes_through_the_supervisor_up_to_max_tra
     assert run.inputs == [InputFile(path="small", data=b"tiny")]
     await eventually(lambda: jobs["c"].state is JobState.FAILED, what="c failed")
     assert "'big' of a is 11 bytes" in jobs["c"].reason and "max_transfer" in jobs["c"].reason
+
+
+async def test_restore_of_a_document_that_no_longer_parses_ends_the_run(core, driver):
+    view = await start(core, doc(job("a"), job("b", "a")))
+    jobs = jobs_of(core, view["id"])
+    core.workflows.runs.clear()
+    core.store.execute(update(tables.workflow_versions).where(tables.workflow_versions.c.workflow_id == view["id"]),
+                       [{"document": b'{"name": "broken"}'}])
+    await core.store.committed()
+    await core.workflows.restore()
+    assert jobs["b"].state is JobState.CANCELED and "cannot be read after a restart" in jobs["b"].reason
+    await core.store.committed()
+    final = await core.workflows.get(ALICE, view["id"])
+    assert final["state"] == "failed" and final["reason"].startswith("its document cannot be read")
