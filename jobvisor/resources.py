@@ -39,6 +39,14 @@ def parse_memory(text: str | int) -> int:
     return value
 
 
+WALLTIME_FORMS = "HH:MM:SS, MM:SS, D-HH:MM:SS or seconds"
+
+
+def _bad_walltime(text: object) -> InvalidRequest:
+    """The one message for a walltime that is not written in any of its forms."""
+    return InvalidRequest(f"walltime {text!r} is not {WALLTIME_FORMS}", field="resources.walltime")
+
+
 def parse_walltime(text: str | int | float) -> float:
     """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS' or seconds -> seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -51,14 +59,11 @@ def parse_walltime(text: str | int | float) -> float:
         if "-" in raw:
             day_text, raw = raw.split("-", 1)
             if not day_text.isdigit():
-                raise InvalidRequest(f"walltime {text!r} is not D-HH:MM:SS", field="resources.walltime")
+                raise _bad_walltime(text)
             days = int(day_text)
         parts = raw.split(":")
         if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-            raise InvalidRequest(
-                f"walltime {text!r} is not HH:MM:SS (or MM:SS, or seconds)",
-                field="resources.walltime",
-            )
+            raise _bad_walltime(text)
         numbers = [int(p) for p in parts]
         while len(numbers) < 3:
             numbers.insert(0, 0)

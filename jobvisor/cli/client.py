@@ -51,15 +51,17 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser, "read for the gateway URL when neither --url nor $JOBVISOR_URL gives one")
 
 
-def client_from_args(args: argparse.Namespace) -> "ApiClient":
+def client_from_args(args: argparse.Namespace, *, token_required: bool = True) -> "ApiClient":
+    """The client the options and environment describe. `token_required=False` for the public
+    routes (`/status`): a token is sent if there is one."""
     url = args.url or os.environ.get("JOBVISOR_URL")
     if not url or getattr(args, "config", None):  # a --config FILE given is read (and checked) even if unused
         config_url = config_from_args(args).gateway_url
         url = url or config_url
     token = args.token or os.environ.get("JOBVISOR_TOKEN")
-    if not token:
+    if not token and token_required:
         raise CliError(NO_TOKEN)
-    return ApiClient(url, token)
+    return ApiClient(url, token or "")
 
 
 def _error_from(exc: urllib.error.HTTPError) -> ApiError:
@@ -108,7 +110,9 @@ class ApiClient:
         form: Any = None,
     ) -> HTTPResponse:
         data = None
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": accept}
+        headers = {"Accept": accept}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if isinstance(body, RawBody):
             data = body.data
             headers["Content-Type"] = body.content_type

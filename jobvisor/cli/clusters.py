@@ -15,7 +15,7 @@ import sys
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.jobs import format_table
+from jobvisor.cli.fmt import table as format_table
 
 
 def _read_secret(prompt: str, from_stdin: bool) -> str:

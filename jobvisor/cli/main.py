@@ -21,6 +21,9 @@ from jobvisor.errors import JobvisorError
 COMMAND_MODULES = (
     "jobvisor.cli.up",
     "jobvisor.cli.jobs",
+    "jobvisor.cli.listing",
+    "jobvisor.cli.waiting",
+    "jobvisor.cli.system",
     "jobvisor.cli.admin",
     "jobvisor.cli.clusters",
     "jobvisor.cli.workflows",

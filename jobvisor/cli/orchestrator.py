@@ -11,7 +11,7 @@ import argparse
 import json
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
-from jobvisor.cli.jobs import format_table, local_time
+from jobvisor.cli.fmt import local_time, table as format_table
 
 
 def command(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:

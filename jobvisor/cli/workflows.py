@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from jobvisor.cli.client import ApiClient, RawBody, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.jobs import format_table, local_time
+from jobvisor.cli.fmt import local_time, table as format_table
 
 YAML_SUFFIXES = (".yaml", ".yml")
 ENDED = frozenset({"completed", "failed", "canceled"})  # a workflow's ended states

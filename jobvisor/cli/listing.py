@@ -1,0 +1,222 @@
+"""`jobvisor list` (a table of jobs, or JSON, or ids; `--watch` keeps it up to date) and
+`jobvisor show` (one job for a person: local times, sizes, durations, its history as a
+timeline). `--json` gives the API's exact values instead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, tzinfo
+from typing import Any
+
+from jobvisor.cli import fmt
+from jobvisor.cli.client import ApiClient, add_client_arguments, client_from_args
+from jobvisor.cli.resolve import resolve_job
+from jobvisor.states import TERMINAL_STATES
+
+TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+NAME_WIDTH = 32
+DETAIL_WIDTH = 60
+FORMATS = ("table", "json", "ids")
+
+
+# --------------------------------------------------------------------------- list
+
+
+def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | None = None) -> list[dict]:
+    """Up to `limit` jobs, newest first, page after page."""
+    jobs: list[dict] = []
+    after = ""
+    while len(jobs) < limit:
+        page = client.call("GET", "/jobs", query={
+            "state": states, "name": name, "limit": min(1000, limit - len(jobs)), "after": after,
+        })
+        jobs += page["jobs"]
+        after = page.get("next")
+        if not after:
+            break
+    return jobs
+
+
+def detail(job: dict) -> str:
+    """The EXIT/REASON cell: the exit code of an ended run, and why, where the state alone does
+    not say it (a completed job's reason is its exit; a queued one shows its place)."""
+    state = job.get("state", "")
+    code = job.get("exit_code")
+    reason = job.get("reason") or ""
+    parts = []
+    if code is not None:
+        parts.append(f"exit {code}")
+    if state == "queued" and job.get("queue_position") is not None:
+        parts.append(f"#{job['queue_position']} in queue")
+    if reason and state != "completed" and reason not in (state, "submitted") and reason != f"exit code {code}":
+        parts.append(reason)
+    return fmt.clip(", ".join(parts), DETAIL_WIDTH)
+
+
+def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
+             now: datetime | None = None) -> tuple[list[str], list[list[str]]]:
+    """The table of `list`: headers and one row per job."""
+    headers = ["ID", *(["OWNER"] if owners else []), "NAME", "STATE", "PROGRESS", "SUBMITTED", "RUN TIME", "EXIT/REASON"]
+    rows = []
+    for job in jobs:
+        rows.append([
+            job["id"], *([job.get("owner", "")] if owners else []),
+            fmt.clip(job.get("name") or fmt.command_summary(job), NAME_WIDTH),
+            job.get("state", ""),
+            fmt.percent(job.get("progress")) if job.get("progress") is not None else "",
+            fmt.short_time(job.get("created_at"), tz, now),
+            fmt.duration(fmt.run_time(job, now)) if job.get("started_at") else "",
+            detail(job),
+        ])
+    return headers, rows
+
+
+def render_list(jobs: list[dict], output: str, tz: tzinfo | None = None, now: datetime | None = None) -> str:
+    if output == "json":
+        return json.dumps(jobs, indent=2)
+    if output == "ids":
+        return "\n".join(job["id"] for job in jobs)
+    owners = len({job.get("owner") for job in jobs}) > 1  # another user's jobs: an admin's list
+    headers, rows = job_rows(jobs, owners=owners, tz=tz, now=now)
+    return fmt.table(rows, headers)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    client = client_from_args(args)
+    output = "json" if args.json else args.format
+    if not args.watch:
+        text = render_list(fetch_jobs(client, args.state, args.limit, args.name), output)
+        if text:
+            print(text)
+        return 0
+    return _watch(client, args, output)
+
+
+def _watch(client: ApiClient, args: argparse.Namespace, output: str) -> int:
+    """Redraw in place on a terminal; elsewhere print each new version of the list once,
+    under a line with the time, so a log of it reads in order. Ends with Ctrl-C."""
+    tty = sys.stdout.isatty()
+    last = None
+    try:
+        while True:
+            text = render_list(fetch_jobs(client, args.state, args.limit, args.name), output)
+            if tty:
+                stamp = datetime.now().strftime("%H:%M:%S")
+                sys.stdout.write(f"\x1b[H\x1b[2J{stamp}  every {args.interval:g} s (Ctrl-C ends)\n{text}\n")
+                sys.stdout.flush()
+            elif text != last:
+                print(f"-- {datetime.now().strftime('%H:%M:%S')}")
+                if text:
+                    print(text)
+                sys.stdout.flush()
+            last = text
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --------------------------------------------------------------------------- show
+
+
+SKIP = frozenset({"history", "params", "resources", "progress", "progress_message", "queue_position"})
+FIRST = ("id", "name", "owner", "state", "reason", "exit_code", "code", "command", "driver", "resources",
+         "attempt", "max_retries", "queue_position", "progress", "created_at", "started_at", "finished_at",
+         "run time", "agent_id", "result", "info", "params")
+TIME_KEYS = frozenset({"created_at", "started_at", "finished_at"})
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return "-" if value is None or value == "" else str(value)
+
+
+def format_history(history: list[dict], tz: tzinfo | None = None) -> list[str]:
+    """The transitions as a timeline, oldest first: when (local time), how long after the one
+    before, the attempt (a retry starts a new one), the state, why."""
+    states = [str(h.get("state", "")) for h in history]
+    width = max((len(s) for s in states), default=0)
+    times = [fmt.to_local(h.get("at"), tz) for h in history]
+    one_day = len({t.date() for t in times if t}) == 1  # the date is then `created_at`'s: time of day
+    whens = [("-" if t is None else t.strftime("%H:%M:%S.%f")[:-3] if one_day else t.isoformat(sep=" ", timespec="milliseconds"))
+             for t in times]
+    gaps = [""] + [f"+{fmt.duration((b - a).total_seconds())}" if a and b else "" for a, b in zip(times, times[1:])]
+    gap_width = max(len(g) for g in gaps) if gaps else 0
+    lines = []
+    for entry, when, gap, state in zip(history, whens, gaps, states):
+        lines.append(f"  {when}  {gap.rjust(gap_width)}  #{entry.get('attempt', '-')}  {state.ljust(width)}  "
+                     f"{entry.get('reason') or ''}".rstrip())
+    return lines
+
+
+def format_job(job: dict, tz: tzinfo | None = None, now: datetime | None = None) -> str:
+    """`show`'s text: one `key  value` line per field, for a person (times in local time,
+    memory as 2G, walltime as 01:30:00), then the history as a timeline."""
+    fields: dict[str, str] = {}
+    for key, value in job.items():
+        if key in SKIP:
+            continue
+        fields[key] = fmt.local_time(value, tz) if key in TIME_KEYS and value is not None else _value(value)
+    if "code" in job:
+        fields["command"] = fmt.command_summary(job) if job.get("code") in ("shell", "python") else "-"
+    if "resources" in job:
+        fields["resources"] = fmt.resources(job.get("resources"))
+    params = job.get("params")
+    if "params" in job and not (job.get("code") == "shell" and isinstance(params, dict) and set(params) == {"argv"}):
+        fields["params"] = _value(params)  # what `command` does not already say
+    if job.get("queue_position") is not None:
+        fields["queue_position"] = str(job["queue_position"])
+    if job.get("progress") is not None:
+        message = job.get("progress_message") or ""
+        fields["progress"] = fmt.percent(job["progress"]) + (f" {message}" if message else "")
+    if job.get("started_at"):
+        fields["run time"] = fmt.duration(fmt.run_time(job, now)) + ("" if job.get("finished_at") else " (so far)")
+    keys = [k for k in FIRST if k in fields] + sorted(k for k in fields if k not in FIRST)
+    width = max(len(k) for k in keys) if keys else 0
+    lines = [f"{key.ljust(width)}  {fields[key]}" for key in keys]
+    history = job.get("history")
+    if isinstance(history, list):
+        lines.append("history" + ("" if history else "  -"))
+        lines.extend(format_history(history, tz))
+    return "\n".join(lines)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    client = client_from_args(args)
+    job = client.call("GET", f"/jobs/{resolve_job(client, args.id)}")
+    print(json.dumps(job, indent=2) if args.json else format_job(job))
+    return 0
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "list", help="list your jobs (an admin: everyone's)",
+        description="Your jobs, newest first (an admin sees everyone's, with an OWNER column). NAME is the "
+                    "job's name, or what it runs; RUN TIME is its current attempt's; EXIT/REASON says how "
+                    "it ended, or why it waits. Times are local.",
+    )
+    p.add_argument("--state", help="comma-separated states, e.g. queued,running")
+    p.add_argument("--name", help="only jobs of this name")
+    p.add_argument("--limit", type=int, default=1000, help="most jobs to list (default 1000)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), json (the API's job objects) or ids (one per line)")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("-w", "--watch", action="store_true",
+                   help="keep listing until Ctrl-C: redrawn in place on a terminal, else printed when it changes")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between two reads with --watch (default 2)")
+    add_client_arguments(p)
+    p.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("show", help="every field of a job, and its history",
+                              description="A job for a person: local times, memory as 2G, walltime as "
+                                          "01:30:00, its history as a timeline. --json: the API's object.")
+    p.add_argument("id", metavar="JOB", help="job id, unique id prefix or unique name")
+    p.add_argument("--json", action="store_true", help="the API's job object, exact values")
+    add_client_arguments(p)
+    p.set_defaults(func=cmd_show)

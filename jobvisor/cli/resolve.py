@@ -1,0 +1,65 @@
+"""A job as a person names it: its full id, a unique prefix of its id, or its unique name.
+
+Every command that takes a job goes through `resolve_job(s)`, which asks the API
+(`GET /jobs?id_prefix=` and `?name=`), so what a name means is decided by the server's view of
+the caller's jobs (all jobs for an admin). No match, or more than one, is a usage error
+(exit status 2) that lists the candidates.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from jobvisor.cli.client import ApiClient
+from jobvisor.cli.errors import CliError
+
+USAGE = 2  # the exit status of a job reference that names no job, or several
+FULL_ID = re.compile(r"^j[0-9a-z]{20}$")  # jobvisor.ids.new_job_id: used as it is
+ID_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SHOWN = 5  # candidates listed in an ambiguity error
+
+
+def _matches(client: ApiClient, ref: str) -> dict[str, dict]:
+    """The jobs whose name is `ref` and those whose id starts with it (a few of each: enough to
+    tell one from several)."""
+    found: dict[str, dict] = {}
+    queries = [{"name": ref}]
+    if ID_CHARS.match(ref):
+        queries.append({"id_prefix": ref.lower()})
+    for query in queries:
+        for job in client.call("GET", "/jobs", query={**query, "limit": SHOWN + 1})["jobs"]:
+            found.setdefault(job["id"], job)
+    return found
+
+
+def _candidate(job: dict) -> str:
+    name = f" ({job['name']})" if job.get("name") else ""
+    return f"{job['id']}{name} {job.get('state', '')}, owner {job.get('owner', '?')}"
+
+
+def resolve_job(client: ApiClient, ref: str) -> str:
+    """The id of the one job `ref` names (a full id is taken as it is: the route says if it
+    exists). CliError with status 2 if none or several match."""
+    if FULL_ID.match(ref):
+        return ref
+    found = _matches(client, ref)
+    if len(found) == 1:
+        return next(iter(found))
+    if not found:
+        raise CliError(f"no job has the id prefix or name {ref!r}", status=USAGE)
+    listed = sorted(found.values(), key=lambda j: j["id"])
+    more = " ..." if len(listed) > SHOWN else ""
+    lines = "\n  ".join(_candidate(j) for j in listed[:SHOWN])
+    raise CliError(f"{ref!r} names more than one job; use a longer prefix or the full id:\n  {lines}{more}",
+                   status=USAGE)
+
+
+def resolve_jobs(client: ApiClient, refs: Iterable[str]) -> list[str]:
+    """Each reference's job id, in order, without repeats."""
+    ids: list[str] = []
+    for ref in refs:
+        job_id = resolve_job(client, ref)
+        if job_id not in ids:
+            ids.append(job_id)
+    return ids

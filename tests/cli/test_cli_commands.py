@@ -1,0 +1,146 @@
+"""`list` (formats, watch, owners), jobs named by prefix or name, `queue`, `agents`, `status`,
+`analysis`, and `get`'s target checks. Against the real gateway, supervisor and agents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+
+import pytest
+
+from cli_env import ROOT
+
+pytestmark = pytest.mark.integration
+
+HEADER = ["ID", "NAME", "STATE", "PROGRESS", "SUBMITTED", "RUN", "TIME", "EXIT/REASON"]
+
+
+async def submit(cli, *argv: str, user: str = "alice") -> str:
+    result = await cli.run("submit", *argv, user=user)
+    assert result.rc == 0, result.err
+    return result.out.strip()
+
+
+async def test_list_formats_and_owners(real_cli):
+    cli = real_cli
+    empty = await cli.run("list")
+    assert empty.rc == 0 and empty.out.split() == HEADER  # a header, even with no job
+    job_id = await submit(cli, "--name", "sim", "--", "sh", "-c", "exit 3")
+    other = await submit(cli, "--", "echo", "hello world")
+    assert (await cli.run("wait", "-q", job_id, other)).rc == 1
+    bobs = await submit(cli, "--", "true", user="bob")
+
+    table = (await cli.run("list")).out.splitlines()
+    assert table[0].split() == HEADER
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {job_id, other}
+    assert re.fullmatch(rf"{job_id}  sim +failed +\d\d:\d\d:\d\d  +\S+ m?s +exit 3", rows[job_id]), rows[job_id]
+    assert re.search(r"  echo 'hello world'  +completed .* exit 0$", rows[other]), rows[other]
+
+    admin = (await cli.run("list", user="root")).out.splitlines()
+    assert admin[0].split()[:3] == ["ID", "OWNER", "NAME"]
+    assert any(line.split()[:2] == [bobs, "bob"] for line in admin)
+
+    ids = await cli.run("list", "--format", "ids")
+    assert ids.out.split() == [other, job_id]
+    as_json = json.loads((await cli.run("list", "--format", "json", "--name", "sim")).out)
+    assert [j["id"] for j in as_json] == [job_id] and as_json[0]["exit_code"] == 3
+    assert (await cli.run("list", "--format", "yaml")).rc == 2
+
+
+async def test_list_watch_prints_each_change_when_not_a_terminal(real_cli):
+    cli = real_cli
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobvisor.cli.main", "list", "--watch", "--interval", "0.2", "--state", "running",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli.environ(), cwd=str(ROOT))
+    try:
+        first = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert first.startswith(b"-- ")
+        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).split() == [h.encode() for h in HEADER]
+        job_id = await submit(cli, "--", "sleep", "30")
+        seen = b""
+        while job_id.encode() not in seen:
+            seen += await asyncio.wait_for(proc.stdout.readline(), 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0 and b"Traceback" not in err
+    assert b"\x1b[" not in seen + out  # no redraw codes off a terminal
+    await cli.run("cancel", job_id)
+
+
+async def test_jobs_are_named_by_a_unique_prefix_or_name(real_cli):
+    cli = real_cli
+    first = await submit(cli, "--name", "prep", "--", "true")
+    second = await submit(cli, "--name", "twin", "--", "true")
+    third = await submit(cli, "--name", "twin", "--", "true")
+    assert (await cli.run("wait", "-q", "prep", second, third)).rc == 0
+    shown = await cli.run("show", first[:-2].upper())  # a prefix, in any case
+    assert shown.rc == 0 and f"id           {first}" in shown.out.splitlines()
+    assert (await cli.run("files", "prep")).rc == 0
+    twin = await cli.run("show", "twin")
+    assert twin.rc == 2 and "'twin' names more than one job" in twin.err
+    assert f"{second} (twin) completed, owner alice" in twin.err and f"{third} (twin)" in twin.err
+    common = first[: next(i for i in range(len(first)) if first[i] != third[i])]
+    ambiguous = await cli.run("logs", common)
+    assert ambiguous.rc == 2 and first in ambiguous.err and third in ambiguous.err
+    none = await cli.run("get", "nothing-like-it", "output.log")
+    assert none.rc == 2 and "no job has the id prefix or name 'nothing-like-it'" in none.err
+    assert (await cli.run("show", "prep", user="bob")).rc == 2  # alice's name means nothing to bob
+
+
+async def test_queue_agents_status_and_analysis(real_cli):
+    cli = real_cli
+    demo = await submit(cli, "--code", "demo", "--name", "demo", "--params", '{"steps": 20, "step_delay": 0.01}')
+    running = [await submit(cli, "--", "sleep", "30") for _ in range(2)]
+    waiting = await submit(cli, "--", "true")
+    for _ in range(200):
+        queue = await cli.run("queue")
+        if waiting in queue.out:
+            break
+        await asyncio.sleep(0.05)
+    lines = queue.out.splitlines()
+    assert lines[0].split() == ["DRIVER", "CPUS", "USED", "QUEUED"] and lines[1].split()[:2] == ["local", "2/2"]
+    assert re.search(rf"^local +\d+ +{waiting} +1$", queue.out, re.MULTILINE), queue.out
+    assert json.loads((await cli.run("queue", "--json")).out)["drivers"]["local"]["cpus_total"] == 2
+
+    agents = await cli.run("agents")
+    assert agents.out.splitlines()[0].split() == ["ID", "USER", "KIND", "STATE", "JOBS", "HOST", "PID", "CONNECTED"]
+    assert re.search(r"^a\S+ +alice +local +connected +\d+ ", agents.out, re.MULTILINE), agents.out
+    assert (await cli.run("agents", user="bob")).out.split() == ["ID", "USER", "KIND", "STATE", "JOBS", "HOST", "PID", "CONNECTED"]
+
+    status = await cli.run("status", user=None)  # no token needed
+    assert status.rc == 0, status.err
+    assert re.match(r"jobvisor \S+ \(protocol \d+\), up \S+ \S+ \(since \d{4}-", status.out), status.out
+    assert re.search(r"^jobs +.*\d+ running", status.out, re.MULTILINE) and "event stream connected" in status.out
+
+    for job_id in running:
+        await cli.run("cancel", "--no-wait", job_id)
+    assert (await cli.run("wait", "-q", "demo")).rc == 0
+    analysis = await cli.run("analysis", "demo", "--arg", "column=x")
+    assert analysis.rc == 0, analysis.err
+    assert json.loads(analysis.out)["rows"] == 21
+    bad = await cli.run("analysis", demo, "--arg", "nonsense")
+    assert bad.rc == 2 and "not KEY=VALUE" in bad.err
+
+
+async def test_get_checks_where_it_writes(real_cli, tmp_path):
+    cli = real_cli
+    job_id = await submit(cli, "--name", "maker", "--", "sh", "-c", "mkdir out; echo new > out/r.txt")
+    assert (await cli.run("wait", "-q", job_id)).rc == 0
+    missing = await cli.run("get", "maker", "out/r.txt", "-o", str(tmp_path / "missing" / "dir" / "x"))
+    assert missing.rc == 2 and "the directory" in missing.err and "does not exist" in missing.err
+    assert "Traceback" not in missing.err and not (tmp_path / "missing").exists()
+    into = await cli.run("get", "maker", "out/r.txt", "-o", str(tmp_path))
+    assert into.rc == 0 and (tmp_path / "r.txt").read_text() == "new\n"
+    (tmp_path / "r.txt").write_text("mine\n")
+    kept = await cli.run("get", "maker", "out/r.txt", "-o", str(tmp_path / "r.txt"))
+    assert kept.rc == 2 and "--force" in kept.err and (tmp_path / "r.txt").read_text() == "mine\n"
+    forced = await cli.run("get", "--force", "maker", "out/r.txt", "-o", str(tmp_path / "r.txt"))
+    assert forced.rc == 0 and (tmp_path / "r.txt").read_text() == "new\n"
+    assert not list(tmp_path.glob("*.part"))
+    listed = await cli.run("files", "maker")
+    assert re.search(r"^out/r.txt +4 +\d\d:\d\d:\d\d$", listed.out, re.MULTILINE), listed.out
