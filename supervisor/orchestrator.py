@@ -51,16 +51,15 @@ class OrchestratorHandlers:
     # ------------------------------------------------------------------ helpers
 
     async def _cancel(self, caller: Caller, jobs: Iterable[ComputeJob], action: SystemAction) -> int:
-        """Cancel `jobs` in one batch; the number of jobs this request canceled (one already
-        ended, or already being canceled, is not counted again). Answers once committed."""
-        count = 0
-        for job in jobs:
-            if job.state.is_terminal or job.cancel_reason is not None:
-                continue
-            self.core.cancel(job, _cancel_reason(caller, job.owner, action))
-            count += 1
+        """Cancel `jobs` in one batch; the number of them this request ended or is stopping
+        (one already ended or being canceled is not counted; a workflow's dependent that the
+        engine canceled on the way, because its dependency was, is). Answers once committed."""
+        pending = [job for job in jobs if not job.state.is_terminal and job.cancel_reason is None]
+        for job in pending:
+            if not job.state.is_terminal and job.cancel_reason is None:
+                self.core.cancel(job, _cancel_reason(caller, job.owner, action))
         await self.core.store.committed()
-        return count
+        return len(pending)
 
     def _agent(self, caller: Caller, agent_id: AgentId) -> Agent:
         agent = self.core.agents.by_id.get(agent_id)

@@ -72,13 +72,20 @@ def job_rows(jobs: list[dict]) -> list[list[str]]:
 JOB_HEADERS = ["JOB", "STATE", "PROGRESS", "ID", "REASON"]
 
 
+def jobs_of(view: dict) -> list[dict]:
+    """The view's jobs in the document's order (the order its author wrote them in)."""
+    jobs = list(view.get("jobs") or [])
+    order = {job.get("name"): i for i, job in enumerate((view.get("document") or {}).get("jobs") or [])}
+    return sorted(jobs, key=lambda job: order.get(job.get("name"), len(order)))
+
+
 def render_status(view: dict, max_rows: int | None = None) -> list[str]:
     """The lines of a workflow's live table: a summary, then one row per job. With `max_rows`,
     the jobs that matter now (running, queued, failed...) are kept and the rest counted."""
     lines = [f"workflow {view.get('name', '')} ({view['id']}) run {view.get('run', 0)}: {view['state']}"
              + (f" - {view['reason']}" if view.get("reason") else ""),
              f"jobs: {format_counts(view.get('counts') or {})}"]
-    jobs = list(view.get("jobs") or [])
+    jobs = jobs_of(view)
     hidden = 0
     if max_rows is not None and len(jobs) > max(1, max_rows - len(lines) - 1):
         room = max(1, max_rows - len(lines) - 2)
@@ -96,7 +103,7 @@ def changed_lines(before: dict[str, tuple], view: dict) -> tuple[list[str], dict
     """For plain output: one line per job whose state (or progress) changed since `before`."""
     now: dict[str, tuple] = {}
     lines = []
-    for job in view.get("jobs") or []:
+    for job in jobs_of(view):
         key = (job.get("state"), _progress(job.get("progress")), job.get("job_id"))
         now[job["name"]] = key
         if before.get(job["name"]) != key:
@@ -125,7 +132,7 @@ def format_workflow(view: dict) -> str:
         elif key in TIME_KEYS:
             value = local_time(value)
         lines.append(f"{key.ljust(width)}  {value}")
-    jobs = view.get("jobs") or []
+    jobs = jobs_of(view)
     if jobs:
         lines.append("")
         lines.append(format_table(job_rows(jobs), JOB_HEADERS))
@@ -189,7 +196,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     view = client_from_args(args).call("POST", f"/workflows/{args.id}/cancel")
-    print(f"{view['id']} {view['state']}")
+    # its started jobs end when their agents have stopped them, a moment after this answer
+    print(f"{view['id']} {view['state'] if view['state'] in ENDED else 'canceling'}")
     return 0
 
 

@@ -42,6 +42,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 30.0, stdin:
                   cwd: Path | None = None) -> Result:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "jobvisor.cli.main", *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(cwd or ROOT),
     )
     try:
@@ -67,8 +68,8 @@ class CliEnv:
         return cli_environ(self.state_dir, **values)
 
     async def run(self, *args: str, user: str | None = "alice", timeout: float = 30.0, cwd: Path | None = None,
-                  **extra: str) -> Result:
-        return await run_cli(*args, env=self.environ(user, **extra), timeout=timeout, cwd=cwd)
+                  stdin: bytes | None = None, **extra: str) -> Result:
+        return await run_cli(*args, env=self.environ(user, **extra), timeout=timeout, cwd=cwd, stdin=stdin)
 
     def start(self, *args: str, user: str = "alice") -> "asyncio.Task[Result]":
         return asyncio.ensure_future(self.run(*args, user=user))

@@ -83,6 +83,11 @@ async def test_queue_clear_cancels_the_callers_queue_and_admins_choose_whose(one
     assert (await admin.request("POST", "/queue/clear")) == {"all_users": True, "canceled": 1}
     assert (await admin.job(running["id"]))["state"] == "running"  # a clear leaves started jobs alone
 
+    page = await alice.request("GET", "/events?since=0&format=json&limit=1000")
+    actions = [e["data"] for e in page["events"] if e["kind"] == "system"]
+    assert actions == [{"action": "queue_clear", "user": "alice", "canceled": 3},
+                       {"action": "queue_clear", "user": "alice", "canceled": 0}]
+
 
 async def test_agent_cancel_and_shutdown_are_its_owners_or_an_admins(tmp_path):
     server = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_LOCAL_CPUS": "4"})
