@@ -7,6 +7,7 @@ exactly; the API keeps the exact values (ISO 8601 UTC times, bytes, seconds) for
 from __future__ import annotations
 
 import shlex
+import signal
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -126,6 +127,14 @@ def command_summary(job: dict) -> str:
         if code == "python" and params.get("entry"):
             return f"python {params['entry']}"
     return code
+
+
+def signal_name(number: int) -> str:
+    """`SIGTERM` for 15; `signal 99` for a number this system does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def clip(text: str, width: int) -> str:

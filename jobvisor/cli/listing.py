@@ -47,11 +47,14 @@ def detail(job: dict) -> str:
     code = job.get("exit_code")
     reason = job.get("reason") or ""
     parts = []
-    if code is not None:
-        parts.append(f"exit {code}")
+    shown_reason = bool(reason) and state != "completed" and reason not in (state, "submitted", f"exit code {code}")
+    if code is not None and state != "canceled":  # a canceled job's signal is the cancel's
+        exit_text = f"exit {code}" if code >= 0 else f"killed by {fmt.signal_name(-code)}"
+        if not (shown_reason and (f"exit code {code}" in reason or exit_text in reason)):  # said once
+            parts.append(exit_text)
     if state == "queued" and job.get("queue_position") is not None:
         parts.append(f"#{job['queue_position']} in queue")
-    if reason and state != "completed" and reason not in (state, "submitted") and reason != f"exit code {code}":
+    if shown_reason:
         parts.append(reason)
     return fmt.clip(", ".join(parts), DETAIL_WIDTH)
 
@@ -160,8 +163,8 @@ def format_job(job: dict, tz: tzinfo | None = None, now: datetime | None = None)
         if key in SKIP:
             continue
         fields[key] = fmt.local_time(value, tz) if key in TIME_KEYS and value is not None else _value(value)
-    if "code" in job:
-        fields["command"] = fmt.command_summary(job) if job.get("code") in ("shell", "python") else "-"
+    if job.get("code") in ("shell", "python"):
+        fields["command"] = fmt.command_summary(job)
     if "resources" in job:
         fields["resources"] = fmt.resources(job.get("resources"))
     params = job.get("params")
