@@ -194,7 +194,7 @@ def _paths() -> dict:
                 params=[
                     {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
                      "description": "Events after this id (0: from the oldest kept). A stream without it (nor Last-Event-ID) "
-                                    "sends live events only"},
+                                    "sends live events only, and starts with an `id:` line naming where it starts"},
                     {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["sse", "json"], "default": "sse"},
                      "description": "sse: a live stream; json: one page of the history"},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},

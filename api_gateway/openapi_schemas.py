@@ -226,10 +226,12 @@ def schemas() -> dict:
         },
         "EventPage": {
             "type": "object",
-            "required": ["events", "next"],
+            "required": ["events", "next", "last_id"],
             "properties": {
                 "events": {"type": "array", "items": ref("Event")},
                 "next": {"type": ["integer", "null"], "description": "Pass as `since` for the next page; null: none left now"},
+                "last_id": {"type": "integer", "description": "The newest committed event's id (anyone's): a stream that "
+                                                             "starts from it misses nothing from now on"},
             },
         },
         "UserEvent": {

@@ -74,22 +74,26 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if fmt == "json":
         limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         page = await op(request, ListEvents(caller=caller, since=since or 0, limit=limit, job_id=job_id))
-        return json_response({"events": page["events"], "next": page["next"]})
+        return json_response({"events": page["events"], "next": page["next"], "last_id": page["last_id"]})
     if "limit" in request.query:
         raise InvalidRequest("limit applies to format=json only (a stream sends everything)", field="limit")
     hub = request.app[HUB]
     # subscribe before the history is read and before the headers go out: an event committed
     # after the read reaches the subscription, so nothing falls between the two
     with hub.subscribe(caller.user, caller.is_admin, job_id or None) as sub, Stream(request):
-        first = None
-        if since is not None:  # read before the 200: a supervisor that cannot answer is a 503
-            first = await op(request, ListEvents(caller=caller, since=since, limit=HISTORY_PAGE, job_id=job_id))
+        # read before the 200 (a supervisor that cannot answer is a 503): the history after
+        # `since`, or for a live stream only where it starts (the newest committed id)
+        first = await op(request, ListEvents(caller=caller, since=MAX_EVENT_ID if since is None else since,
+                                             limit=HISTORY_PAGE, job_id=job_id))
         resp = await sse.open_stream(request)
         try:
-            await resp.write(b"retry: 2000\n: subscribed\n\n")
-            last = since if since is not None else 0
-            if first is not None:
-                last = await _send_history(request, resp, caller, job_id, first, last)
+            if since is None:
+                # an `id:` alone sets an EventSource's last id: after a drop it resumes from here
+                last = first["last_id"]
+                await resp.write(f"retry: 2000\nid: {last}\n: subscribed\n\n".encode())
+            else:
+                await resp.write(b"retry: 2000\n: subscribed\n\n")
+                last = await _send_history(request, resp, caller, job_id, first, since)
             await _send_live(resp, sub, last)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):

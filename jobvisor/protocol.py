@@ -607,8 +607,9 @@ ORCHESTRATOR_REQUESTS = (
 @dataclass(frozen=True, slots=True)
 class ListEvents(Message):
     """The caller's committed events after id `since`, oldest first (admins: everyone's);
-    `job_id`: that job's only. Reply: {"events": [Event.to_json()...], "next": last id or
-    None, "last_id": the newest id committed (where a live stream takes over)}."""
+    `job_id`: that job's only. Reply: {"events": [Event.to_json()...], "next": the page's
+    last id if more may follow, else None, "last_id": the newest id committed, anyone's
+    (where a stream that starts now takes over)}."""
 
     TYPE: ClassVar[str] = "list_events"
     caller: Caller

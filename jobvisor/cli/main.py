@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "jobvisor.cli.admin",
     "jobvisor.cli.clusters",
     "jobvisor.cli.workflows",
+    "jobvisor.cli.events",
     "jobvisor.cli.orchestrator",  # after the modules whose `queue` and `agents` commands it extends
 )
 

@@ -122,7 +122,8 @@ async def test_history_as_json_pages(real):
     status, page, _ = await real.call("GET", f"/events?format=json&job={jobs[1]['id']}")
     assert status == 200 and {e["job_id"] for e in page["events"]} == {jobs[1]["id"]} and page["next"] is None
     status, page, _ = await real.call("GET", "/events?format=json&since=0", user="bob")
-    assert status == 200 and page == {"events": [], "next": None}  # alice's events are not bob's
+    assert status == 200 and page["events"] == [] and page["next"] is None  # alice's events are not bob's
+    assert page["last_id"] == seen[-1]["id"]  # where a stream that starts now takes over
 
 
 async def test_post_event_is_committed_and_streamed(real):
