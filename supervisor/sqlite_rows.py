@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 
 from supervisor import tables
-from jobvisor.protocol import Event
+from jobvisor.protocol import Event, EventKind
 from supervisor.compute_job import ComputeJob, Transition
 
 _FIXED, _MUTABLE = ComputeJob.FIXED_COLUMNS, ComputeJob.MUTABLE_COLUMNS
@@ -34,6 +34,8 @@ INSERT_EVENTS = (
 )
 
 _dumps = json.dumps
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps quotes a string with (ensure_ascii)
+_TRANSITION = EventKind.TRANSITION
 
 
 def _mutable(job: ComputeJob) -> tuple:
@@ -57,5 +59,17 @@ def transition_rows(transitions: Iterable[Transition]) -> list[tuple]:
     return [(t.job_id, t.attempt, t.state.value, t.reason, t.at) for t in transitions]
 
 
+def _transition_json(data: dict) -> str:
+    """A transition event's data as json.dumps writes it, without its general walk: there are
+    about four of these per job."""
+    code = data["exit_code"]
+    return (f'{{"state": "{data["state"]}", "attempt": {int(data["attempt"])}, "reason": {_quote(data["reason"])}, '
+            f'"exit_code": {"null" if code is None else int(code)}}}')
+
+
 def event_rows(events: Iterable[Event]) -> list[tuple]:
-    return [(e.id, e.at, e.kind.value, e.owner, e.job_id, e.workflow_id, _dumps(e.data)) for e in events]
+    return [
+        (e.id, e.at, e.kind.value, e.owner, e.job_id, e.workflow_id,
+         _transition_json(e.data) if e.kind is _TRANSITION else _dumps(e.data))
+        for e in events
+    ]

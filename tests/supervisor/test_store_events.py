@@ -191,3 +191,17 @@ async def test_nothing_is_pruned_when_both_limits_are_off(tmp_path, database, ke
         assert await store.prune_events() == 0 and await _rows(store) == 3
     finally:
         await store.close()
+
+
+def test_a_transitions_plain_json_is_what_json_dumps_writes():
+    import json
+
+    from supervisor import sqlite_rows
+
+    job = _job(1)
+    transitions = [job.initial_transition(), job.move(JobState.STARTING, 'sent to "a1" — über', 1001.0)]
+    job.exit_code = -9
+    transitions.append(job.move(JobState.FAILED, "signal\n9", 1002.0))
+    events = number(transitions, 1) + [Event(9, EventKind.USER, "alice", 1.0, None, None, {"x": ["ü", 1.5]})]
+    rows = sqlite_rows.event_rows(events)
+    assert [row[6] for row in rows] == [json.dumps(e.data) for e in events]
