@@ -10,7 +10,7 @@ an older release must not write through raises it.
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    JSON, BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
 )
 
 SCHEMA_VERSION = 2
@@ -22,6 +22,8 @@ metadata = MetaData()
 # PostgreSQL too ("C"), whatever the database's default collation, which may order otherwise
 # and costs more per comparison. SQLite compares bytes already.
 JOB_ID = String(32).with_variant(String(32, collation="C"), "postgresql")
+# Event ids only grow (pruning never reuses one): 64 bits, as SQLite's INTEGER PRIMARY KEY is.
+EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 jobs = Table(
     "jobs",
@@ -122,7 +124,7 @@ Index("ix_workflow_versions_workflow", workflow_versions.c.workflow_id, workflow
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("id", EVENT_ID, primary_key=True, autoincrement=False),
     Column("at", Float, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("owner", String(128), nullable=False),

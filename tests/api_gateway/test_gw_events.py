@@ -235,7 +235,7 @@ async def test_post_event_answers_what_the_fake_answers(env):
     assert status == 200 and page["events"][-1] == event
 
 
-async def test_shutdown_sends_nothing_after_reconnect(tmp_path):
+async def test_shutdown_ends_open_streams_with_where_to_resume(tmp_path):
     from gateway_env import start_env
 
     gateway, fake, _, tokens = await start_env(tmp_path)

@@ -6,28 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from jobvisor.protocol import IO_CHUNK_BYTES, ReadFile
 
-from gateway_env import start_env
-
 from sse_client import next_event
 
 pytestmark = pytest.mark.integration
-
-
-async def _wait_for_subscribers(env, count: int) -> None:
-    async def poll():
-        while _hub(env).subscriber_count < count:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), 5)
-
-
-def _hub(env):
-    return env.gateway.app[HUB]
 
 
 async def test_log_follow_streams_until_the_job_ends(env):
@@ -97,19 +82,6 @@ async def test_file_path_may_not_escape(real):
     status, body, _ = await real.call("GET", f"/jobs/{job['id']}/files/a/%2E%2E/%2E%2E/etc/passwd")
     assert status in (400, 404), body
     assert body["status"] == status
-
-
-async def test_shutdown_ends_open_streams(tmp_path):
-    gateway, fake, _, tokens = await start_env(tmp_path)
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
-            async with http.get(gateway.url + "/api/v1/events", headers={"Authorization": f"Bearer {tokens['alice']}"}) as resp:
-                assert resp.status == 200
-                await asyncio.wait_for(gateway.close(), 8)
-                rest = await asyncio.wait_for(resp.content.read(), 5)
-                assert b"event: transition" not in rest
-    finally:
-        await fake.close()
 
 
 async def test_values_past_what_the_wire_or_a_file_system_takes_are_400(real):

@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 _ID = sa.String(32).with_variant(sa.String(32, collation="C"), "postgresql")
+_EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite's INTEGER PRIMARY KEY is 64-bit
 
 
 def upgrade() -> None:
@@ -59,7 +60,7 @@ def upgrade() -> None:
     op.create_index("ix_workflow_versions_workflow", "workflow_versions", ["workflow_id", "version"], unique=True)
     op.create_table(
         "events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("id", _EVENT_ID, primary_key=True, autoincrement=False),
         sa.Column("at", sa.Float, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("owner", sa.String(128), nullable=False),
