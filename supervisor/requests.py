@@ -313,8 +313,10 @@ class RequestHandlers:
             job = self.core.jobs.get(JobId(req.job_id)) or await self.core.store.get_job(JobId(req.job_id))
             if job is None or job.owner != user:
                 raise InvalidRequest(f"you have no job {req.job_id!r}", field="job_id")
-        if req.workflow_id and await self.core.store.workflow_owner(req.workflow_id) != user:
-            raise InvalidRequest(f"you have no workflow {req.workflow_id!r}", field="workflow_id")
+        if req.workflow_id:
+            record = await self.core.workflows.rows.get(req.workflow_id)
+            if record is None or record.owner != user:
+                raise InvalidRequest(f"you have no workflow {req.workflow_id!r}", field="workflow_id")
         emitted = self.core.store.emit(EventKind.USER, user, req.data, job_id=JobId(req.job_id) if req.job_id else None,
                                        workflow_id=req.workflow_id or None)
         await self.core.store.committed()

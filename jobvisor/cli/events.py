@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.jobs import local_time
+from jobvisor.cli.fmt import local_time
 from jobvisor.limits import MAX_EVENT_ID
 from jobvisor.timing import backoff_delay
 

@@ -248,3 +248,13 @@ async def test_shutdown_ends_open_streams_with_where_to_resume(tmp_path):
                 assert rest.rstrip().endswith(b"}") and b"event: reconnect" in rest
     finally:
         await fake.close()
+
+
+async def test_post_event_about_a_workflow_must_be_the_callers(real):
+    status, workflow, _ = await real.call("POST", "/workflows", json={
+        "name": "study", "jobs": [{"name": "a", "code": "shell", "params": {"argv": ["true"]}}]})
+    assert status == 201, workflow
+    status, event, _ = await real.call("POST", "/events", json={"data": {"note": "v1"}, "workflow_id": workflow["id"]})
+    assert status == 201 and event["workflow_id"] == workflow["id"] and event["job_id"] is None
+    status, problem, _ = await real.call("POST", "/events", user="bob", json={"data": {}, "workflow_id": workflow["id"]})
+    assert status == 400 and problem["field"] == "workflow_id"
