@@ -272,7 +272,7 @@ class WorkflowBook:
             if job is None or job.state is not JobState.WAITING:
                 continue
             if graph.has_refs[d]:
-                params, resources = job.unpack_spec()
+                params, resources, extra = job.unpack_all()
                 try:
                     params = resolve_refs(params, graph.results)
                     check_params(job.code, params)  # checked at publish with the refs standing in
@@ -282,7 +282,7 @@ class WorkflowBook:
                 except InvalidRequest as exc:
                     self._jobs.end(job, JobState.FAILED, f"{exc.field}: {exc.detail}" if exc.field else exc.detail, now)
                     continue
-                job.spec = ComputeJob.pack_spec(params, resources)
+                job.spec = ComputeJob.pack_spec(params, resources, extra)
                 self.rows.set_spec(job.id, job.spec)
             if d in graph.inputs:
                 try:
@@ -540,8 +540,9 @@ class WorkflowBook:
 
     async def get(self, caller: Caller, workflow_id: str) -> dict:
         record = await self._owned(caller, workflow_id)
-        jobs = await self._run_jobs(record)
         document = await self.rows.document(record.id, record.version)
+        # the jobs' states and the workflow's are taken at one moment: no await after the jobs are read
+        jobs = await self._run_jobs(record)
         if not jobs:  # never run: the document's jobs, not run yet
             jobs = [{"name": job.get("name", ""), "job_id": None, "state": None, "reason": "", "exit_code": None,
                      "progress": None, "started_at": None, "finished_at": None} for job in document.get("jobs", [])]

@@ -3,6 +3,7 @@ and jobs, driven through the HTTP routes /workflows*."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -53,9 +54,31 @@ async def test_fan_out_fan_in_with_refs(api):
     w3 = await api.job(jobs["w3"]["job_id"])
     assert w3["params"]["argv"] == ["echo", "x", "3"]  # the $ref, resolved at release
     assert await api.log(jobs["w3"]["job_id"]) == b"x 3\n"
+    assert jobs["sum"]["started_at"] is not None, (done, await api.job(jobs["sum"]["job_id"]))
     assert jobs["sum"]["started_at"] >= max(jobs[f"w{k}"]["finished_at"] for k in range(n))
     agents = (await api.request("GET", "/agents"))["agents"]
     assert len([a for a in agents if a["kind"] == "local"]) == 1  # one agent ran the whole workflow
+
+
+async def test_files_flow_from_producers_to_their_dependents(api):
+    n = 6
+    document = {"name": "files", "jobs": [
+        shell("prep", "echo mesh-data > mesh.txt", outputs=["mesh.txt"]),
+        *[shell(f"w{k}", f"cat in.txt > out.txt && echo {k} >> out.txt",
+                inputs=[{"job": "prep", "path": "mesh.txt", "dest": "in.txt"}], outputs=["out.txt"]) for k in range(n)],
+        shell("sum", "cat parts/out*.txt > all.txt",
+              inputs=[{"job": f"w{k}", "path": "out.txt", "dest": f"parts/out{k}.txt"} for k in range(n)]),
+    ]}
+    done = await wait_workflow(api, (await publish(api, document))["id"])
+    assert done["state"] == "completed", [(j["name"], j["state"], j["reason"]) for j in done["jobs"]]
+    text = (await api.request("GET", f"/jobs/{by_name(done)['sum']['job_id']}/files/all.txt")).decode()
+    assert text.splitlines() == [line for k in range(n) for line in ("mesh-data", str(k))]
+    # a promised output that was never written fails its dependent, naming the file
+    broken = {"name": "broken", "jobs": [shell("p", "true", outputs=["never.txt"]),
+                                         shell("q", "true", inputs=[{"job": "p", "path": "never.txt"}])]}
+    done = await wait_workflow(api, (await publish(api, broken))["id"])
+    q = by_name(done)["q"]
+    assert q["state"] == "failed" and "never.txt" in q["reason"], q
 
 
 async def test_failure_cancels_dependents_and_independent_branches_go_on(api):
@@ -95,6 +118,20 @@ async def test_missing_ref_fails_the_dependent_naming_the_ref(api):
     assert jobs["c"]["reason"] == "dependency b failed"
     # the value is there, but not what the code takes: checked at release, naming the field
     assert jobs["d"]["state"] == "failed" and jobs["d"]["reason"].startswith("params.argv")
+
+
+async def test_a_finished_workflows_view_shows_every_job_finished(api):
+    """The workflow's state and its jobs' are read at one moment: a view that says the workflow
+    completed never shows one of its jobs still running (many small workflows at once)."""
+    async def one(k: int) -> dict:
+        jobs = [shell("a", "true"), *[shell(f"b{i}", "true", after=["a"]) for i in range(4)],
+                shell("c", "true", after=[f"b{i}" for i in range(4)])]
+        return await wait_workflow(api, (await publish(api, {"name": f"many-{k}", "jobs": jobs}))["id"])
+
+    for view in await asyncio.gather(*(one(k) for k in range(12))):
+        assert view["state"] == "completed", view["reason"]
+        assert [(j["state"], j["started_at"] is None, j["finished_at"] is None) for j in view["jobs"]] == \
+            [("completed", False, False)] * 6, view["jobs"]
 
 
 async def test_cancel_delete_versions_and_history(api):

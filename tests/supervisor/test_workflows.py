@@ -105,14 +105,16 @@ async def test_release_is_in_the_same_commit_as_the_dependencys_end(core, driver
 
 
 async def test_refs_are_resolved_when_released(core, driver):
-    b = {"name": "b", "code": "shell", "driver": "fake", "params": {"argv": ["echo", {"$ref": "a.result.word"}]}}
+    b = {"name": "b", "code": "shell", "driver": "fake", "params": {"argv": ["echo", {"$ref": "a.result.word"}]},
+         "env": {"GREETING": "hi"}}
     view = await start(core, doc(job("a"), b))
     jobs = jobs_of(core, view["id"])
     await finish(core, jobs["a"], result={"word": "hello"})
     assert jobs["b"].unpack_spec()[0] == {"argv": ["echo", "hello"]}
     await eventually(lambda: jobs["b"].agent_id is not None, what="b sent")
     link = driver.links[jobs["b"].agent_id]
-    assert [m.params for m in link.of(RunJob) if m.job_id == jobs["b"].id] == [{"argv": ["echo", "hello"]}]
+    assert [(m.params, m.env) for m in link.of(RunJob) if m.job_id == jobs["b"].id] == [
+        ({"argv": ["echo", "hello"]}, {"GREETING": "hi"})]  # its other fields kept
     await core.store.committed()
     assert (await core.store.get_job(jobs["b"].id)).unpack_spec()[0] == {"argv": ["echo", "hello"]}  # as stored
 
