@@ -210,7 +210,7 @@ class AgentCore:
         # The job's own variables win over the code's (a shell job's params.env), and jobvisor's
         # JOBVISOR_* over both: a job cannot lose its id or progress file by accident.
         env = {**launch.env, **msg.env} if msg.env else dict(launch.env)
-        env.update(env_names.job_env(job.job_id, job.attempt, job.run_path, job.progress_path))
+        env.update(env_names.job_env(job.job_id, job.attempt, job.run_path, job.progress_path, msg.array_index))
         self.backend.launch(job, launch, env, resources)
 
     def _place_inputs(self, job: JobRecord, msg: RunJob) -> None:

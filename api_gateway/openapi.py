@@ -63,7 +63,8 @@ def _paths() -> dict:
         "post": _op(
             "Submit one job or a list of jobs (one op for the whole batch)",
             {
-                "201": _json({"oneOf": [ref("Job"), {"type": "array", "items": ref("Job")}]}, "The new job(s)"),
+                "201": _json({"oneOf": [ref("Job"), {"type": "array", "items": ref("Job")}, ref("JobArray")]},
+                             "The new job, the list of new jobs, or the new job array (a job with `array`)"),
                 **_BAD,
                 "413": _problem("Body over gateway.max_body_bytes, files over gateway.max_input_bytes, "
                                 "or more jobs than gateway.max_batch"),
@@ -85,6 +86,7 @@ def _paths() -> dict:
                 {"name": "name", "in": "query", "schema": {"type": "string"}, "description": "Only jobs of this name (exact)"},
                 {"name": "id_prefix", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$"},
                  "description": "Only jobs whose id starts with this (a short id)"},
+                {"name": "array", "in": "query", "schema": {"type": "string"}, "description": "Only the jobs of this job array"},
             ],
         ),
     }
@@ -98,6 +100,16 @@ def _paths() -> dict:
                 "Cancel a job",
                 {"200": _json(ref("Job"), "The job after the cancel request"), **_NOT_FOUND, "409": _problem("The job already ended"), **_ERRORS},
                 params=[_JOB_ID],
+            ),
+        },
+        f"{PREFIX}/jobs/{{id}}/resubmit": {
+            "post": _op(
+                "A new job from this job's spec (code, params, resources, driver, retries, name), with params "
+                "overridden by dotted keys ({\"params\": {\"args.size\": 10}}); it belongs to the caller. "
+                "An array element becomes a lone job",
+                {"201": _json(ref("Job"), "The new job"), **_BAD, **_NOT_FOUND, **_ERRORS},
+                params=[_JOB_ID],
+                body={"required": False, "content": {"application/json": {"schema": ref("Resubmit")}}},
             ),
         },
         f"{PREFIX}/jobs/{{id}}/log": {

@@ -6,7 +6,9 @@ from __future__ import annotations
 from jobvisor.limits import MAX_USER_EVENT_BYTES
 from jobvisor.protocol import EventKind
 from jobvisor.resources import MAX_MEMORY
-from jobvisor.states import JobState
+from jobvisor.states import RETRY_ON_STATES, JobState
+
+RETRY_ON = sorted(s.value for s in RETRY_ON_STATES)
 
 
 def ref(name: str) -> dict:
@@ -94,6 +96,9 @@ def _job_schema(states: list[str]) -> dict:
         "progress_message": {"type": "string"},
         "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
         "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
+        "retry_on": {"type": "array", "items": {"type": "string", "enum": RETRY_ON}, "uniqueItems": True,
+                     "description": "The end states that start a new attempt while max_retries allows (lost always)"},
+        "retry_at": {**nullable_time, "description": "A retry waiting out its backoff queues at this time; null otherwise"},
     }
     optional = {  # present only when the job has them
         "workflow_id": {"type": "string", "description": "The workflow it belongs to"},
@@ -104,6 +109,9 @@ def _job_schema(states: list[str]) -> dict:
         "inputs": {"type": "array", "description": "Its uploaded input files",
                    "items": {"type": "object", "required": ["path", "size"],
                              "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
+        "array_id": {"type": "string", "description": "The job array (the id of its first job)"},
+        "array_index": {"type": "integer", "minimum": 0, "description": "This element's index (JOBVISOR_ARRAY_INDEX)"},
+        "array_cap": {"type": ["integer", "null"], "minimum": 1, "description": "How many of the array run at once; null: no cap"},
     }
     return {"type": "object", "required": list(properties), "properties": {**properties, **optional}}
 
@@ -147,7 +155,8 @@ def schemas() -> dict:
                            "are checked where it runs"},
                 "resources": ref("Resources"),
                 "driver": {"type": ["string", "null"], "description": "local, docker, sbatch; empty or null: the default"},
-                "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
+                "max_retries": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0,
+                                "description": "New attempts after one that ended in a retry_on state (lost always)"},
                 "name": {"type": ["string", "null"], "description": "Empty or null: none"},
                 "env": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
                         "description": "Environment variables of the job, for every code; they win over a shell "
@@ -155,6 +164,16 @@ def schemas() -> dict:
                 "workdir": {"type": ["string", "null"], "description": "Absolute directory the job runs in instead "
                             "of its run dir (local driver only, under a directory `[local] workdirs` allows; its "
                             "log stays in the run dir)"},
+                "retry_on": {
+                    "description": "End states, besides lost, that start a new attempt while max_retries allows "
+                                   "(after a backoff: [supervisor] retry_backoff, doubled each time): a list, "
+                                   "or one comma-separated string",
+                    "oneOf": [
+                        {"type": "array", "items": {"type": "string", "enum": RETRY_ON}},
+                        {"type": "string"},
+                        {"type": "null"},
+                    ],
+                },
             },
         }
     return {
@@ -185,7 +204,12 @@ def schemas() -> dict:
             },
             "additionalProperties": True,
         },
-        "JobSubmission": job_submission,
+        "JobSubmission": {**job_submission, "properties": {**job_submission["properties"], "array": {
+            "type": ["string", "null"],
+            "description": "A job array, only for a job submitted alone: one job per index, as sbatch --array: "
+                           "'1-100', '1,3,5-9', '0-99:2', with '%10' at the end to run at most 10 at once. "
+                           "Each job sees its index as JOBVISOR_ARRAY_INDEX. At most [gateway] max_array elements",
+        }}},
         "JobForm": {
             "type": "object",
             "required": ["job"],
@@ -195,6 +219,28 @@ def schemas() -> dict:
                 "job": {"oneOf": [ref("JobSubmission"), {"type": "array", "items": ref("JobSubmission"), "minItems": 1}]},
                 "file": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
                          "description": "Input files; each part's filename is its path in the run dir"},
+            },
+        },
+        "Resubmit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "params": {"type": "object", "description": "Dotted keys into the old job's params and their new values"},
+            },
+        },
+        "JobArray": {
+            "type": "object",
+            "description": "A submitted job array: its jobs are listed by GET /jobs?array={array_id}",
+            "required": ["array_id", "count", "array", "cap", "owner", "state", "created_at", "job_ids"],
+            "properties": {
+                "array_id": {"type": "string", "description": "The id of its first job"},
+                "count": {"type": "integer", "minimum": 1},
+                "array": {"type": "string", "description": "The indexes (and cap) in their shortest form"},
+                "cap": {"type": ["integer", "null"], "minimum": 1},
+                "owner": {"type": "string"},
+                "state": {"type": "string", "enum": states},
+                "created_at": {"type": "string", "format": "date-time"},
+                "job_ids": {"type": "array", "items": {"type": "string"}, "description": "In index order"},
             },
         },
         "Job": _job_schema(states),

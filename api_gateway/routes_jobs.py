@@ -29,6 +29,7 @@ from jobvisor.protocol import (
     ListJobs,
     ReadFile,
     ReadLog,
+    ResubmitJob,
     RunAnalysis,
     SubmitJobs,
 )
@@ -93,9 +94,12 @@ async def submit_jobs(request: web.Request) -> web.Response:
     if request.content_type == uploads.FORM:  # a job with input files
         specs, many, upload_id = await uploads.read_form_submit(request)
     else:
-        specs, many = parse_job_specs(await read_json(request), config.gateway.max_batch)
+        specs, many = parse_job_specs(await read_json(request), config.gateway.max_batch, config.gateway.max_array)
         upload_id = ""
     reply = await op(request, SubmitJobs(caller=caller_of(request), jobs=specs, upload_id=upload_id))
+    if "array" in reply:  # a job array: the array, its jobs' ids, and where to list them
+        array = reply["array"]
+        return json_response(array, status=201, headers={"Location": f"{PREFIX}/jobs?array={array['array_id']}"})
     jobs = reply["jobs"]
     if many:
         return json_response(jobs, status=201)
@@ -110,10 +114,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     after = request.query.get("after", "")
     name = request.query.get("name", "")
     id_prefix = request.query.get("id_prefix", "")
+    array_id = request.query.get("array", "")
     check_wire_value(name, "name")
-    reply = await op(
-        request, ListJobs(caller=caller, states=states, limit=limit, after=after, name=name, id_prefix=id_prefix)
-    )
+    check_wire_value(array_id, "array")
+    reply = await op(request, ListJobs(caller=caller, states=states, limit=limit, after=after, name=name,
+                                       id_prefix=id_prefix, array_id=array_id))
     jobs = reply["jobs"]
     if not caller.is_admin:
         jobs = [job for job in jobs if job.get("owner") == caller.user]
@@ -135,6 +140,23 @@ async def cancel_job(request: web.Request) -> web.Response:
     job_id = job_id_of(request)
     job = await op(request, CancelJobRequest(caller=caller_of(request), job_id=job_id))
     return json_response(_visible(request, job))
+
+
+async def resubmit_job(request: web.Request) -> web.Response:
+    """A new job from an old one's spec; the body (optional) is `{"params": {dotted key: value}}`."""
+    job_id = job_id_of(request)
+    body = await read_json(request, empty={})
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object such as {\"params\": {\"args.n\": 3}}", field="body")
+    unknown = sorted(set(body) - {"params"})
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}; a resubmit takes params", field=unknown[0])
+    overrides = body.get("params", {})
+    if not isinstance(overrides, dict):
+        raise InvalidRequest("params must be an object of dotted keys and values", field="params")
+    check_wire_value(overrides, "params")
+    job = await op(request, ResubmitJob(caller=caller_of(request), job_id=job_id, params=overrides))
+    return json_response(_visible(request, job), status=201, headers={"Location": f"{PREFIX}/jobs/{job['id']}"})
 
 
 # --------------------------------------------------------------------------- log
@@ -269,6 +291,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(PREFIX + "/jobs", list_jobs, allow_head=False)
     r.add_get(PREFIX + "/jobs/{id}", get_job, allow_head=False)
     r.add_post(PREFIX + "/jobs/{id}/cancel", cancel_job)
+    r.add_post(PREFIX + "/jobs/{id}/resubmit", resubmit_job)
     r.add_get(PREFIX + "/jobs/{id}/log", get_log, allow_head=False)
     r.add_get(PREFIX + "/jobs/{id}/files", list_files, allow_head=False)
     r.add_get(PREFIX + "/jobs/{id}/files/{path:.+}", get_file, allow_head=False)

@@ -51,15 +51,16 @@ async def read_json(request: web.Request, *, empty: Any = ...) -> Any:
         ) from exc
 
 
-def parse_job_specs(data: Any, max_batch: int) -> tuple[list[JobSpec], bool]:
-    """A job object or a list of them -> (specs, was_a_list)."""
+def parse_job_specs(data: Any, max_batch: int, max_array: int = 0) -> tuple[list[JobSpec], bool]:
+    """A job object or a list of them -> (specs, was_a_list). Only a job object alone may be
+    an array (of up to `max_array` elements)."""
     if isinstance(data, list):
         if not data:
             raise InvalidRequest("the list of jobs is empty", field="jobs")
         if len(data) > max_batch:
             raise TooLarge(f"{len(data)} jobs in one request; at most {max_batch}", field="jobs")
         return [parse_job_spec(item, f"jobs[{i}]") for i, item in enumerate(data)], True
-    return [parse_job_spec(data)], False
+    return [parse_job_spec(data, max_array=max_array)], False
 
 
 def job_id_of(request: web.Request) -> str:

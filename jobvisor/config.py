@@ -101,6 +101,8 @@ class SupervisorConfig:
     agent_start_timeout: float = _doc("Seconds a newly started agent has to connect before its jobs fail with the reason.", default=60.0)
     prefetch: int = _doc("Jobs sent ahead to an agent beyond its cpu slots while only one user has jobs waiting for the driver, so a freed slot is reused without a round trip; 0 turns it off.", default=32)
     schedule_debounce: float = _doc("Seconds the scheduler waits after a wake-up so that a burst is scheduled at once.", default=0.0)
+    retry_backoff: float = _doc("Seconds before a job's first retry (its attempt ended lost, or as its retry_on allows); doubled for each later retry. 0: retry at once.", default=1.0)
+    retry_backoff_max: float = _doc("The longest wait before a retry, however many attempts came before.", default=300.0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class GatewayConfig:
     token_cache_seconds: float = _doc("Seconds a validated token is trusted before it is looked up again; revocation takes effect within this time.", default=2.0)
     max_batch: int = _doc("Most jobs one POST /jobs may submit.", default=10_000)
     max_input_bytes: int = _doc("Largest total size of the files one multipart POST /jobs uploads as job inputs (413 above). They are kept in the state dir until their jobs end.", default=256 * 1024 * 1024)
+    max_array: int = _doc("Most elements of one job array (POST /jobs with `array`, `submit --array`).", default=100_000)
 
 
 @dataclass(frozen=True)

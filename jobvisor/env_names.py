@@ -37,8 +37,13 @@ JOB_ID = "JOBVISOR_JOB_ID"
 ATTEMPT = "JOBVISOR_ATTEMPT"
 RUN_DIR = "JOBVISOR_RUN_DIR"
 PROGRESS_FILE = "JOBVISOR_PROGRESS_FILE"
+ARRAY_INDEX = "JOBVISOR_ARRAY_INDEX"  # only for an element of a job array (`submit --array`)
 
 
-def job_env(job_id: str, attempt: int, run_dir: str, progress_file: str) -> dict[str, str]:
-    """The variables every job sees, whichever backend runs it."""
-    return {JOB_ID: job_id, ATTEMPT: str(attempt), RUN_DIR: run_dir, PROGRESS_FILE: progress_file}
+def job_env(job_id: str, attempt: int, run_dir: str, progress_file: str,
+            array_index: int | None = None) -> dict[str, str]:
+    """The variables every job sees, whichever backend runs it (and an array element's index)."""
+    env = {JOB_ID: job_id, ATTEMPT: str(attempt), RUN_DIR: run_dir, PROGRESS_FILE: progress_file}
+    if array_index is not None:
+        env[ARRAY_INDEX] = str(array_index)
+    return env

@@ -40,6 +40,14 @@ def new_job_id() -> JobId:
 def new_workflow_id() -> str:
     """A workflow's id (and a published version's): sortable by creation, like a job's."""
     return "w" + _sortable_id()
+def new_job_ids(count: int) -> list[JobId]:
+    """`count` new job ids that sort in the order given (the elements of a job array, so a
+    listing by id shows them by index): one millisecond's prefix, then consecutive numbers
+    from a random start."""
+    millis = time.time_ns() // 1_000_000
+    start = int.from_bytes(os.urandom(7), "big") >> 7  # 49 random bits: room to count up in 50
+    prefix = "j" + _b32(millis, 10)
+    return [JobId(prefix + _b32(start + i, 10)) for i in range(count)]
 
 
 def new_agent_id() -> AgentId:

@@ -113,6 +113,7 @@ class RunJob(Message):
     inputs: list[InputFile] = field(default_factory=list)  # placed in the run dir before the start
     env: dict = field(default_factory=dict)  # the job's own variables (JobSpec.env), over the code's
     workdir: str = ""  # run in this directory instead of the run dir (a local job, where allowed)
+    array_index: int | None = None  # an array's element: the job sees it as JOBVISOR_ARRAY_INDEX
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +312,10 @@ class JobSpec(Message):
     name: str = ""
     env: dict = field(default_factory=dict)  # str -> str, set in the job's environment (wins over the code's)
     workdir: str = ""  # run in place there (local driver, a directory `[local] workdirs` allows)
+    # end states that start a new attempt while max_retries allows, besides `lost` (always)
+    retry_on: list[str] = field(default_factory=list)
+    # a job array (`jobvisor.job_arrays` syntax, e.g. "1-100%10"): one job per index
+    array: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +351,7 @@ class ListJobs(Message):
     after: str = ""  # paging cursor: the last job id of the previous page
     name: str = ""  # only jobs of this name (exact)
     id_prefix: str = ""  # only jobs whose id starts with this (a short id a person typed)
+    array_id: str = ""  # only the elements of this job array
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +366,17 @@ class CancelJobRequest(Message):
     TYPE: ClassVar[str] = "cancel_job"
     caller: Caller
     job_id: JobId
+
+
+@dataclass(frozen=True, slots=True)
+class ResubmitJob(Message):
+    """A new job from an old one's spec, with `params` overrides (dotted keys, see
+    `jobvisor.job_spec.override_params`). Another user's job is NotFound, as everywhere."""
+
+    TYPE: ClassVar[str] = "resubmit_job"
+    caller: Caller
+    job_id: JobId
+    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,7 +648,7 @@ class PushEvent(Message):
 
 
 GatewayRequest = Union[
-    SubmitJobs, UploadInput, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
+    SubmitJobs, ResubmitJob, UploadInput, ListJobs, GetJob, CancelJobRequest, ReadLog, ListFiles, ReadFile, RunAnalysis,
     GetQueue, GetAgents, GetStatus, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     PublishWorkflow, ListWorkflows, GetWorkflow, ExecuteWorkflow, CancelWorkflow, WorkflowStatus, WorkflowHistory,
     DeleteWorkflow,
@@ -694,6 +711,7 @@ register(
     GetQueue, GetAgents, GetStatus, Reply, Event, ClusterLogin, ClusterLogout, ListClusters, ListEvents, PushEvent,
     *WORKFLOW_REQUESTS,
     *ORCHESTRATOR_REQUESTS,
+    ResubmitJob,
 )
 
 

@@ -38,6 +38,10 @@ TERMINAL_STATES = frozenset(
     {JobState.COMPLETED, JobState.FAILED, JobState.CANCELED, JobState.TIMED_OUT, JobState.LOST}
 )
 
+# The end states a job may be retried from (a job's `retry_on`); `lost` is always retried
+# while `max_retries` allows: the job itself had no part in it.
+RETRY_ON_STATES = frozenset({JobState.LOST, JobState.FAILED, JobState.TIMED_OUT})
+
 _ENDINGS = frozenset({JobState.CANCELED, JobState.FAILED, JobState.LOST})
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {

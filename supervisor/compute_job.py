@@ -7,6 +7,7 @@ the event is published only once the store has committed it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -72,14 +73,20 @@ class WorkflowMember:
 
 @dataclass(frozen=True, slots=True)
 class ArrayMember:
-    """Element `index` of a job array (`array_id`: the id of its first job)."""
+    """Element `index` of a job array (`array_id`: the id of its first job). `cap`: how many
+    of the array may hold slots at once (0: no cap); every element carries it, so the
+    scheduler knows it without looking the array up, and a restart keeps it."""
 
     array_id: str
     index: int
+    cap: int = 0
 
 
 # What larger whole a job belongs to, if any (one slot on every job, None for most).
 Member = WorkflowMember | ArrayMember | None
+
+# What a job retries on unless it asks for more (`retry_on`): an attempt its agent lost.
+RETRY_LOST: frozenset[JobState] = frozenset({JobState.LOST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +110,7 @@ class ComputeJob:
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",
         "reason", "exit_code", "result", "info", "created_at", "started_at",
         "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "placement",
-        "log_size", "member",
+        "log_size", "member", "retry_on", "retry_at",
     )
 
     def __init__(
@@ -112,6 +119,7 @@ class ComputeJob:
         attempt: int = 1, reason: str = "", exit_code: int | None = None, result: Any = None,
         agent_id: AgentId | None = None, info: dict | None = None, started_at: float | None = None,
         finished_at: float | None = None, updated_at: float | None = None, member: Member = None,
+        retry_on: frozenset[JobState] = RETRY_LOST, retry_at: float | None = None,
     ) -> None:
         self.id = id
         self.owner = owner
@@ -137,6 +145,8 @@ class ComputeJob:
         self.cancel_reason: str | None = None
         self.log_size = 0
         self.member = member
+        self.retry_on = retry_on  # the end states that start a new attempt while retries remain
+        self.retry_at = retry_at  # queued, waiting out a retry's backoff until then (not in a queue)
 
     @property
     def agent_id(self) -> AgentId | None:
@@ -187,9 +197,11 @@ class ComputeJob:
         return Transition(self.id, self.owner, self.attempt, self.state, self.reason, self.created_at,
                           workflow_id=self.workflow_id)
 
-    def retry(self, reason: str, now: float) -> Transition:
-        """A new attempt: the previous one ended (agent lost) and retries remain."""
+    def retry(self, reason: str, now: float, delay: float = 0.0) -> Transition:
+        """A new attempt: the previous one ended in one of `retry_on` and retries remain. With
+        a `delay`, it waits that long (its backoff) before it may queue: `retry_at`."""
         self.attempt += 1
+        self.retry_at = now + delay if delay > 0 else None
         self.exit_code = None
         self.result = None
         self.started_at = None
@@ -207,16 +219,21 @@ class ComputeJob:
     def retries_left(self) -> bool:
         return self.attempt <= self.max_retries
 
+    def retries_after(self, state: JobState) -> bool:
+        """Whether an attempt that ended in `state` starts another one: one of `retry_on`
+        (lost always), retries left, and no cancel asked for."""
+        return state in self.retry_on and self.retries_left and self.cancel_reason is None
+
     # ------------------------------------------------------------------ views
 
     # the jobs table's columns: set once at submit, and changed by transitions
     FIXED_COLUMNS = (
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "created_at",
-        "workflow_id", "workflow_job", "workflow_run", "array_id", "array_index",
+        "workflow_id", "workflow_job", "workflow_run", "array_id", "array_index", "array_cap", "retry_on",
     )
     MUTABLE_COLUMNS = (
         "state", "attempt", "reason", "exit_code", "result", "agent_id", "info", "started_at",
-        "finished_at", "updated_at", "progress", "progress_message",
+        "finished_at", "updated_at", "progress", "progress_message", "retry_at",
     )
     JSON_COLUMNS = ("result", "info")
 
@@ -224,18 +241,19 @@ class ComputeJob:
         """The FIXED_COLUMNS' values, in their order."""
         member = self.member
         if isinstance(member, WorkflowMember):
-            groups: tuple = (member.workflow_id, member.name, member.run, None, None)
+            groups: tuple = (member.workflow_id, member.name, member.run, None, None, None)
         elif isinstance(member, ArrayMember):
-            groups = (None, None, None, member.array_id, member.index)
+            groups = (None, None, None, member.array_id, member.index, member.cap or None)
         else:
-            groups = (None, None, None, None, None)
+            groups = (None, None, None, None, None, None)
         return (self.id, self.owner, self.name, self.code, self.spec, self.driver, self.cpus, self.max_retries,
-                self.created_at) + groups
+                self.created_at) + groups + (retry_on_column(self.retry_on),)
 
     def mutable_values(self) -> tuple:
         """The MUTABLE_COLUMNS' values, in their order (JSON columns as Python values)."""
         return (self.state.value, self.attempt, self.reason, self.exit_code, self.result, self.agent_id, self.info,
-                self.started_at, self.finished_at, self.updated_at, self.progress, self.progress_message)
+                self.started_at, self.finished_at, self.updated_at, self.progress, self.progress_message,
+                self.retry_at)
 
     def row(self) -> dict:
         """The mutable columns, as one executemany row."""
@@ -252,6 +270,7 @@ class ComputeJob:
             reason=row.reason, exit_code=row.exit_code, result=row.result, agent_id=row.agent_id,
             info=row.info, created_at=row.created_at, started_at=row.started_at,
             finished_at=row.finished_at, updated_at=row.updated_at, member=member_of_row(row),
+            retry_on=retry_on_of(row.retry_on), retry_at=row.retry_at,
         )
         job.progress = row.progress
         job.progress_message = row.progress_message or ""
@@ -269,6 +288,7 @@ class ComputeJob:
             "progress_message": self.progress_message, "info": self.info or {},
             # a job sent ahead is queued, and where it waits is the scheduler's business
             "agent_id": None if isinstance(self.placement, Prefetched) else self.agent_id,
+            "retry_on": sorted(s.value for s in self.retry_on), "retry_at": iso(self.retry_at),
             **member_view(self.member),
             **extra_view(extra),
         }
@@ -290,7 +310,7 @@ def member_of_row(row: Any) -> Member:
     if row.workflow_id is not None:
         return WorkflowMember(row.workflow_id, row.workflow_job or "", row.workflow_run or 1)
     if row.array_id is not None:
-        return ArrayMember(row.array_id, row.array_index or 0)
+        return ArrayMember(row.array_id, row.array_index or 0, row.array_cap or 0)
     return None
 
 
@@ -299,5 +319,19 @@ def member_view(member: Member) -> dict:
     if isinstance(member, WorkflowMember):
         return {"workflow_id": member.workflow_id, "workflow_job": member.name, "workflow_run": member.run}
     if isinstance(member, ArrayMember):
-        return {"array_id": member.array_id, "array_index": member.index}
+        return {"array_id": member.array_id, "array_index": member.index, "array_cap": member.cap or None}
     return {}
+
+
+@functools.lru_cache(maxsize=64)  # a few distinct sets, shared by every job that has one
+def retry_on_of(column: str | None) -> frozenset[JobState]:
+    """The `retry_on` column ("failed,timed_out", or null) -> the states that retry (lost always)."""
+    if not column:
+        return RETRY_LOST
+    return RETRY_LOST | frozenset(JobState(name) for name in column.split(","))
+
+
+def retry_on_column(states: frozenset[JobState]) -> str | None:
+    """What the `retry_on` column keeps: the states besides `lost`, or null for none."""
+    extra = sorted(s.value for s in states if s is not JobState.LOST)
+    return ",".join(extra) or None

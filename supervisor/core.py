@@ -24,7 +24,7 @@ import time
 from jobvisor.config import Config
 from jobvisor.errors import InvalidRequest, OpError
 from jobvisor.limits import MAX_RETRIES
-from jobvisor.ids import AgentId, JobId, UserId, new_job_id
+from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.protocol import Hello, JobSpec, Message
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
@@ -45,6 +45,8 @@ from supervisor.ops import PendingReplies
 from supervisor.pool import AgentPool
 from supervisor.recovery import Recovery
 from supervisor.reports import Reports
+from supervisor.retries import RetryBackoff
+from supervisor.submit import expand_specs, new_job
 from supervisor.store import Store
 from supervisor.targets import DEFAULT_DRIVER, Targets
 from supervisor.workflow_inputs import WorkflowInputs
@@ -78,7 +80,8 @@ class Supervisor:
         self.agents = AgentRegistry(self.cfg.agent_start_timeout)
         self.agents.on_new_agent = lambda agent, token_hash: self.store.add_agent(agent.id, agent.user, agent.kind, token_hash, {})
         self.replies = replies = PendingReplies()
-        self.jobs = JobBook(self.store, self.targets, self.agents, self._wake, self._job_evicted)
+        self.jobs = JobBook(self.store, self.targets, self.agents, self._wake, self._job_evicted,
+                            RetryBackoff.of(self.cfg))
         self.holds = Holds(self.jobs.enqueue)
         self.inputs = InputStore(config.state_dir / "inputs", config.gateway.max_input_bytes)
         self._with_inputs: set[JobId] = set()  # unfinished jobs whose inputs the state dir keeps
@@ -143,6 +146,7 @@ class Supervisor:
             if job.state.is_active:
                 self.jobs.end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
         self._tasks.cancel_all()
+        self.jobs.close()
         self.holds.close()
         await self.targets.close()
         await self.store.close()
@@ -177,21 +181,28 @@ class Supervisor:
             check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
             placed = self.place(spec, where)
         target, resources = placed
+        return new_job(user, spec, target, resources, now, where, member=member, state=state, reason=reason,
+                       extra=self._extra(spec, target, where))
+
+    def _extra(self, spec: JobSpec, target: str, where: str) -> dict:
+        """Its env and workdir, checked against the driver it goes to."""
         try:
-            extra = job_extra(spec, self.targets.driver(target))  # its env and workdir
+            return job_extra(spec, self.targets.driver(target))
         except OpError as exc:
             raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
-        return ComputeJob(
-            id=new_job_id(), owner=user, name=spec.name[:256], code=spec.code,
-            spec=ComputeJob.pack_spec(spec.params, resources.to_wire(), extra), driver=target,
-            cpus=resources.cpus, max_retries=spec.max_retries, created_at=now, reason=reason, state=state,
-            member=member,
-        )
 
-    async def submit(self, user: UserId, specs: list[JobSpec], upload_id: str = "") -> list[ComputeJob]:
+    async def submit(self, user: UserId, specs: list[JobSpec], upload_id: str = "",
+                     reason: str = "submitted") -> list[ComputeJob]:
+        """New jobs from specs (an array's spec makes one job per element), committed and
+        queued; nothing is kept if any spec is refused."""
         now = time.time()
-        many = len(specs) > 1
-        jobs = [self.make_job(user, spec, now, f"jobs[{index}]." if many else "") for index, spec in enumerate(specs)]
+        jobs: list[ComputeJob] = []
+        for index, spec in enumerate(specs):
+            where = f"jobs[{index}]." if len(specs) > 1 else ""
+            check_wire_value(spec.params, where + "params")  # the gateway checked; a second line
+            target, resources = self.place(spec, where)
+            jobs.extend(expand_specs(user, spec, target, resources, now, where, extra=self._extra(spec, target, where),
+                                     max_array=self.config.gateway.max_array, reason=reason))
         if upload_id:  # the uploaded files become every job's inputs (kept until each job ends)
             listing = await self.inputs.claim(user, upload_id, [job.id for job in jobs])
             for job in jobs:

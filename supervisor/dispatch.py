@@ -24,7 +24,7 @@ from jobvisor.states import JobState
 from jobvisor.tasks import Tasks
 from jobvisor.timing import backoff_delay
 from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
-from supervisor.compute_job import ComputeJob, Prefetched
+from supervisor.compute_job import ArrayMember, ComputeJob, Prefetched
 from supervisor.holds import HoldKind, Holds
 from supervisor.inputs import InputStore, read_inputs, source_inputs
 from supervisor.jobs import JobBook
@@ -125,7 +125,7 @@ class Dispatcher:
         waiting_there = sum(1 for job in queue.ahead() if job.agent_id == agent.id)
         room = self.cfg.prefetch - waiting_there
         if room >= max(1, self.cfg.prefetch // 2):
-            jobs = queue.take(agent.user, room)
+            jobs = queue.take_ahead(agent.user, room)
             for job in jobs:
                 self._jobs.prefetch(job, agent)
             if jobs:
@@ -136,9 +136,11 @@ class Dispatcher:
         messages: list[Message] = []
         for job in jobs:
             params, resources, extra = job.unpack_all()
+            member = job.member
             run = RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id),
                          prefetched, inputs=self.inputs_of(job), env=extra.get("env") or {},
-                         workdir=extra.get("workdir") or "")
+                         workdir=extra.get("workdir") or "",
+                         array_index=member.index if isinstance(member, ArrayMember) else None)
             listing = extra.get("inputs")
             if listing and self.inputs is not None:
                 sources = source_inputs(self.inputs, job.id, listing, driver.input_source)

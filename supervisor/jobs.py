@@ -7,10 +7,17 @@ publishes the event once committed. Nothing can interleave halfway through one.
 The rule these methods keep: a job placed with an agent may have started there, so it only
 goes back to its queue under the same attempt when that agent has told us it never got it.
 Otherwise it ends (`lost`, which becomes a new attempt while retries remain).
+
+Retries are decided in one place, `end`: an attempt that ends in one of the job's `retry_on`
+states (`lost` always; `failed`, `timed_out` if the job asked) starts a new attempt while
+`max_retries` allows. The new attempt is `queued` but waits out its backoff
+(`supervisor.retries.retry_delay`) outside the queues until its `retry_at`, which is persisted:
+a restarted supervisor sets the same timer again (`wait_retry`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +27,7 @@ from jobvisor.states import JobState
 from supervisor.agents import Agent, AgentRegistry
 from supervisor.compute_job import ComputeJob, Dispatched, Prefetched
 from supervisor.ops import RunOp
+from supervisor.retries import RetryBackoff
 from supervisor.store import Store
 from supervisor.targets import Targets
 
@@ -28,7 +36,7 @@ log = logging.getLogger(__name__)
 
 class JobBook:
     def __init__(self, store: Store, targets: Targets, agents: AgentRegistry, wake: Callable[[], None],
-                 on_evicted: Callable[[JobId], None]) -> None:
+                 on_evicted: Callable[[JobId], None], backoff: RetryBackoff = RetryBackoff()) -> None:
         self.store = store
         self._targets = targets
         self._agents = agents
@@ -39,6 +47,8 @@ class JobBook:
         # every job that reaches a terminal state, on every path, before that end is committed
         # (the workflows release or cancel its dependents in the same commit)
         self.on_end: Callable[[ComputeJob, float], None] = lambda job, now: None
+        self.backoff = backoff
+        self._retry_timers: dict[JobId, asyncio.TimerHandle] = {}  # new attempts waiting out their backoff
 
     # ------------------------------------------------------------------ index
 
@@ -65,9 +75,10 @@ class JobBook:
     # ------------------------------------------------------------------ placing
 
     def enqueue(self, jobs: Iterable[ComputeJob], *, front: bool = False) -> None:
-        """Queued jobs (placed nowhere) into their queues; the scheduler is woken."""
+        """Queued jobs (placed nowhere) into their queues; the scheduler is woken. A retry
+        still waiting out its backoff stays out until its timer puts it in."""
         for job in jobs:
-            if job.state is JobState.QUEUED and job.placement is None:
+            if job.state is JobState.QUEUED and job.placement is None and job.retry_at is None:
                 self._targets.queue(job.driver).push(job, front=front)
         self._wake()
 
@@ -157,19 +168,29 @@ class JobBook:
     # ------------------------------------------------------------------ endings
 
     def end(self, job: ComputeJob, state: JobState, reason: str, now: float) -> None:
-        """Move a job to a terminal state (or, for `lost` with retries left, to a new attempt)."""
+        """Move a job to a terminal state, or, when its attempt ended in one of its `retry_on`
+        states with retries left, to a new attempt (after its backoff): the one place that
+        decides a retry."""
         agent = self.agent_of(job)
         self._release(job)
         self._targets.queue(job.driver).remove(job)
+        self._cancel_retry_timer(job.id)
         if agent is not None:
             agent.jobs.discard(job.id)
             agent.idle_since = time.monotonic()
         self.store.record(job, job.move(state, reason, now))
-        if state is JobState.LOST and job.retries_left and self.retrying:
-            self.store.record(job, job.retry(f"retrying after: {reason} (attempt {job.attempt + 1} of {job.max_retries + 1})", now))
+        if self.retrying and job.retries_after(state):
+            delay = self.backoff.delay(job.attempt)
+            after = f"attempt {job.attempt + 1} of {job.max_retries + 1} after: {reason}"
+            self.store.record(job, job.retry(f"retrying in {delay:g} s, {after}" if delay > 0 else f"retrying, {after}",
+                                             now, delay))
             self.store.restart_log(job.id)
-            self._targets.queue(job.driver).push(job, front=True)
-            self._wake()
+            log.info("job %s: %s ended %s; attempt %d in %g s", job.id, job.owner, state, job.attempt, delay)
+            if delay > 0:
+                self.wait_retry(job, delay)
+            else:
+                self._targets.queue(job.driver).push(job, front=True)
+                self._wake()
             return
         self.on_end(job, now)
         job_id = job.id
@@ -180,6 +201,30 @@ class JobBook:
             self._on_evicted(job_id)
 
         self.store.after_commit(evict)
+
+    def wait_retry(self, job: ComputeJob, delay: float) -> None:
+        """A new attempt queues once `delay` seconds have passed (its `retry_at`)."""
+        self._cancel_retry_timer(job.id)
+        self._retry_timers[job.id] = asyncio.get_running_loop().call_later(max(0.0, delay), self._retry_due, job)
+
+    def _retry_due(self, job: ComputeJob) -> None:
+        self._retry_timers.pop(job.id, None)
+        if self._live.get(job.id) is not job or job.state is not JobState.QUEUED or job.retry_at is None:
+            return  # canceled (or ended) meanwhile
+        job.retry_at = None
+        self.store.record(job)
+        self.enqueue([job], front=True)
+
+    def _cancel_retry_timer(self, job_id: JobId) -> None:
+        timer = self._retry_timers.pop(job_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def close(self) -> None:
+        """Stop the retry timers (shutting down: their `retry_at` is kept for the next start)."""
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
 
     def lose_or_cancel(self, job: ComputeJob, reason: str, now: float) -> None:
         """Its agent is gone: a job being canceled is canceled; any other one may have

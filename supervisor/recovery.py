@@ -68,6 +68,8 @@ class Recovery:
                 job.log_size = log_sizes.get(job.id, 0)
                 self._jobs.restore(job, agent)
                 with_agents += 1
+            elif job.state is JobState.QUEUED and job.retry_at is not None:
+                self._jobs.wait_retry(job, job.retry_at - now)  # a retry waiting out its backoff
             elif job.state is JobState.QUEUED:  # a waiting job waits for its workflow (supervisor.workflows)
                 key = (job.owner, job.driver)
                 if key in maybe_alive:

@@ -15,6 +15,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
+from jobvisor.job_arrays import format_array
 from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpError
 from jobvisor.limits import MAX_PAGE, MAX_USER_EVENT_BYTES
 from jobvisor.wire_values import check_wire_value
@@ -23,7 +24,7 @@ from jobvisor.isotime import iso
 from jobvisor.protocol import (
     IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
     GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
-    Reply, RunAnalysis, SubmitJobs, UploadInput,
+    Reply, ResubmitJob, RunAnalysis, SubmitJobs, UploadInput,
 )
 from jobvisor.errors import DriverError, Unavailable
 from jobvisor.protocol import (
@@ -32,9 +33,10 @@ from jobvisor.protocol import (
 )
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
-from supervisor.compute_job import ComputeJob
+from supervisor.compute_job import ArrayMember, ComputeJob
 from supervisor.core import Supervisor
 from supervisor.orchestrator import OrchestratorHandlers
+from supervisor.submit import resubmit_spec
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,26 @@ MAX_LOG_WAIT = 30.0
 ID_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a job id is made of (store.ID_PREFIX_END relies on it)
 
 
+def array_view(jobs: list[ComputeJob]) -> dict:
+    """What submitting a job array answers: the array and its jobs' ids in index order (each
+    job's own view is a GET away; 100,000 of them would make a reply of 50 MB)."""
+    first = jobs[0]
+    member = first.member
+    assert isinstance(member, ArrayMember)
+    return {
+        "array_id": member.array_id, "count": len(jobs),
+        "array": format_array([j.member.index for j in jobs], member.cap),  # type: ignore[union-attr]
+        "cap": member.cap or None, "owner": first.owner, "state": str(first.state),
+        "created_at": iso(first.created_at), "job_ids": [j.id for j in jobs],
+    }
+
+
 class RequestHandlers:
     def __init__(self, core: Supervisor) -> None:
         self.core = core
         self.table: dict[type, Callable[[Any], Awaitable[Any]]] = {
-            SubmitJobs: self.submit, UploadInput: self.upload_input, ListJobs: self.list_jobs, GetJob: self.get_job,
+            SubmitJobs: self.submit, ResubmitJob: self.resubmit, UploadInput: self.upload_input, ListJobs: self.list_jobs,
+            GetJob: self.get_job,
             CancelJobRequest: self.cancel, ReadLog: self.read_log, ListFiles: self.list_files,
             ReadFile: self.read_file, RunAnalysis: self.analysis, GetQueue: self.queue,
             GetAgents: self.agents, GetStatus: self.status,
@@ -109,12 +126,22 @@ class RequestHandlers:
         if not req.jobs:
             raise InvalidRequest("no jobs to submit", field="jobs")
         jobs = await self.core.submit(UserId(req.caller.user), req.jobs, upload_id=req.upload_id)
+        if len(req.jobs) == 1 and req.jobs[0].array:
+            return {"array": array_view(jobs)}
         positions = self._positions(jobs)
         return {"jobs": [j.to_dict(positions.get(j.id) if j.state is JobState.QUEUED else None) for j in jobs]}
 
     async def upload_input(self, req: UploadInput) -> dict:
         size = await self.core.inputs.append(UserId(req.caller.user), req.upload_id, req.path, req.offset, req.data)
         return {"size": size}
+
+    async def resubmit(self, req: ResubmitJob) -> dict:
+        """A new job from the caller's job `job_id` (an admin may resubmit anyone's: the new
+        job is the admin's own). Its reason names the job it came from."""
+        old = await self._job(req.caller, req.job_id)
+        (job,) = await self.core.submit(UserId(req.caller.user), [resubmit_spec(old, req.params)],
+                                        reason=f"resubmitted from {old.id}")
+        return job.to_dict(self._positions([job]).get(job.id))
 
     async def list_jobs(self, req: ListJobs) -> dict:
         for state in req.states:
@@ -126,7 +153,7 @@ class RequestHandlers:
         owner = None if req.caller.is_admin else req.caller.user
         await self.core.store.committed()
         jobs = await self.core.store.list_jobs(
-            owner, list(req.states), limit + 1, req.after, name=req.name, id_prefix=req.id_prefix
+            owner, list(req.states), limit + 1, req.after, name=req.name, id_prefix=req.id_prefix, array_id=req.array_id
         )
         more = len(jobs) > limit
         jobs = jobs[:limit]

@@ -8,6 +8,13 @@ when woken (a submit, a slot freed) and dispatches what it returns.
 Jobs sent ahead to an agent while every slot was busy (see `supervisor.dispatch`) leave the
 FIFOs for the `ahead` lane: they take the next slots that free, so they stand first in the
 queue's order, and to their users they are queued like any other job.
+
+A job array with a cap (`submit --array 1-100%10`) holds at most `cap` slots at once. An
+element that reaches the head of its user's FIFO while its array is at the cap is parked in
+the array's lane (in order); a user's lanes under their cap are served before the FIFO, since
+every parked element stood ahead of what is in the FIFO now. Parking costs each element O(1),
+so a capped array of 100,000 elements does not make every pass walk it. Elements of a capped
+array are never sent ahead (an agent would start them whenever any slot freed).
 """
 
 from __future__ import annotations
@@ -19,8 +26,16 @@ from typing import Callable, Iterable, Iterator
 
 from jobvisor.ids import JobId, UserId
 from jobvisor.states import JobState
-from supervisor.compute_job import ComputeJob
+from supervisor.compute_job import ArrayMember, ComputeJob
 from supervisor.ops import RunOp
+
+
+def array_cap_of(job: ComputeJob) -> tuple[str, int] | None:
+    """(array id, cap) of an element of a capped array; None for any other job."""
+    member = job.member
+    if isinstance(member, ArrayMember) and member.cap > 0:
+        return member.array_id, member.cap
+    return None
 
 
 class DriverQueue:
@@ -33,6 +48,9 @@ class DriverQueue:
         self._by_user: dict[UserId, OrderedDict[JobId, ComputeJob]] = {}
         self._ring: deque[UserId] = deque()
         self._ahead: OrderedDict[JobId, ComputeJob] = OrderedDict()  # sent ahead, in the order sent
+        self.used_by_array: Counter[str] = Counter()  # slots held by the elements of each capped array
+        # each user's parked elements of capped arrays: array id -> its elements, in order
+        self._lanes: dict[UserId, dict[str, OrderedDict[JobId, ComputeJob]]] = {}
 
     # ------------------------------------------------------------------ queue
 
@@ -49,15 +67,68 @@ class DriverQueue:
         if self._ahead.pop(job.id, None) is not None:
             return True
         queue = self._by_user.get(job.owner)
-        return queue is not None and queue.pop(job.id, None) is not None
+        if queue is not None and queue.pop(job.id, None) is not None:
+            return True
+        return self._unpark(job)
 
     def __len__(self) -> int:
-        return len(self._ahead) + sum(len(q) for q in self._by_user.values())
+        return len(self._ahead) + sum(len(q) for q in self._by_user.values()) + sum(
+            len(lane) for lanes in self._lanes.values() for lane in lanes.values())
 
     def queued_jobs(self) -> Iterator[ComputeJob]:
         yield from self._ahead.values()
         for queue in self._by_user.values():
             yield from queue.values()
+        for lanes in self._lanes.values():
+            for lane in lanes.values():
+                yield from lane.values()
+
+    # ------------------------------------------------------------------ capped arrays
+
+    def _at_cap(self, job: ComputeJob) -> bool:
+        capped = array_cap_of(job)
+        return capped is not None and self.used_by_array[capped[0]] >= capped[1]
+
+    def _park(self, job: ComputeJob) -> None:
+        """Set an element of an array at its cap aside, in its array's lane."""
+        array_id = job.member.array_id  # type: ignore[union-attr]
+        self._lanes.setdefault(job.owner, {}).setdefault(array_id, OrderedDict())[job.id] = job
+
+    def _unpark(self, job: ComputeJob) -> bool:
+        lanes = self._lanes.get(job.owner)
+        member = job.member
+        if lanes is None or not isinstance(member, ArrayMember):
+            return False
+        lane = lanes.get(member.array_id)
+        if lane is None or lane.pop(job.id, None) is None:
+            return False
+        if not lane:
+            del lanes[member.array_id]
+            if not lanes:
+                del self._lanes[job.owner]
+        return True
+
+    def _head(self, user: UserId) -> ComputeJob | None:
+        """The user's next job: the first parked element of an array now under its cap (it
+        stood ahead of the whole FIFO), else the FIFO's head; heads of arrays at their cap are
+        parked on the way. None: everything the user has waits for its array's cap."""
+        for lane in self._lanes.get(user, {}).values():
+            job = next(iter(lane.values()))
+            if not self._at_cap(job):
+                return job
+        queue = self._by_user[user]
+        while queue:
+            job = next(iter(queue.values()))
+            if not self._at_cap(job):
+                return job
+            queue.popitem(last=False)
+            self._park(job)
+        return None
+
+    def _pop(self, job: ComputeJob) -> None:
+        """Take `job` (a head `_head` returned) out of its FIFO or lane."""
+        if self._by_user[job.owner].pop(job.id, None) is None:
+            self._unpark(job)
 
     # ------------------------------------------------------------------ sent ahead
 
@@ -80,12 +151,19 @@ class DriverQueue:
         self.used += job.cpus
         self.used_by_user[job.owner] += job.cpus
         owner = job.owner
+        capped = array_cap_of(job)
+        if capped is not None:
+            self.used_by_array[capped[0]] += 1
 
         def release(cpus: int) -> None:
             self.used -= cpus
             self.used_by_user[owner] -= cpus
             if self.used_by_user[owner] <= 0:
                 del self.used_by_user[owner]
+            if capped is not None:
+                self.used_by_array[capped[0]] -= 1
+                if self.used_by_array[capped[0]] <= 0:
+                    del self.used_by_array[capped[0]]
 
         return RunOp(job.id, job.cpus, release)
 
@@ -106,8 +184,7 @@ class DriverQueue:
         stalled = 0
         while self.free > 0 and self._ring and stalled < len(self._ring):
             user = self._ring[0]
-            queue = self._by_user[user]
-            if not queue:
+            if not self._by_user[user] and user not in self._lanes:
                 self._ring.popleft()
                 del self._by_user[user]
                 continue
@@ -115,9 +192,12 @@ class DriverQueue:
             if not ready(user):
                 stalled += 1
                 continue
-            job = next(iter(queue.values()))
+            job = self._head(user)
+            if job is None:  # all of it waits for its arrays' caps
+                stalled += 1
+                continue
             if job.state is not JobState.QUEUED:  # defensive: only queued jobs belong here
-                queue.popitem(last=False)
+                self._pop(job)
                 continue
             fits = job.cpus <= self.free and (
                 not self.per_user_cap or self.used_by_user[user] + job.cpus <= max(self.per_user_cap, job.cpus)
@@ -125,13 +205,13 @@ class DriverQueue:
             if not fits or not self._under_cap(user):
                 stalled += 1
                 continue
-            queue.popitem(last=False)
+            self._pop(job)
             picks.append((job, self._reserve(job)))
             stalled = 0
         return picks
 
     def waiting_users(self) -> list[UserId]:
-        return [u for u in self._ring if self._by_user.get(u)]
+        return [u for u in self._ring if self._by_user.get(u) or u in self._lanes]
 
     def sole_waiting_user(self) -> UserId | None:
         """The only user with queued jobs, if exactly one has any (then sending ahead cannot
@@ -140,11 +220,31 @@ class DriverQueue:
         return users[0] if len(users) == 1 else None
 
     def take(self, user: UserId, count: int) -> list[ComputeJob]:
-        """Up to `count` of the user's queued jobs, in order, without slots (sent ahead)."""
+        """Up to `count` of the user's queued jobs, parked ones first, without slots (to hold
+        or fail them)."""
+        taken: list[ComputeJob] = []
+        lanes = self._lanes.get(user, {})
+        while lanes and len(taken) < count:
+            lane = next(iter(lanes.values()))
+            job = next(iter(lane.values()))
+            self._unpark(job)
+            if job.state is JobState.QUEUED:
+                taken.append(job)
+        return taken + self._take_fifo(user, count - len(taken), ahead=False)
+
+    def take_ahead(self, user: UserId, count: int) -> list[ComputeJob]:
+        """Up to `count` of the user's queued jobs, in order, to send ahead: it stops at an
+        element of a capped array, which must wait for a slot of its array."""
+        return self._take_fifo(user, count, ahead=True)
+
+    def _take_fifo(self, user: UserId, count: int, *, ahead: bool) -> list[ComputeJob]:
         queue = self._by_user.get(user)
         taken: list[ComputeJob] = []
         while queue and len(taken) < count:
-            _, job = queue.popitem(last=False)
+            job = next(iter(queue.values()))
+            if ahead and array_cap_of(job) is not None:
+                break
+            queue.popitem(last=False)
             if job.state is JobState.QUEUED:
                 taken.append(job)
         return taken

@@ -305,9 +305,12 @@ class Store:
         return ComputeJob.from_row(rows[0]) if rows else None
 
     async def list_jobs(
-        self, owner: UserId | None, states: list[str], limit: int, after: str, *, name: str = "", id_prefix: str = ""
+        self, owner: UserId | None, states: list[str], limit: int, after: str, *, name: str = "", id_prefix: str = "",
+        array_id: str = "",
     ) -> list[ComputeJob]:
         query = select(tables.jobs)
+        if array_id:
+            query = query.where(tables.jobs.c.array_id == array_id)
         if owner is not None:
             query = query.where(tables.jobs.c.owner == owner)
         if states:

@@ -56,6 +56,11 @@ jobs = Table(
     # a job array's element: the array (the id of its first job) and the element's index
     Column("array_id", String(32)),
     Column("array_index", Integer),
+    Column("array_cap", Integer),  # how many of the array may hold slots at once (null: no cap)
+    # retries: the end states besides `lost` that start a new attempt ("failed,timed_out"),
+    # and when a retry waiting out its backoff may queue (null: not waiting)
+    Column("retry_on", String(32)),
+    Column("retry_at", Float),
 )
 Index("ix_jobs_owner_id", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_workflow", jobs.c.workflow_id, jobs.c.workflow_run)

@@ -15,6 +15,7 @@ from typing import Any
 from jobvisor.cli import fmt, uploads
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
+from jobvisor.cli.job_extras import add_submit_options, print_submitted, submit_fields
 from jobvisor.cli.resolve import USAGE, resolve_job
 from jobvisor.resources import WALLTIME_FORMS
 
@@ -67,8 +68,7 @@ def build_job(args: argparse.Namespace) -> dict:
         job["driver"] = args.driver
     if args.name:
         job["name"] = args.name
-    if args.max_retries is not None:
-        job["max_retries"] = args.max_retries
+    job.update(submit_fields(args))
     if args.env:
         job["env"] = uploads.parse_env(args.env)
     if args.workdir:
@@ -86,7 +86,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         created = client.call("POST", "/jobs", form=uploads.Form(job, files))
     else:
         created = client.call("POST", "/jobs", body=job)
-    print(created["id"])
+    print_submitted(created)
     return 0
 
 
@@ -214,9 +214,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for key in SLURM_OPTIONS:
         p.add_argument(f"--{key}", help=f"sbatch driver: Slurm {key}" if key != "cluster" else "sbatch driver: the cluster")
     p.add_argument("--name")
-    p.add_argument("--max-retries", type=int, dest="max_retries", metavar="N",
-                   help="start the job again, up to N times, when an attempt ends lost (its agent or node "
-                        "vanished); a failed or timed-out attempt is not retried (default 0)")
+    add_submit_options(p)
     p.add_argument("--entry", help="python code: module:function to call")
     p.add_argument("--params", help="params as JSON (python: the function's args)")
     p.add_argument("--input", action="append", metavar="FILE[:DEST]",

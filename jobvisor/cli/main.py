@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "jobvisor.cli.workflows",
     "jobvisor.cli.events",
     "jobvisor.cli.orchestrator",  # after the modules whose `queue` and `agents` commands it extends
+    "jobvisor.cli.job_extras",
 )
 
 

@@ -39,3 +39,11 @@ def test_a_batch_waits_only_after_a_large_one():
     assert batch_delay(10.006, 10.0, 50, interval=0.005, busy_size=8) == 0.0
     # interval 0: never waits
     assert batch_delay(10.0, 10.0, 500, interval=0.0, busy_size=8) == 0.0
+
+
+def test_retry_backoff_doubles_up_to_its_cap_and_zero_turns_it_off():
+    from supervisor.retries import RetryBackoff
+
+    backoff = RetryBackoff(base=1.0, cap=5.0)
+    assert [backoff.delay(n) for n in (1, 2, 3, 4, 50)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert RetryBackoff(base=0.0).delay(3) == 0.0

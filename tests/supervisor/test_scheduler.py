@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobvisor.ids import JobId, UserId
-from supervisor.compute_job import ComputeJob
+from supervisor.compute_job import ArrayMember, ComputeJob
 from supervisor.scheduler import DriverQueue
 
 
@@ -109,3 +109,55 @@ def test_the_head_of_the_queue_is_the_round_robin_order():
     assert mine == [("c-00000", whole["c-00000"]), ("c-00001", whole["c-00001"])]
     assert queue.head(0) == [] and queue.head(5, UserId("nobody")) == []
     assert len(queue.head(100)) == 8
+
+
+def element(owner: str, array: str, index: int, cap: int) -> ComputeJob:
+    member = ArrayMember(array, index, cap)
+    return ComputeJob(id=JobId(f"{array}-{index:05d}"), owner=UserId(owner), code="shell",
+                      spec=ComputeJob.pack_spec({}, {}), driver="local", cpus=1, created_at=0.0, member=member)
+
+
+def test_a_capped_array_holds_at_most_its_cap_and_starts_in_index_order():
+    queue = DriverQueue("local", cpus_total=8)
+    for index in range(100):
+        queue.push(element("a", "arr", index, cap=3))
+    picks = queue.schedule()
+    assert [j.member.index for j, _ in picks] == [0, 1, 2]
+    assert queue.schedule() == [] and len(queue) == 97 and queue.free == 5
+    started = [j.member.index for j, _ in picks]
+    running = {j.member.index: op for j, op in picks}
+    while len(queue):  # two slots free at once: the next two, still in order
+        for index in sorted(running)[:2]:
+            running.pop(index).destroy()
+        more = queue.schedule()
+        assert len(more) <= 2 and len(running) + len(more) <= 3
+        started += [j.member.index for j, _ in more]
+        running.update({j.member.index: op for j, op in more})
+    assert started == list(range(100))
+
+
+def test_a_users_other_jobs_pass_their_capped_array_and_others_arrays_are_their_own():
+    queue = DriverQueue("local", cpus_total=8)
+    for index in range(5):
+        queue.push(element("a", "arr", index, cap=1))
+    queue.push(job("a", 0))
+    for index in range(3):
+        queue.push(element("b", "brr", index, cap=2))
+    picked = sorted(j.id for j, _ in queue.schedule())
+    assert picked == ["a-00000", "arr-00000", "brr-00000", "brr-00001"]
+    assert queue.position(next(j for j in queue.queued_jobs() if j.id == "arr-00001")) is None  # waits for its cap
+    assert queue.take_ahead(UserId("a"), 5) == []  # a capped array's elements are never sent ahead
+    taken = queue.take(UserId("a"), 10)  # to hold or fail them: parked ones too, in order
+    assert [j.id for j in taken] == ["arr-00001", "arr-00002", "arr-00003", "arr-00004"]
+
+
+def test_a_removed_parked_element_leaves_its_lane():
+    queue = DriverQueue("local", cpus_total=2)
+    elements = [element("a", "arr", index, cap=1) for index in range(3)]
+    for e in elements:
+        queue.push(e)
+    ((first, op),) = queue.schedule()
+    assert queue.remove(elements[1]) and not queue.remove(elements[1])
+    op.destroy()
+    ((nxt, _),) = queue.schedule()
+    assert first is elements[0] and nxt is elements[2] and len(queue) == 0

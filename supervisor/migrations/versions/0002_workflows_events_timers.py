@@ -26,6 +26,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("workflow_run", sa.Integer))
         batch.add_column(sa.Column("array_id", sa.String(32)))
         batch.add_column(sa.Column("array_index", sa.Integer))
+        batch.add_column(sa.Column("array_cap", sa.Integer))
+        batch.add_column(sa.Column("retry_on", sa.String(32)))
+        batch.add_column(sa.Column("retry_at", sa.Float))
     op.create_index("ix_jobs_workflow", "jobs", ["workflow_id", "workflow_run"])
     op.create_index("ix_jobs_array", "jobs", ["array_id"])
     op.create_index("ix_jobs_owner_name", "jobs", ["owner", "name"])
@@ -94,5 +97,5 @@ def downgrade() -> None:
     op.drop_index("ix_jobs_array", "jobs")
     op.drop_index("ix_jobs_workflow", "jobs")
     with op.batch_alter_table("jobs") as batch:
-        for column in ("array_index", "array_id", "workflow_run", "workflow_job", "workflow_id"):
+        for column in ("retry_at", "retry_on", "array_cap", "array_index", "array_id", "workflow_run", "workflow_job", "workflow_id"):
             batch.drop_column(column)
