@@ -1,5 +1,5 @@
 """One workflow document, with only `driver` (and the cluster) changed, run on a real Docker
-engine and on the real Slurm testbed: its dependencies and its `$ref`
+engine and on the real Slurm testbed: its dependencies, its `$ref` and its file between jobs
 work there as they do locally (tests/integration/test_workflows.py)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def document(driver: str, **resources) -> dict:
-    """prep -> (a, b) -> report; a takes prep's result by $ref."""
+    """prep -> (a, b) -> report; a takes prep's result by $ref and prep's file as an input."""
     def job(name: str, script: str, **more) -> dict:
         out = {"name": name, "code": "shell", "params": {"script": script}, "driver": driver, **more}
         if resources:
@@ -26,7 +26,8 @@ def document(driver: str, **resources) -> dict:
 
     return {"name": f"same-on-{driver}", "jobs": [
         job("prep", "echo mesh > mesh.txt && " + result_script('{"size": "7"}'), outputs=["mesh.txt"]),
-        {**job("a", ""), "params": {"argv": ["sh", "-c", 'echo "size $0"', {"$ref": "prep.result.size"}]}},
+        {**job("a", ""), "params": {"argv": ["sh", "-c", 'echo "size $0"; cat in.txt', {"$ref": "prep.result.size"}]},
+         "inputs": [{"job": "prep", "path": "mesh.txt", "dest": "in.txt"}]},
         job("b", "echo b", after=["prep"]),
         job("report", "echo report", after=["a", "b"]),
     ]}
@@ -37,7 +38,7 @@ async def check_run(api: Api, document: dict) -> dict:
     done = await wait_workflow(api, wf["id"], timeout=180)
     jobs = by_name(done)
     assert done["state"] == "completed", (done["reason"], [(j["name"], j["state"], j["reason"]) for j in done["jobs"]])
-    assert await api.log(jobs["a"]["job_id"]) == b"size 7\n"
+    assert await api.log(jobs["a"]["job_id"]) == b"size 7\nmesh\n"
     assert jobs["report"]["started_at"] >= max(jobs["a"]["finished_at"], jobs["b"]["finished_at"])
     assert jobs["a"]["started_at"] >= jobs["prep"]["finished_at"]
     return jobs
@@ -54,6 +55,12 @@ async def test_the_document_on_docker(tmp_path):
         assert job["driver"] == "docker" and job["workflow_job"] == "a"
         agents = [a for a in (await api.request("GET", "/agents"))["agents"] if a["kind"] == "docker"]
         assert len(agents) == 1  # the workflow's jobs shared the user's one docker agent
+        # across drivers that share no file system: the file goes through the supervisor
+        across = document("docker")
+        across["name"] = "across"
+        across["jobs"][0]["driver"] = "local"
+        jobs = await check_run(api, across)
+        assert (await api.job(jobs["prep"]["job_id"]))["driver"] == "local"
     finally:
         await api.close()
         server.cleanup()
