@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from jobvisor import env_names
 from jobvisor.config import AgentConfig, Config, load_config
 from jobvisor.errors import ConfigError
+from jobvisor.job_limits import probe
 from jobvisor.limits import MAX_MESSAGE_BYTES
 from jobvisor.logs import setup_logging
 
 from agent.connection import Connection
 from agent.core import AgentCore
 from agent.local import LocalBackend
+from agent.job_limits import JobLimits
 from agent.oom import OomCounter
 from agent.runner import Runner
 
@@ -88,6 +90,11 @@ class Agent:
         self._stopping = False
         self._keep_jobs = False  # KillAgent(cancel_jobs=False): leave the jobs running
         self.oom = OomCounter.for_environment(self.job_env)  # in a container: name OOM kills
+        # the local driver's agents enforce each job's memory and cpus ([local] limits, passed on)
+        setting = os.environ.get(env_names.config_name("local", "limits"))
+        self.limits = JobLimits(probe(setting)) if setting and setting != "none" else None
+        if self.limits is not None:
+            logger.info("agent %s: job limits by %s (%s)", settings.agent_id, self.limits.kind, self.limits.mode.why)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -97,7 +104,7 @@ class Agent:
             self.core = build(self, loop)
         else:
             self.runner = Runner(loop, self.job_env, on_exit=self._on_exit, spawn_threads=self.settings.config.spawn_threads)
-            self.local = LocalBackend(self.runner, self.settings.config.cancel_grace, oom=self.oom)
+            self.local = LocalBackend(self.runner, self.settings.config.cancel_grace, oom=self.oom, limits=self.limits)
             self.core = AgentCore(
                 self.settings.agent_id, self.settings.config, self.connection, self.local,
                 io_timeout=self.settings.io_timeout, max_message_bytes=self.settings.max_message_bytes,

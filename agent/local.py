@@ -21,6 +21,7 @@ from job_cmd.fsutil import PROGRESS_FILE
 from agent import tail
 from agent.backend import CoreEvents, Handle
 from agent.jobs import Ending, JobRecord, Running, Spawning, exit_outcome, walltime_reason
+from agent.job_limits import JobLimits
 from agent.oom import OomCounter
 
 logger = logging.getLogger(__name__)
@@ -64,10 +65,12 @@ class LocalBackend:
     acks_runs = False  # the first report (running, moments later) acknowledges the run
     still_there = "still running on agent {agent}"
 
-    def __init__(self, processes: Processes, cancel_grace: float, oom: OomCounter | None = None) -> None:
+    def __init__(self, processes: Processes, cancel_grace: float, oom: OomCounter | None = None,
+                 limits: JobLimits | None = None) -> None:
         self.processes = processes
         self.cancel_grace = cancel_grace
         self.oom = oom  # in a container: tells out-of-memory kills apart
+        self.limits = limits  # the local driver's: each job's memory and cpus
         self.core: CoreEvents | None = None
 
     def bind(self, core: CoreEvents) -> None:
@@ -91,11 +94,11 @@ class LocalBackend:
     def launch(self, job: JobRecord, launch: Launch, env: dict[str, str], resources: Resources) -> None:
         job.phase = Spawning()
         try:
-            self.processes.spawn(job, launch, env, lambda result: self._spawned(job, launch, result))
+            self.processes.spawn(job, launch, env, lambda result: self._spawned(job, launch, result, resources))
         except OSError as exc:
             self.core.fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
 
-    def _spawned(self, job: JobRecord, launch: Launch, result: Any) -> None:
+    def _spawned(self, job: JobRecord, launch: Launch, result: Any, resources: Resources | None = None) -> None:
         """The fork/exec finished (perhaps in a worker thread, so the loop never waits on it)."""
         spawning = job.phase
         if not isinstance(spawning, Spawning):  # cannot happen: only a start ends a Spawning phase
@@ -104,6 +107,8 @@ class LocalBackend:
         if isinstance(result, BaseException):
             return self.core.fail_to_start(job, f"cannot start {launch.argv[0]!r}: {result.strerror or result}")
         job.pid = result.pid
+        if self.limits is not None and resources is not None:
+            self.limits.apply(job, resources)
         job.phase = running = Running(spawning.ending, spawning.forget, spawning.timers, result)
         if running.ending is not None:  # canceled (or the agent stopped) while it was being started
             self.processes.signal_group(job, signal.SIGTERM)
@@ -155,6 +160,10 @@ class LocalBackend:
         core.slot_freed()
         live = job.live
         ending = live.ending if live is not None else None
+        if self.limits is not None:
+            out_of_memory = self.limits.finish(job, returncode)
+            if ending is None and out_of_memory is not None:
+                ending = (JobState.FAILED, out_of_memory)
         if ending is None and self.oom is not None:
             reason = self.oom.explain(returncode)
             if reason is not None:

@@ -218,7 +218,8 @@ def schemas() -> dict:
             "properties": {
                 "job": {"oneOf": [ref("JobSubmission"), {"type": "array", "items": ref("JobSubmission"), "minItems": 1}]},
                 "file": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"},
-                         "description": "Input files; each part's filename is its path in the run dir"},
+                         "description": "Input files; each part's filename is its path in the run dir "
+                                        "(percent-decoded: a client may send data%2Fin.txt for data/in.txt)"},
             },
         },
         "Resubmit": {
@@ -404,6 +405,9 @@ def schemas() -> dict:
                 "uptime": {"type": "number", "description": "Seconds since the supervisor started"},
                 "started_at": {"type": "string", "format": "date-time"},
                 "gateway": {"type": "object"},
+                "drivers": {"type": "object", "description": "Each driver in use by target: the local driver says how "
+                            "it enforces jobs' memory and cpus (limits: cgroup, rlimit or none; memory; cpus; why)",
+                            "additionalProperties": {"type": "object"}},
             },
         },
     }

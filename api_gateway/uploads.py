@@ -1,5 +1,5 @@
 """`POST /jobs` as `multipart/form-data`: a part `job` (the JSON job, or a list of jobs) and
-parts `file`, each file's `filename` being its path in the run dir.
+parts `file`, each file's `filename` being its path in the run dir (percent-decoded).
 
 The files are streamed to the supervisor in slices (`UploadInput`, each well under the message
 limit), never held whole here; the submit then names the upload, and every job of it gets all
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.parse
 from typing import Any
 
 from aiohttp import web
@@ -64,7 +65,7 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
         elif part.name == FILE_PART:
             field = f"file[{index}]"
             index += 1
-            path = check_input_path(part.filename, field=field)
+            path = check_input_path(_filename(part), field=field)
             if path in paths:
                 raise InvalidRequest(f"two files go to {path!r}", field=field)
             paths.add(path)
@@ -76,6 +77,18 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
         raise InvalidRequest(f"the form has no '{JOB_PART}' part (the job as JSON)", field="job")
     specs, many = parse_job_specs(job, config.max_batch)
     return specs, many, upload_id if paths else ""
+
+
+def _filename(part: BodyPartReader) -> str | None:
+    """The part's filename, percent-decoded: some clients (aiohttp's, for one) percent-encode
+    the `/` of a path (`data%2Fin.txt`); a literal `%` is then sent as `%25`."""
+    name = part.filename
+    if not name or "%" not in name:
+        return name
+    try:
+        return urllib.parse.unquote(name, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"file name {name!r} is not UTF-8 once percent-decoded", field="file") from None
 
 
 async def _read_chunk(part: BodyPartReader) -> bytes:

@@ -174,6 +174,11 @@ class DriverBase(abc.ABC):
         None. The supervisor keeps such a user's jobs `queued` with this reason meanwhile."""
         return None
 
+    def status(self) -> dict:
+        """Facts about this driver instance for `GET /status` (the local driver: how it enforces
+        jobs' memory and cpus)."""
+        return {}
+
     def input_source(self, stored: Path) -> str | None:
         """Where this driver's agents see a file the supervisor keeps (an uploaded input), or
         None when they cannot (another host: the supervisor sends its bytes)."""

@@ -19,6 +19,7 @@ from drivers.leftovers import stop_leftovers
 from drivers.process_watch import PidWatch, pid_alive
 from jobvisor import env_names
 from jobvisor.code_names import installed_codes
+from jobvisor.job_limits import LimitMode, probe
 from jobvisor.errors import InvalidRequest, driver_os_error
 from jobvisor.ids import AgentId, JobId, UserId
 
@@ -37,6 +38,7 @@ class LocalDriver(DriverBase):
         self._exits: set[asyncio.Future] = set()
         self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
         self._run_root: str | None = None
+        self._limits: LimitMode | None = None
 
     @property
     def cpus_total(self) -> int:
@@ -50,6 +52,16 @@ class LocalDriver(DriverBase):
         if self._run_root is None:  # asked once per job sent: joined as strings
             self._run_root = str(self.run_root)
         return os.path.join(self._run_root, user, job_id)
+
+    @property
+    def limits(self) -> LimitMode:
+        """How this machine enforces jobs' memory and cpus (probed once; `jobvisor status`)."""
+        if self._limits is None:
+            self._limits = probe(self._cfg.limits)
+        return self._limits
+
+    def status(self) -> dict:
+        return self.limits.view()
 
     def input_source(self, stored: Path) -> str | None:
         return str(stored)  # the agent runs on this machine: it links the file
@@ -79,6 +91,7 @@ class LocalDriver(DriverBase):
         env = dict(os.environ)
         env.update(agent_settings_env(self.config))  # as `up` read them, --config included
         env.update(agent_env(spec, spec.url))
+        env[env_names.config_name("local", "limits")] = self._cfg.limits  # its jobs' memory and cpus
         env[env_names.AGENT_TOKEN] = spec.token
         log_path = log_dir / f"{spec.agent_id}.log"
         try:

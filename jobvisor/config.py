@@ -19,6 +19,7 @@ from typing import Any
 
 from jobvisor import env_names
 from jobvisor.errors import ConfigError
+from jobvisor.job_limits import SETTINGS as LIMIT_SETTINGS
 from jobvisor.limits import MAX_MESSAGE_BYTES
 from jobvisor.protocol import AGENT_PATH
 
@@ -135,6 +136,10 @@ class LocalDriverConfig:
     stop_timeout: float = _doc("Seconds between SIGTERM and SIGKILL when an agent is stopped.", default=5.0)
     workdirs: str = _doc("Directories (comma separated) under which a job may run in place (`workdir`, `jobvisor submit --workdir`) instead of in its own run dir. Such a job reads and writes there directly, beside whatever else is there, so this leaves the run dir's isolation: empty (the default) allows none.", default="")
     limits: str = _doc("How the local driver enforces a job's memory and cpus: 'auto' (cgroups v2 where this process may make them: root, or a delegated cgroup; else RLIMIT_AS for memory and no cpu limit), 'cgroup', 'rlimit', or 'none'.", default="auto")
+
+    def __post_init__(self) -> None:
+        if self.limits not in LIMIT_SETTINGS:
+            raise ConfigError(f"[local] limits: {self.limits!r} is not one of {', '.join(LIMIT_SETTINGS)}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState
 from supervisor.compute_job import ArrayMember, ComputeJob
 from supervisor.core import Supervisor
+from supervisor.targets import DEFAULT_DRIVER
 from supervisor.orchestrator import OrchestratorHandlers
 from supervisor.submit import resubmit_spec
 
@@ -375,4 +376,11 @@ class RequestHandlers:
             "version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
             "agents": len(self.core.agents.by_id), "uptime": time.time() - self.core.started,
             "started_at": iso(self.core.started),
+            "drivers": self._driver_status(),
         }
+
+    def _driver_status(self) -> dict:
+        """Facts of each driver in use (always the local one: how it enforces memory and cpus)."""
+        targets = self.core.targets
+        targets.driver(DEFAULT_DRIVER)
+        return {target: driver.status() for target, driver in sorted(targets.drivers.items())}

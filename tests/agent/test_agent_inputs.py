@@ -1,8 +1,11 @@
 """The real agent process places a job's inputs, env and working directory before the start."""
 
 import os
+import sys
 
 from jobvisor.protocol import InputChunk, InputFile, RunJob
+
+from tests.agent.stub_supervisor import AgentProcess
 
 
 def run(job_id, run_dir, params, **kw):
@@ -70,3 +73,33 @@ async def test_a_job_with_a_workdir_runs_there_and_logs_in_its_run_dir(superviso
     await supervisor.status("w1", "completed")
     assert bytes(supervisor.logs["w1"]).decode() == f"in place\n{place}\n"
     assert (place / "made.txt").exists() and (tmp_path / "w1" / "output.log").exists()
+
+
+async def test_a_job_over_its_memory_limit_fails_out_of_memory(supervisor, tmp_path):
+    """For real, on this machine: RLIMIT_AS where cgroup v2 has no memory controller (or is not
+    ours), a cgroup v2 where it is; either way the reason says "out of memory"."""
+    agent = AgentProcess(supervisor.url, tmp_path)
+    agent.env["JOBVISOR_LOCAL_LIMITS"] = "auto"  # as the local driver passes its setting
+    agent.start()
+    try:
+        await _hog_jobs(supervisor, tmp_path)
+    finally:
+        agent.kill()
+
+
+async def _hog_jobs(supervisor, tmp_path):
+    from jobvisor.job_limits import probe
+
+    hog = [sys.executable, "-c", "b = bytearray(800 * 1024 * 1024); print('allocated', len(b))"]
+    await supervisor.send(
+        RunJob("hog", 1, "shell", {"argv": hog}, {"memory": 100 * 1024**2}, str(tmp_path / "hog")),
+        RunJob("fits", 1, "shell", {"argv": [sys.executable, "-c", "b = bytearray(20 * 1024 * 1024); print('ok')"]},
+               {"memory": 100 * 1024**2}, str(tmp_path / "fits")),
+        RunJob("free", 1, "shell", {"argv": hog}, {}, str(tmp_path / "free")),
+    )
+    failed = (await supervisor.status("hog", "failed")).report
+    assert failed.reason.startswith("out of memory"), failed.reason
+    assert "100 MiB" in failed.reason
+    assert ("RLIMIT_AS" in failed.reason) == (probe().kind == "rlimit")
+    assert (await supervisor.status("fits", "completed")).report.exit_code == 0
+    assert (await supervisor.status("free", "completed")).report.exit_code == 0  # no limit asked: none set
