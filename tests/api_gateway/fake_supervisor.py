@@ -260,7 +260,9 @@ class FakeSupervisor:
             for j in self.jobs.values():
                 counts[str(j.state)] = counts.get(str(j.state), 0) + 1
             return {"version": __version__, "protocol_version": PROTOCOL_VERSION, "counts": counts,
-                    "agents": 0, "uptime": time.time() - self.started, "started_at": iso(self.started)}
+                    "agents": 0, "uptime": time.time() - self.started, "started_at": iso(self.started),
+                    "drivers": {"local": {"limits": "none", "memory": "not enforced", "cpus": "not enforced",
+                                          "why": "the fake supervisor runs nothing"}}}
         if isinstance(m, ListEvents):
             limit = max(1, min(m.limit, 1000))
             page = [e for e in self.events if e.id > m.since and (m.caller.is_admin or e.owner == m.caller.user)
