@@ -121,6 +121,8 @@ class WorkflowBook:
             if where is None:
                 where = seen[key] = self._place(spec, f"jobs[{i}].")
             placed.append(where)
+            if spec.env or spec.workdir:  # checked where the job is made: made once here, for its errors
+                self._make_job(UserId(""), spec, 0.0, f"jobs[{i}].", placed=where)
         index = doc.index() if any(job.inputs for job in doc.jobs) else {}
         for i, job in enumerate(doc.jobs):
             for k, item in enumerate(job.inputs):

@@ -197,6 +197,9 @@ async def test_configuration_checks_name_the_job(core, driver):
     with pytest.raises(InvalidRequest) as info:
         await core.workflows.publish(ALICE, doc(job("a"), job("b", "a", resources={"cpus": 64})), "", False)
     assert info.value.field == "jobs[1].resources.cpus"
+    with pytest.raises(InvalidRequest) as info:
+        await core.workflows.publish(ALICE, doc(job("a"), job("b", "a", workdir="/not/allowed")), "", False)
+    assert info.value.field == "jobs[1].workdir"
     core.workflows.cfg = dataclasses.replace(core.workflows.cfg, max_transfer=0)
     across = doc(job("a", outputs=["f"]), job("b", driver="local", inputs=[{"job": "a", "path": "f"}]))
     with pytest.raises(InvalidRequest) as info:
