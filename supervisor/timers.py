@@ -8,7 +8,8 @@ records its outcome, `last_at` and `next_at`:
     executed  the workflow was started
     skipped   the workflow was still running (the engine answered Conflict), or this timer's
               previous firing had not returned yet; the reason is recorded
-    failed    any other error (the workflow was deleted, the engine is unavailable...)
+    failed    any other error; a workflow that no longer exists stops the timer (no next
+              firing; it stays listed, with the reason, until it is deleted)
 
 Firings missed while the supervisor was down are not replayed one by one: a timer whose
 `next_at` passed fires once at start (the reason says "catch-up"), then keeps its schedule.
@@ -230,6 +231,10 @@ class Timers:
                 outcome, detail = Outcome.EXECUTED, reason
             except Conflict as exc:
                 outcome, detail = Outcome.SKIPPED, f"the workflow is still running ({exc.detail})"
+            except NotFound as exc:  # the workflow was deleted: nothing to fire any more
+                outcome, detail = Outcome.FAILED, f"{exc.detail}; the timer stops"
+                timer.next_at = None
+                self._arm(timer)
             except OpError as exc:
                 outcome, detail = Outcome.FAILED, exc.detail
             except Exception as exc:  # an engine bug must not stop the timer's next firings

@@ -86,10 +86,19 @@ async def test_a_running_workflow_is_skipped_and_errors_are_recorded(tmp_path, d
         engine.fail = NotFound("no workflow 'w2'")
         other = await timers.add(timers.new("w2", ALICE, at=_soon()))
         await until(lambda: other.info.get("outcome") is not None)
-        assert other.view()["last_outcome"] == "failed" and other.view()["last_reason"] == "no workflow 'w2'"
+        assert other.view()["last_outcome"] == "failed" and other.view()["last_reason"] == "no workflow 'w2'; the timer stops"
+
+        engine.fail = NotFound("no workflow 'w3'")
+        gone = await timers.add(timers.new("w3", ALICE, every="1"))
+        await until(lambda: gone.info.get("outcome") is not None)
+        assert gone.next_at is None and gone.handle is None  # a deleted workflow's timer fires no more
+        await asyncio.sleep(1.3)
+        assert gone.info["fired"] == 1
         await store.committed()
     async with opened(tmp_path, database.store_url, Engine()) as (store, timers):
-        assert {t.id: t.view()["last_outcome"] for t in timers.list(None)} == {timer.id: "skipped", other.id: "failed"}
+        assert {t.id: t.view()["last_outcome"] for t in timers.list(None)} == {
+            timer.id: "skipped", other.id: "failed", gone.id: "failed"}
+        assert all(t.next_at is None for t in timers.list(None))
 
 
 async def test_delete_and_owners(tmp_path, database):
