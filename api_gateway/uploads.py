@@ -69,7 +69,8 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
             if path in paths:
                 raise InvalidRequest(f"two files go to {path!r}", field=field)
             paths.add(path)
-            total = await _stream_file(request, caller, upload_id, path, part, total, config.max_input_bytes)
+            total = await _stream_file(request, caller, upload_id, path, part, total, config.max_input_bytes,
+                                       upload_slice(request.app[CONFIG].supervisor.max_message_bytes))
         else:
             raise InvalidRequest(f"unknown form part {part.name!r}; the form has a '{JOB_PART}' part and "
                                  f"'{FILE_PART}' parts", field=part.name or "body")
@@ -110,8 +111,13 @@ async def _json_part(part: BodyPartReader, limit: int) -> Any:
         raise InvalidRequest(f"the 'job' part is not valid JSON: {exc}", field="job") from None
 
 
+def upload_slice(max_message_bytes: int) -> int:
+    """Bytes of one UploadInput: a quarter of a message at most, so it fits over HTTP too."""
+    return max(1, min(IO_CHUNK_BYTES, max_message_bytes // 4))
+
+
 async def _stream_file(request: web.Request, caller: Caller, upload_id: str, path: str, part: BodyPartReader,
-                       total: int, limit: int) -> int:
+                       total: int, limit: int, slice_bytes: int) -> int:
     """One file to the supervisor, slice by slice; the running total of the form's files."""
     offset = 0
     pending = bytearray()
@@ -121,11 +127,14 @@ async def _stream_file(request: web.Request, caller: Caller, upload_id: str, pat
         if total > limit:
             raise TooLarge(f"the files are over gateway.max_input_bytes ({limit} bytes)", field="file")
         pending += chunk
-        if chunk and len(pending) < IO_CHUNK_BYTES:
+        if chunk and len(pending) < slice_bytes:
             continue
-        if pending or offset == 0:  # an empty file is made too
-            await op(request, UploadInput(caller, upload_id, path, offset, bytes(pending)))
-            offset += len(pending)
-            pending.clear()
+        if not pending and offset == 0:  # an empty file is made too
+            await op(request, UploadInput(caller, upload_id, path, 0, b""))
+        while pending and (len(pending) >= slice_bytes or not chunk):
+            piece = bytes(pending[:slice_bytes])
+            await op(request, UploadInput(caller, upload_id, path, offset, piece))
+            offset += len(piece)
+            del pending[:slice_bytes]
         if not chunk:
             return total

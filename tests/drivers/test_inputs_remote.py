@@ -1,0 +1,70 @@
+"""Job inputs where the agent cannot see the supervisor's files: their bytes travel in the run
+(or ahead of it in InputChunk slices under the message limit), on a real Docker engine and on
+the real Slurm testbed. A 1 MiB message limit makes a 3 MiB file go in twelve slices."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+
+import aiohttp
+import pytest
+
+from tests.contract.backends import BACKENDS, require
+from tests.drivers import dockerbed, slurmbed
+from tests.harness import Api, JobvisorProcess
+
+pytestmark = pytest.mark.integration
+
+SMALL_LIMIT = str(1024 * 1024)  # [supervisor] max_message_bytes of these servers (and their agents)
+BIG = os.urandom(3 * 1024 * 1024 + 5)
+SCRIPT = "sha256sum big.bin | cut -d' ' -f1; cat notes/small.txt; echo \"$FOO\""
+
+
+def form(job: dict) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    data.add_field("job", json.dumps(job), content_type="application/json")
+    data.add_field("file", io.BytesIO(BIG), filename="big.bin", content_type="application/octet-stream")
+    data.add_field("file", b"small one\n", filename="notes/small.txt", content_type="application/octet-stream")
+    return data
+
+
+def expected_log() -> bytes:
+    return f"{hashlib.sha256(BIG).hexdigest()}\nsmall one\nbar\n".encode()
+
+
+async def test_inputs_reach_a_docker_agent_as_bytes_in_slices(tmp_path):
+    require(BACKENDS["docker"])
+    server = JobvisorProcess(tmp_path / "state", env={**dockerbed.server_env(),
+                                                       "JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES": SMALL_LIMIT})
+    await asyncio.to_thread(server.start)
+    api = Api(server.url, server.token)
+    try:
+        job = {"code": "shell", "params": {"script": SCRIPT}, "driver": "docker", "env": {"FOO": "bar"}}
+        submitted = await api.request("POST", "/jobs", data=form(job))
+        done = await api.wait_state(submitted["id"], {"completed", "failed"}, timeout=90)
+        assert done["state"] == "completed", done["reason"]
+        assert await api.log(submitted["id"]) == expected_log()
+    finally:
+        await api.close()
+        server.cleanup()
+        dockerbed.remove_containers(server.state_dir)
+
+
+async def test_inputs_reach_a_slurm_job_as_bytes_in_slices(make_server, monkeypatch):
+    monkeypatch.setenv("JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES", SMALL_LIMIT)
+    server = make_server()
+    api = Api(server.url, server.token)
+    try:
+        await api.request("POST", f"/clusters/{slurmbed.CLUSTER}/login", json={"username": slurmbed.user(), "method": "key"})
+        job = {"code": "shell", "params": {"script": SCRIPT}, "driver": "sbatch", "env": {"FOO": "bar"},
+               "resources": {"cluster": slurmbed.CLUSTER}}
+        submitted = await api.request("POST", "/jobs", data=form(job))
+        done = await api.wait_state(submitted["id"], {"completed", "failed"}, timeout=120)
+        assert done["state"] == "completed", done["reason"]
+        assert await api.log(submitted["id"]) == expected_log()
+    finally:
+        await api.close()
