@@ -200,7 +200,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "list", help="list your jobs (an admin: everyone's)",
-        description="Your jobs, newest first (an admin sees everyone's, with an OWNER column). NAME is the "
+        description="Your jobs, newest first (an admin sees everyone's: an OWNER column when more than one user's "
+                    "are listed). NAME is the "
                     "job's name, or what it runs; RUN TIME is its current attempt's; EXIT/REASON says how "
                     "it ended, or why it waits. Times are local.",
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
 import signal
 import sys
@@ -69,6 +71,28 @@ async def test_list_watch_prints_each_change_when_not_a_terminal(real_cli):
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0 and b"Traceback" not in err
     assert b"\x1b[" not in seen + out  # no redraw codes off a terminal
+    await cli.run("cancel", job_id)
+
+
+async def test_list_watch_redraws_in_place_on_a_terminal(real_cli):
+    cli = real_cli
+    job_id = await submit(cli, "--name", "tty", "--", "sleep", "30")
+    master, slave = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobvisor.cli.main", "list", "--watch", "--interval", "0.2",
+        stdout=slave, stderr=asyncio.subprocess.PIPE, env=cli.environ(), cwd=str(ROOT))
+    os.close(slave)
+    output = bytearray()
+    loop = asyncio.get_running_loop()
+    try:
+        while output.count(b"\x1b[H\x1b[2J") < 3:  # three draws, each from the top of a cleared screen
+            output += await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 65536), 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        os.close(master)
+    draws = output.decode().split("\x1b[H\x1b[2J")[1:]
+    assert all("(Ctrl-C ends)" in d and "EXIT/REASON" in d and job_id in d for d in draws[:2]), draws
     await cli.run("cancel", job_id)
 
 
