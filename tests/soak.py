@@ -571,7 +571,7 @@ def findings_markdown(result: SoakResult, title: str) -> str:
         out.extend(f"- {problem}" for problem in item["problems"])
         out.append(f"- markers (attempts the job itself wrote): {item['markers']}")
         out.append("- history:")
-        out.extend(f"  - {entry['at'] - t0:8.3f} s  attempt {entry['attempt']} {entry['state']}: {entry['reason']}"
+        out.extend(f"  - {unix_of(entry['at']) - t0:8.3f} s  attempt {entry['attempt']} {entry['state']}: {entry['reason']}"
                    for entry in job.get("history", []))
         out.append("- kills around it: " + (", ".join(f"{k['at'] - t0:.2f} s {k['target']} {k['pid']}"
                                                     f"{' (' + k['note'] + ')' if k['note'] else ''}"

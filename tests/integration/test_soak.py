@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from jobvisor.isotime import iso
-from tests.soak import JobPlan, SoakOptions, check_job, check_times, findings_markdown, report_lines, run_soak
+from tests.soak import JobPlan, SoakOptions, SoakResult, check_job, check_times, findings_markdown, report_lines, run_soak
 
 JOBS = 600
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "soak"
@@ -124,3 +124,13 @@ def test_a_history_whose_times_run_backwards_is_noted():
     job["history"][1]["at"] = iso(101.0 + 1.5)  # `starting` stamped after the running and the end
     assert check_times(job["history"]) == ["history goes back in time by 0.500 s at running (attempt 1)"]
     assert check_job(job, PLAN, [1], PLAN.expected_log("j1", 1)) == []  # a note, not a failure
+
+
+def test_findings_give_history_times_as_seconds_from_the_start():
+    job = record("lost", 1, [(1, "queued"), (1, "starting"), (1, "lost")])
+    result = SoakResult(jobs=1, states={"lost": 1}, markers=0, retries=0, retried_jobs=0, up_kills=0, agent_kills=1,
+                        seconds=3.0, settle_seconds=1.0, problems=["p"], notes=[], kills=[],
+                        evidence=[{"job": job, "markers": [], "problems": ["p"], "log_head": None, "kills_around": []}],
+                        started_at=99.5)
+    text = findings_markdown(result, "t")
+    assert "  -    0.500 s  attempt 1 queued" in text and "  -    2.500 s  attempt 1 lost" in text
