@@ -33,3 +33,11 @@ def test_the_largest_values_still_pack():
     wire = parsed.to_wire()
     assert msgpack.unpackb(msgpack.packb(wire)) == wire
     assert Resources.parse({"memory": "1.5G"}).memory == 1536 * 1024**2
+
+
+@pytest.mark.parametrize("text", ["x-01:00:00", "1:2:3:4", "ninety", "1-aa:00:00"])
+def test_a_walltime_in_no_form_gets_the_one_message(text):
+    with pytest.raises(InvalidRequest) as info:
+        Resources.parse({"walltime": text})
+    assert info.value.detail == f"walltime {text!r} is not HH:MM:SS, MM:SS, D-HH:MM:SS or seconds"
+    assert info.value.field == "resources.walltime"
