@@ -73,7 +73,11 @@ def format_status(status: dict) -> str:
         events = "connected" if gateway.get("events_connected") else "NOT connected"
         lines.append(f"gateway  {gateway.get('version', '?')}, event stream {events}, "
                      f"{gateway.get('event_subscribers', 0)} subscriber(s)")
-    known = {"version", "protocol_version", "uptime", "started_at", "agents", "counts", "gateway"}
+    for target, facts in sorted((status.get("drivers") or {}).items()):
+        if isinstance(facts, dict) and "limits" in facts:  # how the local driver enforces jobs' memory and cpus
+            lines.append(f"{target.ljust(8)} memory: {facts.get('memory')}; cpus: {facts.get('cpus')}"
+                         + (f" ({facts['why']})" if facts.get("why") else ""))
+    known = {"version", "protocol_version", "uptime", "started_at", "agents", "counts", "gateway", "drivers"}
     for key in sorted(k for k in status if k not in known):  # what a newer server adds
         value = status[key]
         lines.append(f"{key.ljust(8)} {json.dumps(value) if isinstance(value, (dict, list)) else value}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from jobvisor.job_limits import probe
 from real_env import RealEnv
 
 
@@ -61,6 +62,9 @@ async def test_a_bare_memory_number_is_megabytes_as_in_slurm(real_cli, real):
     assert job["resources"]["memory"] == 512 * 1024 * 1024
     helped = await real_cli.run("submit", "--help")
     assert "a bare number is megabytes" in helped.out
+    status = await real_cli.run("status")  # says how this machine enforces it
+    mode = probe()
+    assert status.rc == 0 and f"local    memory: {mode.view()['memory']}; cpus: {mode.view()['cpus']} ({mode.why})" in status.out
 
 
 async def test_early_refusals_name_the_field(real_cli, tmp_path):
