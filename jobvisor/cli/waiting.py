@@ -163,15 +163,23 @@ class Follower:
                 return False
             try:
                 self._follow_events(deadline)
+                if not self.pending:
+                    break
+                # the stream ended (a gateway going down, a slow reader told to reconnect):
+                # subscribe again after a pause, never past the deadline
             except (ApiError, TimeoutError, OSError, ValueError) as exc:
                 if isinstance(exc, ApiError) and exc.http_status in (401, 403, 404):
                     raise
-                if deadline is not None:  # no stream: poll, never sleeping past the deadline
-                    time.sleep(max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
-                else:
-                    time.sleep(POLL_SECONDS)
+                self._pause(deadline)  # no stream: poll
                 self._refresh(self.pending)
+                continue
+            self._pause(deadline)
         return True
+
+    @staticmethod
+    def _pause(deadline: float | None) -> None:
+        left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
+        time.sleep(max(0.0, min(POLL_SECONDS, left)))
 
     def _follow_events(self, deadline: float | None) -> None:
         """One subscription: re-read the jobs right after subscribing (a change between the
