@@ -271,3 +271,31 @@ async def test_listing_paging_and_agents_read_alike_on_each_database(tmp_path, d
         assert (agent.id, agent.user, agent.kind, agent.info) == ("a1", "alice", "local", {"pid": 7})
     finally:
         await store.close()
+
+
+async def test_jobs_by_name_and_by_id_prefix(tmp_path, database):
+    """GET /jobs?name= and ?id_prefix=: the prefix is a range of the primary key, which must
+    mean the same on both databases (bytewise: collation C on PostgreSQL)."""
+    store = Store(database.store_url, LogStore(tmp_path / "logs"))
+    await store.open()
+    try:
+        ids = ["j01ab0", "j01ab1", "j01abz", "j01ac0", "j01a", "j02ab0", "j01ab-_", "j01aB0"]
+        jobs = [ComputeJob(id=job_id, owner="bob" if job_id == "j01abz" else "alice", code="shell", spec=b"\x90",
+                           driver="local", cpus=1, created_at=1000.0, name="twin" if job_id.endswith("0") else "")
+                for job_id in ids]
+        store.insert(jobs)
+        await store.committed()
+
+        async def listed(owner=None, **filters):
+            return [j.id for j in await store.list_jobs(owner, [], 100, "", **filters)]
+
+        assert await listed(id_prefix="j01ab") == ["j01abz", "j01ab1", "j01ab0", "j01ab-_"]  # newest (largest) first
+        assert await listed("alice", id_prefix="j01ab") == ["j01ab1", "j01ab0", "j01ab-_"]
+        assert await listed(id_prefix="j01a") == ["j01ac0", "j01abz", "j01ab1", "j01ab0", "j01ab-_", "j01aB0", "j01a"]
+        assert await listed(id_prefix="j01aB") == ["j01aB0"]  # ids are compared as they are
+        assert await listed(id_prefix="j03") == []
+        assert await listed(name="twin") == ["j02ab0", "j01ac0", "j01ab0", "j01aB0"]
+        assert await listed(name="twin", id_prefix="j01ab") == ["j01ab0"]
+        assert await listed("alice", name="") == await listed("alice")  # no filter
+    finally:
+        await store.close()
