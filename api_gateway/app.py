@@ -21,7 +21,9 @@ from jobvisor.errors import AuthError
 from jobvisor.link import LocalLink
 from jobvisor.protocol import Caller
 
-from api_gateway import routes_clusters, routes_events, routes_jobs, routes_orchestrator, routes_system, routes_workflows
+from api_gateway import (
+    routes_clusters, routes_events, routes_jobs, routes_orchestrator, routes_system, routes_users, routes_workflows,
+)
 from api_gateway.auth_store import AuthStore, bootstrap_admin
 from api_gateway.context import CALLER, CONFIG, HUB, STORE, STREAMS, SUPERVISOR
 from api_gateway.events import EventHub
@@ -90,6 +92,7 @@ def make_app(
     routes_clusters.add_routes(app)
     routes_workflows.add_routes(app)
     routes_orchestrator.add_routes(app)
+    routes_users.add_routes(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)

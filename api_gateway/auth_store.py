@@ -8,7 +8,12 @@ schema is Alembic's (`api_gateway.migrations`): `open` upgrades it, stamping a g
 made before migrations, and refuses one a newer jobvisor wrote.
 
 Validated tokens are cached for `gateway.token_cache_seconds`: a revocation takes effect
-within that time. Unknown tokens are not cached, so a new token works at once.
+within that time. Unknown tokens are not cached, so a new token works at once. A token's last
+use is written at most once a minute per token (`LAST_USE_PRECISION`), so a busy client does
+not turn every request into a write.
+
+A token is listed by its id and a masked prefix of its value (`jv_AbCd…`): enough to tell
+which one a person holds, never enough to use it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import Boolean, Connection, DateTime, ForeignKey, String, event, inspect, select, update
+from sqlalchemy import Boolean, Connection, DateTime, ForeignKey, String, delete, event, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -39,6 +44,8 @@ TOKEN_PREFIX = "jv"
 ADMIN_USER = UserId("admin")
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _CACHE_LIMIT = 10_000
+PREFIX_SHOWN = 7  # characters of a token kept to recognise it by: "jv_" and 4 of its secret
+LAST_USE_PRECISION = 60.0  # seconds: a token's last use is written at most this often
 
 
 def store_path(state_dir: Path) -> Path:
@@ -76,6 +83,19 @@ class TokenRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     label: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def masked(self) -> str:
+        """What a list shows of the token: its first characters, masked after them."""
+        return (self.prefix or TOKEN_PREFIX + "_") + "…"
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        expires_at = _utc(self.expires_at)
+        return "expired" if expires_at is not None and expires_at <= now else "active"
 
 
 def _legacy(connection: Connection) -> bool:
@@ -118,6 +138,7 @@ class AuthStore:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker | None = None
+        self._last_use_written: dict[str, float] = {}  # token id -> monotonic time of the last write
 
     @classmethod
     def for_config(cls, config: Config) -> "AuthStore":
@@ -183,6 +204,40 @@ class AuthStore:
         async with self._session() as session:
             return await session.get(UserRow, name)
 
+    async def list_users(self) -> list[tuple[UserRow, int]]:
+        """Every user, by name, with the number of its tokens that still work."""
+        now = _now()
+        active = (
+            select(TokenRow.user, func.count().label("n"))
+            .where(TokenRow.revoked_at.is_(None))
+            .where((TokenRow.expires_at.is_(None)) | (TokenRow.expires_at > now))
+            .group_by(TokenRow.user)
+            .subquery()
+        )
+        query = select(UserRow, func.coalesce(active.c.n, 0)).outerjoin(active, active.c.user == UserRow.name)
+        async with self._session() as session:
+            rows = (await session.execute(query.order_by(UserRow.name))).all()
+        return [(row[0], int(row[1])) for row in rows]
+
+    async def remove_user(self, name: str) -> int:
+        """Remove a user and its tokens (its jobs stay, as they are); the number of tokens
+        that went with it. NotFound for an unknown user; Conflict for the last admin, who
+        alone could add another."""
+        async with self._session() as session, session.begin():
+            user = await session.get(UserRow, name)
+            if user is None:
+                raise NotFound(f"no user {name!r}", field="name")
+            if user.is_admin:
+                admins = (await session.execute(select(func.count()).where(UserRow.is_admin.is_(True)))).scalar_one()
+                if admins <= 1:
+                    raise Conflict(f"{name!r} is the last admin: add another admin first", field="name")
+            hashes = list((await session.execute(select(TokenRow.token_hash).where(TokenRow.user == name))).scalars())
+            await session.execute(delete(TokenRow).where(TokenRow.user == name))
+            await session.execute(delete(UserRow).where(UserRow.name == name))
+        for token_hash in hashes:
+            self._cache.pop(token_hash, None)
+        return len(hashes)
+
     async def has_users(self) -> bool:
         async with self._session() as session:
             return (await session.execute(select(UserRow.name).limit(1))).first() is not None
@@ -221,6 +276,7 @@ class AuthStore:
                     created_at=now,
                     expires_at=expires_at,
                     label=label,
+                    prefix=token[:PREFIX_SHOWN],
                 )
             )
         return IssuedToken(id=token_id, user=UserId(user), token=token, expires_at=expires_at)
@@ -281,6 +337,7 @@ class AuthStore:
             self._cache.pop(token_hash, None)
             raise AuthError("token has expired")
         principal = Principal(user=UserId(token_row.user), is_admin=bool(is_admin), token_id=token_row.id)
+        await self._note_use(token_row.id, wall_now)
         ttl = self._cache_seconds
         if expires_at is not None:
             ttl = min(ttl, (expires_at - wall_now).total_seconds())
@@ -289,6 +346,22 @@ class AuthStore:
                 self._cache.clear()
             self._cache[token_hash] = (principal, now + ttl)
         return principal
+
+    async def _note_use(self, token_id: str, at: datetime) -> None:
+        """Write the token's last use, at most once per LAST_USE_PRECISION; a failed write
+        costs the request nothing."""
+        now = time.monotonic()
+        last = self._last_use_written.get(token_id)
+        if last is not None and now - last < LAST_USE_PRECISION:
+            return
+        if len(self._last_use_written) >= _CACHE_LIMIT:
+            self._last_use_written.clear()
+        self._last_use_written[token_id] = now
+        try:
+            async with self._session() as session, session.begin():
+                await session.execute(update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=at))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("token %s: its last use could not be written: %s", token_id, exc)
 
 
 async def bootstrap_admin(store: AuthStore) -> str | None:

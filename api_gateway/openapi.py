@@ -10,6 +10,7 @@ from jobvisor import __version__
 from jobvisor.limits import MAX_EVENT_ID, MAX_PAGE
 
 from api_gateway.openapi_orchestrator import orchestrator_paths, orchestrator_schemas
+from api_gateway.openapi_users import users_paths, users_schemas
 from api_gateway.openapi_schemas import ref, schemas
 from api_gateway.validation import DEFAULT_PAGE, FLAGS, MAX_OFFSET
 
@@ -233,6 +234,7 @@ def _paths() -> dict:
             "get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}, public=True, tag="system"),
         },
         **orchestrator_paths(PREFIX, _op, _json, _problem, _ERRORS, _BAD),
+        **users_paths(PREFIX, _op, _json, _problem, _ERRORS, _BAD),
         "/": {
             "get": _op("The browser GUI", {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}, public=True, tag="system"),
         },
@@ -253,7 +255,7 @@ def _document() -> dict:
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A jv_... API token"}},
-            "schemas": {**schemas(), **orchestrator_schemas()},
+            "schemas": {**schemas(), **orchestrator_schemas(), **users_schemas()},
         },
     }
 

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 
+from jobvisor.cli import running
 from jobvisor.cli.config_args import add_config_argument
 from jobvisor.cli.config_args import config_from_args as shared_config_from_args
 from jobvisor.config import Config
@@ -103,8 +104,12 @@ async def serve(config: Config) -> int:
     else:
         print("use your API token (`jobvisor token create NAME` makes a new one)", flush=True)
     print(f"JOBVISOR_URL={gateway.url}", flush=True)
+    recorded = running.record(gateway.url, config.state_dir)  # `user add` finds this state dir
     tune_gc()
-    await _until_stopped(stop, supervisor.core.stop_requested)
+    try:
+        await _until_stopped(stop, supervisor.core.stop_requested)
+    finally:
+        running.forget(recorded)
     log.info("stopping: agents first, then the gateway and the supervisor")
     await gateway.close()
     await supervisor.close()

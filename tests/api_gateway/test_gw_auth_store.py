@@ -79,7 +79,7 @@ async def test_the_revisions_build_exactly_the_models(tmp_path, database):
         engine = create_async_engine(store._url)
         try:
             async with engine.connect() as conn:
-                assert await revisions_of(conn, SCHEMA) == (SCHEMA.baseline,)
+                assert await revisions_of(conn, SCHEMA) == (SCHEMA.head,)
                 diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(
                     sync, opts={"include_name": SCHEMA.include_name, "version_table": SCHEMA.version_table}), Base.metadata))
         finally:
@@ -91,7 +91,12 @@ def _pre_migration_gateway_sqlite(path) -> str:
     """A gateway.sqlite as jobvisor made it before migrations (create_all, no version), with a
     user and a token; returns the token."""
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
+    with engine.begin() as conn:  # the tables as the first revision has them
+        conn.execute(text("CREATE TABLE users (name VARCHAR(64) PRIMARY KEY, is_admin BOOLEAN NOT NULL, "
+                          "created_at DATETIME NOT NULL)"))
+        conn.execute(text("CREATE TABLE tokens (id VARCHAR(32) PRIMARY KEY, user VARCHAR(64) NOT NULL REFERENCES users(name), "
+                          "token_hash VARCHAR(64) NOT NULL UNIQUE, created_at DATETIME NOT NULL, expires_at DATETIME, "
+                          "revoked_at DATETIME, label VARCHAR(200) NOT NULL)"))
     now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
     token = "jv_fixture_token_made_before_migrations"
     with engine.begin() as conn:
@@ -109,8 +114,10 @@ async def test_a_gateway_sqlite_made_before_migrations_is_stamped_and_kept(tmp_p
         assert (await store.authenticate(token)).user == "erin"
     db = sqlite3.connect(path)
     try:
-        assert db.execute(f"SELECT version_num FROM {SCHEMA.version_table}").fetchall() == [(SCHEMA.baseline,)]
+        # stamped as the first revision, then upgraded to the last one (tokens got a prefix column)
+        assert db.execute(f"SELECT version_num FROM {SCHEMA.version_table}").fetchall() == [(SCHEMA.head,)]
         assert db.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        assert db.execute("SELECT prefix FROM tokens").fetchone() == ("",)
     finally:
         db.close()
 
