@@ -146,6 +146,7 @@ class Supervisor:
             if job.state.is_active:
                 self.jobs.end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
         self._tasks.cancel_all()
+        self.workflows.close()
         self.jobs.close()
         self.holds.close()
         await self.targets.close()

@@ -411,6 +411,11 @@ class WorkflowBook:
             await self.store.committed()
             return {"id": record.id, "deleted": True}
 
+    def close(self) -> None:
+        """Shutdown: inputs still being fetched are dropped (their jobs stay waiting, and are
+        released again after a restart)."""
+        self._tasks.cancel_all()
+
     # ================================================================== restart
 
     async def restore(self) -> None:

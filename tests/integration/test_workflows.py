@@ -189,6 +189,10 @@ async def test_validation_errors_name_the_field(api):
     no_cluster = {"name": "k", "jobs": [shell("a", "true", driver="sbatch", resources={"cluster": "nowhere"})]}
     assert (await refused(no_cluster))["field"].startswith("jobs[0].")
     assert (await refused(b"name: [", "application/yaml"))["field"] == "body"
+    for params, field in (({"execute": "yes"}, "execute"), ({"exec": "1"}, "exec")):
+        with pytest.raises(ApiError) as info:
+            await api.request("POST", "/workflows", json={"name": "q", "jobs": [shell("a", "true")]}, params=params)
+        assert info.value.status == 400 and info.value.body["field"] == field
     yaml_doc = b"name: from-yaml\njobs:\n  - name: a\n    code: shell\n    params: {argv: [\"true\"]}\n"
     made = await api.request("POST", "/workflows", data=yaml_doc, headers={"Content-Type": "application/yaml"})
     assert made["name"] == "from-yaml" and made["state"] == "draft"
