@@ -98,7 +98,8 @@ class AgentPool:
         each ends (`lost`, a new attempt while retries remain; `canceled` if being canceled)."""
         if agent.state is AgentState.DEAD:
             return
-        (log.info if self.stopping else log.warning)("agent %s of user %s is gone: %s", agent.id, agent.user, reason)
+        expected = self.stopping or agent.state is AgentState.STOPPING
+        (log.info if expected else log.warning)("agent %s of user %s is gone: %s", agent.id, agent.user, reason)
         agent.failure = reason
         self.registry.forget(agent)
         agent.set_state(AgentState.DEAD)
@@ -145,10 +146,17 @@ class AgentPool:
     def retire(self, agent: Agent, reason: str, *, cancel_jobs: bool) -> None:
         """Stop the agent through its driver: told first (it stops its jobs if `cancel_jobs`),
         then its process. Its place is free at once: the next job of its user and driver
-        acquires a new agent. Its death, when its driver sees the process end, ends what it
-        still had (`canceled` for the jobs being canceled)."""
+        acquires a new agent."""
         if agent.state in (AgentState.STOPPING, AgentState.DEAD):
             return
         agent.send([KillAgent(reason=reason, cancel_jobs=cancel_jobs)])
         agent.set_state(AgentState.STOPPING)
-        self._tasks.spawn(self.stop(agent))
+        self._tasks.spawn(self._stop_retired(agent, reason))
+
+    async def _stop_retired(self, agent: Agent, reason: str) -> None:
+        """Once its driver has stopped it, the agent is gone: what it still had ends
+        (`canceled` for the jobs being canceled). A driver that watches its agents' processes
+        may have said so already; one that does not (sbatch, whose stop cancels its watch)
+        relies on this, or the agent would stay `stopping` for good."""
+        await self.stop(agent)
+        self.dead(agent, f"stopped: {reason}")

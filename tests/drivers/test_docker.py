@@ -314,3 +314,26 @@ class _silent_engine:
         for conn in self.held:
             conn.close()
         self.thread.join(5)
+
+
+async def test_an_agent_shut_down_over_the_api_leaves_with_its_container(start):
+    server, api = await start()
+    try:
+        job = await api.submit(shell("sleep 120"))
+        await api.wait_state(job["id"], "running", timeout=60)
+        container = await agent_container(server, api, job["id"])
+        answer = await api.request("POST", f"/agents/{(await api.job(job['id']))['agent_id']}/shutdown")
+        assert answer["canceled"] == 1 and answer["agent"]["state"] == "stopping"
+        done = await api.wait_state(job["id"], "canceled", timeout=30)
+        assert done["reason"] == "canceled by user (agent_shutdown)"
+        await dockerbed.until(lambda: not dockerbed.containers(server.state_dir), 30, f"container {container.name} removed")
+        deadline = time.monotonic() + 15
+        while (await api.request("GET", "/agents"))["agents"]:  # gone, not left `stopping`
+            assert time.monotonic() < deadline, "the stopped agent is still listed"
+            await asyncio.sleep(0.2)
+        after = await api.submit(shell("true"))  # the next job gets a new agent, in a new container
+        ran = await api.wait_state(after["id"], "completed", timeout=60)
+        assert ran["agent_id"] != done["agent_id"]
+        assert (await agent_container(server, api, after["id"])).id != container.id
+    finally:
+        await api.close()

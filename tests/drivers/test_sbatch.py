@@ -228,3 +228,22 @@ async def test_cli_login_and_submit(server, api):
     assert (await api.log(job_id)).decode() == f"cli {done['info']['slurm_job_id']}\n"
     shown = cli("show", job_id)
     assert "slurm_job_id" in shown.stdout and done["info"]["slurm_job_id"] in shown.stdout
+
+
+async def test_an_agent_shut_down_over_the_api_scancels_its_job_and_a_new_agent_serves_the_next(server, api):
+    await login_with_key(api)
+    job = await api.submit(sbatch_job("echo started; sleep 300"))
+    running = await api.wait_state(job["id"], "running", timeout=60)
+    slurm_id = running["info"]["slurm_job_id"]
+    answer = await api.request("POST", f"/agents/{running['agent_id']}/shutdown")
+    assert answer["canceled"] == 1 and answer["agent"]["state"] == "stopping"
+    done = await api.wait_state(job["id"], {"canceled", "completed", "failed", "lost"}, timeout=60)
+    assert done["state"] == "canceled" and done["reason"] == "canceled by user (agent_shutdown)", done
+    assert slurmbed.scontrol(slurm_id)["JobState"] == "CANCELLED"
+    deadline = time.monotonic() + 30
+    while any(a["id"] == running["agent_id"] for a in (await api.request("GET", "/agents"))["agents"]):
+        assert time.monotonic() < deadline, "the agent was not stopped"
+        await asyncio.sleep(0.5)
+    after = await api.submit(sbatch_job("echo again"))
+    ran = await api.wait_state(after["id"], {"completed", "failed"}, timeout=90)
+    assert ran["state"] == "completed" and ran["agent_id"] != running["agent_id"], ran
