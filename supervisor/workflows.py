@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jobvisor.code_params import check_params
@@ -85,7 +85,6 @@ class WorkflowRun:
     graph: RunGraph
     canceling: str | None = None  # the workflow was canceled: no job is released, the end is `canceled`
     finished: bool = False
-    reasons: dict = field(default_factory=dict)  # waiting reasons shared by jobs that wait for the same jobs
 
 
 class WorkflowBook:
@@ -198,13 +197,14 @@ class WorkflowBook:
         run = WorkflowRun(record, graph)
         jobs: list[ComputeJob] = []
         roots: list[ComputeJob] = []
+        reasons: dict[tuple[int, ...], str] = {}  # one string for the jobs that wait for the same jobs
         workflow_id = record.id
         for i, wjob in enumerate(doc.jobs):
             root = graph.is_root(i)
             job = self._make_job(
                 record.owner, wjob.spec, now, f"jobs[{i}].", member=WorkflowMember(workflow_id, graph.names[i], run_number),
                 state=JobState.QUEUED if root else JobState.WAITING,
-                reason=ROOT if root else graph.waiting_reason(i, run.reasons), placed=placed[i])
+                reason=ROOT if root else graph.waiting_reason(i, reasons), placed=placed[i])
             job.name = graph.names[i]  # one string for the job, its member and the graph
             graph.job_ids[i] = job.id
             graph.targets[i] = job.driver
