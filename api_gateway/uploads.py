@@ -76,7 +76,7 @@ async def read_form_submit(request: web.Request) -> tuple[list[JobSpec], bool, s
                                  f"'{FILE_PART}' parts", field=part.name or "body")
     if job is ...:
         raise InvalidRequest(f"the form has no '{JOB_PART}' part (the job as JSON)", field="job")
-    specs, many = parse_job_specs(job, config.max_batch)
+    specs, many = parse_job_specs(job, config.max_batch, config.max_array)  # an array: every job gets every file
     return specs, many, upload_id if paths else ""
 
 
