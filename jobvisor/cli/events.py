@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.fmt import local_time
+from jobvisor.cli.resolve import resolve_job
 from jobvisor.limits import MAX_EVENT_ID
 from jobvisor.timing import backoff_delay
 
@@ -109,10 +110,11 @@ def follow(client: ApiClient, since: int | None, job: str | None, as_json: bool)
 def cmd_events(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     since = args.since
+    job_id = resolve_job(client, args.job) if args.job else None
     if args.follow:
-        follow(client, since, args.job, args.json)
+        follow(client, since, job_id, args.json)
         return 0
-    for event in history(client, since or 0, args.job):
+    for event in history(client, since or 0, job_id):
         _print(event, args.json)
     return 0
 
@@ -124,12 +126,13 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise CliError(f"the event must be a JSON object: {exc}", status=2) from None
     if not isinstance(data, dict):
         raise CliError("the event must be a JSON object, e.g. '{\"step\": \"mesh\"}'", status=2)
+    client = client_from_args(args)
     body: dict[str, Any] = {"data": data}
     if args.job:
-        body["job_id"] = args.job
+        body["job_id"] = resolve_job(client, args.job)
     if args.workflow:
         body["workflow_id"] = args.workflow
-    event = client_from_args(args).call("POST", "/events", body=body)
+    event = client.call("POST", "/events", body=body)
     print(json.dumps(event) if args.json else event["id"])
     return 0
 
@@ -147,7 +150,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(from --since if given), reconnecting by itself without losing or repeating an event.")
     p.add_argument("--follow", "-f", action="store_true", help="follow the live stream until interrupted")
     p.add_argument("--since", type=_since, metavar="ID", help="only events after this id")
-    p.add_argument("--job", metavar="ID", help="only this job's events")
+    p.add_argument("--job", metavar="JOB", help="only this job's events (its id, a unique id prefix or a unique name)")
     p.add_argument("--json", action="store_true", help="one JSON object per line, as the API gives them")
     add_client_arguments(p)
     p.set_defaults(func=cmd_events)
@@ -156,7 +159,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Push a user event (a JSON object), about one of your jobs or workflows "
                                           "if named. Every stream of yours (and admins') carries it.")
     push.add_argument("data", metavar="JSON", help="the event's data, a JSON object")
-    push.add_argument("--job", metavar="ID", help="one of your jobs it is about")
+    push.add_argument("--job", metavar="JOB", help="one of your jobs it is about (its id, a unique id prefix or a unique name)")
     push.add_argument("--workflow", metavar="ID", help="one of your workflows it is about")
     push.add_argument("--json", action="store_true", help="print the whole event, not only its id")
     add_client_arguments(push)

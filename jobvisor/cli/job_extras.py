@@ -11,6 +11,7 @@ from typing import Any
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
+from jobvisor.cli.resolve import resolve_job
 from jobvisor.env_names import ARRAY_INDEX
 from jobvisor.states import RETRY_ON_STATES
 
@@ -82,7 +83,8 @@ def parse_param_overrides(items: list[str]) -> dict[str, Any]:
 
 def cmd_resubmit(args: argparse.Namespace) -> int:
     overrides = parse_param_overrides(args.param or [])
-    job = client_from_args(args).call("POST", f"/jobs/{args.id}/resubmit", body={"params": overrides})
+    client = client_from_args(args)
+    job = client.call("POST", f"/jobs/{resolve_job(client, args.id)}/resubmit", body={"params": overrides})
     print(job["id"])
     return 0
 
@@ -95,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "a value is read as JSON if it is JSON, else as a string). An array element is "
                     "resubmitted as one job. The new job is yours (an admin may resubmit anyone's).",
     )
-    p.add_argument("id", help="the job to resubmit")
+    p.add_argument("id", metavar="JOB", help="the job to resubmit: its id, a unique id prefix or a unique name")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="override one param (repeatable)")
     add_client_arguments(p)
     p.set_defaults(func=cmd_resubmit)

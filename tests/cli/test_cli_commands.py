@@ -168,3 +168,19 @@ async def test_get_checks_where_it_writes(real_cli, tmp_path):
     assert not list(tmp_path.glob("*.part"))
     listed = await cli.run("files", "maker")
     assert re.search(r"^out/r.txt +4 +\d\d:\d\d:\d\d$", listed.out, re.MULTILINE), listed.out
+
+
+async def test_resubmit_and_events_name_jobs_through_the_one_resolver(real_cli):
+    cli = real_cli
+    job_id = await submit(cli, "--name", "origin", "--", "sh", "-c", "echo $X")
+    assert (await cli.run("wait", "-q", "origin")).rc == 0
+    events = await cli.run("events", "--job", "origin")
+    assert events.rc == 0, events.err
+    assert any("transition" in line and "completed (attempt 1) exit code 0" in line for line in events.out.splitlines()), events.out
+    assert all(f"job {job_id}" in line for line in events.out.splitlines())
+    again = await cli.run("resubmit", job_id[:-2])  # by a prefix
+    assert again.rc == 0, again.err
+    assert again.out.strip() != job_id and again.out.strip().startswith("j")
+    twice = await cli.run("resubmit", "origin")  # the new job has the name too
+    assert twice.rc == 2 and "names more than one job" in twice.err
+    assert (await cli.run("events", "--job", "origin")).rc == 2
