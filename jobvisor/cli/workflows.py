@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from jobvisor.cli.client import ApiClient, RawBody, add_client_arguments, client_from_args
+from jobvisor.cli.client import ApiClient, ApiError, RawBody, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.fmt import local_time, table as format_table
 
@@ -237,22 +237,43 @@ class LiveTable:
 
 def cmd_status(args: argparse.Namespace) -> int:
     client = client_from_args(args)
-    if not args.watch:
-        view = client.call("GET", f"/workflows/{args.id}")
-        if args.json:
-            _print_json(view)
+    if args.watch:
+        return watch(client, args.id, args.interval, sys.stdout)
+    if args.json:  # the status route's answer: counts, each job's state, started and finished times
+        _print_json(client.call("GET", f"/workflows/{args.id}/status"))
+    else:
+        print("\n".join(render_status(client.call("GET", f"/workflows/{args.id}"))))
+    return 0
+
+
+def _look(client: ApiClient, workflow_id: str, interval: float, warned: list[bool]) -> dict:
+    """The workflow now; a gateway that is down or restarting is asked again (said once on
+    stderr), while an answer about the workflow itself (404, 403) ends the watch."""
+    while True:
+        try:
+            view = client.call("GET", f"/workflows/{workflow_id}")
+        except ApiError as exc:
+            if exc.http_status < 500:
+                raise
+            problem = str(exc)
+        except CliError as exc:  # the gateway cannot be reached
+            problem = str(exc)
         else:
-            print("\n".join(render_status(view)))
-        return 0
-    return watch(client, args.id, args.interval, sys.stdout)
+            warned[0] = False
+            return view
+        if not warned[0]:
+            print(f"jobvisor: {problem}; trying again every {interval:g} s", file=sys.stderr)
+            warned[0] = True
+        time.sleep(interval)
 
 
 def watch(client: ApiClient, workflow_id: str, interval: float, out: TextIO) -> int:
     """Follow the workflow until it is no longer running; 0 if it completed."""
     live = LiveTable(out) if out.isatty() else None
     seen: dict[str, tuple] = {}
+    warned = [False]
     while True:
-        view = client.call("GET", f"/workflows/{workflow_id}")
+        view = _look(client, workflow_id, interval, warned)
         if live is not None:
             live.draw(render_status(view, shutil.get_terminal_size().lines - 1))
         else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from jobvisor.cli.workflows import LiveTable, changed_lines, read_document, render_status
 
 
@@ -56,3 +58,33 @@ def test_a_documents_type_follows_its_suffix(tmp_path):
     (tmp_path / "w.json").write_text('{"name": "w"}')
     assert read_document(str(tmp_path / "w.yml")).content_type == "application/yaml"
     assert read_document(str(tmp_path / "w.json")).content_type == "application/json"
+
+
+class FlakyGateway:
+    """Answers GET /workflows/w1 from a script: an error to raise, or a view."""
+
+    def __init__(self, *answers) -> None:
+        self.answers = list(answers)
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_watch_outlasts_a_gateway_that_is_down_but_not_a_404(capsys):
+    from jobvisor.cli.client import ApiError
+    from jobvisor.cli.errors import CliError
+    from jobvisor.cli.workflows import watch
+
+    out = io.StringIO()
+    gateway = FlakyGateway(view(("prep", "running", None)), CliError("cannot reach the gateway"),
+                           ApiError(503, "the supervisor is unreachable"), view(("prep", "completed", 1.0), state="completed"))
+    assert watch(gateway, "w1", 0.01, out) == 0
+    assert out.getvalue().splitlines()[-1] == "workflow w1 completed: running 1, completed 1"
+    assert capsys.readouterr().err.count("trying again") == 1  # said once for the whole outage
+
+    with pytest.raises(ApiError) as info:
+        watch(FlakyGateway(ApiError(404, "no workflow 'w1'")), "w1", 0.01, io.StringIO())
+    assert info.value.http_status == 404  # an answer about the workflow ends the watch

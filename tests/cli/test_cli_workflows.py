@@ -80,6 +80,10 @@ async def test_submit_list_show_history_watch_execute_cancel_delete(env, tmp_pat
     as_json = json.loads((await cli.run("workflow", "show", workflow_id, "--json")).out)
     assert as_json["document"]["jobs"][0]["name"] == "prep"
 
+    status = json.loads((await cli.run("workflow", "status", workflow_id, "--json")).out)  # the status route
+    assert status["state"] == "completed" and status["counts"] == {"completed": 2} and status["started_at"]
+    assert sorted(j["name"] for j in status["jobs"]) == ["prep", "report"]
+
     history = await cli.run("workflow", "history", workflow_id)
     rows = [line.split(None, 5) for line in history.out.splitlines()[1:]]  # the time is two words
     assert [(r[0], r[3], len(r[4]), r[5]) for r in rows] == [("1", "alice", 12, "first try"), ("2", "alice", 12, "second")]
