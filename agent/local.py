@@ -4,6 +4,7 @@ when the runner reaps it. Runs sent ahead wait in the core for one of the agent'
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import time
@@ -31,6 +32,16 @@ logger = logging.getLogger(__name__)
 # at once and leaves none: for a burst of short jobs that file was one more inode to create per
 # job, and on a file system without a journal creating one can cost as much as the spawn.
 STATUS_FILE_DELAY = 0.5  # seconds
+
+
+def cannot_start(program: str, exc: BaseException) -> str:
+    """The reason of a job whose program did not start; a relative path that is not there gets
+    a hint, since the job runs in its own run dir, where only its inputs are."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    reason = f"cannot start {program!r}: {why}"
+    if getattr(exc, "errno", None) == errno.ENOENT and "/" in program and not program.startswith("/"):
+        reason += " in the job's run dir (send it as an input: jobvisor submit --input, or give an absolute path)"
+    return reason
 
 
 class Processes(Protocol):
@@ -96,7 +107,7 @@ class LocalBackend:
         try:
             self.processes.spawn(job, launch, env, lambda result: self._spawned(job, launch, result, resources))
         except OSError as exc:
-            self.core.fail_to_start(job, f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}")
+            self.core.fail_to_start(job, cannot_start(launch.argv[0], exc))
 
     def _spawned(self, job: JobRecord, launch: Launch, result: Any, resources: Resources | None = None) -> None:
         """The fork/exec finished (perhaps in a worker thread, so the loop never waits on it)."""
@@ -105,7 +116,7 @@ class LocalBackend:
             logger.error("job %s: its fork/exec finished in phase %s", job.job_id, type(spawning).__name__)
             return
         if isinstance(result, BaseException):
-            return self.core.fail_to_start(job, f"cannot start {launch.argv[0]!r}: {result.strerror or result}")
+            return self.core.fail_to_start(job, cannot_start(launch.argv[0], result))
         job.pid = result.pid
         if self.limits is not None and resources is not None:
             self.limits.apply(job, resources)

@@ -29,6 +29,7 @@ from drivers.docker.engine import ContainerMissing, Engine, EngineUnavailable, I
 from jobvisor import env_names
 from jobvisor.errors import DriverError, DriverRefused, DriverUnavailable, InvalidRequest, driver_os_error
 from jobvisor.ids import AgentId, JobId, UserId
+from jobvisor.code_names import installed_codes
 from jobvisor.resources import Resources, parse_memory
 from jobvisor.tasks import Tasks
 
@@ -111,6 +112,11 @@ class DockerDriver(DriverBase):
 
     def run_dir(self, user: UserId, job_id: JobId) -> str:
         return str(self.run_root / user / job_id)
+
+    def known_codes(self) -> frozenset[str] | None:
+        """With host_runtime the containers run this machine's jobvisor and its codes; an image
+        may bring codes of its own, which only its agent knows."""
+        return installed_codes() if self._cfg.host_runtime else None
 
     def validate(self, resources: Resources) -> None:
         biggest = max(self._slots.values())

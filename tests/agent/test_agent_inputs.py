@@ -55,6 +55,14 @@ async def test_inputs_that_cannot_be_placed_fail_the_job_naming_the_file(supervi
     assert not (tmp_path / "escape.txt").exists() and list(outside.iterdir()) == []
 
 
+async def test_a_relative_program_that_is_not_among_the_inputs_fails_saying_how_to_send_it(supervisor, start_agent, tmp_path):
+    start_agent()
+    await supervisor.send(run("nosim", tmp_path / "nosim", {"argv": ["./sim.sh"]}))
+    reason = (await supervisor.status("nosim", "failed")).report.reason
+    assert reason.startswith("cannot start './sim.sh': No such file or directory in the job's run dir")
+    assert "--input" in reason
+
+
 async def test_the_jobs_env_wins_over_the_codes_and_jobvisors_own_win_over_both(supervisor, start_agent, tmp_path):
     start_agent()
     script = 'echo "$FOO $BAR $JOBVISOR_JOB_ID"'

@@ -15,7 +15,7 @@ import pytest
 
 from tests.contract.backends import BACKENDS, require
 from tests.drivers import dockerbed, slurmbed
-from tests.harness import Api, JobvisorProcess
+from tests.harness import Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +68,18 @@ async def test_inputs_reach_a_slurm_job_as_bytes_in_slices(make_server, monkeypa
         assert await api.log(submitted["id"]) == expected_log()
     finally:
         await api.close()
+
+
+async def test_a_docker_agent_with_this_machines_runtime_refuses_an_unknown_code_at_submit(tmp_path):
+    require(BACKENDS["docker"])
+    server = JobvisorProcess(tmp_path / "state", env=dockerbed.server_env())  # host_runtime: these codes
+    await asyncio.to_thread(server.start)
+    api = Api(server.url, server.token)
+    try:
+        with pytest.raises(ApiError) as refused:
+            await api.submit({"code": "pyhton", "params": {}, "driver": "docker"})
+        assert refused.value.status == 400 and refused.value.body["field"] == "code"
+        assert "did you mean 'python'?" in refused.value.body["detail"]
+    finally:
+        await api.close()
+        server.cleanup()
