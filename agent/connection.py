@@ -12,12 +12,14 @@ import collections
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from jobvisor.errors import ProtocolError
+from jobvisor.limits import limit_socket_buffer
 from jobvisor.protocol import (
     AGENT_ID_HEADER, ALLOWED_TO_AGENT, PROTOCOL_VERSION, ErrorMessage, Hello, HelloAck, Message, OpReply, decode_frame,
 )
@@ -49,6 +51,7 @@ class Connection:
             settings.max_message_bytes,
             congestion_bytes=max(4 * settings.config.max_log_chunk, 1024 * 1024),
         )
+        self.outbox.on_sent = self._sent
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._acked = False
         self._closing = asyncio.Event()
@@ -90,6 +93,14 @@ class Connection:
     def stop(self, reason: str, cancel_jobs: bool) -> None:
         self.on_stop(reason, cancel_jobs)
 
+    def _sent(self) -> None:
+        """The outbox wrote what it held: output left behind for want of room goes now."""
+        if self.core is not None and self.core.log_backlog and self.log_ready():
+            try:
+                self.core.poll()
+            except Exception:
+                logger.exception("agent %s: log poll failed", self.settings.agent_id)
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> int:
@@ -130,6 +141,7 @@ class Connection:
                         await ws.close()
                         break
                     connected_at = loop.time()
+                    limit_socket_buffer(ws.get_extra_info("socket"), socket.SO_SNDBUF)
                     await self._serve(ws)
                     offline_since = loop.time()
                     if offline_since - connected_at >= STABLE_CONNECTION:

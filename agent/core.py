@@ -89,6 +89,7 @@ class AgentCore:
         self.prefetched: OrderedDict[str, JobRecord] = OrderedDict()
         self._input_errors: dict[tuple[str, int], str] = {}  # an InputChunk that could not be written
         self._poll_start = 0  # rotates, so a congested link does not starve the later jobs
+        self.log_backlog = False  # output was left in its file because the link was congested
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunJob: self.on_run, InputChunk: self.on_input_chunk, StartPrefetched: self.on_start_prefetched, CancelJob: self.on_cancel,
             StatusRequest: self.on_status, IoRequest: self.on_io, AnalysisRequest: self.on_analysis,
@@ -102,28 +103,20 @@ class AgentCore:
         return any(not job.is_terminal for job in self.jobs.values())
 
     def all_reported(self) -> bool:
-        return all(job.report_sent for job in self.jobs.values() if job.is_terminal)
+        """Every ended job's end is reported and its log all queued (it may follow the end)."""
+        return all(job.report_sent and not job.log_pending for job in self.jobs.values() if job.is_terminal)
 
     def report(self, job: JobRecord) -> JobReport:
         return job.report(self.backend.info(job))
 
     def hello_reports(self) -> list[JobReport]:
-        """Every running job and every terminal one not yet forgotten, for a Hello.
-
-        An ended job with output is announced as still running: a supervisor takes a terminal
-        state as final and drops log bytes that come after it, so the end is reported again
-        after the log (`poll` -> `_finish`), from the offset the HelloAck gives. That holds for
-        an end already sent too: it went out on a link that dropped, maybe with its last log
-        bytes still in the outbox (a supervisor that did commit the end just forgets the job)."""
+        """Every running job and every terminal one not yet forgotten (or whose log is not all
+        sent), for a Hello. An ended job is announced as ended, with its final log size: the
+        supervisor answers with the offset its log goes on from (HelloAck), or forgets it."""
         reports = []
         for job in self.jobs.values():
             phase = job.phase
             if job.unwanted:
-                continue
-            if isinstance(phase, Ended) and phase.final_size > 0:
-                phase.report_sent = False
-                reports.append(dataclasses.replace(self.report(job), state=JobState.RUNNING, reason="",
-                                                   exit_code=None, result=None))
                 continue
             if isinstance(phase, Ended):
                 phase.report_sent = True
@@ -274,7 +267,11 @@ class AgentCore:
     def on_forget(self, msg: ForgetJobs) -> None:
         for job_id in msg.job_ids:
             job = self.jobs.get(job_id)
-            if job is not None and job.is_terminal:  # a running job here is a newer attempt: keep it
+            if job is None or not job.is_terminal:  # a running job here is a newer attempt: keep it
+                continue
+            if job.log_pending:  # its end is committed, its log still on the way: dropped once sent
+                job.phase.forgotten = True
+            else:
                 self._drop(job)
 
     def on_hello_ack(self, msg: HelloAck) -> None:
@@ -370,18 +367,23 @@ class AgentCore:
             self.backend.call_later(0, self.slot_freed)
 
     def _finish(self, job: JobRecord) -> None:
-        """Ship what remains of a terminal job's log, then its report (when the link allows)."""
-        if job.log_pending:
-            if not self.comm.log_ready():
-                return
-            self._ship_log(job)
-            if job.log_pending:
-                return
-        job.close_log()
+        """Report a terminal job's end (when linked), after what of its log the link takes now;
+        the rest of the log follows (`poll`). The end never waits for a log backlog: it carries
+        the final log size, and the supervisor takes the bytes that come after it. A job the
+        supervisor has forgotten is dropped once its log is all sent."""
         phase = job.phase
-        if not phase.report_sent and self.comm.linked():
+        if not phase.report_sent:
+            if not self.comm.linked():
+                return
+            self._ship_logs([job])  # a short job's output goes in the same frame, before its end
             phase.report_sent = True
             self.comm.send(StatusUpdate(self.report(job)))
+        elif job.log_pending:
+            self._ship_logs([job])
+        if not job.log_pending:
+            job.close_log()
+            if phase.forgotten:
+                self._drop(job)
 
     def _drop(self, job: JobRecord) -> None:
         job.cancel_timers()
@@ -406,6 +408,7 @@ class AgentCore:
         # prefetched jobs have not started: no output or progress yet
         jobs = [job for job in self.jobs.values()
                 if not isinstance(job.phase, Prefetched) and (job.log_pending or not job.report_sent)]
+        self.log_backlog = False
         if not jobs:
             return
         start = self._poll_start % len(jobs)
@@ -420,22 +423,34 @@ class AgentCore:
                 phase.status_due = None
                 self.write_status(job)
             self.poll_progress(job)
-            if self.comm.log_ready():
-                self._ship_log(job)
+        self._ship_logs([job for job in jobs if job.log_pending and not isinstance(job.phase, Ended)])
 
-    def _ship_log(self, job: JobRecord) -> None:
+    def _ship_logs(self, jobs: list[JobRecord]) -> None:
+        """Queue new output of `jobs`, a chunk of each in turn, until nothing is new or the link
+        is congested; `log_backlog` then says output was left behind, and the link calls `poll`
+        again as soon as it has sent what it holds, instead of at the next tick."""
+        while jobs:
+            if not self.comm.log_ready():
+                self.log_backlog = True
+                return
+            jobs = [job for job in jobs if self._ship_log(job)]
+
+    def _ship_log(self, job: JobRecord) -> bool:
+        """Queue one chunk of the job's new output; True when it was a full one (more may wait)."""
         phase = job.phase
         ended = phase if isinstance(phase, Ended) else None
+        chunk = self.config.max_log_chunk
         try:
-            data = tail.read_new(job, self.config.max_log_chunk, ended.final_size if ended else None)
+            data = tail.read_new(job, chunk, ended.final_size if ended else None)
         except OSError as exc:
             logger.warning("job %s: cannot read its output log: %s", job.job_id, exc)
             if ended is not None:  # nothing more can be sent: report what we have
                 ended.final_size = job.sent_offset
-            return
+            return False
         if data:
             self.comm.send(LogChunk(job.job_id, job.attempt, job.sent_offset, data))
             job.sent_offset += len(data)
+        return len(data) == chunk
 
     def poll_progress(self, job: JobRecord) -> None:
         report = tail.read_progress_if_changed(job)

@@ -95,10 +95,11 @@ class Delegated(Live):
 
 @dataclass(eq=False, slots=True)
 class Ended:
-    """Terminal. The report goes after the last log bytes (or with a Hello)."""
+    """Terminal. The report goes at once (or with a Hello), the rest of the log after it."""
 
     final_size: int  # output.log's size at the end: what remains to be shipped
     report_sent: bool = False  # the terminal report was queued (or carried by a Hello)
+    forgotten: bool = False  # the supervisor committed the end: dropped once the log is all sent
 
 
 Phase = Prefetched | Spawning | Running | Delegated | Ended

@@ -5,11 +5,18 @@ without a frame, a syscall and a wake-up of the supervisor each.
 The outbox also measures congestion: bytes queued or being written. The log poller stops
 sending while it is over a threshold, so a job printing without end cannot grow the agent's
 memory: its output waits in its file instead.
+
+Log bytes travel in their own lane, behind everything else: every other message waits at most
+for the one log frame being written (LOG_FRAME_BYTES), never for a backlog of output, so a
+job's end reaches the supervisor within milliseconds however much its output lags. Log bytes
+that fit in one log frame go ahead of the other messages of the same frame: a short job's
+output and its end arrive together, the output first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,6 +40,8 @@ def size_hint(message: Message) -> int:
     return 256
 
 
+LOG_FRAME_BYTES = 512 * 1024  # most log bytes in one frame: what a report may wait behind
+
 _RUNNING = str(JobState.RUNNING)
 _TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
 
@@ -50,12 +59,23 @@ class Outbox:
         self._items: list[Message | None] = []  # None: a start folded into its end
         self._starts: dict[tuple[str, int], int] = {}  # (job, attempt) -> its `running` report's index
         self._others = 0  # queued messages that are not `running` reports
-        self._queued_bytes = 0
+        self._logs: collections.deque[LogChunk] = collections.deque()  # the log lane
+        self._log_bytes = 0  # queued in the log lane
+        self._queued_bytes = 0  # both lanes
         self._in_flight_bytes = 0
         self._wake = asyncio.Event()
         self.frames_sent = 0
+        # called each time what was queued has been written: the log poller refills at once
+        self.on_sent: Callable[[], None] = lambda: None
 
     def put(self, message: Message) -> None:
+        if type(message) is LogChunk:
+            self._logs.append(message)
+            hint = size_hint(message)
+            self._queued_bytes += hint
+            self._log_bytes += hint
+            self._wake.set()
+            return
         report = message.report if type(message) is StatusUpdate else None
         if report is not None and report.state == _RUNNING:
             self._starts[report.job_id, report.attempt] = len(self._items)
@@ -72,6 +92,8 @@ class Outbox:
 
     def clear(self) -> None:
         self._items.clear()
+        self._logs.clear()
+        self._log_bytes = 0
         self._starts.clear()
         self._others = 0
         self._queued_bytes = 0
@@ -84,7 +106,7 @@ class Outbox:
 
     @property
     def empty(self) -> bool:
-        return not self._items and not self._in_flight_bytes
+        return not self._items and not self._logs and not self._in_flight_bytes
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]], backlogged: Callable[[], bool] = lambda: False) -> None:
         """Send batches until cancelled or `send` fails (the connection is gone).
@@ -101,9 +123,9 @@ class Outbox:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self._items:
+            if not self._items and not self._logs:
                 continue  # already sent by the previous turn
-            if self._others == 0 and self._starts and self.start_linger > 0:
+            if self._others == 0 and not self._logs and self._starts and self.start_linger > 0:
                 await linger(self._wake, lambda: self._others > 0, self.start_linger)
             now = loop.time()
             delay = pacer.delay(now)
@@ -113,15 +135,32 @@ class Outbox:
                 await asyncio.sleep(delay)
             last = loop.time()
             pacer.sent(last)
-            while self._items:
-                batch, self._items = self._items, []
-                self._starts.clear()
-                self._others = 0
-                self._in_flight_bytes, self._queued_bytes = self._queued_bytes, 0
+            while self._items or self._logs:
+                if self._items:
+                    batch, self._items = self._items, []
+                    self._starts.clear()
+                    self._others = 0
+                    if self._logs and self._log_bytes <= LOG_FRAME_BYTES:
+                        batch[:0] = self._log_frame()
+                else:
+                    batch = self._log_frame()
+                self._in_flight_bytes = sent = sum(size_hint(m) for m in batch if m is not None)
+                self._queued_bytes -= sent
                 for frame in self.frames(batch):
                     await send(frame)
                     self.frames_sent += 1
                 self._in_flight_bytes = 0
+                self.on_sent()
+
+    def _log_frame(self) -> list[Message | None]:
+        """The next log chunks to send: at least one, and no more than LOG_FRAME_BYTES."""
+        batch: list[Message | None] = [self._logs.popleft()]
+        size = size_hint(batch[0])
+        while self._logs and size + size_hint(self._logs[0]) <= LOG_FRAME_BYTES:
+            size += size_hint(self._logs[0])
+            batch.append(self._logs.popleft())
+        self._log_bytes -= size
+        return batch
 
     def frames(self, batch: list[Message | None]) -> Iterator[bytes]:
         """Encode `batch` as few frames as fit under the size limit, order kept."""

@@ -8,12 +8,29 @@ reply that carries it (with its envelope) always fits.
 
 from __future__ import annotations
 
+import socket
+
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # largest protocol message on any channel (the default)
 IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
 MAX_RETRIES = 100  # a job's max_retries (the gateway checks it, the supervisor again)
 MAX_PAGE = 1000  # jobs (or events) in one page of a listing
 MAX_USER_EVENT_BYTES = 16 * 1024  # a user event's data, as JSON (POST /events)
 MAX_EVENT_ID = 2**63 - 1  # an event id (a 64-bit integer in the database and on the wire)
+# Kernel buffer of each side of an agent's websocket (SO_SNDBUF at the agent, SO_RCVBUF at the
+# supervisor). Left to autotuning they grow to tens of MB on loopback, all of it log bytes that
+# a job's end, sent after them, would queue behind; this much still carries logs at hundreds
+# of MB/s (bench/logs).
+AGENT_SOCKET_BUFFER = 512 * 1024
+
+
+def limit_socket_buffer(sock: socket.socket | None, option: int, size: int = AGENT_SOCKET_BUFFER) -> None:
+    """Set a socket's SO_SNDBUF or SO_RCVBUF (`option`) to `size`, where the socket allows it."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    except OSError:
+        pass
 
 
 def analysis_result_limit(max_message_bytes: int = MAX_MESSAGE_BYTES) -> int:

@@ -40,6 +40,7 @@ from supervisor.holds import Holds
 from supervisor.inputs import InputStore
 from supervisor.job_extra import check_code, job_extra
 from supervisor.jobs import JobBook
+from supervisor.log_tails import LogTails
 from supervisor.logstore import LogStore
 from supervisor.ops import PendingReplies
 from supervisor.pool import AgentPool
@@ -68,7 +69,7 @@ class Supervisor:
                            inline_rows=config.database.inline_rows, events=config.events)
         self.bus = EventBus()
         self.store.on_events = self.bus.publish
-        self.store.on_log_sizes = self._log_grew
+        self.store.log_writer.on_sizes = self._log_grew
         self._log_events: dict[JobId, asyncio.Event] = {}
         self._tasks = Tasks(log, "supervisor background")
         self._loops: list[asyncio.Task] = []
@@ -87,9 +88,11 @@ class Supervisor:
         self._with_inputs: set[JobId] = set()  # unfinished jobs whose inputs the state dir keeps
         self.dispatch = Dispatcher(self.cfg, self.targets, self.agents, self.jobs, self.holds, self._tasks, self.inputs)
         self.pool = AgentPool(self.cfg, self.agents, self.targets, self.jobs, replies, self._tasks, self._wake)
-        self.reports = Reports(self.jobs, replies)
-        self.pool.on_dead = self.reports.drop_agent
-        self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports)
+        self.tails = LogTails()
+        self.reports = Reports(self.jobs, replies, self.tails)
+        self.pool.on_dead = self._agent_dead
+        self.recovery = Recovery(self.cfg, self.targets, self.agents, self.jobs, self.holds, self.pool, self.reports,
+                                 self.tails, self._tasks)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
         inputs = WorkflowInputs(lambda target, owner, job_id: self.targets.driver(target).run_dir(owner, job_id),
                                 self.agent_ops.call, config.workflows.max_transfer, self.cfg.io_timeout)
@@ -138,8 +141,8 @@ class Supervisor:
         await self.pool.stop_all("the supervisor is shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.shutdown_timeout
-        while any(j.state.is_active for j in self.jobs) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        while (any(j.state.is_active for j in self.jobs) or self.tails) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # the jobs' ends, then the rest of their logs
         await asyncio.gather(*(self.pool.stop(a) for a in list(self.agents.by_id.values())), return_exceptions=True)
         now = time.time()
         for job in self.jobs:
@@ -258,11 +261,18 @@ class Supervisor:
 
     # ================================================================== logs
 
+    def _agent_dead(self, agent: Agent) -> None:
+        for job_id in self.reports.drop_agent(agent):
+            self._log_done(job_id)  # a reader waiting for the rest of that log gets what there is
+
     def _log_grew(self, sizes: dict[JobId, int]) -> None:
         for job_id, size in sizes.items():
             job = self.jobs.get(job_id)
             if job is not None:
                 job.log_size = max(job.log_size, size)
+            done = self.tails.grew(job_id, size)
+            if done is not None and (agent := self.agents.by_id.get(done.agent_id)) is not None:
+                self.reports.forget_after_commit(agent, [job_id])  # its agent held it for the log
             self._log_done(job_id)
 
     def _job_evicted(self, job_id: JobId) -> None:

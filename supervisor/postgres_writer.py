@@ -2,26 +2,21 @@
 
 A batch is one transaction of at most one executemany per table (new jobs, changed jobs,
 transitions, events) plus the statements it carries; asyncpg sends an executemany's rows in one
-pipelined round trip, so a batch costs a few round trips whatever its size. The log bytes are
-written first, in a thread (they are files in the state dir). Nothing here runs on the loop
-for longer than building the rows.
+pipelined round trip, so a batch costs a few round trips whatever its size. Nothing here runs
+on the loop for longer than building the rows.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from supervisor.event_log import prune_step
-from supervisor.logstore import LogStore
 from supervisor.store_writer import Batch, core_writes
 
 
 class PostgresWriter:
-    def __init__(self, engine: AsyncEngine, logs: LogStore) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.logs = logs
 
     async def open(self) -> None:
         pass
@@ -29,16 +24,14 @@ class PostgresWriter:
     async def close(self) -> None:
         pass  # the engine is the store's
 
-    async def commit(self, batch: Batch) -> dict[str, int]:
+    async def commit(self, batch: Batch) -> None:
         writes = core_writes(batch)  # snapshots, before the first await
-        sizes = await asyncio.to_thread(self.logs.write_batch, batch.logs) if batch.logs else {}
         async with self.engine.begin() as conn:
             for statement, params in writes:
                 if params is not None:
                     await conn.execute(statement, params)
                 else:
                     await conn.execute(statement)
-        return sizes
 
     async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
         async with self.engine.begin() as conn:

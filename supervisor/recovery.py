@@ -24,11 +24,14 @@ import time
 from jobvisor.config import SupervisorConfig
 from jobvisor.ids import JobId, UserId
 from jobvisor.protocol import CancelJob, HelloAck, JobReport, Message
+from jobvisor.errors import Unavailable
 from jobvisor.states import JobState
+from jobvisor.tasks import Tasks
 from supervisor.agents import Agent, AgentRegistry, AgentState
 from supervisor.compute_job import ComputeJob, Dispatched, Prefetched, Restored
 from supervisor.holds import HoldKind, Holds
 from supervisor.jobs import JobBook
+from supervisor.log_tails import LogTails
 from supervisor.pool import AgentPool
 from supervisor.reports import Reports
 from supervisor.targets import Targets
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 
 class Recovery:
     def __init__(self, cfg: SupervisorConfig, targets: Targets, registry: AgentRegistry, jobs: JobBook,
-                 holds: Holds, pool: AgentPool, reports: Reports) -> None:
+                 holds: Holds, pool: AgentPool, reports: Reports, tails: LogTails, tasks: Tasks) -> None:
         self.cfg = cfg
         self._targets = targets
         self._registry = registry
@@ -46,6 +49,8 @@ class Recovery:
         self._holds = holds
         self._pool = pool
         self._reports = reports
+        self._tails = tails
+        self._tasks = tasks
 
     # ------------------------------------------------------------------ start-up
 
@@ -101,9 +106,17 @@ class Recovery:
         forget: list[JobId] = []
         out: list[Message] = []
         reported: set[JobId] = set()
+        ended_elsewhere: list[JobReport] = []
         held = {job.id: job for job in self._holds.take(HoldKind.RESTART, agent.user, agent.kind)}
         for report in reports:
+            tail = self._tails.of(report.job_id, agent.id, report.attempt) if report.state.is_terminal else None
+            if tail is not None:  # ended, its log on the way: it goes on from what the store holds
+                offsets[report.job_id] = tail.stored
+                continue
             job = self._jobs.get(report.job_id)
+            if job is None and report.state.is_terminal and report.log_size > 0:
+                ended_elsewhere.append(report)  # maybe ended before a restart, its log not all here
+                continue
             if job is not None and job.placement is None and job.state is JobState.QUEUED \
                     and job.owner == agent.user and job.attempt == report.attempt:
                 held.pop(job.id, None)
@@ -131,8 +144,36 @@ class Recovery:
                 self._jobs.requeue(job, f"agent {agent.id} reconnected without it: the run never reached it", now)
             else:  # another process under the agent's id: it may have run the job
                 self._jobs.lose_or_cancel(job, f"agent {agent.id} reconnected without it", now)
-        agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
+        if ended_elsewhere:
+            self._tasks.spawn(self._ack_after_lookup(agent, ended_elsewhere, offsets, forget, out))
+        else:
+            agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
         self._jobs.enqueue(held.values())
+
+    async def _ack_after_lookup(self, agent: Agent, reports: list[JobReport], offsets: dict[JobId, int],
+                                forget: list[JobId], out: list[Message]) -> None:
+        """Ended jobs the agent still holds that this supervisor has not in memory: ended and
+        committed before a restart, their log maybe not all written when it stopped (an end
+        does not wait for its log). Each whose row says it ended with that agent and attempt
+        has its tail taken from what the log store holds; the others are forgotten. Then the
+        HelloAck goes (the agent sends no log before it)."""
+        store = self._jobs.store
+        try:
+            rows = [await store.get_job(report.job_id) for report in reports]
+            sizes = await asyncio.to_thread(lambda: [store.logs.size(report.job_id) for report in reports])
+        except Unavailable as exc:
+            log.warning("agent %s: cannot look up %d ended jobs it announced (%s); they are forgotten", agent.id, len(reports), exc)
+            rows, sizes = [None] * len(reports), [0] * len(reports)
+        for report, row, size in zip(reports, rows, sizes):
+            if row is not None and row.state.is_terminal and row.owner == agent.user and row.attempt == report.attempt \
+                    and row.agent_id == agent.id and size < report.log_size:
+                self._tails.expect(row.id, agent.id, row.attempt, report.log_size, size)
+                offsets[row.id] = size
+                log.info("job %s attempt %d: ended before the restart; its log goes on from %d of %d bytes",
+                         row.id, row.attempt, size, report.log_size)
+            else:
+                forget.append(report.job_id)
+        agent.send([HelloAck(log_offsets=offsets, forget=forget), *out])
 
     def _adopt_unrecorded(self, job: ComputeJob, agent: Agent, report: JobReport, now: float) -> None:
         """A queued job the agent has: it was sent just before a crash, before that was committed."""

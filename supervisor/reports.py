@@ -17,16 +17,17 @@ from jobvisor.states import JobState
 from supervisor.agents import Agent, AgentState
 from supervisor.compute_job import ComputeJob
 from supervisor.jobs import JobBook
+from supervisor.log_tails import LogTails
 from supervisor.ops import PendingReplies
 
 log = logging.getLogger(__name__)
 
 
-
 class Reports:
-    def __init__(self, jobs: JobBook, replies: PendingReplies) -> None:
+    def __init__(self, jobs: JobBook, replies: PendingReplies, tails: LogTails) -> None:
         self._jobs = jobs
         self._replies = replies
+        self._tails = tails
         self._forget: dict[AgentId, set[JobId]] = defaultdict(set)
 
     def on_messages(self, agent: Agent, messages: list[Message]) -> None:
@@ -39,9 +40,8 @@ class Reports:
                 elif message.report.state.is_terminal:
                     self.forget_after_commit(agent, [message.report.job_id])
             elif isinstance(message, LogChunk):
-                job = self._job_of(agent, message.job_id, message.attempt)
-                if job is not None and message.offset >= 0:
-                    self._jobs.store.write_log(job.id, message.offset, message.data)
+                if message.offset >= 0 and self._takes_log(agent, message):
+                    self._jobs.store.write_log(message.job_id, message.offset, message.data)
             elif isinstance(message, Progress):
                 job = self._job_of(agent, message.job_id, message.attempt)
                 if job is not None:
@@ -65,6 +65,16 @@ class Reports:
             log.debug("agent %s: ignoring a message about job %s attempt %d", agent.id, job_id, attempt)
             return None
         return job
+
+    def _takes_log(self, agent: Agent, chunk: LogChunk) -> bool:
+        """Log bytes of a running job from its agent, or of an ended one whose tail is due."""
+        job = self._jobs.get(chunk.job_id)
+        if job is not None and not job.state.is_terminal:
+            return self._job_of(agent, chunk.job_id, chunk.attempt) is not None
+        if self._tails.of(chunk.job_id, agent.id, chunk.attempt) is not None:
+            return True
+        log.debug("agent %s: ignoring log bytes of job %s attempt %d", agent.id, chunk.job_id, chunk.attempt)
+        return False
 
     def apply(self, agent: Agent, job: ComputeJob, report: JobReport, now: float) -> None:
         """One job's report from the agent it is placed with."""
@@ -90,7 +100,9 @@ class Reports:
                 reason = f"exit code {report.exit_code}"
             else:
                 reason = str(state)
+            attempt = job.attempt
             self._jobs.end(job, state, reason, report.at or now)
+            self._tails.expect(job.id, agent.id, attempt, report.log_size, job.log_size)
             self.forget_after_commit(agent, [job.id])
         elif report.info:
             self._jobs.store.record(job)
@@ -99,7 +111,8 @@ class Reports:
 
     def forget_after_commit(self, agent: Agent, job_ids: list[JobId]) -> None:
         """Tell the agent to drop these ended jobs once their end is committed (never before:
-        after a crash the agent's record is what a lost final state is rebuilt from).
+        after a crash the agent's record is what a lost final state is rebuilt from), and
+        their whole log written (a job with a log tail is forgotten when it completes).
 
         The ends of FORGET_GATHER seconds go in one ForgetJobs: one per commit was most of the
         frames to an agent running a burst of short jobs, and each frame wakes it."""
@@ -114,10 +127,12 @@ class Reports:
         self._jobs.store.after_commit(committed)
 
     def _send_forget(self, agent: Agent) -> None:
-        ids = self._forget.pop(agent.id, set())
+        ids = {job_id for job_id in self._forget.pop(agent.id, set()) if self._tails.pending(job_id) is None}
         if ids and agent.state is not AgentState.DEAD:
             agent.send([ForgetJobs(sorted(ids))])
 
-    def drop_agent(self, agent: Agent) -> None:
+    def drop_agent(self, agent: Agent) -> list[JobId]:
+        """The agent is dead: the jobs whose log tail will never come (their readers wake)."""
         self._forget.pop(agent.id, None)
+        return self._tails.drop_agent(agent.id)
 

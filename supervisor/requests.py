@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_LOG_WAIT = 30.0
 ID_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a job id is made of (store.ID_PREFIX_END relies on it)
+TAIL_WAIT = 10.0  # seconds a read of an ended job's log waits for the rest of it (each read)
 
 
 def array_view(jobs: list[ComputeJob]) -> dict:
@@ -184,16 +185,30 @@ class RequestHandlers:
     # ------------------------------------------------------------------ logs and files
 
     async def read_log(self, req: ReadLog) -> dict:
+        """Bytes of the job's log from `offset`, its size, and whether that is all of it.
+
+        An agent reports a job's end at once, and the log bytes it had not yet sent follow
+        (`supervisor.log_tails`): while they do, `size` is the final size, and a read past
+        what the store holds waits up to TAIL_WAIT for more (or `wait`, if longer), so a client
+        that reads the log after the end still gets all of it. `final` is true only once the
+        job has ended and the reply reaches the final size."""
         job = await self._job(req.caller, req.job_id)
         length = max(0, min(req.length, IO_CHUNK_BYTES))
+        offset = max(0, req.offset)
         live = self.core.jobs.get(job.id)
-        if live is not None and req.wait > 0 and req.offset >= live.log_size:
-            event = self.core.log_event(live.id)
+        tail = self.core.tails.pending(job.id)
+        wait = max(req.wait, TAIL_WAIT) if tail is not None else req.wait
+        stored = tail.stored if tail is not None else live.log_size if live is not None else None
+        if stored is not None and wait > 0 and offset >= stored:
+            event = self.core.log_event(job.id)
             try:
-                await asyncio.wait_for(event.wait(), min(req.wait, MAX_LOG_WAIT))
+                await asyncio.wait_for(event.wait(), min(wait, MAX_LOG_WAIT))
             except asyncio.TimeoutError:
                 pass
-        data, size = await asyncio.to_thread(self.core.logs.read, job.id, max(0, req.offset), length)
+        data, size = await asyncio.to_thread(self.core.logs.read, job.id, offset, length)
+        tail = self.core.tails.pending(job.id)
+        if tail is not None:
+            size = max(size, tail.final_size)
         current = self.core.jobs.get(job.id)
         terminal = current is None or current.state.is_terminal
         if current is None:
@@ -202,7 +217,7 @@ class RequestHandlers:
             job = refreshed or job
         return {
             "data": data, "offset": req.offset, "size": size,
-            "final": terminal and req.offset + len(data) >= size,
+            "final": terminal and offset + len(data) >= size,
             "state": str((current or job).state),
             "exit_code": (current or job).exit_code,
         }

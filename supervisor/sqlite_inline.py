@@ -13,7 +13,8 @@ What could make such a commit wait never happens here:
   * another connection holding the write lock: busy_timeout is 0 and the transaction starts
     with BEGIN IMMEDIATE, so a busy database answers at once and the batch goes to the thread,
     which waits for the lock there;
-  * big batches, log bytes and SQLAlchemy statements: they all go to the thread (`takes`).
+  * big batches and SQLAlchemy statements: they go to the thread (`takes`); log bytes are
+    never in a batch (`supervisor.log_writer`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ class InlineCommits:
     def checkpoint_due(self) -> bool:
         return self.since_checkpoint >= CHECKPOINT_EVERY
 
-    def takes(self, rows: int, logs: int, statements: int) -> bool:
+    def takes(self, rows: int, statements: int) -> bool:
         """Whether a batch of that shape may be committed here."""
-        return rows <= self.max_rows and not logs and not statements and not self.checkpoint_due
+        return rows <= self.max_rows and not statements and not self.checkpoint_due
 
     def commit(self, writes: Sequence[tuple[str, Any]]) -> bool:
         """Commit `writes` (plain SQL, rows) in one transaction. False, with nothing written, if

@@ -2,8 +2,8 @@
 async engine.
 
 A batch of a few rows is committed on the loop itself (`supervisor.sqlite_inline`); any other
-goes to one writer thread with a plain sqlite3 connection, where the log bytes and the whole
-transaction cost one thread hop instead of one per statement through aiosqlite. The hot rows
+goes to one writer thread with a plain sqlite3 connection, where the whole transaction costs
+one thread hop instead of one per statement through aiosqlite. The hot rows
 are positional tuples (`supervisor.sqlite_rows`); the store's other statements (agents) go
 through SQLAlchemy on the same thread. Every so many inline commits one batch goes through the
 thread and checkpoints the WAL there, since the inline connection never syncs.
@@ -20,7 +20,6 @@ from sqlalchemy.engine import make_url
 
 from supervisor import sqlite_rows
 from supervisor.event_log import prune_step
-from supervisor.logstore import LogStore
 from supervisor.sqlite_inline import InlineCommits
 from supervisor.store_writer import Batch
 
@@ -37,8 +36,7 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class SqliteWriter:
     """`inline_rows`: the most rows a batch committed on the loop may have (0: none)."""
 
-    def __init__(self, url: str, logs: LogStore, *, inline_rows: int) -> None:
-        self.logs = logs
+    def __init__(self, url: str, *, inline_rows: int) -> None:
         self.inline_rows = inline_rows
         sync_url = make_url(url).set(drivername="sqlite")
         self.database = sync_url.database
@@ -73,20 +71,19 @@ class SqliteWriter:
         writes.extend(batch.statements)
         return writes
 
-    async def commit(self, batch: Batch) -> dict[str, int]:
+    async def commit(self, batch: Batch) -> None:
         """On the loop when it is a few rows (they cost less there than a trip to the thread,
         see `supervisor.sqlite_inline`) and no other connection holds the lock, else in the
         writer thread."""
         writes = self.writes(batch)
         inline = self.inline
-        if inline is not None and inline.takes(batch.rows, len(batch.logs), len(batch.statements)) and inline.commit(writes):
-            return {}
+        if inline is not None and inline.takes(batch.rows, len(batch.statements)) and inline.commit(writes):
+            return
         checkpoint = inline is not None and inline.checkpoint_due
         loop = asyncio.get_running_loop()
-        sizes = await loop.run_in_executor(self._executor, self._commit_sync, batch.logs, writes, checkpoint)
+        await loop.run_in_executor(self._executor, self._commit_sync, writes, checkpoint)
         if checkpoint and inline is not None:
             inline.checkpointed()
-        return sizes
 
     async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
         """In the writer thread, between two commits (so on SQLite's one write lock in turn)."""
@@ -97,10 +94,9 @@ class SqliteWriter:
         with self._engine.begin() as conn:
             return prune_step(conn, before_at, upto_id, keep_from)
 
-    def _commit_sync(self, logs: list[tuple[str, int, bytes]], writes: list[tuple[Any, Any]], checkpoint: bool) -> dict[str, int]:
-        """One trip to the writer thread for a whole batch: log bytes, then one transaction,
-        then (when the inline commits are due one) a checkpoint of the WAL."""
-        sizes = self.logs.write_batch(logs) if logs else {}
+    def _commit_sync(self, writes: list[tuple[Any, Any]], checkpoint: bool) -> None:
+        """One trip to the writer thread for a whole batch: one transaction, then (when the
+        inline commits are due one) a checkpoint of the WAL."""
         with self._engine.begin() as conn:
             for statement, params in writes:
                 if isinstance(statement, str):
@@ -112,4 +108,3 @@ class SqliteWriter:
         if checkpoint:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        return sizes

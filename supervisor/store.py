@@ -1,8 +1,9 @@
 """Persistence of jobs, transitions and agents, with one writer that batches commits.
 
 Status updates that arrive together are committed together: every write goes to the pending
-batch, a single writer task commits the batch in one transaction (log bytes first, then the
-database), and only then are its events published and its waiters woken. So nothing is
+batch, a single writer task commits the batch in one transaction, and only then are its events
+published and its waiters woken. Log bytes go beside the commits, not in them
+(`supervisor.log_writer`): an end does not wait behind a job's output. So nothing is
 published before it is committed, and thousands of transitions per second cost a handful of
 commits. If a commit fails (disk full, database gone), the updates stay pending and are
 retried with backoff; waiters get the error so the request that caused them can say so.
@@ -36,7 +37,8 @@ from jobvisor.timing import backoff_delay
 from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.event_log import PRUNE_CHUNK, Emitted, event_of_row, number
-from supervisor.logstore import RESTART_LOG, LogStore
+from supervisor.log_writer import LogWriter
+from supervisor.logstore import LogStore
 from supervisor.sqlite_inline import InlineCommits
 from supervisor.sqlite_writer import sqlite_pragmas
 from supervisor.store_writer import Batch, BatchWriter, writer_for
@@ -68,13 +70,13 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(url)  # reads (and PostgreSQL's writes)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
-        self.writer: BatchWriter = writer_for(url, self.engine, logs, inline_rows=inline_rows)
+        self.writer: BatchWriter = writer_for(url, self.engine, inline_rows=inline_rows)
+        self.log_writer = LogWriter(logs)
         self._batch = Batch()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._closing = False
         self.on_events: Callable[[list[Event]], None] = lambda events: None
-        self.on_log_sizes: Callable[[dict[JobId, int]], None] = lambda sizes: None
         self.commits = 0
         # committed jobs per state: read once at open, then kept by each commit's transitions,
         # so GET /status costs nothing however many jobs the database holds
@@ -105,8 +107,10 @@ class Store:
             raise Unavailable(f"cannot open the database {self.engine.url.render_as_string()}: {exc}") from exc
         self._writer = asyncio.create_task(self._run(), name="store-writer")
         self._pruner = asyncio.create_task(self._prune_loop(), name="store-events-pruner")
+        self.log_writer.start()
 
     async def close(self) -> None:
+        await self.log_writer.close()
         self._closing = True
         self._wake.set()
         if self._pruner is not None:
@@ -172,14 +176,12 @@ class Store:
         self._wake.set()
 
     def write_log(self, job_id: JobId, offset: int, data: bytes) -> None:
-        self._batch.logs.append((job_id, offset, data))
-        self._urgent()
+        self.log_writer.write(job_id, offset, data)
 
     def restart_log(self, job_id: JobId) -> None:
         """A new attempt's log starts empty, in order with the chunks around it (the run dir
         keeps the earlier attempt's output as output.N.log)."""
-        self._batch.logs.append((job_id, RESTART_LOG, b""))
-        self._urgent()
+        self.log_writer.restart(job_id)
 
     def execute(self, statement: Any, params: Any = None) -> None:
         self._batch.statements.append((statement, params))
@@ -217,7 +219,7 @@ class Store:
                 batch.events = number(batch.sources, self._next_event_id)
                 if batch.events:
                     self._next_event_id = batch.events[-1].id + 1
-            last_start, last_size = loop.time(), len(batch.transitions) + len(batch.logs)
+            last_start, last_size = loop.time(), len(batch.transitions)
             if batch.empty() and not batch.waiters and not batch.after:
                 if self._closing:
                     return
@@ -236,7 +238,6 @@ class Store:
                 self._batch.dirty = {**batch.dirty, **self._batch.dirty}
                 self._batch.transitions[:0] = [t for t in batch.transitions if t.job_id not in batch.inserts]
                 self._retry_events(batch)
-                self._batch.logs[:0] = batch.logs
                 self._batch.after[:0] = batch.after
                 self._batch.urgent = self._batch.urgent or batch.urgent
                 if self._closing and failures > 3:
@@ -259,10 +260,7 @@ class Store:
             current.progress = {job_id: index + len(kept) for job_id, index in current.progress.items()}
 
     async def _commit(self, batch: Batch) -> None:
-        sizes = await self.writer.commit(batch)
-        batch.logs = []
-        if sizes:
-            self.on_log_sizes(sizes)
+        await self.writer.commit(batch)
         for fut in batch.waiters:
             if not fut.done():
                 fut.set_result(None)

@@ -22,7 +22,6 @@ from supervisor import tables
 from jobvisor.protocol import Event
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.event_log import Source
-from supervisor.logstore import LogStore
 
 
 @dataclass
@@ -32,7 +31,6 @@ class Batch:
     inserts: dict[str, ComputeJob] = field(default_factory=dict)
     dirty: dict[str, ComputeJob] = field(default_factory=dict)
     transitions: list[Transition] = field(default_factory=list)
-    logs: list[tuple[str, int, bytes]] = field(default_factory=list)
     statements: list[tuple[Any, Any]] = field(default_factory=list)  # SQLAlchemy statements, params
     waiters: list[asyncio.Future] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
@@ -44,7 +42,7 @@ class Batch:
     events: list[Event] = field(default_factory=list)  # `sources` numbered, when the batch is taken
 
     def empty(self) -> bool:
-        return not (self.inserts or self.dirty or self.transitions or self.logs or self.statements or self.sources)
+        return not (self.inserts or self.dirty or self.transitions or self.statements or self.sources)
 
     @property
     def rows(self) -> int:
@@ -53,14 +51,13 @@ class Batch:
 
 class BatchWriter(Protocol):
     """Commits batches to one database. `commit` takes its snapshot of the jobs' rows before
-    its first await (the supervisor goes on changing the jobs meanwhile), writes the batch's
-    log bytes first, then its rows in one transaction, and returns the new log sizes by job.
-    Errors: SQLAlchemyError, the driver's own error, or OSError (the log bytes); the store
-    keeps the batch and retries."""
+    its first await (the supervisor goes on changing the jobs meanwhile), then writes them in
+    one transaction. Errors: SQLAlchemyError, the driver's own error, or OSError; the store
+    keeps the batch and retries. (Log bytes are not part of a batch: `supervisor.log_writer`.)"""
 
     async def open(self) -> None: ...
 
-    async def commit(self, batch: Batch) -> dict[str, int]: ...
+    async def commit(self, batch: Batch) -> None: ...
 
     async def prune(self, before_at: float, upto_id: int, keep_from: int) -> int:
         """One step of pruning events (`supervisor.event_log.prune_step`), off the loop; the
@@ -101,12 +98,12 @@ def core_writes(batch: Batch) -> list[tuple[Any, Any]]:
     return writes
 
 
-def writer_for(url: str, engine: AsyncEngine, logs: LogStore, *, inline_rows: int) -> BatchWriter:
+def writer_for(url: str, engine: AsyncEngine, *, inline_rows: int) -> BatchWriter:
     """The writer for the database at `url` (the store's async `engine` is shared for reads)."""
     if engine.dialect.name == "sqlite":
         from supervisor.sqlite_writer import SqliteWriter
 
-        return SqliteWriter(url, logs, inline_rows=inline_rows)
+        return SqliteWriter(url, inline_rows=inline_rows)
     from supervisor.postgres_writer import PostgresWriter
 
-    return PostgresWriter(engine, logs)
+    return PostgresWriter(engine)

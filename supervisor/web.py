@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Awaitable
 from typing import Any
 
 import msgpack
@@ -18,6 +20,7 @@ from jobvisor.protocol import (
     ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
     Reply, WireError, decode, decode_frame, encode, encode_frame, pack, to_wire,
 )
+from jobvisor.limits import limit_socket_buffer
 from jobvisor.secrets import tokens_equal
 from jobvisor.pacing import FRAME_COALESCE, Pacer
 from supervisor.agents import Agent, AgentState
@@ -209,9 +212,18 @@ class AgentSocket(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
+        limit_socket_buffer(self.ws_connection.stream.socket, socket.SO_RCVBUF)
         self.link = _Link(self)
 
-    def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Decode and hand over one frame. While the log writer is behind (`LogWriter.full`),
+        the awaitable returned holds the next frame back: Tornado reads no more from this
+        socket until it resolves, so the agent's own send buffer fills and it holds its logs."""
+        self._on_message(message)
+        log_writer = self.core.store.log_writer
+        return log_writer.wait_room() if log_writer.full() else None
+
+    def _on_message(self, message: str | bytes) -> None:
         assert self.agent is not None and self.link is not None
         if isinstance(message, str):
             self.link.send([ErrorMessage("text frames are not accepted; send msgpack binary frames")])

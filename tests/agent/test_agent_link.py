@@ -27,6 +27,8 @@ async def test_log_flood_is_bounded_and_complete(supervisor, start_agent, tmp_pa
     await supervisor.send(RunJob("flood", 1, "shell", {"script": f"yes | head -c {size}"}, {}, str(tmp_path / "f")))
     done = await supervisor.status("flood", "completed", timeout=60)
     assert done.report.log_size == size == (tmp_path / "f" / "output.log").stat().st_size
+    # the end does not wait for the log: its bytes may still follow it
+    await supervisor.wait(lambda: len(supervisor.logs.get("flood", b"")) >= size, 60, "the whole log")
     assert supervisor.log_gaps == []
     log = supervisor.logs["flood"]
     assert len(log) == size and log[:4] == b"y\ny\n" and log.count(b"y\n") == size // 2
@@ -63,8 +65,8 @@ async def test_terminal_reports_resent_until_forgotten(supervisor, start_agent, 
     await supervisor.drop()
     await supervisor.wait_connected(count=2)
     (report,) = supervisor.hellos()[1].jobs
-    # an ended job with output is announced as running: its end goes again after its log
-    assert report.job_id == "t1" and report.state == "running" and report.log_size == 3
+    # an ended job is announced as ended, with its final log size; its log goes on from the ack's offset
+    assert report.job_id == "t1" and report.state == "completed" and report.log_size == 3
     await supervisor.wait(lambda: bytes(supervisor.logs.get("t1", b"")) == b"hi\n")
     await supervisor.drop()
     await supervisor.wait_connected(count=3)

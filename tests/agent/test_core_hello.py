@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobvisor.protocol import HelloAck, LogChunk, StatusUpdate
+from jobvisor.protocol import ForgetJobs, HelloAck, LogChunk, StatusUpdate
 from jobvisor.states import JobState
 from tests.agent.test_core import env, run  # noqa: F401  (the fixture and the RunJob maker)
 
 
-def test_an_end_sent_on_a_link_that_dropped_is_sent_again_after_the_whole_log(env):  # noqa: F811
+def test_an_end_sent_on_a_link_that_dropped_is_announced_and_its_log_goes_on(env):  # noqa: F811
     """The soak's finding: a job that ended just before the supervisor was SIGKILLed kept a
     short log there. Its end had been queued with the last log bytes, and both were lost with
-    the link; the hello then announced the end, and the supervisor took it as final. The hello
-    announces such a job as running, the log goes again from the supervisor's offset, then the end."""
+    the link. The hello announces the end with the final log size, and the log goes again from
+    the offset the supervisor's HelloAck gives (which takes log bytes after an end)."""
     core, comm, procs, tmp = env
     core.handle(run("j1", tmp))
     job = core.jobs["j1"]
@@ -25,11 +25,12 @@ def test_an_end_sent_on_a_link_that_dropped_is_sent_again_after_the_whole_log(en
     assert ("j1", "completed", "") in comm.reports()  # queued to the outbox: the link then drops
     comm.sent.clear()
     (announced,) = core.hello_reports()
-    assert announced.state is JobState.RUNNING and announced.exit_code is None
+    assert announced.state is JobState.COMPLETED and announced.exit_code == 0 and announced.log_size == 10
     core.handle(HelloAck(log_offsets={"j1": 4}, forget=[]))
     sent = [m for m in comm.sent if isinstance(m, (LogChunk, StatusUpdate))]
-    assert [(m.offset, m.data) for m in sent if isinstance(m, LogChunk)] == [(4, b"456789")]
-    assert isinstance(sent[-1], StatusUpdate) and sent[-1].report.state is JobState.COMPLETED
+    assert [(m.offset, m.data) for m in sent] == [(4, b"456789")]  # the end went with the hello
+    core.handle(ForgetJobs(["j1"]))
+    assert "j1" not in core.jobs
 
 
 def test_an_end_without_output_is_announced_as_it_is(env):  # noqa: F811
@@ -56,3 +57,49 @@ def test_a_result_the_wire_cannot_carry_is_dropped_with_the_reason(env):  # noqa
     assert final.reason.startswith("the result cannot be sent: result.big:")
     (announced,) = core.hello_reports()
     assert announced.result is None
+
+
+def _ended_with_output(env, size: int):  # noqa: F811
+    core, comm, procs, tmp = env
+    core.handle(run("j1", tmp))
+    job = core.jobs["j1"]
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    Path(job.log_path).write_bytes(b"y" * size)
+    procs.log_size = lambda job: size
+    return core, comm, job
+
+
+def test_an_end_is_reported_at_once_when_its_log_cannot_go_yet(env):  # noqa: F811
+    """The link is congested at the end: the end goes now, with the final size, and the log
+    follows it once the link takes bytes again."""
+    core, comm, job = _ended_with_output(env, 1000)
+    comm.log_ready = lambda: False
+    core.backend.on_exit(job, 0)
+    assert [(m.report.state, m.report.log_size) for m in comm.sent if isinstance(m, StatusUpdate)][-1] == \
+        (JobState.COMPLETED, 1000)
+    assert not any(isinstance(m, LogChunk) for m in comm.sent) and core.log_backlog
+    comm.log_ready = lambda: True
+    core.poll()
+    chunks = [m for m in comm.sent if isinstance(m, LogChunk)]
+    assert [(m.offset, len(m.data)) for m in chunks] == [(0, 1000)]
+    assert [m for m in comm.sent if isinstance(m, StatusUpdate)][-1].report.state is JobState.COMPLETED
+    assert job.log_fd is None  # all sent: the log is closed
+
+
+def test_a_job_forgotten_before_its_log_is_sent_is_dropped_after_it(env):  # noqa: F811
+    core, comm, job = _ended_with_output(env, 1000)
+    comm.log_ready = lambda: False
+    core.backend.on_exit(job, 0)
+    core.handle(ForgetJobs(["j1"]))  # the end is committed; the log is still to come
+    assert "j1" in core.jobs
+    comm.log_ready = lambda: True
+    core.poll()
+    assert [(m.offset, len(m.data)) for m in comm.sent if isinstance(m, LogChunk)] == [(0, 1000)]
+    assert "j1" not in core.jobs
+
+
+def test_a_short_jobs_output_goes_before_its_end(env):  # noqa: F811
+    core, comm, job = _ended_with_output(env, 10)
+    core.backend.on_exit(job, 0)
+    kinds = [type(m).__name__ for m in comm.sent if isinstance(m, (LogChunk, StatusUpdate))]
+    assert kinds[-2:] == ["LogChunk", "StatusUpdate"]

@@ -4,7 +4,7 @@ import contextlib
 from jobvisor.protocol import ALLOWED_FROM_AGENT, Ack, JobReport, LogChunk, OpReply, StatusUpdate, decode_frame
 from jobvisor.states import JobState
 
-from agent.outbox import Outbox, size_hint
+from agent.outbox import LOG_FRAME_BYTES, Outbox, size_hint
 
 
 def decode(frame):
@@ -131,9 +131,9 @@ async def test_pump_sends_one_frame_per_turn_and_tracks_congestion():
         box.put(Ack(f"j{i}", 1))
     assert not box.congested
     box.put(LogChunk("j", 1, 0, b"y" * 200_000))
-    assert box.congested and size_hint(box._items[-1]) > 200_000
+    assert box.congested and size_hint(box._logs[-1]) > 200_000
     sent = await pump_a_moment(box)
-    assert len(sent) == 1 and len(decode(sent[0])) == 51
+    assert len(sent) == 1 and len(decode(sent[0])) == 51  # log bytes that fit one log frame go along
     assert box.empty and not box.congested
 
 
@@ -155,7 +155,8 @@ async def test_a_start_and_an_end_waiting_for_the_same_frame_go_as_the_end_alone
     box.put(report("a", "completed", started_at=1.0))
     box.put(report("b", "running", attempt=2))  # another attempt: its own start stays
     box.put(report("b", "failed", started_at=None))  # never started: nothing to fold
-    assert await flush() == [("b", 1, "running"), "log", ("a", 1, "completed"), ("b", 2, "running"), ("b", 1, "failed")]
+    # the log bytes first (a short job's output before its end), then the reports in order
+    assert await flush() == ["log", ("b", 1, "running"), ("a", 1, "completed"), ("b", 2, "running"), ("b", 1, "failed")]
     assert decode(sent[-1])[2].report.started_at == 1.0
     # a start that left in an earlier frame stays; its end follows in the next one
     box.put(report("c", "running"))
@@ -178,3 +179,20 @@ def test_a_value_the_wire_cannot_carry_drops_only_itself():
     assert sent[1].report.result is None and sent[1].report.state is JobState.COMPLETED
     assert "result dropped" in sent[1].report.reason and "cannot carry" in sent[1].report.reason
     assert not sent[2].ok and sent[2].error.kind == "invalid"
+
+
+async def test_reports_do_not_wait_behind_a_log_backlog():
+    """A job's end goes in the first frame, ahead of queued log bytes (more than one log
+    frame's worth), which follow it a log frame at a time."""
+    box = Outbox(max_frame_bytes=1 << 24, congestion_bytes=1 << 24, start_linger=0)
+    chunk = 256 * 1024
+    for i in range(6):
+        box.put(LogChunk("a", 1, i * chunk, b"y" * chunk))
+    box.put(StatusUpdate(JobReport("a", 1, "completed", at=2.0, log_size=6 * chunk)))
+    sent = await pump_a_moment(box)
+    frames = [decode(frame) for frame in sent]
+    assert [type(m).__name__ for m in frames[0]] == ["StatusUpdate"]
+    offsets = [m.offset for frame in frames[1:] for m in frame]
+    assert offsets == [i * chunk for i in range(6)]
+    assert all(sum(len(m.data) for m in frame) <= LOG_FRAME_BYTES for frame in frames[1:])
+    assert box.empty

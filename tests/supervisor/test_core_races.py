@@ -270,7 +270,7 @@ async def test_a_retried_jobs_log_is_the_new_attempts_alone(core, driver):
     await running(core, driver, job)
     first_agent = core.agents.by_id[job.agent_id]
     core.on_agent_messages(first_agent, [LogChunk(job.id, 1, 0, b"attempt 1 said a lot\n" * 5)])
-    await core.store.committed()
+    await core.store.log_writer.written()
     core.agent_exited(first_agent.id, "killed")
     assert job.attempt == 2
     await eventually(lambda: job.state is JobState.STARTING and job.agent_id not in (None, first_agent.id), what="attempt 2 sent")
@@ -278,7 +278,7 @@ async def test_a_retried_jobs_log_is_the_new_attempts_alone(core, driver):
     core.on_agent_messages(second, [report(job.id, "running", attempt=2), LogChunk(job.id, 2, 0, b"two\n"),
                                     LogChunk(job.id, 2, -1, b"bad offset")])
     core.on_agent_messages(first_agent, [LogChunk(job.id, 1, 105, b"late")])
-    await core.store.committed()
+    await core.store.log_writer.written()
     assert core.logs.read(job.id, 0, 1000) == (b"two\n", 4)
 
 
