@@ -43,8 +43,10 @@ def _sse(event: str) -> dict:
 
 
 def _op(summary: str, responses: dict, *, params: list | None = None, body: dict | None = None,
-        public: bool = False, tag: str = "jobs") -> dict:
+        public: bool = False, tag: str = "jobs", description: str = "") -> dict:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        op["description"] = description
     if params:
         op["parameters"] = params
     if body:
@@ -119,7 +121,8 @@ def _paths() -> dict:
                 "(`event: log` {offset, next, text}; `event: end` {state, exit_code})",
                 {
                     "200": {
-                        "description": "Log text or event stream",
+                        "description": "Log text or event stream. `X-Log-Size`: the log's size in bytes (its final "
+                                       "size once the job has ended)",
                         "content": {"text/plain": {"schema": {"type": "string"}}, **_sse("LogStreamEvent")},
                     },
                     **_BAD, **_NOT_FOUND, **_ERRORS,
@@ -131,6 +134,15 @@ def _paths() -> dict:
                     {"name": "follow", "in": "query", "schema": {"type": "string", "enum": list(FLAGS)},
                      "description": "1 or true: stream as SSE until the job ends"},
                 ],
+                description=(
+                    "A job's end is known (and published) within milliseconds of its process's exit; the last "
+                    "of its output may still be on its way from its agent then, with its final size known. "
+                    "Reading the log of an ended job therefore waits for the rest of it: each read of the "
+                    "supervisor's log store waits up to 10 s for bytes that have not arrived yet, so the plain "
+                    "text is the whole log, and the `end` event of a followed log comes after its last byte. "
+                    "Only when the job's agent is gone for good before the log is complete (its host died) does "
+                    "the text stop short, after at most that wait."
+                ),
             ),
         },
         f"{PREFIX}/jobs/{{id}}/files": {
