@@ -30,6 +30,7 @@ from jobvisor.protocol import (
     Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, InputChunk, IoRequest, JobReport, KillAgent,
     LogChunk, Message, OpReply, Progress, RunJob, StartPrefetched, StatusRequest, StatusUpdate, to_wire,
 )
+from jobvisor.reasons import exit_reason
 from jobvisor.resources import Resources, parse_walltime
 from jobvisor.states import JobState
 from jobvisor.wire_values import check_wire_value
@@ -343,6 +344,8 @@ class AgentCore:
                 except InvalidRequest as exc:  # it would never pack: a report (or hello) carrying it could not go
                     job.result = None
                     reason = f"the result cannot be sent: {exc.field}: {exc.detail}"
+        elif state is JobState.FAILED and code is not None and returncode is not None and returncode > 0:
+            reason = self._told(job, code, reason, returncode, names)
         job.end(state, reason, self.backend.log_size(job), time.time())
         log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")
@@ -352,6 +355,20 @@ class AgentCore:
             self._drop(job)
         else:
             self._finish(job)
+
+    @staticmethod
+    def _told(job: JobRecord, code: Code, reason: str, returncode: int, names: set[str] | None) -> str:
+        """The job's own words for its failure (a python job's exception) in place of the bare
+        exit code its reason starts with; the reason as it is when the job left none."""
+        bare = exit_reason(returncode)
+        if not reason.startswith(bare) or (names is not None and META_DIR not in names):
+            return reason
+        try:
+            told = code.failure(job.run_dir)
+        except Exception:  # a plugin's bug must not lose the end
+            logger.exception("job %s: code %s failed to say why the job failed", job.job_id, job.code)
+            return reason
+        return told + reason[len(bare):] if told else reason
 
     def fail_to_start(self, job: JobRecord, reason: str) -> None:
         logger.warning("job %s attempt %d: failed to start: %s", job.job_id, job.attempt, reason)

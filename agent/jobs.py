@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobvisor.protocol import JobReport, RunJob
-from jobvisor.resources import format_walltime
+from jobvisor.reasons import exit_reason
 from jobvisor.states import JobState
 
 from job_cmd.fsutil import OUTPUT_LOG, PROGRESS_FILE
 from job_cmd.status_file import JobStatus
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def exit_outcome(returncode: int, ending: tuple[JobState, str] | None) -> tuple[JobState, str]:
@@ -32,13 +24,7 @@ def exit_outcome(returncode: int, ending: tuple[JobState, str] | None) -> tuple[
         return ending
     if returncode == 0:
         return JobState.COMPLETED, ""
-    if returncode < 0:
-        return JobState.FAILED, f"killed by signal {signal_name(-returncode)}"
-    return JobState.FAILED, f"exit code {returncode}"
-
-
-def walltime_reason(walltime: float) -> str:
-    return f"walltime of {format_walltime(walltime)} exceeded"
+    return JobState.FAILED, exit_reason(returncode)
 
 
 Ending = tuple[JobState, str]  # decided before the process ended: (CANCELED, reason), (TIMED_OUT, reason)...

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobvisor.protocol import RunJob
+from jobvisor.reasons import walltime_exceeded
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 
@@ -21,7 +22,7 @@ from job_cmd.fsutil import PROGRESS_FILE
 
 from agent import tail
 from agent.backend import CoreEvents, Handle
-from agent.jobs import Ending, JobRecord, Running, Spawning, exit_outcome, walltime_reason
+from agent.jobs import Ending, JobRecord, Running, Spawning, exit_outcome
 from agent.job_limits import JobLimits
 from agent.oom import OomCounter
 
@@ -151,7 +152,7 @@ class LocalBackend:
         live = job.live
         if live is None or live.ending is not None:
             return
-        reason = walltime_reason(job.walltime or 0)
+        reason = walltime_exceeded(job.walltime or 0)
         logger.info("job %s attempt %d: %s, stopping it", job.job_id, job.attempt, reason)
         live.ending = ending = (JobState.TIMED_OUT, reason)
         self.stop(job, ending)

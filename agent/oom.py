@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 from jobvisor import env_names
+from jobvisor.reasons import out_of_memory
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ENV_CONTAINER = env_names.CONTAINER  # set by container drivers: this cgroup is the agent's own
@@ -61,7 +62,7 @@ class OomCounter:
         self.seen += 1  # one kill accounts for one job
         limit = self.limit()
         where = f"the container's memory limit of {_mib(limit)}" if limit else "the container's memory limit"
-        return f"out of memory: the kernel killed the job (SIGKILL) when it reached {where}"
+        return out_of_memory(f"the kernel killed the job (SIGKILL) when it reached {where}")
 
 
 def _mib(value: int) -> str:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 META_DIR = ".jobvisor"  # jobvisor's own files inside a run dir (status, params, result), made when needed
 OUTPUT_LOG = "output.log"
 RESULT_FILE = "result.json"  # in META_DIR: a job's JSON result
+ERROR_FILE = "error.json"  # in META_DIR: why a job failed, in its own words ({"reason": ...})
 # Beside META_DIR, not in it: a job (in any language) writes it at any time, so its directory
 # must exist from the start, and making META_DIR for every job was one more inode per job.
 PROGRESS_FILE = ".jobvisor-progress.json"

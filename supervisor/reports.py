@@ -13,6 +13,7 @@ from jobvisor.pacing import FORGET_GATHER
 from jobvisor.protocol import (
     Ack, ErrorMessage, ForgetJobs, Hello, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
 )
+from jobvisor.reasons import exit_reason
 from jobvisor.states import JobState
 from supervisor.agents import Agent, AgentState
 from supervisor.compute_job import ComputeJob
@@ -97,7 +98,7 @@ class Reports:
             elif report.reason:
                 reason = report.reason
             elif report.exit_code is not None:
-                reason = f"exit code {report.exit_code}"
+                reason = exit_reason(report.exit_code)
             else:
                 reason = str(state)
             attempt = job.attempt

@@ -19,7 +19,8 @@ from typing import Any
 
 from jobvisor.errors import JobvisorError
 from jobvisor.protocol import RunJob
-from jobvisor.resources import Resources, format_walltime
+from jobvisor.reasons import exit_reason, walltime_exceeded
+from jobvisor.resources import Resources
 from jobvisor.states import JobState
 
 from job_cmd.codes.base import Launch
@@ -27,7 +28,7 @@ from job_cmd.codes.registry import get_code
 
 from agent import tail
 from agent.backend import CoreEvents, Handle
-from agent.jobs import Delegated, Ended, Ending, JobRecord, signal_name
+from agent.jobs import Delegated, Ended, Ending, JobRecord
 from agent.slurm import script as batch
 from agent.slurm.commands import QueueEntry
 from agent.slurm.queue import SlurmQueue
@@ -63,10 +64,9 @@ def end_reason(state: JobState, slurm_state: str, slurm_reason: str, slurm_job_i
     if state is JobState.COMPLETED:
         return ""
     if state is JobState.TIMED_OUT and walltime and normalize(slurm_state) == "TIMEOUT":
-        words = f"walltime of {format_walltime(walltime)} exceeded"
+        words = walltime_exceeded(walltime)
     elif state is JobState.FAILED and normalize(slurm_state) in ("FAILED", "") and returncode is not None:
-        name = signal_name(-returncode) if returncode < 0 else ""
-        words = f"exit code {returncode}" if returncode >= 0 else f"killed by {name}" if name.startswith("SIG") else f"ended by {name}"
+        words = exit_reason(returncode)
     else:
         words = mapped_reason or str(state)
     return f"{words} ({slurm})"

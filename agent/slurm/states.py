@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from jobvisor.reasons import OUT_OF_MEMORY
 from jobvisor.states import JobState
 
 
@@ -35,7 +36,7 @@ _ENDED: dict[str, tuple[JobState, str]] = {
     "CANCELLED": (JobState.CANCELED, "canceled in Slurm"),
     "TIMEOUT": (JobState.TIMED_OUT, "walltime exceeded"),
     "DEADLINE": (JobState.TIMED_OUT, "deadline reached before the job could finish"),
-    "OUT_OF_MEMORY": (JobState.FAILED, "out of memory"),
+    "OUT_OF_MEMORY": (JobState.FAILED, OUT_OF_MEMORY),
     "NODE_FAIL": (JobState.LOST, "a node of the job failed"),
     "BOOT_FAIL": (JobState.LOST, "a node of the job failed to boot"),
     "PREEMPTED": (JobState.LOST, "preempted by a higher-priority job"),

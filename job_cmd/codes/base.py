@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jobvisor.code_params import check_env, check_string_list, reject_unknown, require_object
+from jobvisor.reasons import MAX_REASON
 from jobvisor.resources import Resources
 
 from job_cmd import io
-from job_cmd.fsutil import META_DIR, OUTPUT_LOG, RESULT_FILE, read_json
+from job_cmd.fsutil import ERROR_FILE, META_DIR, OUTPUT_LOG, RESULT_FILE, read_json
 
 __all__ = [
     "MAX_RESULT_BYTES",
@@ -58,6 +59,16 @@ class Code(ABC):
             return read_json(os.path.join(run_dir, META_DIR, RESULT_FILE), max_bytes=MAX_RESULT_BYTES)
         except FileNotFoundError:
             return None
+
+    def failure(self, run_dir: Path) -> str | None:
+        """Why the job failed, in its own words, when it exited non-zero: the reason in
+        `.jobvisor/error.json` (a python job's exception), or None (its exit code then says it)."""
+        try:
+            data = read_json(os.path.join(run_dir, META_DIR, ERROR_FILE), max_bytes=64 * 1024)
+        except (OSError, ValueError):
+            return None
+        reason = data.get("reason") if isinstance(data, dict) else None
+        return reason[:MAX_REASON] if isinstance(reason, str) and reason.strip() else None
 
     def analyze(self, run_dir: Path, args: dict) -> dict:
         """A summary of a run's output files: their names and sizes, and output.log's lines."""

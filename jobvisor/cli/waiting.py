@@ -17,6 +17,7 @@ from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, clien
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.listing import fetch_jobs
 from jobvisor.cli.resolve import USAGE, resolve_jobs
+from jobvisor.reasons import describe_end
 from jobvisor.states import TERMINAL_STATES, JobState
 
 TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
@@ -65,10 +66,7 @@ def wait_status(states: Iterable[str]) -> WaitStatus:
 
 def end_line(job: dict, with_id: bool) -> str:
     """`completed (exit code 0)`, `failed (exit code 3): ValueError: x`, id first if asked."""
-    code = job.get("exit_code")
-    line = f"{job['state']} (exit code {code if code is not None else '-'})"
-    if job.get("reason") and job["state"] != "completed" and job["reason"] != f"exit code {code}":
-        line += f": {job['reason']}"
+    line = describe_end(job["state"], job.get("exit_code"), job.get("reason") or "")
     return f"{job['id']} {line}" if with_id else line
 
 

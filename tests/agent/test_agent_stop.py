@@ -59,7 +59,7 @@ async def test_walltime_times_out(supervisor, start_agent, tmp_path):
     await supervisor.send(sleeper("w1", tmp_path / "w1", script="echo start; sleep 30", resources={"walltime": 1}))
     started = time.monotonic()
     done = await supervisor.status("w1", "timed_out")
-    assert done.report.reason == "walltime of 00:00:01 exceeded"
+    assert done.report.reason == "walltime 00:00:01 exceeded"
     assert time.monotonic() - started < 5
     assert bytes(supervisor.logs["w1"]) == b"start\n"
     status = (tmp_path / "w1" / ".jobvisor" / "status.json").read_text()

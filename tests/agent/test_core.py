@@ -14,7 +14,8 @@ from jobvisor.protocol import (
 from jobvisor.states import JobState
 
 from agent.core import AgentCore
-from agent.jobs import Spawning, exit_outcome, walltime_reason
+from agent.jobs import Spawning, exit_outcome
+from jobvisor.reasons import describe_end, walltime_exceeded
 from agent.local import STATUS_FILE_DELAY, LocalBackend
 
 
@@ -117,10 +118,19 @@ def run(job_id, tmp_path, params=None, resources=None, attempt=1, code="shell"):
 def test_exit_outcome_rules():
     assert exit_outcome(0, None) == (JobState.COMPLETED, "")
     assert exit_outcome(2, None) == (JobState.FAILED, "exit code 2")
-    assert exit_outcome(-9, None) == (JobState.FAILED, "killed by signal SIGKILL")
+    assert exit_outcome(-9, None) == (JobState.FAILED, "killed by SIGKILL")
+    assert exit_outcome(-99, None) == (JobState.FAILED, "killed by signal 99")
     assert exit_outcome(-15, (JobState.CANCELED, "by user")) == (JobState.CANCELED, "by user")
     assert exit_outcome(0, (JobState.TIMED_OUT, "late")) == (JobState.TIMED_OUT, "late")
-    assert walltime_reason(3725) == "walltime of 01:02:05 exceeded"
+    assert walltime_exceeded(3725) == "walltime 01:02:05 exceeded"
+
+
+def test_an_end_is_described_without_saying_a_thing_twice():
+    assert describe_end("failed", 3, "exit code 3") == "failed (exit code 3)"
+    assert describe_end("failed", 1, "ValueError: bad mesh size") == "failed (exit code 1): ValueError: bad mesh size"
+    assert describe_end("failed", -9, "killed by SIGKILL") == "failed: killed by SIGKILL"
+    assert describe_end("completed", 0, "") == describe_end("completed", 0, "exit code 0") == "completed (exit code 0)"
+    assert describe_end("timed_out", None, "walltime 00:05:00 exceeded") == "timed_out (exit code -): walltime 00:05:00 exceeded"
 
 
 def test_run_then_complete(env):
@@ -175,7 +185,7 @@ def test_walltime(env):
     timer.fire()
     assert procs.signals == [("j1", signal.SIGTERM)]
     core.backend.on_exit(core.jobs["j1"], -15)
-    assert comm.reports("j1")[-1] == ("j1", "timed_out", "walltime of 00:01:30 exceeded")
+    assert comm.reports("j1")[-1] == ("j1", "timed_out", "walltime 00:01:30 exceeded")
     assert all(t.cancelled for t in procs.timers[1:])  # the SIGKILL timer died with the job
 
 

@@ -170,7 +170,7 @@ async def test_walltime_exceeded_is_timed_out(server, api):
     await api.wait_state(job["id"], "running", timeout=60)
     done = await api.wait_state(job["id"], {"timed_out", "failed", "completed", "canceled"}, timeout=180)
     assert done["state"] == "timed_out", done
-    assert "walltime of 00:01:00 exceeded" in done["reason"] and "TIMEOUT" in done["reason"], done
+    assert "walltime 00:01:00 exceeded" in done["reason"] and "TIMEOUT" in done["reason"], done
     assert done["info"]["slurm_state"] == "TIMEOUT"
 
 

@@ -51,7 +51,7 @@ def test_unknown_state_is_none():
 
 def test_end_reasons_carry_slurm_state_and_reason_verbatim():
     assert end_reason(JobState.TIMED_OUT, "TIMEOUT", "TimeLimit", "7", None, "walltime exceeded", 60) == \
-        "walltime of 00:01:00 exceeded (Slurm job 7: TIMEOUT, reason TimeLimit)"
+        "walltime 00:01:00 exceeded (Slurm job 7: TIMEOUT, reason TimeLimit)"
     assert end_reason(JobState.LOST, "NODE_FAIL", "NodeDown", "8", None, map_state("NODE_FAIL").reason, None) == \
         "a node of the job failed (Slurm job 8: NODE_FAIL, reason NodeDown)"
     assert end_reason(JobState.FAILED, "FAILED", "NonZeroExitCode", "9", 3, "failed", None) == \
