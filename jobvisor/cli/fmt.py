@@ -7,11 +7,11 @@ exactly; the API keeps the exact values (ISO 8601 UTC times, bytes, seconds) for
 from __future__ import annotations
 
 import shlex
-import signal
 from datetime import datetime, tzinfo
 from typing import Any
 
 from jobvisor.isotime import parse_iso
+from jobvisor.reasons import signal_name  # noqa: F401  (the CLI names signals as the reasons do)
 from jobvisor.resources import format_walltime
 
 _DEFAULT_RESOURCES = frozenset({("gpus", 0), ("nodes", 1)})
@@ -127,14 +127,6 @@ def command_summary(job: dict) -> str:
         if code == "python" and params.get("entry"):
             return f"python {params['entry']}"
     return code
-
-
-def signal_name(number: int) -> str:
-    """`SIGTERM` for 15; `signal 99` for a number this system does not name."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def clip(text: str, width: int) -> str:
