@@ -9,6 +9,8 @@ again, with the checks that need the server's configuration (drivers, clusters, 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 
 from aiohttp import web
@@ -27,7 +29,15 @@ from api_gateway.routes_jobs import PREFIX, json_response
 from api_gateway.validation import DEFAULT_PAGE, query_flag, query_int
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+INLINE_PARSE_BYTES = 64 * 1024  # a larger document is parsed in a thread
 MAX_MESSAGE_CHARS = 500  # a version's message (?message=); longer ones would not fit a request line
+
+
+def _normalized(body: bytes, content_type: str, max_jobs: int) -> dict:
+    """The document of a request body, checked and normalized (InvalidRequest naming the field)."""
+    data = load_document(body, content_type)
+    check_wire_value(data, "body")
+    return parse_workflow(data, max_jobs=max_jobs).to_json()
 
 
 def workflow_id_of(request: web.Request) -> str:
@@ -56,9 +66,9 @@ async def publish(request: web.Request) -> web.Response:
     body = await request.read()
     if not body.strip():
         raise InvalidRequest("request body is empty; a workflow document is required", field="body")
-    data = load_document(body, request.content_type)
-    check_wire_value(data, "body")
-    document = parse_workflow(data, max_jobs=config.workflows.max_jobs).to_json()
+    parse = functools.partial(_normalized, body, request.content_type, config.workflows.max_jobs)
+    # a large document takes a while to parse: in a thread, so the loop serves others meanwhile
+    document = await asyncio.to_thread(parse) if len(body) > INLINE_PARSE_BYTES else parse()
     view = await op(request, PublishWorkflow(caller=caller_of(request), document=document, message=message, execute=execute))
     return json_response(view, status=201, headers={"Location": f"{PREFIX}/workflows/{view['id']}"})
 

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 RELEASED = "dependencies completed"
 RELEASED_ANYWAY = "dependencies ended (on_failure: continue)"
 ROOT = "workflow started"
+INLINE_PARSE_JOBS = 1000  # a larger document is parsed in a thread
+YIELD_EVERY = 2000  # jobs made between two yields to the loop, when a run starts
 
 # (spec, where) -> (target, resources), checked against the drivers (supervisor.core.place)
 Place = Callable[[JobSpec, str], tuple[str, Resources]]
@@ -134,14 +136,20 @@ class WorkflowBook:
                         field=f"jobs[{i}].inputs[{k}]")
         return placed
 
-    def parse(self, document: Any) -> WorkflowDoc:
-        return parse_workflow(document, max_jobs=self.cfg.max_jobs)
+    async def parse(self, document: Any, max_jobs: int | None = None) -> WorkflowDoc:
+        """The document checked and parsed; a large one in a thread (pure work on plain data), so
+        the loop goes on serving agents and requests meanwhile."""
+        jobs = document.get("jobs") if isinstance(document, dict) else None
+        limit = self.cfg.max_jobs if max_jobs is None else max_jobs
+        if isinstance(jobs, list) and len(jobs) > INLINE_PARSE_JOBS:
+            return await asyncio.to_thread(parse_workflow, document, max_jobs=limit)
+        return parse_workflow(document, max_jobs=limit)
 
     # ================================================================== publish
 
     async def publish(self, caller: Caller, document: dict, message: str, execute: bool) -> dict:
         owner = UserId(caller.user)
-        doc = self.parse(document)
+        doc = await self.parse(document)
         placed = self.check(doc)
         data = canonical_json(document)  # the gateway's normalized form (WorkflowDoc.to_json), as parsed
         async with self._lock:
@@ -183,7 +191,7 @@ class WorkflowBook:
     async def execute_as(self, caller: Caller, workflow_id: str, reason: str = "executed") -> dict:
         async with self._lock:
             record = await self._owned(caller, workflow_id)
-            doc = self.parse(await self.rows.document(record.id, record.version))
+            doc = await self.parse(await self.rows.document(record.id, record.version))
             await self._execute(record, doc, reason, self.check(doc))
             return self.view(record)
 
@@ -200,6 +208,8 @@ class WorkflowBook:
         reasons: dict[tuple[int, ...], str] = {}  # one string for the jobs that wait for the same jobs
         workflow_id = record.id
         for i, wjob in enumerate(doc.jobs):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # nothing is recorded or adopted yet: others may run meanwhile
             root = graph.is_root(i)
             job = self._make_job(
                 record.owner, wjob.spec, now, f"jobs[{i}].", member=WorkflowMember(workflow_id, graph.names[i], run_number),
@@ -424,7 +434,7 @@ class WorkflowBook:
         for record in await self.rows.running():
             document = await self.rows.document(record.id, record.version)
             try:  # the limit on jobs was checked when it was published
-                doc = parse_workflow(document, max_jobs=max(1, len(document.get("jobs") or [])))
+                doc = await self.parse(document, max_jobs=max(1, len(document.get("jobs") or [])))
             except OpError as exc:  # a version this release no longer reads: the run cannot go on
                 log.error("workflow %s: its stored version %d cannot be read (%s); marked failed", record.id, record.version, exc)
                 reason = f"its document cannot be read after a restart: {exc.detail}"

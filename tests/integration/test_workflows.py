@@ -212,5 +212,11 @@ async def test_another_users_workflow_is_not_found(server, api):
         assert (await bob.request("GET", "/workflows"))["workflows"] == []
         same_name = await publish(bob, {"name": "mine", "jobs": [shell("a", "true")]}, execute=False)
         assert same_name["id"] != wf["id"] and same_name["version"] == 1
+        # the admin sees and runs everyone's
+        seen = await api.request("GET", f"/workflows/{same_name['id']}")
+        assert seen["owner"] == "bob" and {w["owner"] for w in (await api.request("GET", "/workflows"))["workflows"]} >= {"admin", "bob"}
+        ran = await api.request("POST", f"/workflows/{same_name['id']}/execute")
+        done = await wait_workflow(bob, ran["id"])
+        assert done["state"] == "completed" and (await bob.job(done["jobs"][0]["job_id"]))["owner"] == "bob"
     finally:
         await bob.close()
