@@ -93,7 +93,8 @@ class JobLimits:
         processes cannot (cgroup v2's no-internal-process rule), so they move to a leaf first."""
         base = self._base
         controllers = (base / "cgroup.subtree_control").read_text().split()
-        if "memory" not in controllers:
+        is_root = not (base / "cgroup.type").exists()  # the root may hold processes beside children
+        if "memory" not in controllers and not is_root:
             leaf = base / "jobvisor-procs"
             leaf.mkdir(exist_ok=True)
             for pid in (base / "cgroup.procs").read_text().split():
@@ -102,6 +103,7 @@ class JobLimits:
                 except OSError as exc:
                     if exc.errno != errno.ESRCH:
                         raise
+        if "memory" not in controllers:
             (base / "cgroup.subtree_control").write_text("+memory")
         try:
             (base / "cgroup.subtree_control").write_text("+cpu")
@@ -117,6 +119,7 @@ class JobLimits:
         if resources.memory is not None:
             (cgroup / "memory.max").write_text(str(resources.memory))
             _write_if_there(cgroup / "memory.swap.max", "0")
+            _write_if_there(cgroup / "memory.oom.group", "1")  # an OOM kill takes the whole job
         _write_if_there(cgroup / "cpu.max", f"{resources.cpus * CPU_PERIOD} {CPU_PERIOD}")
         (cgroup / "cgroup.procs").write_text(str(job.pid))
         return cgroup

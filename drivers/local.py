@@ -39,6 +39,7 @@ class LocalDriver(DriverBase):
         self._cpus = self._cfg.cpus or os.cpu_count() or 1  # os.cpu_count() reads a file each call
         self._run_root: str | None = None
         self._limits: LimitMode | None = None
+        self._run_dev: int | None = None  # the file system of the run dirs (input_source)
 
     @property
     def cpus_total(self) -> int:
@@ -64,7 +65,21 @@ class LocalDriver(DriverBase):
         return self.limits.view()
 
     def input_source(self, stored: Path) -> str | None:
-        return str(stored)  # the agent runs on this machine: it links the file
+        """The agent runs on this machine: it hard-links the file when the run dirs are on the
+        same file system. Elsewhere its bytes go in slices (a copy by the agent would hold its
+        loop for as long as the copy takes)."""
+        try:
+            return str(stored) if os.stat(stored).st_dev == self._run_device() else None
+        except OSError:
+            return str(stored)  # gone: the agent says which input it could not place
+
+    def _run_device(self) -> int:
+        if self._run_dev is None:
+            where = self.run_root
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            self._run_dev = os.stat(where).st_dev
+        return self._run_dev
 
     def known_codes(self) -> frozenset[str] | None:
         return installed_codes()  # the agent runs this very installation

@@ -46,19 +46,34 @@ def test_a_jobs_cgroup_gets_its_limits_and_an_oom_kill_is_its_reason(tmp_path):
     base = tmp_path / "svc"
     base.mkdir()
     (base / "cgroup.subtree_control").write_text("memory cpu\n")
+    (base / "cgroup.type").write_text("domain\n")
     limits = JobLimits(LimitMode(LimitKind.CGROUP, cgroup=str(base)))
     job = JobRecord("j1", 1, "shell", tmp_path / "run")
     job.pid = 4242
     (base / "job-j1").mkdir()
-    for name in ("memory.max", "memory.swap.max", "cpu.max", "cgroup.procs"):
+    for name in ("memory.max", "memory.swap.max", "memory.oom.group", "cpu.max", "cgroup.procs"):
         (base / "job-j1" / name).write_text("")
     limits.apply(job, Resources(cpus=2, memory=100 * 1024**2))
     cgroup = base / "job-j1"
     assert (cgroup / "memory.max").read_text() == str(100 * 1024**2)
-    assert (cgroup / "memory.swap.max").read_text() == "0"
+    assert (cgroup / "memory.swap.max").read_text() == "0" and (cgroup / "memory.oom.group").read_text() == "1"
     assert (cgroup / "cpu.max").read_text() == "200000 100000"
     assert (cgroup / "cgroup.procs").read_text() == "4242"
     (cgroup / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     reason = limits.finish(job, -9)
     assert reason == "out of memory: the kernel killed the job when it reached its memory limit of 100 MiB (cgroup)"
     assert limits.finish(job, -9) is None  # forgotten once finished
+
+
+def test_the_setup_moves_the_base_cgroups_processes_to_a_leaf_before_handing_memory_down(tmp_path):
+    """cgroup v2 refuses controllers for the children of a cgroup that holds processes (the
+    supervisor, the agent): they move to a leaf first. Files stand in for the kernel's here."""
+    base = tmp_path / "svc"
+    (base / "jobvisor-procs").mkdir(parents=True)
+    (base / "cgroup.type").write_text("domain\n")
+    (base / "cgroup.subtree_control").write_text("\n")
+    (base / "cgroup.procs").write_text("101\n102\n")
+    limits = JobLimits(LimitMode(LimitKind.CGROUP, cgroup=str(base)))
+    limits._setup()
+    assert (base / "jobvisor-procs" / "cgroup.procs").read_text() == "102"  # each pid written in turn
+    assert (base / "cgroup.subtree_control").read_text() == "+cpu"  # after "+memory"

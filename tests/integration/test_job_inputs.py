@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -166,3 +168,24 @@ async def test_workdir_is_off_by_default_and_runs_in_place_where_allowed(tmp_pat
     with pytest.raises(ApiError) as outside:
         await allowed.submit({**job, "workdir": str(tmp_path)})
     assert outside.value.status == 400 and "not under" in outside.value.body["detail"]
+
+
+async def test_inputs_are_linked_on_one_file_system_and_sent_as_bytes_across_two(tmp_path, configured):
+    """The local driver hard-links an input into the run dir where it can; with run dirs on
+    another file system (here tmpfs) the bytes go in slices instead of a copy by the agent."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    big = os.urandom(600_000)
+    for run_root, linked in ((tmp_path / "runs", True), (shm / f"jobvisor-test-{os.getpid()}-{tmp_path.name}", False)):
+        proc, api = await configured(JOBVISOR_LOCAL_RUN_ROOT=str(run_root), JOBVISOR_SUPERVISOR_MAX_MESSAGE_BYTES="1048576")
+        try:
+            # while it runs, the state dir still keeps its input: a link makes two names of one file
+            job = await submit_form(api, {"code": "shell", "params": {"argv": ["stat", "-c", "%h", "in/big.bin"]}},
+                                    {"in/big.bin": big})
+            done = await api.wait_state(job["id"], {"completed", "failed"})
+            assert done["state"] == "completed", done["reason"]
+            assert (run_root / "admin" / job["id"] / "in" / "big.bin").read_bytes() == big
+            assert await api.log(job["id"]) == (b"2\n" if linked else b"1\n")
+        finally:
+            shutil.rmtree(run_root, ignore_errors=True)
