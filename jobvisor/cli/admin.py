@@ -100,6 +100,13 @@ def _when(value: Any) -> str:
     return fmt.short_time(value)
 
 
+def _shown_once(what: str, token: str) -> int:
+    """A new token, alone on the last line of stdout (scripts take it with `tail -n 1`)."""
+    print(f"{what} (shown once):")
+    print(token)
+    return 0
+
+
 # --------------------------------------------------------------------------- users
 
 
@@ -117,9 +124,7 @@ async def cmd_user_add(args: argparse.Namespace) -> int:
             issued = await store.create_token(args.name, label="user add")
         token_id, token = issued.id, issued.token
         where = f"in {config.state_dir}"
-    print(f"added {role} {args.name} {where}; token {token_id} (shown once):")
-    print(token)
-    return 0
+    return _shown_once(f"added {role} {args.name} {where}; token {token_id}", token)
 
 
 async def cmd_user_list(args: argparse.Namespace) -> int:
@@ -168,9 +173,7 @@ async def cmd_token_create(args: argparse.Namespace) -> int:
         token_id, user, token = issued.id, issued.user, issued.token
         expires = issued.expires_at.isoformat() if issued.expires_at else None
     until = f", expires {expires}" if expires else ""
-    print(f"token {token_id} for {user}{until} (shown once):")
-    print(token)
-    return 0
+    return _shown_once(f"token {token_id} for {user}{until}", token)
 
 
 async def cmd_token_revoke(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.process_watch import pid_alive
+
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""})
 
 
@@ -77,16 +79,6 @@ def forget(path: Path | None) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_at(url: str) -> RunningServer | None:
     """The `up` of this user that serves `url` on this machine, if one does."""
     port = _port_of(url)
@@ -100,4 +92,4 @@ def running_at(url: str) -> RunningServer | None:
         server = RunningServer(str(data["url"]), int(data["pid"]), Path(data["state_dir"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return server if _alive(server.pid) else None
+    return server if pid_alive(server.pid) else None
