@@ -175,3 +175,30 @@ async def test_resubmit_makes_a_new_job_from_an_old_ones_spec(api, server):
         assert err.value.status == 404  # another user's job, exactly like a missing one
     finally:
         await bob.close()
+
+
+async def test_an_arrays_cap_survives_a_restart(tmp_path, database, monkeypatch):
+    for key, value in database.env.items():
+        monkeypatch.setenv(key, value)
+    server = JobvisorProcess(tmp_path / "state", env={"JOBVISOR_LOCAL_CPUS": "4"})
+    server.start()
+    shared = tmp_path / "running"
+    shared.mkdir()
+    counts = tmp_path / "counts"
+    script = (f'touch {shared}/$JOBVISOR_ARRAY_INDEX; ls {shared} | wc -l >> {counts}; sleep 1; '
+              f'rm {shared}/$JOBVISOR_ARRAY_INDEX')
+    try:
+        api = Api(server.url, server.token)
+        array = await api.submit({"code": "shell", "params": {"script": script}, "array": "0-3%1"})
+        await api.wait_state(array["job_ids"][0], "running")
+        await api.close()
+        server.kill()  # SIGKILL: its agent goes on running element 0
+        server.restart()
+        api = Api(server.url, server.token or api.token)
+        ends = [await api.wait_state(job_id, "completed", timeout=60) for job_id in array["job_ids"]]
+        assert [job["array_cap"] for job in ends] == [1, 1, 1, 1]
+        seen = [int(n) for n in counts.read_text().split()]
+        assert len(seen) == 4 and max(seen) == 1, seen  # never two at once, before or after the restart
+        await api.close()
+    finally:
+        server.cleanup()
