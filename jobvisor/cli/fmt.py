@@ -11,7 +11,6 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from jobvisor.isotime import parse_iso
-from jobvisor.reasons import signal_name  # noqa: F401  (the CLI names signals as the reasons do)
 from jobvisor.resources import format_walltime
 
 _DEFAULT_RESOURCES = frozenset({("gpus", 0), ("nodes", 1)})

@@ -13,7 +13,8 @@ from typing import Any
 
 from jobvisor.cli import fmt
 from jobvisor.cli.client import ApiClient, add_client_arguments, client_from_args
-from jobvisor.cli.resolve import resolve_job
+from jobvisor.cli.resolve import array_of, fetch_jobs, resolve_job
+from jobvisor.reasons import exit_reason
 from jobvisor.states import TERMINAL_STATES
 
 TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
@@ -25,21 +26,6 @@ FORMATS = ("table", "json", "ids")
 # --------------------------------------------------------------------------- list
 
 
-def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | None = None) -> list[dict]:
-    """Up to `limit` jobs, newest first, page after page."""
-    jobs: list[dict] = []
-    after = ""
-    while len(jobs) < limit:
-        page = client.call("GET", "/jobs", query={
-            "state": states, "name": name, "limit": min(1000, limit - len(jobs)), "after": after,
-        })
-        jobs += page["jobs"]
-        after = page.get("next")
-        if not after:
-            break
-    return jobs
-
-
 def detail(job: dict) -> str:
     """The EXIT/REASON cell: the exit code of an ended run, and why, where the state alone does
     not say it (a completed job's reason is its exit; a queued one shows its place)."""
@@ -47,10 +33,11 @@ def detail(job: dict) -> str:
     code = job.get("exit_code")
     reason = job.get("reason") or ""
     parts = []
-    shown_reason = bool(reason) and state != "completed" and reason not in (state, "submitted", f"exit code {code}")
+    shown_reason = (bool(reason) and state != "completed" and reason not in (state, f"exit code {code}")
+                    and not reason.startswith("submitted"))  # a queued job's first reason: nothing to add
     if code is not None and state != "canceled":  # a canceled job's signal is the cancel's
-        exit_text = f"exit {code}" if code >= 0 else f"killed by {fmt.signal_name(-code)}"
-        if not (shown_reason and (f"exit code {code}" in reason or exit_text in reason)):  # said once
+        exit_text = exit_reason(code)
+        if not (shown_reason and exit_text in reason):  # said once
             parts.append(exit_text)
     if state == "queued" and job.get("queue_position") is not None:
         parts.append(f"#{job['queue_position']} in queue")
@@ -90,22 +77,23 @@ def render_list(jobs: list[dict], output: str, tz: tzinfo | None = None, now: da
 def cmd_list(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     output = "json" if args.json else args.format
+    array = array_of(client, args.array) if args.array else None
     if not args.watch:
-        text = render_list(fetch_jobs(client, args.state, args.limit, args.name), output)
+        text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output)
         if text:
             print(text)
         return 0
-    return _watch(client, args, output)
+    return _watch(client, args, output, array)
 
 
-def _watch(client: ApiClient, args: argparse.Namespace, output: str) -> int:
+def _watch(client: ApiClient, args: argparse.Namespace, output: str, array: str | None) -> int:
     """Redraw in place on a terminal; elsewhere print each new version of the list once,
     under a line with the time, so a log of it reads in order. Ends with Ctrl-C."""
     tty = sys.stdout.isatty()
     last = None
     try:
         while True:
-            text = render_list(fetch_jobs(client, args.state, args.limit, args.name), output)
+            text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output)
             if tty:
                 stamp = datetime.now().strftime("%H:%M:%S")
                 sys.stdout.write(f"\x1b[H\x1b[2J{stamp}  every {args.interval:g} s (Ctrl-C ends)\n{text}\n")
@@ -207,6 +195,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--state", help="comma-separated states, e.g. queued,running")
     p.add_argument("--name", help="only jobs of this name")
+    p.add_argument("--array", metavar="ARRAY", help="only the jobs of this job array (the id submit --array printed)")
     p.add_argument("--limit", type=int, default=1000, help="most jobs to list (default 1000)")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default), json (the API's job objects) or ids (one per line)")

@@ -1,4 +1,5 @@
-"""A job as a person names it: its full id, a unique prefix of its id, or its unique name.
+"""A job as a person names it: its full id, a unique prefix of its id, or its unique name;
+and the jobs of a filter (state, name, job array), page after page.
 
 Every command that takes a job goes through `resolve_job(s)`, which asks the API
 (`GET /jobs?id_prefix=` and `?name=`), so what a name means is decided by the server's view of
@@ -9,6 +10,7 @@ the caller's jobs (all jobs for an admin). No match, or more than one, is a usag
 from __future__ import annotations
 
 import re
+import sys
 from typing import Iterable
 
 from jobvisor.cli.client import ApiClient
@@ -63,3 +65,35 @@ def resolve_jobs(client: ApiClient, refs: Iterable[str]) -> list[str]:
         if job_id not in ids:
             ids.append(job_id)
     return ids
+
+
+def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | None = None,
+               array: str | None = None) -> list[dict]:
+    """Up to `limit` jobs of the filters, newest first, page after page."""
+    jobs: list[dict] = []
+    after = ""
+    while len(jobs) < limit:
+        page = client.call("GET", "/jobs", query={
+            "state": states, "name": name, "array": array, "limit": min(1000, limit - len(jobs)), "after": after,
+        })
+        jobs += page["jobs"]
+        after = page.get("next")
+        if not after:
+            break
+    return jobs
+
+
+def array_of(client: ApiClient, ref: str) -> str:
+    """The id of the job array `ref` names: its id (its first job's, as submit printed it) or a
+    unique prefix of it. A job that belongs to no array is a usage error."""
+    job_id = resolve_job(client, ref)
+    job = client.call("GET", f"/jobs/{job_id}")
+    if not job.get("array_id"):
+        raise CliError(f"job {job_id} is not part of a job array", status=USAGE)
+    return str(job["array_id"])
+
+
+def array_jobs(client: ApiClient, ref: str) -> list[str]:
+    """The ids of every job of the array `ref` names, by index."""
+    jobs = fetch_jobs(client, None, sys.maxsize, array=array_of(client, ref))
+    return [job["id"] for job in sorted(jobs, key=lambda j: j.get("array_index", 0))]

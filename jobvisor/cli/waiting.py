@@ -15,8 +15,7 @@ from typing import Callable, Iterable
 
 from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.listing import fetch_jobs
-from jobvisor.cli.resolve import USAGE, resolve_jobs
+from jobvisor.cli.resolve import USAGE, array_jobs, array_of, fetch_jobs, resolve_jobs
 from jobvisor.reasons import describe_end
 from jobvisor.states import TERMINAL_STATES, JobState
 
@@ -215,9 +214,19 @@ def _read(client: ApiClient, job_id: str) -> dict:
 # --------------------------------------------------------------------------- wait
 
 
+def named_jobs(client: ApiClient, refs: list[str], arrays: list[str] | None) -> list[str]:
+    """The ids of the jobs named, then of every job of each array named, without repeats."""
+    ids = resolve_jobs(client, refs)
+    for ref in arrays or []:
+        ids += [job_id for job_id in array_jobs(client, ref) if job_id not in ids]
+    return ids
+
+
 def cmd_wait(args: argparse.Namespace) -> int:
+    if not args.ids and not args.array:
+        raise CliError("wait takes jobs (ids, prefixes or names) or --array ARRAY", status=USAGE)
     client = client_from_args(args)
-    ids = resolve_jobs(client, args.ids)
+    ids = named_jobs(client, args.ids, args.array)
     jobs = {job_id: _read(client, job_id) for job_id in ids}
     several = len(ids) > 1
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
@@ -236,13 +245,17 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _targets(client: ApiClient, args: argparse.Namespace) -> list[str]:
-    """The ids `cancel` is asked to cancel: named ones, or every unfinished job (of a state)."""
-    chosen = bool(args.ids) + bool(args.state) + bool(args.all)
-    if chosen != 1:
-        raise CliError("cancel takes job ids or names, or --state S, or --all (one of them)", status=USAGE)
+    """The ids `cancel` is asked to cancel: the jobs named; or every unfinished job of the
+    arrays named, of some states (--state), or of all (--all)."""
+    if bool(args.ids) + bool(args.array) + bool(args.state) + bool(args.all) != 1:
+        raise CliError("cancel takes jobs (ids, prefixes or names), or --array A, or --state S, or --all: one of them",
+                       status=USAGE)
     if args.ids:
         return resolve_jobs(client, args.ids)
     unfinished = [s.value for s in JobState if s.value not in TERMINAL]
+    if args.array:
+        return [job["id"] for ref in args.array
+                for job in fetch_jobs(client, ",".join(unfinished), sys.maxsize, array=array_of(client, ref))]
     states = unfinished
     if args.state:
         states = [s.strip() for s in args.state.split(",") if s.strip()]
@@ -263,7 +276,7 @@ def _targets(client: ApiClient, args: argparse.Namespace) -> list[str]:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel each job, then wait (a little) until the started ones have stopped, and print the
     state each ended in. A job that had ended already is reported, not an error, when it was
-    picked by --state/--all (it ended in between); named, it is an error (status 1)."""
+    picked by --array/--state/--all (it ended in between); named, it is an error (status 1)."""
     client = client_from_args(args)
     ids = _targets(client, args)
     if not ids:
@@ -301,7 +314,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "or a unique name.",
         epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("ids", nargs="+", metavar="JOB", help="job id, unique id prefix or unique name")
+    p.add_argument("ids", nargs="*", metavar="JOB", help="job id, unique id prefix or unique name")
+    p.add_argument("--array", action="append", metavar="ARRAY",
+                   help="every job of this job array (the id submit --array printed); repeatable")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit status 124)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add_client_arguments(p)
@@ -314,6 +329,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     f"{CANCEL_SETTLE_SECONDS:g} s for started jobs to stop, then prints each job's state.",
     )
     p.add_argument("ids", nargs="*", metavar="JOB", help="job id, unique id prefix or unique name")
+    p.add_argument("--array", action="append", metavar="ARRAY",
+                   help="every unfinished job of this job array (the id submit --array printed); repeatable")
     p.add_argument("--state", help="cancel every job in these states (comma-separated, e.g. queued)")
     p.add_argument("--all", action="store_true", help="cancel every unfinished job")
     p.add_argument("--owner", help="with --state/--all, as an admin: only this user's jobs")

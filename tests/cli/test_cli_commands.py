@@ -39,8 +39,8 @@ async def test_list_formats_and_owners(real_cli):
     assert table[0].split() == HEADER
     rows = {line.split()[0]: line for line in table[1:]}
     assert set(rows) == {job_id, other}
-    assert re.fullmatch(rf"{job_id}  sim +failed +\d\d:\d\d:\d\d  +\S+ m?s +exit 3", rows[job_id]), rows[job_id]
-    assert re.search(r"  echo 'hello world'  +completed .* exit 0$", rows[other]), rows[other]
+    assert re.fullmatch(rf"{job_id}  sim +failed +\d\d:\d\d:\d\d  +\S+ m?s +exit code 3", rows[job_id]), rows[job_id]
+    assert re.search(r"  echo 'hello world'  +completed .* exit code 0$", rows[other]), rows[other]
 
     admin = (await cli.run("list", user="root")).out.splitlines()
     assert admin[0].split()[:3] == ["ID", "OWNER", "NAME"]
@@ -184,3 +184,27 @@ async def test_resubmit_and_events_name_jobs_through_the_one_resolver(real_cli):
     twice = await cli.run("resubmit", "origin")  # the new job has the name too
     assert twice.rc == 2 and "names more than one job" in twice.err
     assert (await cli.run("events", "--job", "origin")).rc == 2
+
+
+async def test_arrays_in_list_wait_and_cancel(real_cli):
+    cli = real_cli
+    submitted = await cli.run("submit", "--array", "0-3%2", "--name", "arr", "--",
+                              "sh", "-c", "exit $((JOBVISOR_ARRAY_INDEX == 2))")
+    array_id = submitted.out.strip()
+    other = await submit(cli, "--", "true")
+    listed = await cli.run("list", "--array", array_id, "--format", "ids")
+    elements = listed.out.split()
+    assert len(elements) == 4 and array_id in elements and other not in elements
+    waited = await cli.run("wait", "-q", "--array", array_id)
+    assert waited.rc == 1, waited  # element 2 failed
+    assert [line.split()[1] for line in waited.out.splitlines()] == ["completed", "completed", "failed", "completed"]
+    assert waited.out.splitlines()[0].startswith(array_id)  # by index
+
+    sleepers = (await cli.run("submit", "--array", "0-2", "--", "sleep", "30")).out.strip()
+    canceled = await cli.run("cancel", "--array", sleepers)
+    assert canceled.rc == 0 and len(canceled.out.splitlines()) == 3
+    assert all(line.endswith(" canceled") for line in canceled.out.splitlines())
+    assert (await cli.run("wait", "-q", "--array", sleepers)).rc == 3
+    lone = await cli.run("wait", "--array", other)
+    assert lone.rc == 2 and "is not part of a job array" in lone.err
+    assert (await cli.run("cancel", "--array", sleepers, "--all")).rc == 2

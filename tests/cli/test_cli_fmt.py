@@ -86,18 +86,17 @@ def test_list_rows_say_what_runs_how_long_and_how_it_ended():
     headers, rows = job_rows(jobs, owners=False, tz=timezone.utc, now=NOW)
     assert headers == ["ID", "NAME", "STATE", "PROGRESS", "SUBMITTED", "RUN TIME", "EXIT/REASON"]
     assert rows == [
-        ["j3", "sleep 9", "failed", "", "09:30:00", "4m 05s", "exit 1, ValueError: bad input"],
+        ["j3", "sleep 9", "failed", "", "09:30:00", "4m 05s", "exit code 1, ValueError: bad input"],
         ["j2", "sim", "running", "50%", "09:30:00", "1h 00m", ""],
         ["j1", "sleep 9", "queued", "", "09:30:00", "", "#3 in queue"],
     ]
-    assert detail(job(state="failed", reason="exit code 2", exit_code=2)) == "exit 2"  # said once
-    assert detail(job(state="completed", reason="exit code 0", exit_code=0)) == "exit 0"
+    assert detail(job(state="failed", reason="exit code 2", exit_code=2)) == "exit code 2"  # said once
+    assert detail(job(state="completed", reason="exit code 0", exit_code=0)) == "exit code 0"
     assert detail(job(state="queued", reason="login required")) == "login required"
+    assert detail(job(state="queued", reason="submitted: element of array j0", queue_position=2)) == "#2 in queue"
     assert detail(job(state="failed", reason="out of memory", exit_code=-9)) == "killed by SIGKILL, out of memory"
     assert detail(job(state="failed", reason="killed by SIGKILL", exit_code=-9)) == "killed by SIGKILL"
-    assert detail(job(state="failed", reason="ValueError (exit code 1)", exit_code=1)) == "ValueError (exit code 1)"
     assert detail(job(state="canceled", reason="canceled by user", exit_code=-15)) == "canceled by user"
-    assert fmt.signal_name(15) == "SIGTERM" and fmt.signal_name(99) == "signal 99"
 
 
 def test_list_has_a_header_when_empty_and_an_owner_column_for_several_users():
