@@ -208,7 +208,8 @@ def _paths() -> dict:
                 "Resuming with `Last-Event-ID` (EventSource sends it) or `?since=ID` first sends every event "
                 "committed after that id, then the live ones, without a gap or a duplicate. A stream that must "
                 "end (a client reading too slowly, a restart) ends with a `reconnect` event naming the last id "
-                "sent: reconnect from it and nothing is lost. With `format=json`: one page of the events after "
+                "sent: reconnect from it and nothing is lost. A stream resuming from an id whose successors "
+                "were pruned already ([events] keep_days, keep_count) says so first with a `pruned` event. With `format=json`: one page of the events after "
                 "`since` (for scripts; `next`: pass it as `since` for the next page, null when none is left). "
                 "The token may be passed as ?access_token= (EventSource)",
                 {

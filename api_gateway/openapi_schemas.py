@@ -57,6 +57,11 @@ def _stream_schemas(states: list[str]) -> dict:
         ]},
         "EventStreamEvent": {"oneOf": [
             *(_sse_event(kind.value, ref("Event")) for kind in EventKind),
+            _sse_event("pruned", {
+                "type": "object",
+                "required": ["since", "detail"],
+                "properties": {"since": {"type": "integer"}, "detail": {"type": "string"}},
+            }),
             _sse_event("reconnect", {
                 "type": "object",
                 "required": ["reason", "last_id", "detail"],
@@ -273,12 +278,14 @@ def schemas() -> dict:
         },
         "EventPage": {
             "type": "object",
-            "required": ["events", "next", "last_id"],
+            "required": ["events", "next", "last_id", "pruned"],
             "properties": {
                 "events": {"type": "array", "items": ref("Event")},
                 "next": {"type": ["integer", "null"], "description": "Pass as `since` for the next page; null: none left now"},
                 "last_id": {"type": "integer", "description": "The newest committed event's id (anyone's): a stream that "
                                                              "starts from it misses nothing from now on"},
+                "pruned": {"type": "boolean", "description": "Events after `since` were pruned already: what follows "
+                                                            "it is not all"},
             },
         },
         "UserEvent": {

@@ -74,7 +74,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if fmt == "json":
         limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         page = await op(request, ListEvents(caller=caller, since=since or 0, limit=limit, job_id=job_id))
-        return json_response({"events": page["events"], "next": page["next"], "last_id": page["last_id"]})
+        return json_response({key: page[key] for key in ("events", "next", "last_id", "pruned")})
     if "limit" in request.query:
         raise InvalidRequest("limit applies to format=json only (a stream sends everything)", field="limit")
     hub = request.app[HUB]
@@ -93,6 +93,10 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                 await resp.write(f"retry: 2000\nid: {last}\n: subscribed\n\n".encode())
             else:
                 await resp.write(b"retry: 2000\n: subscribed\n\n")
+                if first["pruned"]:
+                    await sse.send(resp, "pruned", {
+                        "since": since, "detail": f"events after {since} were pruned already ([events] keep_days, "
+                                                  "keep_count): the oldest kept follow"})
                 last = await _send_history(request, resp, caller, job_id, first, since)
             await _send_live(resp, sub, last)
             await resp.write_eof()

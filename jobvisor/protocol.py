@@ -626,7 +626,8 @@ class ListEvents(Message):
     """The caller's committed events after id `since`, oldest first (admins: everyone's);
     `job_id`: that job's only. Reply: {"events": [Event.to_json()...], "next": the page's
     last id if more may follow, else None, "last_id": the newest id committed, anyone's
-    (where a stream that starts now takes over)}."""
+    (where a stream that starts now takes over), "pruned": whether events after `since` were
+    pruned already}."""
 
     TYPE: ClassVar[str] = "list_events"
     caller: Caller

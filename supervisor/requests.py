@@ -335,14 +335,16 @@ class RequestHandlers:
     async def list_events(self, req: ListEvents) -> dict:
         """A page of committed events after `since`, oldest first; `next` is the page's last
         id when more may follow (None: this was the end, for now); `last_id` the newest
-        committed event's id, anyone's (a stream that starts now resumes from there)."""
+        committed event's id, anyone's (a stream that starts now resumes from there); `pruned`
+        whether events after `since` were pruned already (what follows it is not all)."""
         if req.since < 0:
             raise InvalidRequest("since must be an event id (0 or more)", field="since")
         limit = max(1, min(req.limit, MAX_PAGE))
         owner = None if req.caller.is_admin else UserId(req.caller.user)
         events = await self.core.store.list_events(owner, req.since, limit, req.job_id)
+        first = await self.core.store.first_event_id() if 0 < req.since < self.core.store.last_event_id else None
         return {"events": [e.to_json() for e in events], "next": events[-1].id if len(events) == limit else None,
-                "last_id": self.core.store.last_event_id}
+                "last_id": self.core.store.last_event_id, "pruned": first is not None and first > req.since + 1}
 
     async def push_event(self, req: PushEvent) -> dict:
         """A user event, about one of the caller's own jobs or workflows if it names one,

@@ -342,6 +342,10 @@ class Store:
         rows = await self._read(query.order_by(tables.events.c.id).limit(limit))
         return [event_of_row(r) for r in rows]
 
+    async def first_event_id(self) -> int | None:
+        """The oldest event kept (None: none is)."""
+        return (await self._read(select(func.min(tables.events.c.id))))[0][0]
+
     async def prune_events(self) -> int:
         """Prune events by age and number (`[events]`), a chunk per transaction, until none
         is left to go; the count deleted. The newest committed event always stays."""

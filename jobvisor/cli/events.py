@@ -64,6 +64,10 @@ def _print(event: dict, as_json: bool) -> None:
     print(json.dumps(event, separators=(",", ":")) if as_json else format_event(event), flush=True)
 
 
+def _pruned(since: int) -> None:
+    print(f"jobvisor: events after {since} were pruned already; the oldest kept follow", file=sys.stderr, flush=True)
+
+
 def history(client: ApiClient, since: int, job: str | None) -> Iterator[dict]:
     """Every event after `since`, oldest first, page by page."""
     query: dict[str, Any] = {"format": "json", "limit": PAGE}
@@ -71,6 +75,8 @@ def history(client: ApiClient, since: int, job: str | None) -> Iterator[dict]:
         query["job"] = job
     while True:
         page = client.call("GET", "/events", query={**query, "since": since})
+        if page.get("pruned"):
+            _pruned(since)
         yield from page["events"]
         if page["next"] is None:
             return
@@ -95,6 +101,8 @@ def follow(client: ApiClient, since: int | None, job: str | None, as_json: bool)
                     if kind in STREAM_KINDS and event["id"] > last:
                         _print(event, as_json)
                         last = event["id"]
+                    elif kind == "pruned":
+                        _pruned(event.get("since", last))
                     elif kind == "reconnect":
                         last = max(last, event.get("last_id") or 0)
                         break

@@ -268,7 +268,7 @@ class FakeSupervisor:
             page = [e for e in self.events if e.id > m.since and (m.caller.is_admin or e.owner == m.caller.user)
                     and (not m.job_id or e.job_id == m.job_id)][:limit]
             return {"events": [e.to_json() for e in page], "next": page[-1].id if len(page) == limit else None,
-                    "last_id": self.events[-1].id if self.events else 0}
+                    "last_id": self.events[-1].id if self.events else 0, "pruned": False}
         if isinstance(m, PushEvent):
             if m.job_id:
                 job = self.jobs.get(m.job_id)

@@ -121,7 +121,9 @@ async def test_a_follower_misses_nothing_across_a_kill_9_of_up(server):
         await api.close()
 
 
-async def _read_until(resp: aiohttp.ClientResponse, event_id: int, timeout: float = 20.0) -> list[dict]:
+async def _read_until(resp: aiohttp.ClientResponse, event_id: int, timeout: float = 20.0,
+                      kinds: tuple | None = ("reconnect", "pruned")) -> list[dict]:
+    """The stream's events up to `event_id` (those of `kinds` skipped)."""
     from jobvisor.sse import SseDecoder
 
     decoder = SseDecoder()
@@ -132,9 +134,11 @@ async def _read_until(resp: aiohttp.ClientResponse, event_id: int, timeout: floa
             line = await resp.content.readline()
             assert line, "the stream ended"
             event = decoder.feed(line)
-            if event is not None and event[0] != "reconnect":
+            if event is None or (kinds and event[0] in kinds):
+                continue
+            out.append(event[1])
+            if "id" in event[1]:
                 assert event[2] == str(event[1]["id"])
-                out.append(event[1])
                 if event[1]["id"] >= event_id:
                     return
 
@@ -178,6 +182,14 @@ async def test_pruning_by_count_runs_in_the_background_and_ids_go_on(tmp_path, d
             assert time.monotonic() < deadline, f"{len(kept)} events kept, not 10"
             await asyncio.sleep(0.1)
         assert [e["id"] for e in kept] == list(range(newest - 9, newest + 1))
+        page = await api.request("GET", "/events?format=json&since=1")
+        assert page["pruned"] is True and [e["id"] for e in page["events"]] == [e["id"] for e in kept]
+        assert (await api.request("GET", f"/events?format=json&since={newest - 10}"))["pruned"] is False
+        async with aiohttp.ClientSession() as http:  # a stream resuming from a pruned id says so first
+            async with http.get(f"{proc.url}/api/v1/events?since=1", headers={"Authorization": f"Bearer {token}"}) as resp:
+                first = await _read_until(resp, newest, kinds=None)
+        assert first[0]["since"] == 1 and "pruned" in first[0]["detail"]
+        assert [e["id"] for e in first[1:]] == [e["id"] for e in kept]
         await api.close()
         proc.stop()
         proc.restart()

@@ -108,6 +108,7 @@ async def test_pruning_by_count_keeps_the_newest(tmp_path, database):
         await store.committed()
         assert await store.prune_events() == 15
         assert [e.data["n"] for e in await store.list_events(None, 0, 100)] == list(range(15, 25))
+        assert await store.first_event_id() == 16  # what a reader resuming from below 15 is told was pruned
         assert await store.prune_events() == 0
     finally:
         await store.close()
