@@ -50,16 +50,19 @@ class OrchestratorHandlers:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _cancel(self, caller: Caller, jobs: Iterable[ComputeJob], action: SystemAction) -> int:
-        """Cancel `jobs` in one batch; the number of them this request ended or is stopping
-        (one already ended or being canceled is not counted; a workflow's dependent that the
-        engine canceled on the way, because its dependency was, is). Answers once committed."""
+    def _cancel(self, caller: Caller, jobs: Iterable[ComputeJob], action: SystemAction) -> int:
+        """Cancel `jobs` into the store's next batch; the number of them this request ended or
+        is stopping (one already ended or being canceled is not counted; a workflow's
+        dependent that the engine canceled on the way, because its dependency was, is)."""
         pending = [job for job in jobs if not job.state.is_terminal and job.cancel_reason is None]
-        for job in pending:
-            if not job.state.is_terminal and job.cancel_reason is None:
-                self.core.cancel(job, _cancel_reason(caller, job.owner, action))
-        await self.core.store.committed()
+        for job in pending:  # a second cancel of one (its dependency's took it) changes nothing
+            self.core.cancel(job, _cancel_reason(caller, job.owner, action))
         return len(pending)
+
+    async def _report(self, owner: UserId, action: SystemAction, data: dict) -> None:
+        """The action's `system` event, in the same batch as its cancels; answered once committed."""
+        emit_system(self.core.store, owner, action, data)
+        await self.core.store.committed()
 
     def _agent(self, caller: Caller, agent_id: AgentId) -> Agent:
         agent = self.core.agents.by_id.get(agent_id)
@@ -80,46 +83,45 @@ class OrchestratorHandlers:
             _require_admin(caller, "clearing another user's queue")
         only = UserId(req.user) if req.user else (None if caller.is_admin else UserId(caller.user))
         jobs = [j for j in self.core.jobs if j.state in NOT_STARTED and (only is None or j.owner == only)]
-        canceled = await self._cancel(caller, jobs, SystemAction.QUEUE_CLEAR)
-        log.info("queue clear by %s (user %s): %d jobs canceled", caller.user, only or "all", canceled)
+        canceled = self._cancel(caller, jobs, SystemAction.QUEUE_CLEAR)
         scope = {"user": only} if only is not None else {"all_users": True}
-        emit_system(self.core.store, UserId(caller.user), SystemAction.QUEUE_CLEAR, {**scope, "canceled": canceled})
+        await self._report(UserId(caller.user), SystemAction.QUEUE_CLEAR, {**scope, "canceled": canceled})
+        log.info("queue clear by %s (user %s): %d jobs canceled", caller.user, only or "all", canceled)
         return {**scope, "canceled": canceled}
 
     # ------------------------------------------------------------------ agents
 
     async def cancel_agent_jobs(self, req: CancelAgentJobs) -> dict:
         agent = self._agent(req.caller, req.agent_id)
-        canceled = await self._cancel(req.caller, self._agent_jobs(agent), SystemAction.AGENT_CANCEL)
+        canceled = self._cancel(req.caller, self._agent_jobs(agent), SystemAction.AGENT_CANCEL)
+        await self._report(agent.user, SystemAction.AGENT_CANCEL,
+                           {"agent_id": agent.id, "by": req.caller.user, "canceled": canceled})
         log.info("agent %s of user %s: %d jobs canceled by %s", agent.id, agent.user, canceled, req.caller.user)
-        emit_system(self.core.store, agent.user, SystemAction.AGENT_CANCEL,
-                    {"agent_id": agent.id, "by": req.caller.user, "canceled": canceled})
         return {"agent": agent.view(), "canceled": canceled}
 
     async def shutdown_agent(self, req: ShutdownAgent) -> dict:
         """The agent's jobs are canceled and the agent is stopped through its driver."""
         agent = self._agent(req.caller, req.agent_id)
-        canceled = await self._cancel(req.caller, self._agent_jobs(agent), SystemAction.AGENT_SHUTDOWN)
+        canceled = self._cancel(req.caller, self._agent_jobs(agent), SystemAction.AGENT_SHUTDOWN)
+        await self._report(agent.user, SystemAction.AGENT_SHUTDOWN,
+                           {"agent_id": agent.id, "by": req.caller.user, "canceled": canceled})
         self.core.pool.retire(agent, f"shut down by {req.caller.user}", cancel_jobs=True)
         log.info("agent %s of user %s shut down by %s (%d jobs canceled)", agent.id, agent.user, req.caller.user, canceled)
-        emit_system(self.core.store, agent.user, SystemAction.AGENT_SHUTDOWN,
-                    {"agent_id": agent.id, "by": req.caller.user, "canceled": canceled})
         return {"agent": agent.view(), "canceled": canceled}
 
     # ------------------------------------------------------------------ admin
 
     async def cancel_all(self, req: CancelAll) -> dict:
         _require_admin(req.caller, "cancel_all")
-        canceled = await self._cancel(req.caller, list(self.core.jobs), SystemAction.CANCEL_ALL)
+        canceled = self._cancel(req.caller, list(self.core.jobs), SystemAction.CANCEL_ALL)
+        await self._report(UserId(req.caller.user), SystemAction.CANCEL_ALL, {"canceled": canceled})
         log.warning("cancel_all by %s: %d jobs canceled", req.caller.user, canceled)
-        emit_system(self.core.store, UserId(req.caller.user), SystemAction.CANCEL_ALL, {"canceled": canceled})
         return {"canceled": canceled}
 
     async def shutdown_server(self, req: ShutdownServer) -> dict:
         _require_admin(req.caller, "shutdown")
         log.warning("shutdown requested by admin %s", req.caller.user)
-        emit_system(self.core.store, UserId(req.caller.user), SystemAction.SHUTDOWN, {"by": req.caller.user})
-        await self.core.store.committed()
+        await self._report(UserId(req.caller.user), SystemAction.SHUTDOWN, {"by": req.caller.user})
         self.core.request_stop()
         return {"shutting_down": True}
 
