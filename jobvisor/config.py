@@ -208,6 +208,12 @@ class EventsConfig:
     keep_count: int = _doc("Most events kept: the oldest beyond this many are pruned. 0: none is pruned for their number. The newest event is always kept, so ids go on increasing after a restart.", default=1_000_000)
     prune_interval: float = _doc("Seconds between two prunings, made by the store's writer in the background, a few thousand events at a time.", default=300.0)
 
+    def __post_init__(self) -> None:
+        if self.keep_days < 0 or self.keep_count < 0:
+            raise ConfigError("[events] keep_days and keep_count must be 0 (no limit) or more")
+        if not self.prune_interval > 0:
+            raise ConfigError("[events] prune_interval must be more than 0 seconds")
+
 
 @dataclass(frozen=True)
 class LoggingConfig:

@@ -206,3 +206,11 @@ def test_a_transitions_plain_json_is_what_json_dumps_writes():
     events = number(transitions, 1) + [Event(9, EventKind.USER, "alice", 1.0, None, None, {"x": ["ü", 1.5]})]
     rows = sqlite_rows.event_rows(events)
     assert [row[6] for row in rows] == [json.dumps(e.data) for e in events]
+
+
+@pytest.mark.parametrize("bad", [{"keep_days": -1}, {"keep_count": -5}, {"prune_interval": 0}])
+def test_events_config_refuses_what_would_prune_wrong_or_spin(bad):
+    from jobvisor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[events\]"):
+        EventsConfig(**bad)
