@@ -171,3 +171,28 @@ async def test_admin_shutdown_answers_then_stops_up_as_sigterm_does(tmp_path, in
     finally:
         await admin.close()
         server.cleanup()
+
+
+async def test_cancel_all_ends_a_running_workflow_with_its_waiting_jobs(one_slot):
+    server, admin, alice, bob = one_slot
+    document = {"name": "chain", "jobs": [
+        {"name": "first", "code": "shell", "params": {"argv": ["sleep", "120"]}},
+        {"name": "second", "code": "shell", "params": {"argv": ["true"]}, "after": ["first"]},
+        {"name": "third", "code": "shell", "params": {"argv": ["true"]}, "after": ["second"]}]}
+    workflow = await alice.request("POST", "/workflows?execute=true", json=document)
+    jobs = await until(lambda: _started(alice, workflow["id"]), what="the first job running")
+    assert await admin.request("POST", "/admin/cancel_all") == {"canceled": 3}
+    view = await until(lambda: _ended(alice, workflow["id"]), what="the workflow's end")
+    assert view["state"] in ("canceled", "failed"), view  # ended, not left running (the engine says which)
+    assert {j["name"]: j["state"] for j in view["jobs"]} == {"first": "canceled", "second": "canceled", "third": "canceled"}
+    assert jobs  # the first job had started
+
+
+async def _started(api: Api, workflow_id: str) -> list[dict] | None:
+    jobs = (await api.request("GET", f"/workflows/{workflow_id}"))["jobs"]
+    return jobs if any(j["name"] == "first" and j["state"] == "running" for j in jobs) else None
+
+
+async def _ended(api: Api, workflow_id: str) -> dict | None:
+    view = await api.request("GET", f"/workflows/{workflow_id}")
+    return view if view["state"] != "running" else None
