@@ -258,3 +258,18 @@ async def test_post_event_about_a_workflow_must_be_the_callers(real):
     assert status == 201 and event["workflow_id"] == workflow["id"] and event["job_id"] is None
     status, problem, _ = await real.call("POST", "/events", user="bob", json={"data": {}, "workflow_id": workflow["id"]})
     assert status == 400 and problem["field"] == "workflow_id"
+
+
+async def test_a_jobs_progress_reports_are_progress_events_before_its_end(real):
+    script = ('for i in 1 2 3 4; do printf \'{"fraction": 0.%d, "message": "step %d", "at": 0}\' "$i" "$i" '
+              '> "$JOBVISOR_PROGRESS_FILE.tmp" && mv "$JOBVISOR_PROGRESS_FILE.tmp" "$JOBVISOR_PROGRESS_FILE"; sleep 0.3; done')
+    job = await real.submit(params={"script": script})
+    await real.wait_state(job["id"], "completed")
+    status, page, _ = await real.call("GET", f"/events?format=json&job={job['id']}")
+    kinds = [(e["kind"], e["data"]["state"]) for e in page["events"]]
+    progress = [e["data"] for e in page["events"] if e["kind"] == "progress"]
+    assert progress and all(p["state"] == "running" and p["attempt"] == 1 for p in progress)
+    fractions = [p["progress"] for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 0.4 and progress[-1]["message"] == "step 4"
+    assert kinds.index(("progress", "running")) > kinds.index(("transition", "running"))
+    assert kinds[-1] == ("transition", "completed")
