@@ -108,27 +108,32 @@ class DriverQueue:
                 del self._lanes[job.owner]
         return True
 
-    def _head(self, user: UserId) -> ComputeJob | None:
-        """The user's next job: the first parked element of an array now under its cap (it
-        stood ahead of the whole FIFO), else the FIFO's head; heads of arrays at their cap are
-        parked on the way. None: everything the user has waits for its array's cap."""
-        for lane in self._lanes.get(user, {}).values():
-            job = next(iter(lane.values()))
-            if not self._at_cap(job):
-                return job
+    def _head(self, user: UserId) -> tuple[ComputeJob | None, bool]:
+        """The user's next job, and whether it is parked: the first parked element of an array
+        now under its cap (it stood ahead of the whole FIFO), else the FIFO's head; heads of
+        arrays at their cap are parked on the way. None: everything the user has waits for its
+        array's cap."""
+        lanes = self._lanes.get(user)
+        if lanes:
+            for lane in lanes.values():
+                job = next(iter(lane.values()))
+                if not self._at_cap(job):
+                    return job, True
         queue = self._by_user[user]
         while queue:
             job = next(iter(queue.values()))
-            if not self._at_cap(job):
-                return job
+            if job.member is None or not self._at_cap(job):
+                return job, False
             queue.popitem(last=False)
             self._park(job)
-        return None
+        return None, False
 
-    def _pop(self, job: ComputeJob) -> None:
-        """Take `job` (a head `_head` returned) out of its FIFO or lane."""
-        if self._by_user[job.owner].pop(job.id, None) is None:
+    def _pop(self, job: ComputeJob, parked: bool) -> None:
+        """Take `job` (the head `_head` returned) out of its lane or FIFO."""
+        if parked:
             self._unpark(job)
+        else:
+            self._by_user[job.owner].popitem(last=False)
 
     # ------------------------------------------------------------------ sent ahead
 
@@ -151,7 +156,7 @@ class DriverQueue:
         self.used += job.cpus
         self.used_by_user[job.owner] += job.cpus
         owner = job.owner
-        capped = array_cap_of(job)
+        capped = array_cap_of(job) if job.member is not None else None
         if capped is not None:
             self.used_by_array[capped[0]] += 1
 
@@ -184,7 +189,9 @@ class DriverQueue:
         stalled = 0
         while self.free > 0 and self._ring and stalled < len(self._ring):
             user = self._ring[0]
-            if not self._by_user[user] and user not in self._lanes:
+            queue = self._by_user[user]
+            lanes = self._lanes.get(user)
+            if not queue and not lanes:
                 self._ring.popleft()
                 del self._by_user[user]
                 continue
@@ -192,12 +199,15 @@ class DriverQueue:
             if not ready(user):
                 stalled += 1
                 continue
-            job = self._head(user)
-            if job is None:  # all of it waits for its arrays' caps
-                stalled += 1
-                continue
+            if lanes is None and (job := next(iter(queue.values()))).member is None:
+                parked = False  # the common case, kept short: a FIFO's head that is no array's
+            else:
+                job, parked = self._head(user)
+                if job is None:  # all of it waits for its arrays' caps
+                    stalled += 1
+                    continue
             if job.state is not JobState.QUEUED:  # defensive: only queued jobs belong here
-                self._pop(job)
+                self._pop(job, parked)
                 continue
             fits = job.cpus <= self.free and (
                 not self.per_user_cap or self.used_by_user[user] + job.cpus <= max(self.per_user_cap, job.cpus)
@@ -205,7 +215,10 @@ class DriverQueue:
             if not fits or not self._under_cap(user):
                 stalled += 1
                 continue
-            self._pop(job)
+            if parked:
+                self._unpark(job)
+            else:
+                queue.popitem(last=False)
             picks.append((job, self._reserve(job)))
             stalled = 0
         return picks
