@@ -12,6 +12,7 @@ import json
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.fmt import local_time, table as format_table
+from jobvisor.cli.workflows import resolve_workflow
 
 
 def command(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
@@ -38,8 +39,9 @@ def _when(value: str | None) -> str:
 
 
 def cmd_timer_add(args: argparse.Namespace) -> int:
-    body = {"workflow_id": args.workflow_id, "at": args.at, "every": args.every, "cron": args.cron}
-    timer = client_from_args(args).call("POST", "/timers", body={k: v for k, v in body.items() if v is not None})
+    client = client_from_args(args)
+    body = {"workflow_id": resolve_workflow(client, args.workflow), "at": args.at, "every": args.every, "cron": args.cron}
+    timer = client.call("POST", "/timers", body={k: v for k, v in body.items() if v is not None})
     print(timer["id"])
     return 0
 
@@ -101,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = timer_actions.add_parser("add", help="add a timer; prints its id",
                                  description="Add a timer that executes a workflow. A firing while the workflow still "
                                              "runs is skipped; firings missed while jobvisor was down are caught up once.")
-    p.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    p.add_argument("workflow", metavar="WORKFLOW", help="the workflow to execute: its id, a unique id prefix, or its name")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--at", help="once, at this ISO 8601 time (e.g. 2026-12-24T18:00:00Z)")
     when.add_argument("--every", help="every interval: seconds, or units d h m s (e.g. 1h30m)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from jobvisor.cli.client import ApiClient, ApiError, RawBody, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
+from jobvisor.cli.resolve import USAGE
 from jobvisor.cli.fmt import local_time, table as format_table
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -139,6 +141,48 @@ def format_workflow(view: dict) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- naming a workflow
+
+FULL_ID = re.compile(r"^w[0-9a-z]{20}$")  # a workflow id (jobvisor.ids' sortable ids): used as it is
+SHOWN = 5  # candidates listed in an ambiguity error
+
+
+def fetch_workflows(client: ApiClient, limit: int) -> list[dict]:
+    """Up to `limit` of the caller's workflows (an admin's: everyone's), newest first."""
+    workflows: list[dict] = []
+    after = ""
+    while len(workflows) < limit:
+        page = client.call("GET", "/workflows", query={"limit": min(1000, limit - len(workflows)), "after": after})
+        workflows += page["workflows"]
+        after = page.get("next")
+        if not after:
+            break
+    return workflows
+
+
+def resolve_workflow(client: ApiClient, ref: str) -> str:
+    """The id of the one workflow `ref` names: its id, a unique prefix of its id, or its name
+    (names are unique per owner; an admin sees everyone's). A usage error (status 2) when none
+    or several match, listing the candidates."""
+    if FULL_ID.match(ref):
+        return ref
+    found = [w for w in fetch_workflows(client, 100_000) if w["name"] == ref or w["id"].startswith(ref.lower())]
+    if len(found) == 1:
+        return found[0]["id"]
+    if not found:
+        raise CliError(f"no workflow has the id prefix or name {ref!r}", status=USAGE)
+    lines = "\n  ".join(f"{w['id']} ({w['name']}) {w['state']}, owner {w['owner']}" for w in found[:SHOWN])
+    more = " ..." if len(found) > SHOWN else ""
+    raise CliError(f"{ref!r} names more than one workflow; use a longer prefix or the full id:\n  {lines}{more}",
+                   status=USAGE)
+
+
+def _named(args: argparse.Namespace) -> tuple[ApiClient, str]:
+    """The client, and the id of the workflow the command names."""
+    client = client_from_args(args)
+    return client, resolve_workflow(client, args.id)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -156,15 +200,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    client = client_from_args(args)
-    workflows: list[dict] = []
-    after = ""
-    while len(workflows) < args.limit:
-        page = client.call("GET", "/workflows", query={"limit": min(1000, args.limit - len(workflows)), "after": after})
-        workflows += page["workflows"]
-        after = page.get("next")
-        if not after:
-            break
+    workflows = fetch_workflows(client_from_args(args), args.limit)
     if args.json:
         _print_json(workflows)
         return 0
@@ -177,7 +213,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    view = client_from_args(args).call("GET", f"/workflows/{args.id}")
+    client, workflow_id = _named(args)
+    view = client.call("GET", f"/workflows/{workflow_id}")
     if args.json:
         _print_json(view)
     else:
@@ -189,26 +226,30 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    view = client_from_args(args).call("POST", f"/workflows/{args.id}/execute")
+    client, workflow_id = _named(args)
+    view = client.call("POST", f"/workflows/{workflow_id}/execute")
     print(f"{view['id']} run {view['run']}: {view['state']}")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    view = client_from_args(args).call("POST", f"/workflows/{args.id}/cancel")
+    client, workflow_id = _named(args)
+    view = client.call("POST", f"/workflows/{workflow_id}/cancel")
     # its started jobs end when their agents have stopped them, a moment after this answer
     print(f"{view['id']} {view['state'] if view['state'] in ENDED else 'canceling'}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    reply = client_from_args(args).call("DELETE", f"/workflows/{args.id}", query={"force": "true" if args.force else None})
+    client, workflow_id = _named(args)
+    reply = client.call("DELETE", f"/workflows/{workflow_id}", query={"force": "true" if args.force else None})
     print(f"{reply['id']} deleted")
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    versions = client_from_args(args).call("GET", f"/workflows/{args.id}/history")["versions"]
+    client, workflow_id = _named(args)
+    versions = client.call("GET", f"/workflows/{workflow_id}/history")["versions"]
     if args.json:
         _print_json(versions)
         return 0
@@ -236,13 +277,13 @@ class LiveTable:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    client = client_from_args(args)
+    client, workflow_id = _named(args)
     if args.watch:
-        return watch(client, args.id, args.interval, sys.stdout)
+        return watch(client, workflow_id, args.interval, sys.stdout)
     if args.json:  # the status route's answer: counts, each job's state, started and finished times
-        _print_json(client.call("GET", f"/workflows/{args.id}/status"))
+        _print_json(client.call("GET", f"/workflows/{workflow_id}/status"))
     else:
-        print("\n".join(render_status(client.call("GET", f"/workflows/{args.id}"))))
+        print("\n".join(render_status(client.call("GET", f"/workflows/{workflow_id}"))))
     return 0
 
 
@@ -301,7 +342,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     def action(name: str, help: str, func, *, with_id: bool = True) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         if with_id:
-            p.add_argument("id", help="workflow id")
+            p.add_argument("id", metavar="WORKFLOW", help="the workflow: its id, a unique id prefix, or its name")
         add_client_arguments(p)
         p.set_defaults(func=func)
         return p

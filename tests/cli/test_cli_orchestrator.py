@@ -69,12 +69,15 @@ async def test_queue_clear_and_agent_actions(one_slot):
 
 async def test_timer_errors_are_one_clear_line(one_slot):
     _, cli = one_slot
-    bad_cron = await cli.run("timer", "add", "w1", "--cron", "0 24 * * *")
+    absent = "w" + "0" * 20  # a full workflow id goes to the server as it is
+    bad_cron = await cli.run("timer", "add", absent, "--cron", "0 24 * * *")
     assert bad_cron.rc == 1 and "hour field (2nd) has 24" in bad_cron.err and "(field: cron)" in bad_cron.err
-    bad_every = await cli.run("timer", "add", "w1", "--every", "soon")
+    bad_every = await cli.run("timer", "add", absent, "--every", "soon")
     assert bad_every.rc == 1 and "(field: every)" in bad_every.err
-    unknown = await cli.run("timer", "add", "w1", "--every", "1h")
-    assert unknown.rc == 1 and "HTTP 404" in unknown.err and "no workflow 'w1'" in unknown.err
+    unknown = await cli.run("timer", "add", absent, "--every", "1h")
+    assert unknown.rc == 1 and "HTTP 404" in unknown.err and f"no workflow '{absent}'" in unknown.err
+    by_name = await cli.run("timer", "add", "nightly", "--every", "1h")  # a name: looked up first
+    assert by_name.rc == 2 and "no workflow has the id prefix or name 'nightly'" in by_name.err
     neither = await cli.run("timer", "add", "w1")
     assert neither.rc == 2 and "one of the arguments --at --every --cron is required" in neither.err
     listed = await cli.run("timer", "list")

@@ -65,7 +65,7 @@ async def test_submit_list_show_history_watch_execute_cancel_delete(env, tmp_pat
     again = await cli.run("workflow", "submit", str(tmp_path / "study.json"), "--execute", "--message", "second")
     assert again.rc == 0 and again.out.strip() == workflow_id and again.err.strip() == "study version 2: running"
 
-    watched = await cli.run("workflow", "status", workflow_id, "--watch", "--interval", "0.2")
+    watched = await cli.run("workflow", "status", "study", "--watch", "--interval", "0.2")  # by its name
     assert watched.rc == 0, watched.err
     lines = watched.out.splitlines()
     assert any("report: completed" in line for line in lines), watched.out
@@ -84,7 +84,7 @@ async def test_submit_list_show_history_watch_execute_cancel_delete(env, tmp_pat
     assert status["state"] == "completed" and status["counts"] == {"completed": 2} and status["started_at"]
     assert sorted(j["name"] for j in status["jobs"]) == ["prep", "report"]
 
-    history = await cli.run("workflow", "history", workflow_id)
+    history = await cli.run("workflow", "history", workflow_id[:12])  # by a prefix of its id
     rows = [line.split(None, 5) for line in history.out.splitlines()[1:]]  # the time is two words
     assert [(r[0], r[3], len(r[4]), r[5]) for r in rows] == [("1", "alice", 12, "first try"), ("2", "alice", 12, "second")]
 
@@ -108,6 +108,11 @@ async def test_submit_list_show_history_watch_execute_cancel_delete(env, tmp_pat
     gone = await cli.run("workflow", "show", slow)
     assert gone.rc == 1 and "HTTP 404" in gone.err
     assert (await cli.run("workflow", "show", workflow_id, user="bob")).rc == 1
+    theirs = await cli.run("workflow", "show", "study", user="bob")  # bob has no workflow of that name
+    assert theirs.rc == 2 and "no workflow has the id prefix or name 'study'" in theirs.err
+    await cli.run("workflow", "submit", "-", stdin=doc("study", ["true"]), user="bob")
+    both = await cli.run("workflow", "show", "study", user="root")  # an admin sees alice's and bob's
+    assert both.rc == 2 and "names more than one workflow" in both.err and "owner bob" in both.err
 
 
 async def test_a_failed_workflow_exits_1_and_bad_documents_name_the_field(env, tmp_path):
@@ -129,7 +134,7 @@ async def test_a_failed_workflow_exits_1_and_bad_documents_name_the_field(env, t
 async def test_timers_and_queue_clear_on_a_workflow(env):
     real, cli = env
     workflow_id = (await cli.run("workflow", "submit", "-", stdin=doc("timed", ["true"]))).out.strip()
-    added = await cli.run("timer", "add", workflow_id, "--every", "1h30m")
+    added = await cli.run("timer", "add", "timed", "--every", "1h30m")  # the workflow by its name
     assert added.rc == 0, added.err
     timer_id = added.out.strip()
     listed = await cli.run("timer", "list")
