@@ -23,6 +23,7 @@ class EndReason(enum.Enum):
     CLOSED = "closed"  # the gateway is stopping
     OVERFLOW = "overflow"  # the client read slower than events came
     RELINKED = "relinked"  # the gateway's link to the supervisor's events dropped and came back
+    UNAVAILABLE = "unavailable"  # the supervisor could not answer for the history being sent
 
 
 class Subscription:

@@ -8,6 +8,8 @@ from jobvisor.protocol import EventKind
 from jobvisor.resources import MAX_MEMORY
 from jobvisor.states import RETRY_ON_STATES, JobState
 
+from api_gateway.events import EndReason
+
 RETRY_ON = sorted(s.value for s in RETRY_ON_STATES)
 
 
@@ -66,7 +68,7 @@ def _stream_schemas(states: list[str]) -> dict:
                 "type": "object",
                 "required": ["reason", "last_id", "detail"],
                 "properties": {
-                    "reason": {"type": "string", "enum": ["overflow", "relinked", "closed"]},
+                    "reason": {"type": "string", "enum": [r.value for r in EndReason]},
                     "last_id": {"type": "integer", "description": "The last event id sent: reconnect with it as Last-Event-ID"},
                     "detail": {"type": "string"},
                 },

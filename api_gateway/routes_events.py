@@ -11,11 +11,11 @@ commit order, so nothing is missed and nothing is sent twice.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
-from jobvisor.errors import InvalidRequest
+from jobvisor.errors import InvalidRequest, OpError
 from jobvisor.limits import MAX_EVENT_ID, MAX_PAGE
 from jobvisor.protocol import Caller, ListEvents, PushEvent
 from jobvisor.wire_values import check_wire_value
@@ -40,6 +40,7 @@ _END_DETAIL = {
     EndReason.OVERFLOW: "events came faster than this client read them",
     EndReason.RELINKED: "the gateway's link to the supervisor was restored",
     EndReason.CLOSED: "the server is stopping",
+    EndReason.UNAVAILABLE: "the history could not be read",
 }
 
 
@@ -97,8 +98,13 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                     await sse.send(resp, "pruned", {
                         "since": since, "detail": f"events after {since} were pruned already ([events] keep_days, "
                                                   "keep_count): the oldest kept follow"})
-                last = await _send_history(request, resp, caller, job_id, first, since)
+                last = since
+                async for last in _send_history(request, resp, caller, job_id, first):
+                    pass
             await _send_live(resp, sub, last)
+            await resp.write_eof()
+        except OpError:  # a later page of the history could not be read: resume from what was sent
+            await _send_end(resp, EndReason.UNAVAILABLE, last)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -106,16 +112,25 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_history(request: web.Request, resp: web.StreamResponse, caller: Caller, job_id: str,
-                        page: dict, last: int) -> int:
-    """Every committed event after `last`, page by page; the last id sent."""
+                        page: dict) -> AsyncIterator[int]:
+    """Every committed event after the first page's `since`, page by page; yields the last id
+    sent after each page."""
     while True:
         events = page["events"]
         if events:
             await resp.write(b"".join(sse.format_event(e["kind"], e, str(e["id"])) for e in events))
-            last = events[-1]["id"]
+            yield events[-1]["id"]
         if page["next"] is None:
-            return last
-        page = await op(request, ListEvents(caller=caller, since=last, limit=HISTORY_PAGE, job_id=job_id))
+            return
+        page = await op(request, ListEvents(caller=caller, since=page["next"], limit=HISTORY_PAGE, job_id=job_id))
+
+
+async def _send_end(resp: web.StreamResponse, reason: EndReason, last: int) -> None:
+    await sse.send(resp, "reconnect", {
+        "reason": reason.value, "last_id": last,
+        "detail": f"{_END_DETAIL[reason]}: reconnect with Last-Event-ID: {last} (or ?since={last}) to get every "
+                  "event after it",
+    })
 
 
 async def _send_live(resp: web.StreamResponse, sub: Subscription, last: int) -> None:
@@ -128,12 +143,7 @@ async def _send_live(resp: web.StreamResponse, sub: Subscription, last: int) -> 
             await sse.heartbeat(resp)
             continue
         if events is None:
-            reason = sub.ended or EndReason.CLOSED
-            await sse.send(resp, "reconnect", {
-                "reason": reason.value, "last_id": last,
-                "detail": f"{_END_DETAIL[reason]}: reconnect with Last-Event-ID: {last} (or ?since={last}) to get every "
-                          "event after it",
-            })
+            await _send_end(resp, sub.ended or EndReason.CLOSED, last)
             return
         chunk: list[bytes] = []
         for event in events:

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from jobvisor import __version__
-from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
+from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError, Unavailable
 from jobvisor.ids import JobId, UserId, new_job_id
 from jobvisor.protocol import (
     ALLOWED_GATEWAY_REQUESTS,
@@ -73,6 +73,7 @@ class FakeSupervisor:
         self.files: dict[str, dict[str, bytes]] = {}
         self.history: dict[str, list[dict]] = {}  # GetJob's `history`, as the real store keeps it
         self.events: list[Event] = []  # every event published, numbered as the store numbers them
+        self.events_unreadable_after: int | None = None  # ListEvents from this id on: Unavailable
         self.queue: list[str] = []  # queued job ids, oldest first
         self.requests: list[Any] = []  # every decoded op, for assertions
         self.io_chunk = IO_CHUNK_BYTES  # tests shrink it to force many ReadFile slices
@@ -264,6 +265,8 @@ class FakeSupervisor:
                     "drivers": {"local": {"limits": "none", "memory": "not enforced", "cpus": "not enforced",
                                           "why": "the fake supervisor runs nothing"}}}
         if isinstance(m, ListEvents):
+            if self.events_unreadable_after is not None and m.since >= self.events_unreadable_after:
+                raise Unavailable("the database cannot be read: (a test)")
             limit = max(1, min(m.limit, 1000))
             page = [e for e in self.events if e.id > m.since and (m.caller.is_admin or e.owner == m.caller.user)
                     and (not m.job_id or e.job_id == m.job_id)][:limit]

@@ -273,3 +273,20 @@ async def test_a_jobs_progress_reports_are_progress_events_before_its_end(real):
     assert fractions == sorted(fractions) and fractions[-1] == 0.4 and progress[-1]["message"] == "step 4"
     assert kinds.index(("progress", "running")) > kinds.index(("transition", "running"))
     assert kinds[-1] == ("transition", "completed")
+
+
+async def test_a_history_page_that_cannot_be_read_ends_the_stream_with_where_to_resume(env, monkeypatch):
+    from api_gateway import routes_events
+
+    monkeypatch.setattr(routes_events, "HISTORY_PAGE", 2)
+    for n in range(5):
+        env.fake._record([Emitted(EventKind.USER, "alice", {"n": n}, None, None)])
+    env.fake.events_unreadable_after = 2  # the first page (ids 1, 2) reads, the next does not
+    async with env.http.get(env.api + "/events?since=0", headers=env.auth("alice")) as resp:
+        got = await read_events(resp)
+    assert [d["id"] for kind, d, _ in got if kind == "user"] == [1, 2]
+    assert got[-1][0] == "reconnect" and got[-1][1]["reason"] == "unavailable" and got[-1][1]["last_id"] == 2
+    env.fake.events_unreadable_after = None
+    async with env.http.get(env.api + "/events", headers={**env.auth("alice"), "Last-Event-ID": "2"}) as resp:
+        rest = await read_events(resp, lambda kind, data: kind == "user" and data["id"] == 5)
+    assert [d["id"] for _, d, _ in rest] == [3, 4, 5]
