@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
+from jobvisor.cli.keyvalues import parse_key_values
 from jobvisor.cli.resolve import resolve_job
 from jobvisor.env_names import ARRAY_INDEX
 from jobvisor.states import RETRY_ON_STATES
@@ -69,16 +69,7 @@ def print_submitted(reply: Any) -> None:
 def parse_param_overrides(items: list[str]) -> dict[str, Any]:
     """`--param k=v` (repeatable) -> {k: v}; v is read as JSON when it is JSON (3, true,
     [1,2], "x"), else kept as a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"--param {item!r}: expected KEY=VALUE (KEY may be dotted: args.size=10)", status=2)
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+    return parse_key_values(items, "--param", "KEY may be dotted: args.size=10")
 
 
 def cmd_resubmit(args: argparse.Namespace) -> int:

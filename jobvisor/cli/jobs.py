@@ -15,6 +15,7 @@ from typing import Any
 from jobvisor.cli import fmt, uploads
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
+from jobvisor.cli.keyvalues import parse_key_values
 from jobvisor.cli.job_extras import add_submit_options, print_submitted, submit_fields
 from jobvisor.cli.resolve import USAGE, resolve_job
 from jobvisor.resources import WALLTIME_FORMS
@@ -176,25 +177,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_analysis_args(pairs: list[str]) -> dict[str, Any]:
-    """`--arg k=v` pairs as the analysis's arguments: a value that reads as JSON (a number,
-    true, a list...) is taken as that, anything else as a string."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"--arg {pair!r} is not KEY=VALUE", status=USAGE)
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
-
-
 def cmd_analysis(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     job_id = resolve_job(client, args.id)
-    reply = client.call("POST", f"/jobs/{job_id}/analysis", body=parse_analysis_args(args.arg or []))
+    reply = client.call("POST", f"/jobs/{job_id}/analysis", body=parse_key_values(args.arg or [], "--arg"))
     result = reply.get("result")
     print(result if isinstance(result, str) else json.dumps(result, indent=2))
     return 0

@@ -148,7 +148,7 @@ async def test_queue_agents_status_and_analysis(real_cli):
     assert analysis.rc == 0, analysis.err
     assert json.loads(analysis.out)["rows"] == 21
     bad = await cli.run("analysis", demo, "--arg", "nonsense")
-    assert bad.rc == 2 and "not KEY=VALUE" in bad.err
+    assert bad.rc == 2 and "--arg 'nonsense': expected KEY=VALUE" in bad.err
 
 
 async def test_get_checks_where_it_writes(real_cli, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 from jobvisor.cli import fmt
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.jobs import output_path, parse_analysis_args
+from jobvisor.cli.jobs import output_path
+from jobvisor.cli.keyvalues import parse_key_values
 from jobvisor.cli.listing import detail, job_rows, render_list
 from jobvisor.cli.waiting import WaitStatus, end_line, wait_status
 
@@ -128,10 +129,10 @@ def test_end_line_says_a_reason_once():
 
 
 def test_analysis_arguments():
-    assert parse_analysis_args(["column=x", "n=3", "flags=[1, 2]", "on=true", "text=a=b"]) == {
+    assert parse_key_values(["column=x", "n=3", "flags=[1, 2]", "on=true", "text=a=b"], "--arg") == {
         "column": "x", "n": 3, "flags": [1, 2], "on": True, "text": "a=b"}
-    with pytest.raises(CliError, match="not KEY=VALUE") as caught:
-        parse_analysis_args(["novalue"])
+    with pytest.raises(CliError, match="--arg 'novalue': expected KEY=VALUE$") as caught:
+        parse_key_values(["novalue"], "--arg")
     assert caught.value.status == 2
 
 
