@@ -15,9 +15,7 @@ from jobvisor.cli import fmt
 from jobvisor.cli.client import ApiClient, add_client_arguments, client_from_args
 from jobvisor.cli.resolve import array_of, fetch_jobs, resolve_job
 from jobvisor.reasons import exit_reason
-from jobvisor.states import TERMINAL_STATES
 
-TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 NAME_WIDTH = 32
 DETAIL_WIDTH = 60
 FORMATS = ("table", "json", "ids")
