@@ -67,20 +67,23 @@ def resolve_jobs(client: ApiClient, refs: Iterable[str]) -> list[str]:
     return ids
 
 
-def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | None = None,
-               array: str | None = None) -> list[dict]:
-    """Up to `limit` jobs of the filters, newest first, page after page."""
-    jobs: list[dict] = []
+def fetch_pages(client: ApiClient, path: str, key: str, limit: int, query: dict | None = None) -> list[dict]:
+    """Up to `limit` items of a paged listing (`{key: [...], "next": cursor}`), page after page."""
+    items: list[dict] = []
     after = ""
-    while len(jobs) < limit:
-        page = client.call("GET", "/jobs", query={
-            "state": states, "name": name, "array": array, "limit": min(1000, limit - len(jobs)), "after": after,
-        })
-        jobs += page["jobs"]
+    while len(items) < limit:
+        page = client.call("GET", path, query={**(query or {}), "limit": min(1000, limit - len(items)), "after": after})
+        items += page[key]
         after = page.get("next")
         if not after:
             break
-    return jobs
+    return items
+
+
+def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | None = None,
+               array: str | None = None) -> list[dict]:
+    """Up to `limit` jobs of the filters, newest first, page after page."""
+    return fetch_pages(client, "/jobs", "jobs", limit, {"state": states, "name": name, "array": array})
 
 
 def array_of(client: ApiClient, ref: str) -> str:

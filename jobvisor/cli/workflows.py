@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from jobvisor.cli.client import ApiClient, ApiError, RawBody, add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.resolve import USAGE
+from jobvisor.cli.resolve import USAGE, fetch_pages
 from jobvisor.cli.fmt import local_time, table as format_table
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -149,15 +149,7 @@ SHOWN = 5  # candidates listed in an ambiguity error
 
 def fetch_workflows(client: ApiClient, limit: int) -> list[dict]:
     """Up to `limit` of the caller's workflows (an admin's: everyone's), newest first."""
-    workflows: list[dict] = []
-    after = ""
-    while len(workflows) < limit:
-        page = client.call("GET", "/workflows", query={"limit": min(1000, limit - len(workflows)), "after": after})
-        workflows += page["workflows"]
-        after = page.get("next")
-        if not after:
-            break
-    return workflows
+    return fetch_pages(client, "/workflows", "workflows", limit)
 
 
 def resolve_workflow(client: ApiClient, ref: str) -> str:
