@@ -33,7 +33,8 @@ def detail(job: dict) -> str:
     parts = []
     shown_reason = (bool(reason) and state != "completed" and reason not in (state, f"exit code {code}")
                     and not reason.startswith("submitted"))  # a queued job's first reason: nothing to add
-    if code is not None and state != "canceled":  # a canceled job's signal is the cancel's
+    # the signal that stopped a canceled or timed-out job was the cancel's or the walltime's
+    if code is not None and not (code < 0 and state in ("canceled", "timed_out")):
         exit_text = exit_reason(code)
         if not (shown_reason and exit_text in reason):  # said once
             parts.append(exit_text)

@@ -98,6 +98,8 @@ def test_list_rows_say_what_runs_how_long_and_how_it_ended():
     assert detail(job(state="failed", reason="out of memory", exit_code=-9)) == "killed by SIGKILL, out of memory"
     assert detail(job(state="failed", reason="killed by SIGKILL", exit_code=-9)) == "killed by SIGKILL"
     assert detail(job(state="canceled", reason="canceled by user", exit_code=-15)) == "canceled by user"
+    assert detail(job(state="timed_out", reason="walltime 00:00:02 exceeded", exit_code=-15)) == (
+        "walltime 00:00:02 exceeded")
 
 
 def test_list_has_a_header_when_empty_and_an_owner_column_for_several_users():
