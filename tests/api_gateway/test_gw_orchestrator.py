@@ -39,6 +39,9 @@ async def test_the_gateway_refuses_admin_routes_before_asking(tmp_path):
             assert status == 403 and "admins only" in body["detail"], body
             assert len(real.requests) == sent  # no op reached the supervisor
         assert not real.supervisor.core.stop_requested.is_set()
+        sent = len(real.requests)
+        status, body, _ = await real.call("POST", "/queue/clear?usr=bob", user="root")  # a typo clears nothing
+        assert status == 400 and body["field"] == "usr" and len(real.requests) == sent, body
     finally:
         await real.close()
 
