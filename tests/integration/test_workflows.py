@@ -34,6 +34,15 @@ async def test_chain_runs_in_order_and_each_step_sees_its_dependency_done(api):
     history = [h["state"] for h in job["history"]]
     assert history[:2] == ["waiting", "queued"] and history[-1] == "completed"
     assert job["history"][1]["reason"] == "dependencies completed"
+    events, since = [], 0
+    while True:  # the history of workflow events, as the API pages it
+        page = await api.request("GET", "/events", params={"format": "json", "since": str(since), "limit": "1000"})
+        events += [e for e in page["events"] if e["kind"] == "workflow" and e["workflow_id"] == wf["id"]]
+        if not page["next"]:
+            break
+        since = page["next"]
+    assert [e["data"]["state"] for e in events] == ["draft", "running", "completed"]
+    assert events[-1]["data"]["counts"] == {"completed": 5} and events[-1]["owner"] == "admin"
     doc = build_openapi()
     assert_fits(doc, _response_schema(doc, "/workflows/{id}", "get", "200"), done)
     assert_fits(doc, _response_schema(doc, "/jobs/{id}", "get", "200"), job)
