@@ -26,7 +26,7 @@ def paths(prefix: str) -> dict:
     running = {"409": _problem("The workflow is running")}
 
     def one(summary: str, ok: dict, *more: dict, params: list | None = None) -> dict:
-        responses = {"200": ok}
+        responses = {"200": ok, **_BAD}  # a 400 at least for a query parameter the route does not take
         for extra in more:
             responses.update(extra)
         return _op(summary, {**responses, **not_found, **_ERRORS}, params=[_WORKFLOW_ID, *(params or [])], tag="workflows")
@@ -68,7 +68,7 @@ def paths(prefix: str) -> dict:
             "get": one("A workflow: its current document, state, and its jobs in the current run",
                        _json(ref("WorkflowDetail"), "The workflow")),
             "delete": one("Delete a workflow and its versions (its jobs stay, as jobs); 409 while it runs unless ?force=true, "
-                          "which cancels the run first", _json(ref("WorkflowDeleted"), "Deleted"), _BAD, running,
+                          "which cancels the run first", _json(ref("WorkflowDeleted"), "Deleted"), running,
                           params=[{"name": "force", "in": "query", "schema": flag, "description": "1 or true: cancel a run first"}]),
         },
         f"{prefix}/workflows/{{id}}/execute": {
