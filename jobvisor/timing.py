@@ -20,3 +20,9 @@ def backoff_delay(attempt: int, *, base: float = 0.1, cap: float = 10.0, rng: ra
 def ping_interval(idle_timeout: float) -> float:
     """Send a keepalive ping often enough that three can be missed before the peer is dead."""
     return max(0.5, idle_timeout / 3.0)
+
+
+def write_retry_delay(failures: int) -> float:
+    """Seconds before a failed write (a commit, log bytes) is tried again: the store's writers
+    keep what failed and retry it, a disk full or a database gone being something that passes."""
+    return backoff_delay(failures, base=0.2, cap=5.0)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from jobvisor.ids import JobId
-from jobvisor.timing import backoff_delay
+from jobvisor.timing import write_retry_delay
 from supervisor.logstore import RESTART_LOG, LogStore
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,11 @@ class LogWriter:
                 failures += 1
                 log.error("writing %d log chunks failed (%s); retrying", len(chunks), exc)
                 self._chunks[:0] = chunks
-                if self._closing and failures > 3:
-                    return
-                await asyncio.sleep(backoff_delay(failures, base=0.2, cap=5.0))
-                self._wake.set()
-                continue
+                if not self._closing or failures <= 3:
+                    await asyncio.sleep(write_retry_delay(failures))
+                    self._wake.set()
+                    continue
+                return
             failures = 0
             self._pending -= sum(len(data) for _, _, data in chunks)
             if self._pending <= self.max_pending // 2:

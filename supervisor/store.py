@@ -33,7 +33,7 @@ from jobvisor.migrate import upgrade
 from jobvisor.protocol import Event, EventKind
 from jobvisor.states import TERMINAL_STATES
 from jobvisor.pacing import BUSY_BATCH, LAZY_LINGER, batch_delay, linger
-from jobvisor.timing import backoff_delay
+from jobvisor.timing import write_retry_delay
 from supervisor import migrations, tables
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.event_log import PRUNE_CHUNK, Emitted, event_of_row, number
@@ -242,7 +242,7 @@ class Store:
                 self._batch.urgent = self._batch.urgent or batch.urgent
                 if self._closing and failures > 3:
                     return
-                await asyncio.sleep(backoff_delay(failures, base=0.2, cap=5.0))
+                await asyncio.sleep(write_retry_delay(failures))
                 self._wake.set()
                 continue
             failures = 0
