@@ -103,3 +103,22 @@ def test_a_short_jobs_output_goes_before_its_end(env):  # noqa: F811
     core.backend.on_exit(job, 0)
     kinds = [type(m).__name__ for m in comm.sent if isinstance(m, (LogChunk, StatusUpdate))]
     assert kinds[-2:] == ["LogChunk", "StatusUpdate"]
+
+
+def test_a_jobs_own_words_replace_its_bare_exit_code(env):  # noqa: F811
+    """A python job leaves its exception in .jobvisor/error.json (job_cmd.pyrun): that is its
+    reason, on the local backend and behind a Slurm suffix alike; a job that left nothing
+    keeps its exit code."""
+    core, comm, procs, tmp = env
+    for job_id, words in (("told", '{"reason": "ValueError: bad mesh size"}'), ("slurm", '{"reason": "KeyError: \'x\'"}'),
+                          ("silent", None)):
+        core.handle(run(job_id, tmp))
+        if words is not None:
+            (tmp / job_id / ".jobvisor").mkdir()
+            (tmp / job_id / ".jobvisor" / "error.json").write_text(words)
+    core.backend.on_exit(core.jobs["told"], 1)
+    core.conclude(core.jobs["slurm"], JobState.FAILED, "exit code 1 (Slurm job 9: FAILED)", 1)
+    core.backend.on_exit(core.jobs["silent"], 4)
+    reasons = {job_id: reason for job_id, state, reason in comm.reports() if state is JobState.FAILED}
+    assert reasons == {"told": "ValueError: bad mesh size", "slurm": "KeyError: 'x' (Slurm job 9: FAILED)",
+                       "silent": "exit code 4"}
