@@ -16,6 +16,7 @@ import resource
 from pathlib import Path
 
 from jobvisor.job_limits import LimitKind, LimitMode
+from jobvisor.reasons import out_of_memory
 from jobvisor.resources import Resources
 
 from agent.jobs import JobRecord
@@ -76,15 +77,15 @@ class JobLimits:
                 logger.warning("job %s: cannot remove its cgroup %s: %s", job.job_id, cgroup, exc)
             if kills:
                 limit = f" of {mib(memory)}" if memory else ""
-                return f"out of memory: the kernel killed the job when it reached its memory limit{limit} (cgroup)"
+                return out_of_memory(f"the kernel killed the job when it reached its memory limit{limit} (cgroup)")
             return None
         if memory is None or returncode == 0:
             return None
         failure = _allocation_failure(job.log_path)
         if failure is None:
             return None
-        return (f"out of memory: an allocation failed at the job's memory limit of {mib(memory)} "
-                f"(RLIMIT_AS, its address space; it printed {failure.decode()!r})")
+        return out_of_memory(f"an allocation failed at the job's memory limit of {mib(memory)} "
+                             f"(RLIMIT_AS, its address space; it printed {failure.decode()!r})")
 
     # ------------------------------------------------------------------ cgroup v2
 
