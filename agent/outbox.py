@@ -40,7 +40,7 @@ def size_hint(message: Message) -> int:
     return 256
 
 
-LOG_FRAME_BYTES = 512 * 1024  # most log bytes in one frame: what a report may wait behind
+LOG_FRAME_BYTES = 1024 * 1024  # most log bytes in one frame: what a report may wait behind
 
 _RUNNING = str(JobState.RUNNING)
 _TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)

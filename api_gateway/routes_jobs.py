@@ -33,7 +33,7 @@ from jobvisor.protocol import (
     RunAnalysis,
     SubmitJobs,
 )
-from jobvisor.limits import MAX_PAGE
+from jobvisor.limits import LOG_READ_BYTES, MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway import sse, uploads
@@ -193,7 +193,7 @@ async def get_log(request: web.Request) -> web.StreamResponse:
         offset += len(data)
         if not data or offset >= reply["size"]:
             break
-        reply = await op(request, ReadLog(caller=caller, job_id=job_id, offset=offset))
+        reply = await op(request, ReadLog(caller=caller, job_id=job_id, offset=offset, length=LOG_READ_BYTES))
     await resp.write_eof()
     return resp
 

@@ -12,6 +12,7 @@ import socket
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # largest protocol message on any channel (the default)
 IO_CHUNK_BYTES = 1024 * 1024  # largest file slice one io op returns
+LOG_READ_BYTES = 4 * 1024 * 1024  # largest slice of a job's log one read returns (the plain log route's)
 MAX_RETRIES = 100  # a job's max_retries (the gateway checks it, the supervisor again)
 MAX_PAGE = 1000  # jobs (or events) in one page of a listing
 MAX_USER_EVENT_BYTES = 16 * 1024  # a user event's data, as JSON (POST /events)

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from jobvisor import __version__
 from jobvisor.job_arrays import format_array
 from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpError
-from jobvisor.limits import MAX_PAGE, MAX_USER_EVENT_BYTES
+from jobvisor.limits import LOG_READ_BYTES, MAX_PAGE, MAX_USER_EVENT_BYTES
 from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
 from jobvisor.isotime import iso
@@ -193,7 +193,7 @@ class RequestHandlers:
         that reads the log after the end still gets all of it. `final` is true only once the
         job has ended and the reply reaches the final size."""
         job = await self._job(req.caller, req.job_id)
-        length = max(0, min(req.length, IO_CHUNK_BYTES))
+        length = max(0, min(req.length, LOG_READ_BYTES))
         offset = max(0, req.offset)
         live = self.core.jobs.get(job.id)
         tail = self.core.tails.pending(job.id)
@@ -211,7 +211,7 @@ class RequestHandlers:
             size = max(size, tail.final_size)
         current = self.core.jobs.get(job.id)
         terminal = current is None or current.state.is_terminal
-        if current is None:
+        if current is None and not job.state.is_terminal:  # it ended meanwhile (an ended job stays so)
             refreshed = await self.core.store.get_job(job.id)
             terminal = refreshed is None or refreshed.state.is_terminal
             job = refreshed or job
