@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 STALE_UPLOAD = 3600.0  # seconds: an upload no submit claimed by then is swept at the next start
 FILE_MODE = 0o700  # an input may be a script the job runs (./sim.sh)
+MAX_TRACKED = 10_000  # uploads in progress whose size is counted
 
 
 class InputStore:
@@ -39,7 +41,9 @@ class InputStore:
         self.uploads = root / "uploads"
         self.jobs = root / "jobs"
         self.max_upload_bytes = max_upload_bytes
-        self._sizes: dict[tuple[UserId, str], int] = {}  # bytes received per upload in progress
+        # bytes received per upload in progress; a form refused halfway is never claimed, so the
+        # oldest entries go beyond MAX_TRACKED (their files are swept at the next start)
+        self._sizes: OrderedDict[tuple[UserId, str], int] = OrderedDict()
 
     def job_dir(self, job_id: JobId) -> Path:
         return self.jobs / job_id
@@ -68,6 +72,8 @@ class InputStore:
             await asyncio.to_thread(shutil.rmtree, where, True)
             raise TooLarge(f"the inputs are over gateway.max_input_bytes ({self.max_upload_bytes} bytes)")
         self._sizes[key] = total
+        if len(self._sizes) > MAX_TRACKED:
+            self._sizes.popitem(last=False)
         return await asyncio.to_thread(_write_slice, where / name, offset, data)
 
     async def claim(self, owner: UserId, upload_id: str, job_ids: list[JobId]) -> list[list]:
