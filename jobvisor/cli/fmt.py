@@ -13,7 +13,7 @@ from typing import Any
 from jobvisor.isotime import parse_iso
 from jobvisor.resources import format_walltime
 
-_DEFAULT_RESOURCES = frozenset({("gpus", 0), ("nodes", 1)})
+_DEFAULT_RESOURCES = {"gpus": 0, "nodes": 1}
 _MEMORY_UNITS = (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024))
 
 
@@ -103,12 +103,14 @@ def resources(res: dict | None) -> str:
     """`cpus 2, memory 2G, walltime 01:30:00` (other keys as they are; no gpus, one node: not said)."""
     parts = []
     for key, value in (res or {}).items():
-        if (key, value) in _DEFAULT_RESOURCES:
+        if key in _DEFAULT_RESOURCES and _DEFAULT_RESOURCES[key] == value:
             continue
         if key == "memory" and isinstance(value, int):
             value = memory(value)
         elif key == "walltime" and isinstance(value, (int, float)):
             value = walltime(value)
+        elif isinstance(value, dict):  # a cluster's extra options: {"qos": "debug"}
+            value = " ".join(f"{k}={v}" for k, v in value.items()) or "-"
         parts.append(f"{key} {value}")
     return ", ".join(parts) or "-"
 

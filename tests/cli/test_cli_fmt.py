@@ -42,6 +42,9 @@ def test_walltime_percent_and_resources():
         "cpus 2, memory 2G, walltime 01:30:00")
     assert fmt.resources({"gpus": 1, "partition": "short"}) == "gpus 1, partition short"
     assert fmt.resources({}) == "-"
+    # a cluster job's extra options are a map (a set of defaults could not hold it)
+    assert fmt.resources({"cluster": "c1", "extra": {"partition": "debug", "qos": "low"}}) == (
+        "cluster c1, extra partition=debug qos=low")
 
 
 def test_times_in_local_time():
