@@ -1,4 +1,5 @@
-"""The machine a benchmark ran on, printed with its figures (bench/throughput, bench/logs)."""
+"""The machine a benchmark ran on, printed with its figures (bench/throughput, bench/logs,
+bench/workflows ...), and the resident memory of a process (bench/memory, bench/workflows)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,11 @@ def machine() -> dict:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
             "kernel": platform.release(), "machine": platform.machine()}
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process `pid` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
