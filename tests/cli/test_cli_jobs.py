@@ -50,10 +50,12 @@ async def test_submit_show_list_cancel(real_cli):
 
     shown = await cli.run("show", job_id)
     assert shown.rc == 0, shown.err
-    for key in ("queue_position", "reason", "info", "state", "resources", "created_at", "history"):
-        assert key in shown.out
-    lines = shown.out.splitlines()
-    assert "name            hello" in lines and "command         sleep 30" in lines and "resources       cpus 2" in lines
+    fields = dict(line.split(None, 1) for line in shown.out.splitlines() if not line.startswith(" ") and " " in line)
+    for key in ("reason", "info", "state", "resources", "created_at"):
+        assert key in fields, shown.out
+    assert "history" in shown.out.splitlines()
+    assert fields["name"] == "hello" and fields["command"] == "sleep 30" and fields["resources"] == "cpus 2"
+    assert ("queue_position" in fields) == (fields["state"] == "queued")  # a place in the queue, while queued
 
     for _ in range(100):
         listed = await cli.run("list", "--state", "running")
