@@ -5,6 +5,7 @@ in teardown, and every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -195,3 +196,12 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} is {job['state']} ({job['reason']}), not {states}, after {timeout} s")
             await asyncio.sleep(0.05)
+
+
+def job_form(job: Any, files: dict[str, bytes]) -> aiohttp.FormData:
+    """A multipart POST /jobs: the `job` part and a `file` part per input (its path as filename)."""
+    data = aiohttp.FormData()
+    data.add_field("job", json.dumps(job), content_type="application/json")
+    for path, content in files.items():
+        data.add_field("file", io.BytesIO(content), filename=path, content_type="application/octet-stream")
+    return data

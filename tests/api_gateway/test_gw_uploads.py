@@ -4,22 +4,11 @@ bounded by gateway.max_input_bytes instead."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
-
-import aiohttp
 
 from jobvisor.protocol import SubmitJobs, UploadInput
 from real_env import MAX_BODY, start_real_env
-
-
-def form(job, files: dict[str, bytes]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    data.add_field("job", json.dumps(job), content_type="application/json")
-    for path, content in files.items():
-        data.add_field("file", io.BytesIO(content), filename=path)
-    return data
+from tests.harness import job_form
 
 
 async def test_files_stream_past_the_body_limit_in_slices_and_the_form_has_its_own_limit(tmp_path):
@@ -29,7 +18,7 @@ async def test_files_stream_past_the_body_limit_in_slices_and_the_form_has_its_o
         big = os.urandom(2 * 1024 * 1024 + 3)
         assert len(big) > 30 * MAX_BODY
         job = {"code": "shell", "params": {"argv": ["cmp", "big.bin", "copy.bin"]}}
-        status, body, _ = await env.call("POST", "/jobs", data=form(job, {"big.bin": big, "copy.bin": big}))
+        status, body, _ = await env.call("POST", "/jobs", data=job_form(job, {"big.bin": big, "copy.bin": big}))
         assert status == 201, body
         slices = [r for r in env.requests if isinstance(r, UploadInput)]
         assert len(slices) == 2 * 9 and max(len(r.data) for r in slices) == 256 * 1024  # a quarter of a message
@@ -38,7 +27,7 @@ async def test_files_stream_past_the_body_limit_in_slices_and_the_form_has_its_o
         done = await env.wait_state(body["id"], {"completed", "failed"})
         assert done["state"] == "completed", done["reason"]
         over = {"big.bin": big, "copy.bin": big, "more.bin": big[:1024 * 1024]}
-        status, body, _ = await env.call("POST", "/jobs", data=form(job, over))
+        status, body, _ = await env.call("POST", "/jobs", data=job_form(job, over))
         assert status == 413 and "max_input_bytes" in body["detail"]
     finally:
         await env.close()

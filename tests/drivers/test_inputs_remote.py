@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import json
 import os
 
-import aiohttp
 import pytest
 
 from tests.contract.backends import BACKENDS, require
 from tests.drivers import dockerbed, slurmbed
-from tests.harness import Api, ApiError, JobvisorProcess
+from tests.harness import Api, ApiError, JobvisorProcess, job_form
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +21,8 @@ BIG = os.urandom(3 * 1024 * 1024 + 5)
 SCRIPT = "sha256sum big.bin | cut -d' ' -f1; cat notes/small.txt; echo \"$FOO\""
 
 
-def form(job: dict) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    data.add_field("job", json.dumps(job), content_type="application/json")
-    data.add_field("file", io.BytesIO(BIG), filename="big.bin", content_type="application/octet-stream")
-    data.add_field("file", b"small one\n", filename="notes/small.txt", content_type="application/octet-stream")
-    return data
+def form(job: dict):
+    return job_form(job, {"big.bin": BIG, "notes/small.txt": b"small one\n"})
 
 
 def expected_log() -> bytes:

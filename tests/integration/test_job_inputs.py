@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -14,19 +13,11 @@ import pytest
 
 from api_gateway.openapi import build_openapi
 from jobvisor.job_limits import probe
-from tests.harness import Api, ApiError, JobvisorProcess
-
-
-def form(job, files: dict[str, bytes]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    data.add_field("job", json.dumps(job), content_type="application/json")
-    for path, content in files.items():
-        data.add_field("file", content, filename=path, content_type="application/octet-stream")
-    return data
+from tests.harness import Api, ApiError, JobvisorProcess, job_form
 
 
 async def submit_form(api: Api, job, files: dict[str, bytes]):
-    return await api.request("POST", "/jobs", data=form(job, files))
+    return await api.request("POST", "/jobs", data=job_form(job, files))
 
 
 async def until(check, timeout: float = 10.0):
