@@ -4,9 +4,10 @@ They use the API when they can: with a gateway URL (`--url`, `$JOBVISOR_URL`) an
 token (`--token`, `$JOBVISOR_TOKEN`), and no `--state-dir`. Otherwise they write the state dir
 directly, to bootstrap (the first admin, before or beside `up`). Then they print the state dir
 they used, on stderr, and they use the one of the `up` that serves this machine's gateway URL
-(`jobvisor.cli.running`), so a token is never written where the running server does not look:
-a state dir given explicitly (`--state-dir`, `[server] state_dir`) that differs from the
-running server's is refused with the way out.
+(`jobvisor.cli.running`) unless one is given (`--state-dir`, `[server] state_dir`), so a token
+is not written where the running server does not look by mistake: a given state dir that
+differs from the running server's is written only if it has users already (a second jobvisor's,
+said so on stderr); a new one is refused with the way out.
 
 `user add` and `token create` print the new token alone on the last line of stdout, so
 scripts can take it with `tail -n 1`.
@@ -24,7 +25,7 @@ from typing import Any, AsyncIterator
 
 from jobvisor.cli import fmt
 from jobvisor.cli.client import ApiClient, add_client_arguments, client_from_args
-from jobvisor.cli.config_args import config_from_args
+from jobvisor.cli.config_args import add_config_argument, config_from_args
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.running import running_at
 from jobvisor.config import Config, describe
@@ -55,17 +56,21 @@ def state_config(args: argparse.Namespace) -> Config:
     if not config.database_url.startswith("postgresql"):  # with PostgreSQL the users live in its database
         url = getattr(args, "url", None) or os.environ.get("JOBVISOR_URL") or config.gateway_url
         server = running_at(url)
+        new = not (config.state_dir / "gateway.sqlite").exists()
         if server is not None and server.state_dir.resolve() != config.state_dir.resolve():
-            if args.state_dir or config.server.state_dir:
+            if not (args.state_dir or config.server.state_dir):  # none was asked for: the server's
+                config = config.replace("server", state_dir=str(server.state_dir))
+                new, note = False, f" (that of the jobvisor running at {server.url})"
+            elif new:
                 raise CliError(
                     f"the jobvisor running at {server.url} (pid {server.pid}) uses the state dir {server.state_dir}, "
-                    f"not {config.state_dir}: a token written there would be refused. Give --state-dir "
-                    f"{server.state_dir}, or use its API (JOBVISOR_URL and an admin's JOBVISOR_TOKEN)",
+                    f"not {config.state_dir}, which has no users yet: a token written there would be refused by it. "
+                    f"Give --state-dir {server.state_dir}, or use its API (JOBVISOR_URL and an admin's JOBVISOR_TOKEN)",
                     status=EXIT_USAGE,
                 )
-            config = config.replace("server", state_dir=str(server.state_dir))
-            note = f" (that of the jobvisor running at {server.url})"
-        elif not (config.state_dir / "gateway.sqlite").exists():
+            else:
+                note = f" (not that of the jobvisor running at {server.url}: {server.state_dir})"
+        if new:
             note = " (new)"
     print(f"state dir: {config.state_dir}{note}", file=sys.stderr)
     return config
@@ -227,7 +232,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--state-dir", dest="state_dir", metavar="DIR",
                         help="write this state dir directly, not through the API (default: the running "
                              "server's, else [server] state_dir of the config, else the per-user data dir)")
-    add_client_arguments(common)
+    common.add_argument("--url", help="gateway URL (default: $JOBVISOR_URL, else [server] host and port of the config)")
+    common.add_argument("--token", help="an admin's API token (default: $JOBVISOR_TOKEN); without one, the state dir "
+                                        "is written directly")
+    add_config_argument(common, "it gives the gateway URL, and the state dir and database written without a token, "
+                                "as for `jobvisor up`; --state-dir wins over it")
     listing = argparse.ArgumentParser(add_help=False)
     listing.add_argument("--json", action="store_true", help="print JSON")
     how = ("Through the API with --url/$JOBVISOR_URL and an admin's --token/$JOBVISOR_TOKEN; otherwise (or with "

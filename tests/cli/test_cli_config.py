@@ -77,7 +77,8 @@ async def test_user_add_and_tokens_use_the_state_dir_of_config(tmp_path):
 
     listed = await run_cli("token", "list", "--user", "bob", "--config", str(path), env=env)
     assert listed.rc == 0, listed.err
-    assert len(listed.out.strip().splitlines()) == 2 and "ci" in listed.out
+    header, *rows = listed.out.strip().splitlines()
+    assert header.split()[:2] == ["ID", "USER"] and len(rows) == 2 and "ci" in listed.out
     revoked = await run_cli("token", "revoke", second, "--config", str(path), env=env)
     assert revoked.rc == 0 and "revoked tok_" in revoked.out
     assert "revoked" in (await run_cli("token", "list", "--config", str(path), env=env)).out

@@ -65,6 +65,11 @@ async def test_user_add_beside_up_on_another_state_dir_writes_the_servers(up, da
     assert f"uses the state dir {up.state_dir}" in refused.err and "--state-dir" in refused.err
     assert not elsewhere.exists()
 
+    other = up.state_dir.parent / "other"  # another jobvisor's state dir, with users: written, and said so
+    assert (await run_cli("user", "add", "ivan", "--state-dir", str(other), env=_env(up.run_dir, JOBVISOR_SERVER_PORT="1"))).rc == 0
+    second = await run_cli("user", "add", "judy", "--state-dir", str(other), env=env)
+    assert second.rc == 0 and f"not that of the jobvisor running at {up.url}: {up.state_dir}" in second.err
+
     up.stop()  # nothing runs any more: the state dir given is written, and said so
     made = await run_cli("user", "add", "carol", "--state-dir", str(elsewhere), env=env)
     assert made.rc == 0 and f"state dir: {elsewhere} (new)" in made.err
