@@ -97,9 +97,9 @@ class Connection:
         """The outbox wrote what it held: output left behind for want of room goes now."""
         if self.core is not None and self.core.log_backlog and self.log_ready():
             try:
-                self.core.poll()
+                self.core.ship_backlog()
             except Exception:
-                logger.exception("agent %s: log poll failed", self.settings.agent_id)
+                logger.exception("agent %s: shipping the log backlog failed", self.settings.agent_id)
 
     # ------------------------------------------------------------------ the loop
 

@@ -442,10 +442,25 @@ class AgentCore:
             self.poll_progress(job)
         self._ship_logs([job for job in jobs if job.log_pending and not isinstance(job.phase, Ended)])
 
+    def ship_backlog(self) -> None:
+        """The link has room again: ship the output left behind (and finish the ended jobs
+        that waited for it), without `poll`'s look at each job's progress and status files:
+        this runs after every frame the link writes while a job prints faster than it."""
+        self.log_backlog = False
+        running = []
+        for job in list(self.jobs.values()):
+            if not job.log_pending or isinstance(job.phase, Prefetched):
+                continue
+            if isinstance(job.phase, Ended):
+                self._finish(job)
+            else:
+                running.append(job)
+        self._ship_logs(running)
+
     def _ship_logs(self, jobs: list[JobRecord]) -> None:
         """Queue new output of `jobs`, a chunk of each in turn, until nothing is new or the link
-        is congested; `log_backlog` then says output was left behind, and the link calls `poll`
-        again as soon as it has sent what it holds, instead of at the next tick."""
+        is congested; `log_backlog` then says output was left behind, and the link calls
+        `ship_backlog` as soon as it has sent what it holds, instead of waiting for the next poll."""
         while jobs:
             if not self.comm.log_ready():
                 self.log_backlog = True

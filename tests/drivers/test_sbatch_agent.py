@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from jobvisor.config import AgentConfig
-from jobvisor.protocol import CancelJob, RunJob, StatusUpdate
+from jobvisor.protocol import CancelJob, ForgetJobs, RunJob, StatusUpdate
 from jobvisor.states import JobState
 
 from agent.core import AgentCore
@@ -172,7 +172,7 @@ async def test_a_restarted_agent_finds_its_jobs_and_never_submits_twice(tmp_path
     assert comm2.reports("j1")[-1].state == "running"
 
 
-async def test_a_job_that_ended_while_disconnected_is_announced_running_until_its_log_is_sent(tmp_path):
+async def test_a_job_that_ended_while_disconnected_is_announced_ended_and_kept_until_its_log_is_sent(tmp_path):
     slurm, queue, comm, core = make(tmp_path)
     run(core, tmp_path, "j1")
     await queue.turn()
@@ -181,6 +181,9 @@ async def test_a_job_that_ended_while_disconnected_is_announced_running_until_it
     slurm.states["101"] = "COMPLETED"
     await queue.poll()
     job.phase.report_sent = False  # as if the link was down when it ended
+    job.sent_offset = 0
     (report,) = core.hello_reports()
-    assert report.state == "running"
-    assert job.state is JobState.COMPLETED and not job.report_sent
+    assert report.state == "completed" and report.log_size == len("before\nafter\n")  # its end, with the final size
+    assert job.report_sent
+    core.handle(ForgetJobs(["j1"]))  # its end is committed, its log not yet all sent: it stays
+    assert core.jobs.get("j1") is job

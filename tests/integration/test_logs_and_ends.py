@@ -128,3 +128,32 @@ async def test_a_shell_jobs_reason_is_its_exit_code_or_signal_and_walltime_is_na
     waited = subprocess.run([sys.executable, "-m", "jobvisor", "wait", exit3["id"]], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=60)
     assert waited.stdout.strip() == "failed (exit code 3)"  # once, not "failed (exit code 3): exit code 3"
+
+
+async def test_a_log_still_arriving_when_up_is_killed_is_whole_after_the_restart(server, api):
+    """up is SIGKILLed right after a job's end was committed, most of its 100 MB log still on
+    its way. The agent keeps the job until the supervisor has the whole log; the restarted
+    supervisor finds the ended job when the agent announces it, and the log goes on from what
+    its store holds."""
+    size = 100_000_000
+    job = await api.submit({"code": "shell", "params": {"argv": ["head", "-c", str(size), "/dev/zero"]}})
+    await api.wait_state(job["id"], "completed", timeout=60)
+    server.kill()
+    path = server.state_dir / "logs" / job["id"][-2:] / f"{job['id']}.log"
+    stored_at_kill = path.stat().st_size if path.exists() else 0
+    assert stored_at_kill < size, "the log was whole before the kill: nothing was left to resume"
+    server.restart()
+    restarted = Api(server.url, api.token)  # the admin token of the first start
+    try:
+        deadline = asyncio.get_running_loop().time() + 90
+        while True:  # until the agent is back and the rest of the log has come
+            tail = await restarted.request("GET", f"/jobs/{job['id']}/log?offset={size - 1}")
+            if len(tail) == 1:
+                break
+            assert asyncio.get_running_loop().time() < deadline, f"the log stopped at {path.stat().st_size} bytes"
+            await asyncio.sleep(0.2)
+        log = await restarted.log(job["id"])
+        assert len(log) == size and log.count(b"\0") == size
+        assert (await restarted.job(job["id"]))["state"] == "completed"
+    finally:
+        await restarted.close()
