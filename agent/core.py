@@ -392,7 +392,8 @@ class AgentCore:
         if not phase.report_sent:
             if not self.comm.linked():
                 return
-            self._ship_logs([job])  # a short job's output goes in the same frame, before its end
+            if job.log_pending:
+                self._ship_logs([job])  # a short job's output goes in the same frame, before its end
             phase.report_sent = True
             self.comm.send(StatusUpdate(self.report(job)))
         elif job.log_pending:

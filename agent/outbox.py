@@ -140,11 +140,14 @@ class Outbox:
                     batch, self._items = self._items, []
                     self._starts.clear()
                     self._others = 0
+                    sent = self._queued_bytes - self._log_bytes
                     if self._logs and self._log_bytes <= LOG_FRAME_BYTES:
-                        batch[:0] = self._log_frame()
+                        logs, size = self._log_frame()
+                        batch[:0] = logs
+                        sent += size
                 else:
-                    batch = self._log_frame()
-                self._in_flight_bytes = sent = sum(size_hint(m) for m in batch if m is not None)
+                    batch, sent = self._log_frame()
+                self._in_flight_bytes = sent
                 self._queued_bytes -= sent
                 for frame in self.frames(batch):
                     await send(frame)
@@ -152,15 +155,16 @@ class Outbox:
                 self._in_flight_bytes = 0
                 self.on_sent()
 
-    def _log_frame(self) -> list[Message | None]:
-        """The next log chunks to send: at least one, and no more than LOG_FRAME_BYTES."""
+    def _log_frame(self) -> tuple[list[Message | None], int]:
+        """The next log chunks to send (at least one, and no more than LOG_FRAME_BYTES), and
+        their size."""
         batch: list[Message | None] = [self._logs.popleft()]
         size = size_hint(batch[0])
         while self._logs and size + size_hint(self._logs[0]) <= LOG_FRAME_BYTES:
             size += size_hint(self._logs[0])
             batch.append(self._logs.popleft())
         self._log_bytes -= size
-        return batch
+        return batch, size
 
     def frames(self, batch: list[Message | None]) -> Iterator[bytes]:
         """Encode `batch` as few frames as fit under the size limit, order kept."""
