@@ -477,13 +477,25 @@ class AgentCore:
             data = tail.read_new(job, chunk, ended.final_size if ended else None)
         except OSError as exc:
             logger.warning("job %s: cannot read its output log: %s", job.job_id, exc)
-            if ended is not None:  # nothing more can be sent: report what we have
-                ended.final_size = job.sent_offset
+            if ended is not None:
+                self._log_stops(job, ended)
+            return False
+        if not data and ended is not None and job.sent_offset < ended.final_size:
+            logger.warning("job %s: its output log lost bytes after its end (%d of %d left)",
+                           job.job_id, job.sent_offset, ended.final_size)
+            self._log_stops(job, ended)
             return False
         if data:
             self.comm.send(LogChunk(job.job_id, job.attempt, job.sent_offset, data))
             job.sent_offset += len(data)
         return len(data) == chunk
+
+    def _log_stops(self, job: JobRecord, ended: Ended) -> None:
+        """Nothing more of an ended job's log can be sent: its final size is what was sent,
+        and the supervisor, told by its end that more would come, hears it again."""
+        ended.final_size = job.sent_offset
+        if ended.report_sent and self.comm.linked():
+            self.comm.send(StatusUpdate(self.report(job)))
 
     def poll_progress(self, job: JobRecord) -> None:
         report = tail.read_progress_if_changed(job)

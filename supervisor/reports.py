@@ -35,6 +35,10 @@ class Reports:
         now = time.time()
         for message in messages:
             if isinstance(message, StatusUpdate):
+                report = message.report
+                tail = self._tails.of(report.job_id, agent.id, report.attempt) if report.state.is_terminal else None
+                if tail is not None and report.log_size < tail.final_size:  # the agent could not read the rest
+                    self._tails.expect(report.job_id, agent.id, report.attempt, report.log_size, tail.stored)
                 job = self._job_of(agent, message.report.job_id, message.report.attempt)
                 if job is not None:
                     self.apply(agent, job, message.report, now)

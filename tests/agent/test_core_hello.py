@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jobvisor.protocol import ForgetJobs, HelloAck, LogChunk, StatusUpdate
@@ -122,3 +123,17 @@ def test_a_jobs_own_words_replace_its_bare_exit_code(env):  # noqa: F811
     reasons = {job_id: reason for job_id, state, reason in comm.reports() if state is JobState.FAILED}
     assert reasons == {"told": "ValueError: bad mesh size", "slurm": "KeyError: 'x' (Slurm job 9: FAILED)",
                        "silent": "exit code 4"}
+
+
+def test_a_log_that_cannot_be_read_after_the_end_is_reported_short(env):  # noqa: F811
+    """The end said 1000 bytes would follow; the log then cannot be read: the end goes again
+    with what was sent, so the supervisor stops waiting for the rest."""
+    core, comm, job = _ended_with_output(env, 1000)
+    comm.log_ready = lambda: False
+    core.backend.on_exit(job, 0)
+    os.remove(job.log_path)
+    comm.log_ready = lambda: True
+    core.poll()
+    ends = [m.report for m in comm.sent if isinstance(m, StatusUpdate) and m.report.state is JobState.COMPLETED]
+    assert [e.log_size for e in ends] == [1000, 0]
+    assert not job.log_pending

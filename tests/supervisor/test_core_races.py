@@ -389,3 +389,34 @@ async def test_a_job_sent_ahead_that_another_process_under_the_agents_id_does_no
     core.on_agent_disconnected(agent, link)
     driver.connect(agent.id, [], pid=999)
     assert ahead.state is JobState.LOST and first.state is JobState.LOST
+
+
+async def test_an_end_comes_before_its_log_and_the_job_is_forgotten_once_the_log_is_whole(core, driver):
+    """The end carries the final log size; the bytes after it are taken, a read waits for
+    them, and ForgetJobs goes only once the log store holds them all. An end sent again with
+    less (the agent could not read the rest) lowers what is waited for."""
+    from jobvisor.protocol import LogChunk, ReadLog
+
+    job = await submit_one(core)
+    link = await running(core, driver, job)
+    agent = core.agents.by_id[job.agent_id]
+    core.on_agent_messages(agent, [LogChunk(job.id, 1, 0, b"first\n"), report(job.id, "completed", log_size=12, exit_code=0)])
+    await core.store.committed()
+    assert job.state is JobState.COMPLETED and core.tails.pending(job.id) is not None
+    handlers = RequestHandlers(core)
+    read = asyncio.ensure_future(handlers.read_log(ReadLog(Caller("alice"), job.id, offset=6)))
+    await asyncio.sleep(0.1)
+    assert not read.done()  # the rest of the log is on its way: the read waits for it
+    core.on_agent_messages(agent, [LogChunk(job.id, 1, 6, b"second")])
+    reply = await asyncio.wait_for(read, 10)
+    assert reply["data"] == b"second" and reply["size"] == 12 and reply["final"]
+    await eventually(lambda: any(job.id in m.job_ids for m in link.of(ForgetJobs)), what="the job forgotten")
+    assert core.logs.read(job.id, 0, 100) == (b"first\nsecond", 12)
+
+    other = await submit_one(core)
+    await running(core, driver, other)
+    agent = core.agents.by_id[other.agent_id]
+    core.on_agent_messages(agent, [report(other.id, "completed", log_size=100, exit_code=0)])
+    assert core.tails.pending(other.id).final_size == 100
+    core.on_agent_messages(agent, [report(other.id, "completed", log_size=0, exit_code=0)])
+    assert core.tails.pending(other.id) is None
