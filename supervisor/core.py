@@ -135,6 +135,7 @@ class Supervisor:
         """Stop agents; a job still running when they are gone ends `lost` with the reason."""
         self.shutting_down = self.dispatch.stopping = self.pool.stopping = True
         self.jobs.retrying = False
+        self.workflows.pause()
         for task in self._loops:
             task.cancel()
         self.timers.close()

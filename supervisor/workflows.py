@@ -25,6 +25,7 @@ recovery of any queued job).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -57,6 +58,11 @@ RELEASED_ANYWAY = "dependencies ended (on_failure: continue)"
 ROOT = "workflow started"
 INLINE_PARSE_JOBS = 1000  # a larger document is parsed in a thread
 YIELD_EVERY = 2000  # jobs made between two yields to the loop, when a run starts
+# how a dependency ended, in its dependents' reason ("dependency prep timed out")
+ENDED_AS = {JobState.FAILED: "failed", JobState.TIMED_OUT: "timed out", JobState.LOST: "was lost",
+            JobState.CANCELED: "was canceled"}
+INTERRUPTED = "interrupted"  # the workflow row's info: jobs the last shutdown ended, to run again
+RESUMABLE = frozenset({JobState.CANCELED, JobState.LOST})
 
 # (spec, where) -> (target, resources), checked against the drivers (supervisor.core.place)
 Place = Callable[[JobSpec, str], tuple[str, Resources]]
@@ -103,6 +109,7 @@ class WorkflowBook:
         self.inputs = inputs
         self.fetched: dict[JobId, list[InputFile]] = {}  # inputs read through the supervisor, until the job ends
         self._tasks = Tasks(log, "workflow inputs")
+        self.pausing = False  # the supervisor is stopping: ends do not cascade, they resume after the restart
         self._lock = asyncio.Lock()  # one publish, execute, cancel or delete at a time
         jobs.on_end = self.on_end
 
@@ -259,6 +266,9 @@ class WorkflowBook:
         run = self.runs.get(member.workflow_id)
         if run is None or run.record.run != member.run:
             return
+        if self.pausing and job.state is not JobState.COMPLETED and run.canceling is None:
+            self._interrupted(run, job)
+            return
         graph = run.graph
         i = graph.index[member.name]
         if not graph.set_state(i, job.state):
@@ -348,7 +358,7 @@ class WorkflowBook:
 
     def _cancel_dependents(self, run: WorkflowRun, i: int, now: float) -> None:
         graph = run.graph
-        reason = f"dependency {graph.names[i]} failed"
+        reason = f"dependency {graph.names[i]} {ENDED_AS.get(graph.state(i), 'failed')}"
         doomed = list(graph.waiting_dependents(i))
         for d in doomed:  # counted first: their own ends (below) then change nothing here
             graph.set_state(d, JobState.CANCELED)
@@ -370,8 +380,13 @@ class WorkflowBook:
             record.state, record.reason = WorkflowState.COMPLETED, f"all {completed} jobs completed"
         else:
             first = next(graph.names[i] for i in range(len(graph)) if graph.state(i) is not JobState.COMPLETED)
-            record.state = WorkflowState.FAILED
-            record.reason = f"{len(graph) - completed} of {len(graph)} jobs did not complete (first: {first})"
+            canceled = counts.get(JobState.CANCELED.value, 0)
+            if completed + canceled == len(graph):  # nothing failed: canceled from outside (a job, the queue, an admin)
+                record.state = WorkflowState.CANCELED
+                record.reason = f"{canceled} of {len(graph)} jobs were canceled (first: {first})"
+            else:
+                record.state = WorkflowState.FAILED
+                record.reason = f"{len(graph) - completed} of {len(graph)} jobs did not complete (first: {first})"
         record.finished_at = record.updated_at = now
         record.info = {**record.info, "counts": counts}
         self.rows.save(record)
@@ -421,6 +436,32 @@ class WorkflowBook:
             await self.store.committed()
             return {"id": record.id, "deleted": True}
 
+    def pause(self) -> None:
+        """The supervisor is stopping (SIGTERM, admin shutdown): the jobs its agents cancel on
+        the way out, or that end `lost` with the shutdown, are not failures of their
+        workflows. Each is noted in its workflow's row and starts a new attempt after the
+        restart, so a workflow goes on across a planned restart as across a crash."""
+        self.pausing = True
+
+    def _interrupted(self, run: WorkflowRun, job: ComputeJob) -> None:
+        record = run.record
+        noted = record.info.get(INTERRUPTED, [])
+        if job.id not in noted:
+            record.info = {**record.info, INTERRUPTED: [*noted, job.id]}
+            self.rows.save(record)
+
+    async def _resume_interrupted(self, record: WorkflowRecord, row: Any, now: float) -> ComputeJob | None:
+        """A job the last shutdown ended (see `pause`), back in its queue as a new attempt."""
+        if row.id not in record.info.get(INTERRUPTED, ()) or JobState(row.state) not in RESUMABLE:
+            return None
+        job = await self.store.get_job(row.id)
+        if job is None:
+            return None
+        self.store.record(job, job.retry(f"queued again: {job.reason or JobState(row.state).value} when the supervisor stopped", now))
+        self.store.restart_log(job.id)
+        self._jobs.adopt(job)
+        return job
+
     def close(self) -> None:
         """Shutdown: inputs still being fetched are dropped (their jobs stay waiting, and are
         released again after a restart)."""
@@ -449,17 +490,26 @@ class WorkflowBook:
                 continue
             run = WorkflowRun(record, RunGraph(doc))
             graph = run.graph
+            now = time.time()
+            resumed: list[ComputeJob] = []
             for row in await self.rows.run_jobs(record.id, record.run):
                 i = graph.index.get(row.workflow_job)
                 if i is None:
                     continue
+                again = await self._resume_interrupted(record, row, now)
+                if again is not None:
+                    resumed.append(again)
                 live = self._jobs.get(row.id)
                 graph.job_ids[i] = row.id
                 graph.targets[i] = row.driver
                 graph.set_state(i, live.state if live is not None else JobState(row.state))
                 if i in graph.referenced and graph.state(i) is JobState.COMPLETED:
                     graph.results[row.workflow_job] = live.result if live is not None else row.result
+            if INTERRUPTED in record.info:
+                record.info = {k: v for k, v in record.info.items() if k != INTERRUPTED}
+                self.rows.save(record)
             self.runs[record.id] = run
+            self._jobs.enqueue(resumed)
             self._resume(run, doc)
 
     def _resume(self, run: WorkflowRun, doc: WorkflowDoc) -> None:
@@ -498,7 +548,15 @@ class WorkflowBook:
     def _counts(self, record: WorkflowRecord) -> dict[str, int]:
         run = self.runs.get(record.id)
         if run is not None and run.record.run == record.run:
-            return run.graph.counts_by_state()
+            # the graph knows waiting, queued and ended; a queued job may be starting or running by now
+            counts = collections.Counter(run.graph.counts_by_state())
+            queued = counts.pop(JobState.QUEUED.value, 0)
+            if queued:
+                for i, job_id in enumerate(run.graph.job_ids):
+                    if job_id is not None and run.graph.state(i) is JobState.QUEUED:
+                        job = self._jobs.get(job_id)
+                        counts[(job.state if job is not None else JobState.QUEUED).value] += 1
+            return {state: n for state, n in counts.items() if n}
         return dict(record.info.get("counts", {}))
 
     def view(self, record: WorkflowRecord) -> dict:

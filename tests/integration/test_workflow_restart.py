@@ -65,3 +65,57 @@ async def test_kill_9_mid_workflow_then_restart_finishes_it_once(server, tmp_pat
         assert views["join"]["started_at"] >= max(views[f"f{k}"]["finished_at"] for k in range(8))
     finally:
         await api.close()
+
+
+async def test_a_planned_restart_runs_the_interrupted_jobs_again_and_goes_on(server, tmp_path):
+    """SIGTERM stops `up` cleanly: its agents cancel the running jobs. Those are not failures
+    of their workflow: after the restart each runs again as a new attempt, and what waits on
+    it is released when it completes."""
+    ran = tmp_path / "ran"
+    token = server.token
+    api = Api(server.url, token)
+    try:
+        wf = await publish(api, {"name": "planned", "jobs": [
+            shell("quick", f"echo quick >> {ran}"),
+            shell("slow", f"echo slow-start >> {ran}; sleep 2; echo slow >> {ran}", after=["quick"]),
+            shell("last", f"echo last >> {ran}", after=["slow"]),
+        ]})
+        deadline = time.monotonic() + 60
+        while "slow-start" not in (ran.read_text() if ran.exists() else ""):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await api.close()
+        assert server.stop() == 0
+        server.restart()
+        api = Api(server.url, token)
+        done = await wait_workflow(api, wf["id"], timeout=60)
+        assert done["state"] == "completed", (done["reason"], [(j["name"], j["state"], j["reason"]) for j in done["jobs"]])
+        assert ran.read_text().split() == ["quick", "slow-start", "slow-start", "slow", "last"]
+        slow = await api.job(by_name(done)["slow"]["job_id"])
+        assert slow["attempt"] == 2
+        states = [(h["attempt"], h["state"]) for h in slow["history"]]
+        assert (1, "canceled") in states and states[-1] == (2, "completed"), slow["history"]
+        again = next(h for h in slow["history"] if h["attempt"] == 2 and h["state"] == "queued")
+        assert "when the supervisor stopped" in again["reason"]
+    finally:
+        await api.close()
+
+
+async def test_a_workflow_whose_jobs_are_all_canceled_from_outside_ends_canceled(server):
+    api = Api(server.url, server.token)
+    try:
+        wf = await publish(api, {"name": "cleared", "jobs": [
+            shell("a", "sleep 30"), shell("b", "true", after=["a"]), shell("c", "true", after=["b"]),
+        ]})
+        deadline = time.monotonic() + 30
+        while (status := await api.request("GET", f"/workflows/{wf['id']}/status"))["counts"].get("running", 0) == 0:
+            assert time.monotonic() < deadline, (status["counts"], status["jobs"])
+            await asyncio.sleep(0.05)
+        await api.request("POST", "/queue/clear")  # b and c: waiting
+        a = by_name(await api.request("GET", f"/workflows/{wf['id']}"))["a"]
+        await api.request("POST", f"/jobs/{a['job_id']}/cancel")
+        done = await wait_workflow(api, wf["id"], timeout=30)
+        assert done["state"] == "canceled", done["reason"]
+        assert "were canceled" in done["reason"]
+    finally:
+        await api.close()

@@ -149,7 +149,7 @@ async def test_lost_after_retries_cancels_dependents(core, driver):
     assert jobs["a"].state is JobState.QUEUED and jobs["a"].attempt == 2 and jobs["b"].state is JobState.WAITING
     await eventually(lambda: jobs["a"].state is JobState.STARTING, what="second attempt sent")
     core.on_agent_messages(agent_of(core, jobs["a"]), [report(jobs["a"].id, "lost", attempt=2)])
-    assert jobs["b"].state is JobState.CANCELED and jobs["b"].reason == "dependency a failed"
+    assert jobs["b"].state is JobState.CANCELED and jobs["b"].reason == "dependency a was lost"
 
 
 # ---------------------------------------------------------------------------- the workflow's own life
