@@ -109,8 +109,10 @@ def _paths() -> dict:
             "post": _op(
                 "A new job from this job's spec (code, params, resources, driver, retries, name), with params "
                 "overridden by dotted keys ({\"params\": {\"args.size\": 10}}); it belongs to the caller. "
-                "An array element becomes a lone job",
-                {"201": _json(ref("Job"), "The new job"), **_BAD, **_NOT_FOUND, **_ERRORS},
+                "An array element becomes a lone job. A job that ran with uploaded inputs is a 409: they are not "
+                "kept after their job",
+                {"201": _json(ref("Job"), "The new job"), **_BAD, **_NOT_FOUND,
+                 "409": _problem("The job ran with uploaded inputs, which are not kept"), **_ERRORS},
                 params=[_JOB_ID],
                 body={"required": False, "content": {"application/json": {"schema": ref("Resubmit")}}},
             ),

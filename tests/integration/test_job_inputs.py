@@ -62,6 +62,10 @@ async def test_a_multipart_submit_places_its_files_and_env_and_they_go_when_the_
     for j in jobs:
         assert (await api.wait_state(j["id"], {"completed", "failed"}))["state"] == "completed"
         assert await api.log(j["id"]) == b"shared\n"
+    # its inputs are gone with it: a resubmit is refused naming them, not run without them
+    with pytest.raises(ApiError) as err:
+        await api.request("POST", f"/jobs/{job['id']}/resubmit")
+    assert err.value.status == 409 and "data/in.txt, sim.sh" in err.value.body["detail"]
 
 
 async def test_bad_forms_are_400_naming_the_part_and_too_many_bytes_are_413(configured):
