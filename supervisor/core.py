@@ -95,7 +95,8 @@ class Supervisor:
                                  self.tails, self._tasks)
         self.agent_ops = AgentOps(self.targets, self.agents, replies)
         inputs = WorkflowInputs(lambda target, owner, job_id: self.targets.driver(target).run_dir(owner, job_id),
-                                self.agent_ops.call, config.workflows.max_transfer, self.cfg.io_timeout)
+                                self.agent_ops.call, config.workflows.max_transfer, self.cfg.io_timeout,
+                                self.inputs, self._with_inputs.add)
         self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.place, self.make_job, self.cancel,
                                       inputs)
         self.dispatch.inputs_of = self.workflows.inputs_of
@@ -115,7 +116,7 @@ class Supervisor:
             agent.pid, agent.host = seen.get("pid"), seen.get("host", "")
             self.agents.add_known(agent)
         unfinished = await self.store.load_unfinished()
-        self._with_inputs = {job.id for job in unfinished if job.unpack_all()[2].get("inputs")}
+        self._with_inputs.update(job.id for job in unfinished if job.unpack_all()[2].get("inputs"))
         await self.inputs.sweep({job.id for job in unfinished})
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)

@@ -85,6 +85,11 @@ class InputStore:
             raise InvalidRequest(f"no upload {upload_id!r} (its files never arrived, or it was used)", field="upload_id")
         return listing
 
+    async def keep(self, job_id: JobId, path: str, offset: int, data: bytes) -> int:
+        """Bytes `offset`.. of one input of `job_id` made here (a workflow's file fetched from
+        another job); the file's size so far."""
+        return await asyncio.to_thread(_write_slice, self.stored(job_id, check_input_path(path, field="path")), offset, data)
+
     # ------------------------------------------------------------------ ends
 
     def discard(self, job_ids: Iterable[JobId]) -> None:

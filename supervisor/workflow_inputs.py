@@ -5,9 +5,10 @@ Where the producer's run dir is visible to the dependent's agent (`shares_files`
 target, so one host for local, the user's one container and run root for docker, one
 cluster's shared file system for sbatch:X), the input is the producer's file by path
 (`source`), linked or copied there by the agent. Elsewhere the supervisor reads the file
-through the producer's agent (io ops, as GET /jobs/{id}/files does) and sends its bytes
-(`data`), up to `[workflows] max_transfer`; a larger file, or one that cannot be read, fails
-the dependent with a reason naming the file.
+through the producer's agent (io ops, as GET /jobs/{id}/files does), up to `[workflows]
+max_transfer`, into the state dir's input store, where it becomes one of the dependent's inputs
+like an uploaded file (kept across a restart until the job ends, and sent as the agent can take
+it); a larger file, or one that cannot be read, fails the dependent with a reason naming the file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from jobvisor.limits import IO_CHUNK_BYTES
 from jobvisor.protocol import InputFile, IoAction, IoRequest
 from jobvisor.workflow_doc import InputRef
 from supervisor.compute_job import ComputeJob
+from supervisor.inputs import InputStore
 from supervisor.workflow_graph import RunGraph
 
 
@@ -36,9 +38,11 @@ def shares_files(producer: str, consumer: str) -> bool:
 
 class WorkflowInputs:
     def __init__(self, run_dir: Callable[[str, UserId, JobId], str], io: Callable[..., Any], max_transfer: int,
-                 io_timeout: float) -> None:
+                 io_timeout: float, store: InputStore, kept: Callable[[JobId], None]) -> None:
         self._run_dir = run_dir  # (target, owner, job id) -> the run dir as that target's agents see it
         self._io = io  # AgentOps.call
+        self._store = store
+        self._kept = kept  # the job's inputs are in the store now: deleted when it ends
         self.max_transfer = max_transfer
         self.io_timeout = io_timeout
 
@@ -60,11 +64,12 @@ class WorkflowInputs:
                 to_fetch.append((ref, p))
         return by_path, to_fetch
 
-    async def fetch(self, graph: RunGraph, owner: UserId, ref: InputRef, p: int) -> InputFile:
-        """The bytes of `ref` read through its producer's agent."""
+    async def fetch(self, graph: RunGraph, owner: UserId, ref: InputRef, p: int, consumer: JobId) -> list:
+        """`ref` read through its producer's agent into `consumer`'s inputs in the store; its
+        [path, size] as the job's input listing has it."""
         producer = ComputeJob(id=graph.job_ids[p], owner=owner, code="", spec=b"", driver=graph.targets[p], cpus=1,  # type: ignore[arg-type]
                               created_at=0.0)
-        chunks: list[bytes] = []
+        self._kept(consumer)
         offset = 0
         while True:
             try:
@@ -79,7 +84,10 @@ class WorkflowInputs:
                 raise InputError(f"input {ref.path!r} of {ref.job} is {size} bytes; between drivers that share no "
                                  f"file system at most {self.max_transfer} ([workflows] max_transfer)")
             data = reply.get("data") or b""
-            chunks.append(data)
+            try:
+                await self._store.keep(consumer, ref.dest, offset, data)
+            except OSError as exc:  # a full disk: the dependent fails naming it, nothing half-sent
+                raise InputError(f"input {ref.path!r} of {ref.job} cannot be kept for the job: {exc}") from None
             offset += len(data)
             if not data or offset >= size:
-                return InputFile(path=ref.dest, data=b"".join(chunks))
+                return [ref.dest, offset]

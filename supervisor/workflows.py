@@ -36,7 +36,7 @@ from typing import Any
 from jobvisor.code_params import check_params
 from jobvisor.config import WorkflowsConfig
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError
-from jobvisor.ids import JobId, UserId, new_workflow_id
+from jobvisor.ids import UserId, new_workflow_id
 from jobvisor.isotime import iso
 from jobvisor.limits import MAX_PAGE
 from jobvisor.protocol import Caller, EventKind, InputFile, JobSpec
@@ -107,7 +107,6 @@ class WorkflowBook:
         self._cancel_job = cancel_job
         self.runs: dict[str, WorkflowRun] = {}  # running workflows by id
         self.inputs = inputs
-        self.fetched: dict[JobId, list[InputFile]] = {}  # inputs read through the supervisor, until the job ends
         self._tasks = Tasks(log, "workflow inputs")
         self.pausing = False  # the supervisor is stopping: ends do not cascade, they resume after the restart
         self._lock = asyncio.Lock()  # one publish, execute, cancel or delete at a time
@@ -261,8 +260,6 @@ class WorkflowBook:
         member = job.member
         if type(member) is not WorkflowMember:
             return
-        if self.fetched:
-            self.fetched.pop(job.id, None)
         run = self.runs.get(member.workflow_id)
         if run is None or run.record.run != member.run:
             return
@@ -326,15 +323,18 @@ class WorkflowBook:
 
     async def _fetch_then_release(self, run: WorkflowRun, d: int, job: ComputeJob, to_fetch: list) -> None:
         graph = run.graph
-        try:
-            files = [await self.inputs.fetch(graph, run.record.owner, ref, p) for ref, p in to_fetch]
+        try:  # into the state dir, as uploaded inputs are: they survive a restart and go when the job ends
+            fetched = [await self.inputs.fetch(graph, run.record.owner, ref, p, job.id) for ref, p in to_fetch]
         except InputError as exc:
             if job.state is JobState.WAITING:
                 self._jobs.end(job, JobState.FAILED, str(exc), time.time())
             return
         if job.state is not JobState.WAITING or self.runs.get(run.record.id) is not run or run.canceling is not None:
             return  # canceled meanwhile
-        self.fetched[job.id] = files
+        params, resources, extra = job.unpack_all()
+        listing = sorted([*(extra.get("inputs") or []), *fetched])
+        job.spec = ComputeJob.pack_spec(params, resources, {**extra, "inputs": listing})
+        self.rows.set_spec(job.id, job.spec)
         self.store.record(job, job.move(JobState.QUEUED, RELEASED, time.time()))
         graph.set_state(d, JobState.QUEUED)
         self._jobs.enqueue([job])
@@ -354,7 +354,7 @@ class WorkflowBook:
             by_path = self.inputs.plan(run.graph, i, run.record.owner)[0]
         except InputError:
             by_path = []
-        return by_path + self.fetched.get(job.id, [])
+        return by_path  # fetched ones are in its spec's inputs, sent as uploaded inputs are
 
     def _cancel_dependents(self, run: WorkflowRun, i: int, now: float) -> None:
         graph = run.graph

@@ -61,6 +61,8 @@ async def test_the_document_on_docker(tmp_path):
         across["jobs"][0]["driver"] = "local"
         jobs = await check_run(api, across)
         assert (await api.job(jobs["prep"]["job_id"]))["driver"] == "local"
+        fetched = await api.job(jobs["a"]["job_id"])  # kept in the state dir like an upload, until its end
+        assert fetched["inputs"] == [{"path": "in.txt", "size": len(b"mesh\n")}], fetched
     finally:
         await api.close()
         server.cleanup()
