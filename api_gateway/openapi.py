@@ -202,6 +202,10 @@ def _paths() -> dict:
         f"{PREFIX}/agents": {
             "get": _op("Agents (admins: all; users: their own)", {"200": _json(ref("Agents"), "Agents"), **_ERRORS}, tag="system"),
         },
+        f"{PREFIX}/whoami": {
+            "get": _op("Who the token belongs to, and whether they are an admin (who sees everyone's jobs)",
+                       {"200": _json(ref("WhoAmI"), "The caller"), **_ERRORS}, tag="system"),
+        },
         f"{PREFIX}/events": {
             "get": _op(
                 "The caller's events (admins: everyone's), oldest first, each with its `id`: job transitions, "

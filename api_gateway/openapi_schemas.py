@@ -342,6 +342,10 @@ def schemas() -> dict:
                 },
             },
         },
+        "WhoAmI": {
+            "type": "object", "required": ["user", "admin"], "additionalProperties": False,
+            "properties": {"user": {"type": "string"}, "admin": {"type": "boolean"}},
+        },
         "Agents": {
             "type": "object",
             "properties": {

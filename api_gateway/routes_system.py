@@ -34,6 +34,12 @@ async def get_agents(request: web.Request) -> web.Response:
     return json_response({"agents": agents})
 
 
+async def get_whoami(request: web.Request) -> web.Response:
+    """Answered by the gateway alone: the token says it (the CLI's list shows owners to admins)."""
+    caller = caller_of(request)
+    return json_response({"user": caller.user, "admin": caller.is_admin})
+
+
 @public
 async def get_status(request: web.Request) -> web.Response:
     data = await op(request, GetStatus())
@@ -63,5 +69,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get(PREFIX + "/queue", get_queue, allow_head=False)
     r.add_get(PREFIX + "/agents", get_agents, allow_head=False)
     r.add_get(PREFIX + "/status", get_status, allow_head=False)
+    r.add_get(PREFIX + "/whoami", get_whoami, allow_head=False)
     r.add_get(PREFIX + "/openapi.json", get_openapi, allow_head=False)
     r.add_get("/", index, allow_head=False)

@@ -63,12 +63,15 @@ def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
     return headers, rows
 
 
-def render_list(jobs: list[dict], output: str, tz: tzinfo | None = None, now: datetime | None = None) -> str:
+def render_list(jobs: list[dict], output: str, tz: tzinfo | None = None, now: datetime | None = None,
+                *, owners: bool | None = None) -> str:
+    """`owners`: show the OWNER column (an admin's list); None: when the jobs have several."""
     if output == "json":
         return json.dumps(jobs, indent=2)
     if output == "ids":
         return "\n".join(job["id"] for job in jobs)
-    owners = len({job.get("owner") for job in jobs}) > 1  # another user's jobs: an admin's list
+    if owners is None:
+        owners = len({job.get("owner") for job in jobs}) > 1
     headers, rows = job_rows(jobs, owners=owners, tz=tz, now=now)
     return fmt.table(rows, headers)
 
@@ -77,22 +80,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     output = "json" if args.json else args.format
     array = array_of(client, args.array) if args.array else None
+    owners = bool(client.call("GET", "/whoami").get("admin")) if output == "table" else False
     if not args.watch:
-        text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output)
+        text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output, owners=owners)
         if text:
             print(text)
         return 0
-    return _watch(client, args, output, array)
+    return _watch(client, args, output, array, owners)
 
 
-def _watch(client: ApiClient, args: argparse.Namespace, output: str, array: str | None) -> int:
+def _watch(client: ApiClient, args: argparse.Namespace, output: str, array: str | None, owners: bool) -> int:
     """Redraw in place on a terminal; elsewhere print each new version of the list once,
     under a line with the time, so a log of it reads in order. Ends with Ctrl-C."""
     tty = sys.stdout.isatty()
     last = None
     try:
         while True:
-            text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output)
+            text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output, owners=owners)
             if tty:
                 stamp = datetime.now().strftime("%H:%M:%S")
                 sys.stdout.write(f"\x1b[H\x1b[2J{stamp}  every {args.interval:g} s (Ctrl-C ends)\n{text}\n")
@@ -187,8 +191,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "list", help="list your jobs (an admin: everyone's)",
-        description="Your jobs, newest first (an admin sees everyone's: an OWNER column when more than one user's "
-                    "are listed). NAME is the "
+        description="Your jobs, newest first (an admin sees everyone's, with an OWNER column). NAME is the "
                     "job's name, or what it runs; RUN TIME is its current attempt's; EXIT/REASON says how "
                     "it ended, or why it waits. Times are local.",
     )

@@ -45,6 +45,9 @@ async def test_list_formats_and_owners(real_cli):
     admin = (await cli.run("list", user="root")).out.splitlines()
     assert admin[0].split()[:3] == ["ID", "OWNER", "NAME"]
     assert any(line.split()[:2] == [bobs, "bob"] for line in admin)
+    # an admin's list has the column even when the jobs shown are one user's (GET /whoami says admin)
+    one_owner = (await cli.run("list", "--name", "sim", user="root")).out.splitlines()
+    assert one_owner[0].split()[:3] == ["ID", "OWNER", "NAME"] and one_owner[1].split()[:2] == [job_id, "alice"]
 
     ids = await cli.run("list", "--format", "ids")
     assert ids.out.split() == [other, job_id]
