@@ -48,9 +48,9 @@ async def _status(url: str, token: str, method: str = "GET", path: str = "/jobs"
             return resp.status
 
 
+# SQLite only: with PostgreSQL the users live in its database, whatever the state dir
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_user_add_beside_up_on_another_state_dir_writes_the_servers(up, database):
-    if database.url:
-        pytest.skip("with PostgreSQL the users live in its database, whatever the state dir")
     port = str(up.port)
     env = _env(up.run_dir, JOBVISOR_SERVER_PORT=port)  # the default URL of this machine's gateway
     added = await run_cli("user", "add", "alice", env=env)
