@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -160,12 +162,28 @@ def _serialised_sqlite(engine: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wal(cursor: Any) -> None:
+    """Switch a database to WAL. SQLite answers "database is locked" at once, without waiting
+    out busy_timeout, when another connection holds a transaction while the journal mode
+    changes: two processes starting on a new database at once meet exactly there, so the
+    switch is retried (in the migration's own thread) until busy_timeout's worth has passed."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 async def upgrade(url: str, schema: Schema) -> list[str]:
