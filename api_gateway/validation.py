@@ -13,7 +13,6 @@ document, whose jobs are what `POST /jobs` takes).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -23,7 +22,7 @@ from jobvisor.errors import InvalidRequest, NotFound, TooLarge
 from jobvisor.job_spec import parse_job_spec
 from jobvisor.protocol import JobSpec
 from jobvisor.states import JobState
-from jobvisor.wire_values import check_wire_value
+from jobvisor.wire_values import check_wire_value, loads_json
 
 DEFAULT_PAGE = 100
 MAX_OFFSET = 2**63 - 1  # a byte offset travels to the supervisor as a 64-bit integer
@@ -38,17 +37,7 @@ async def read_json(request: web.Request, *, empty: Any = ...) -> Any:
         return empty  # no body at all; a body of blanks is not JSON
     if not raw.strip():
         raise InvalidRequest("request body is empty; a JSON document is required", field="body")
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise InvalidRequest("request body is nested too deeply", field="body") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"request body is not UTF-8: {exc}", field="body") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            field="body",
-        ) from exc
+    return loads_json(raw)
 
 
 def parse_job_specs(data: Any, max_batch: int, max_array: int = 0) -> tuple[list[JobSpec], bool]:

@@ -93,3 +93,18 @@ def _check_text(text: str, field: str) -> None:
             f"{field or 'the value'} holds a lone surrogate ({text[exc.start]!r} at {exc.start}), which is not UTF-8",
             field=field or None,
         ) from None
+
+
+def loads_json(raw: bytes, what: str = "request body", hint: str = "") -> Any:
+    """`raw` as a JSON value, or InvalidRequest on the body saying what is wrong and where
+    (`what`: how the message names it; `hint`: a last word, such as another format to send)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest(f"{what} is nested too deeply", field="body") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{what} is not UTF-8: {exc}", field="body") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}", field="body",
+        ) from None

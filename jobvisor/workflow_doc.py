@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import heapq
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any
 from jobvisor.errors import InvalidRequest
 from jobvisor.job_spec import JOB_FIELDS, parse_job_spec
 from jobvisor.protocol import JobSpec
-from jobvisor.wire_values import check_wire_value, join_path
+from jobvisor.wire_values import check_wire_value, join_path, loads_json
 
 WORKFLOW_FIELDS = frozenset({"name", "on_failure", "jobs", "description"})
 WORKFLOW_JOB_FIELDS = JOB_FIELDS | {"after", "outputs", "inputs"}
@@ -112,17 +111,7 @@ def load_document(body: bytes, content_type: str) -> Any:
         raise InvalidRequest("request body is empty; a workflow document is required", field="body")
     if kind in YAML_TYPES:
         return _load_yaml(body)
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise InvalidRequest("the document is nested too deeply", field="body") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"the document is not UTF-8: {exc}", field="body") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"the document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
-            f"(send YAML with Content-Type: application/yaml)", field="body",
-        ) from None
+    return loads_json(body, "the document", " (send YAML with Content-Type: application/yaml)")
 
 
 def _load_yaml(body: bytes) -> Any:
