@@ -109,10 +109,12 @@ def _paths() -> dict:
             "post": _op(
                 "A new job from this job's spec (code, params, resources, driver, retries, name), with params "
                 "overridden by dotted keys ({\"params\": {\"args.size\": 10}}); it belongs to the caller. "
-                "An array element becomes a lone job. A job that ran with uploaded inputs is a 409: they are not "
-                "kept after their job",
+                "An array element becomes a lone job. It gets the same input files: uploaded ones (and files a "
+                "workflow job fetched) are linked from the old job's, kept [supervisor] keep_inputs_days after it "
+                "ended; a workflow job's files of the jobs it depended on are placed from their run dirs again. "
+                "Once the old job's inputs were pruned, a 409 names them",
                 {"201": _json(ref("Job"), "The new job"), **_BAD, **_NOT_FOUND,
-                 "409": _problem("The job ran with uploaded inputs, which are not kept"), **_ERRORS},
+                 "409": _problem("The job's uploaded inputs are no longer kept"), **_ERRORS},
                 params=[_JOB_ID],
                 body={"required": False, "content": {"application/json": {"schema": ref("Resubmit")}}},
             ),

@@ -104,6 +104,11 @@ class SupervisorConfig:
     schedule_debounce: float = _doc("Seconds the scheduler waits after a wake-up so that a burst is scheduled at once.", default=0.0)
     retry_backoff: float = _doc("Seconds before a job's first retry (its attempt ended lost, or as its retry_on allows); doubled for each later retry. 0: retry at once.", default=1.0)
     retry_backoff_max: float = _doc("The longest wait before a retry, however many attempts came before.", default=300.0)
+    keep_inputs_days: float = _doc("Days a job's uploaded inputs (and the files a workflow job fetched from another driver) stay in the state dir after the job ends, so that `resubmit` can run it again with them; pruned hourly and at start. 0: deleted as soon as the job ends (a resubmit of it is then refused).", default=7.0)
+
+    def __post_init__(self) -> None:
+        if not self.keep_inputs_days >= 0:
+            raise ConfigError("[supervisor] keep_inputs_days must be 0 (delete at the job's end) or more")
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class GatewayConfig:
     max_body_bytes: int = _doc("Largest request body accepted (413 above).", default=8 * 1024 * 1024)
     token_cache_seconds: float = _doc("Seconds a validated token is trusted before it is looked up again; revocation takes effect within this time.", default=2.0)
     max_batch: int = _doc("Most jobs one POST /jobs may submit.", default=10_000)
-    max_input_bytes: int = _doc("Largest total size of the files one multipart POST /jobs uploads as job inputs (413 above). They are kept in the state dir until their jobs end.", default=256 * 1024 * 1024)
+    max_input_bytes: int = _doc("Largest total size of the files one multipart POST /jobs uploads as job inputs (413 above). They are kept in the state dir until their jobs end, and [supervisor] keep_inputs_days after.", default=256 * 1024 * 1024)
     max_array: int = _doc("Most elements of one job array (POST /jobs with `array`, `submit --array`).", default=100_000)
 
 

@@ -22,7 +22,7 @@ import logging
 import time
 
 from jobvisor.config import Config
-from jobvisor.errors import InvalidRequest, OpError
+from jobvisor.errors import Conflict, InvalidRequest, OpError
 from jobvisor.limits import MAX_RETRIES
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.protocol import Hello, JobSpec, Message
@@ -37,7 +37,7 @@ from supervisor.compute_job import ComputeJob, Member
 from supervisor.dispatch import Dispatcher
 from supervisor.events import EventBus
 from supervisor.holds import Holds
-from supervisor.inputs import InputStore
+from supervisor.inputs import LINKED_INPUTS, InputStore, inputs_gone
 from supervisor.job_extra import check_code, job_extra
 from supervisor.jobs import JobBook
 from supervisor.log_tails import LogTails
@@ -117,13 +117,15 @@ class Supervisor:
             self.agents.add_known(agent)
         unfinished = await self.store.load_unfinished()
         self._with_inputs.update(job.id for job in unfinished if job.unpack_all()[2].get("inputs"))
-        await self.inputs.sweep({job.id for job in unfinished})
+        keep_inputs = self.cfg.keep_inputs_days * 86400
+        await self.inputs.prune(keep_inputs, self.store.ends_of)  # before anything new is made
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)
         await self.workflows.restore()  # the waiting jobs' workflows: released what the crash held up
         await self.timers.start()
         self._loops.append(asyncio.create_task(self.dispatch.run(), name="scheduler"))
         self._loops.append(asyncio.create_task(self.pool.idle_loop(), name="idle-agents"))
+        self._loops.append(asyncio.create_task(self.inputs.prune_loop(keep_inputs, self.store.ends_of), name="inputs"))
         if waits_for_agents:
             self._tasks.spawn(self.recovery.after_grace())
         self._wake()
@@ -198,9 +200,10 @@ class Supervisor:
             raise type(exc)(exc.detail, field=where + (exc.field or "")) from None
 
     async def submit(self, user: UserId, specs: list[JobSpec], upload_id: str = "",
-                     reason: str = "submitted") -> list[ComputeJob]:
+                     reason: str = "submitted", inputs_of: ComputeJob | None = None) -> list[ComputeJob]:
         """New jobs from specs (an array's spec makes one job per element), committed and
-        queued; nothing is kept if any spec is refused."""
+        queued; nothing is kept if any spec is refused. Their inputs: the files of upload
+        `upload_id`, or those job `inputs_of` ran with (a resubmit)."""
         now = time.time()
         jobs: list[ComputeJob] = []
         for index, spec in enumerate(specs):
@@ -209,12 +212,13 @@ class Supervisor:
             target, resources = self.place(spec, where)
             jobs.extend(expand_specs(user, spec, target, resources, now, where, extra=self._extra(spec, target, where),
                                      max_array=self.config.gateway.max_array, reason=reason))
-        if upload_id:  # the uploaded files become every job's inputs (kept until each job ends)
-            listing = await self.inputs.claim(user, upload_id, [job.id for job in jobs])
+        given = await self._inputs_for(user, [job.id for job in jobs], upload_id, inputs_of)
+        if given:
             for job in jobs:
                 params, resources, extra = job.unpack_all()
-                job.spec = ComputeJob.pack_spec(params, resources, {**extra, "inputs": listing})
-                self._with_inputs.add(job.id)
+                job.spec = ComputeJob.pack_spec(params, resources, {**extra, **given})
+                if "inputs" in given:
+                    self._with_inputs.add(job.id)
         self.store.insert(jobs)
         for job in jobs:
             self.store.record(job, job.initial_transition())
@@ -223,6 +227,24 @@ class Supervisor:
             self.jobs.adopt(job)
         self.jobs.enqueue(jobs)
         return jobs
+
+    async def _inputs_for(self, user: UserId, job_ids: list[JobId], upload_id: str,
+                          inputs_of: ComputeJob | None) -> dict:
+        """The spec fields of new jobs' inputs: an upload's files made theirs, or the files
+        `inputs_of` ran with (its kept inputs linked, and the files of other jobs it placed by
+        path); Conflict when that job's kept inputs were pruned."""
+        if upload_id:
+            return {"inputs": await self.inputs.claim(user, upload_id, job_ids)}
+        if inputs_of is None:
+            return {}
+        old = inputs_of.unpack_all()[2]
+        given = {LINKED_INPUTS: old[LINKED_INPUTS]} if old.get(LINKED_INPUTS) else {}
+        if kept := old.get("inputs"):
+            listing = await self.inputs.link(inputs_of.id, kept, job_ids)
+            if listing is None:
+                raise Conflict(inputs_gone(inputs_of.id, kept, self.cfg.keep_inputs_days))
+            given["inputs"] = listing
+        return given
 
     def cancel(self, job: ComputeJob, reason: str = "canceled by user") -> None:
         self.dispatch.cancel(job, reason)
@@ -282,7 +304,8 @@ class Supervisor:
         self._log_done(job_id)
         if job_id in self._with_inputs:
             self._with_inputs.discard(job_id)
-            self.inputs.discard([job_id])
+            if not self.cfg.keep_inputs_days:  # else kept for a resubmit, then pruned
+                self.inputs.discard([job_id])
 
     def _log_done(self, job_id: JobId) -> None:
         event = self._log_events.pop(job_id, None)

@@ -26,7 +26,7 @@ from jobvisor.timing import backoff_delay
 from supervisor.agents import Acquire, Agent, AgentRegistry, AgentState
 from supervisor.compute_job import ArrayMember, ComputeJob, Prefetched
 from supervisor.holds import HoldKind, Holds
-from supervisor.inputs import InputStore, read_inputs, source_inputs
+from supervisor.inputs import InputStore, linked_of, read_inputs, source_inputs
 from supervisor.jobs import JobBook
 from supervisor.ops import RunOp
 from supervisor.scheduler import DriverQueue
@@ -137,8 +137,10 @@ class Dispatcher:
         for job in jobs:
             params, resources, extra = job.unpack_all()
             member = job.member
+            linked = linked_of(extra)  # files of other jobs, by path
             run = RunJob(job.id, job.attempt, job.code, params, resources, driver.run_dir(job.owner, job.id),
-                         prefetched, inputs=self.inputs_of(job), env=extra.get("env") or {},
+                         prefetched, inputs=linked if linked is not None else self.inputs_of(job),
+                         env=extra.get("env") or {},
                          workdir=extra.get("workdir") or "",
                          array_index=member.index if isinstance(member, ArrayMember) else None)
             listing = extra.get("inputs")

@@ -4,9 +4,10 @@ A multipart submit's files arrive first, in slices (`UploadInput`), under
 `inputs/uploads/OWNER/UPLOAD/`; the submit that names the upload then makes them each job's
 own under `inputs/jobs/JOB/` (moved for the first job, hard-linked for the others). A job's
 inputs are listed in its spec (path and size), so a restarted supervisor sends them again from
-the same files. They are deleted once the job has ended for good; what a crash left (an upload
-never submitted, the files of a job that had ended) is swept at start. Every file operation
-runs in a worker thread: the event loop never waits on the disk.
+the same files, and a resubmit links them into the new job's. They stay `[supervisor]
+keep_inputs_days` after the job ends, then are pruned (hourly and at start, by the jobs' ends
+as the database has them; also uploads no submit claimed). Every file operation runs in a
+worker thread: the event loop never waits on the disk.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from jobvisor.errors import InvalidRequest, TooLarge
@@ -30,7 +31,8 @@ from jobvisor.protocol import InputChunk, InputFile, Message, RunJob
 log = logging.getLogger(__name__)
 
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-STALE_UPLOAD = 3600.0  # seconds: an upload no submit claimed by then is swept at the next start
+STALE_UPLOAD = 3600.0  # seconds: an upload no submit claimed by then is pruned
+PRUNE_INTERVAL = 3600.0  # seconds between two prunings, at most
 FILE_MODE = 0o700  # an input may be a script the job runs (./sim.sh)
 MAX_TRACKED = 10_000  # uploads in progress whose size is counted
 
@@ -90,6 +92,11 @@ class InputStore:
         another job); the file's size so far."""
         return await asyncio.to_thread(_write_slice, self.stored(job_id, check_input_path(path, field="path")), offset, data)
 
+    async def link(self, source: JobId, listing: list, job_ids: list[JobId]) -> list[list] | None:
+        """The inputs of job `source` (its `listing`) become each of `job_ids`' own (a
+        resubmit); their [path, size] list, or None when they are no longer all kept."""
+        return await asyncio.to_thread(_link_listing, self.job_dir(source), listing, [self.job_dir(j) for j in job_ids])
+
     # ------------------------------------------------------------------ ends
 
     def discard(self, job_ids: Iterable[JobId]) -> None:
@@ -98,11 +105,34 @@ class InputStore:
         if dirs:
             asyncio.get_running_loop().run_in_executor(None, _remove_all, dirs)
 
-    async def sweep(self, unfinished: set[JobId]) -> None:
-        """At start: the inputs of jobs that are no longer unfinished, and stale uploads."""
-        removed = await asyncio.to_thread(_sweep, self.jobs, self.uploads, unfinished, time.time() - STALE_UPLOAD)
+    async def prune(self, keep_seconds: float, ends_of: Callable[[list[JobId]], Awaitable[dict]]) -> int:
+        """Delete the inputs of jobs that ended more than `keep_seconds` ago (`ends_of`: the
+        store's answer, when each job ended or None), of jobs with no row (a submit refused
+        after its upload was claimed, a deleted job) once stale, and stale unclaimed uploads.
+        A dir whose job is unfinished, or ended but not yet committed, is kept."""
+        now = time.time()
+        found = await asyncio.to_thread(_job_dirs, self.jobs)
+        ends = await ends_of(list(found)) if found else {}
+        doomed = [self.job_dir(job_id) for job_id, mtime in found.items()
+                  if (job_id in ends and ends[job_id] is not None and ends[job_id] < now - keep_seconds)
+                  or (job_id not in ends and mtime < now - STALE_UPLOAD)]
+        removed = await asyncio.to_thread(_remove_all, doomed)
+        removed += await asyncio.to_thread(_prune_uploads, self.uploads, now - STALE_UPLOAD)
         if removed:
-            log.info("swept %d input directories of ended jobs or unclaimed uploads", removed)
+            log.info("pruned %d input directories (of jobs ended over %.4g days ago, or never submitted)",
+                     removed, keep_seconds / 86400)
+        return removed
+
+    async def prune_loop(self, keep_seconds: float, ends_of: Callable[[list[JobId]], Awaitable[dict]]) -> None:
+        """Prune now and then for as long as the supervisor runs (a tenth of the keeping
+        time apart, between a second and PRUNE_INTERVAL), logging what fails and going on."""
+        interval = min(PRUNE_INTERVAL, max(1.0, keep_seconds / 10))
+        while True:
+            try:
+                await self.prune(keep_seconds, ends_of)
+            except Exception as exc:  # a database that cannot be read, a full disk: next time
+                log.warning("pruning job inputs failed (%s); trying again in %.0f s", exc, interval)
+            await asyncio.sleep(interval)
 
 
 def _write_slice(path: Path, offset: int, data: bytes) -> int:
@@ -135,39 +165,99 @@ def _claim(upload: Path, job_dirs: list[Path]) -> list[list] | None:
     if not upload.is_dir():
         return None
     listing = _listing(upload)
+    paths = [path for path, _ in listing]
     for job_dir in job_dirs[1:]:
-        for path, _ in listing:
-            target = job_dir / path
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                os.link(upload / path, target)
-            except OSError:
-                shutil.copyfile(upload / path, target)
-                os.chmod(target, FILE_MODE)
+        _link_files(upload, paths, job_dir)
     job_dirs[0].parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.replace(upload, job_dirs[0])
     return listing
 
 
-def _remove_all(dirs: list[Path]) -> None:
-    for path in dirs:
-        shutil.rmtree(path, ignore_errors=True)
+def _link_files(source: Path, paths: list[str], target: Path) -> None:
+    """Each of `paths` under `source` made the same file under `target`: a hard link (no bytes
+    copied, and an input's later edit is impossible since nobody writes to it), else a copy."""
+    for path in paths:
+        made = target / path
+        made.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.link(source / path, made)
+        except FileExistsError:
+            continue  # linked by an earlier try that stopped halfway
+        except OSError:
+            shutil.copyfile(source / path, made)
+            os.chmod(made, FILE_MODE)
 
 
-def _sweep(jobs: Path, uploads: Path, unfinished: set[JobId], stale_before: float) -> int:
+def _link_listing(source: Path, listing: list, job_dirs: list[Path]) -> list[list] | None:
+    paths = [path for path, _ in listing]
+    try:
+        for job_dir in job_dirs:
+            _link_files(source, paths, job_dir)
+        return [[path, (job_dirs[0] / path).stat().st_size] for path in paths] if job_dirs else listing
+    except FileNotFoundError:  # pruned: none of the new jobs keeps a part of them
+        _remove_all(job_dirs)
+        return None
+
+
+def _remove_all(dirs: list[Path]) -> int:
     removed = 0
-    if jobs.is_dir():
-        for entry in os.scandir(jobs):
-            if entry.name not in unfinished:
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
+    for path in dirs:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _job_dirs(jobs: Path) -> dict[JobId, float]:
+    """The job dirs of the store and their mtimes."""
+    if not jobs.is_dir():
+        return {}
+    found = {}
+    for entry in os.scandir(jobs):
+        try:
+            found[JobId(entry.name)] = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def _prune_uploads(uploads: Path, stale_before: float) -> int:
+    removed = 0
     if uploads.is_dir():
         for owner in os.scandir(uploads):
             for upload in os.scandir(owner.path):
-                if upload.stat().st_mtime < stale_before:
+                try:
+                    stale = upload.stat().st_mtime < stale_before
+                except FileNotFoundError:
+                    continue  # claimed meanwhile
+                if stale:
                     shutil.rmtree(upload.path, ignore_errors=True)
                     removed += 1
     return removed
+
+# the spec's extra field of the inputs a job's run takes by path (a workflow job's files of the
+# jobs it depends on, on the same target): [[path in the run dir, source path], ...]
+LINKED_INPUTS = "linked_inputs"
+
+
+def linked_inputs(files: list[InputFile]) -> list[list[str]]:
+    """`files` (placed from a path) as the spec keeps them."""
+    return [[f.path, f.source] for f in files if f.source is not None]
+
+
+def linked_of(extra: dict) -> list[InputFile] | None:
+    """The inputs the spec's extra says the run places by path; None when it says nothing."""
+    kept = extra.get(LINKED_INPUTS)
+    return None if kept is None else [InputFile(path, source=source) for path, source in kept]
+
+
+def inputs_gone(job_id: JobId, listing: list, keep_days: float) -> str:
+    """Why a resubmit of `job_id` cannot have its inputs, naming them and the setting."""
+    names = ", ".join(path for path, _size in listing[:5]) + (" ..." if len(listing) > 5 else "")
+    kept = (f"they stay {keep_days:g} days after their job ends" if keep_days
+            else "they are deleted when their job ends")
+    return (f"the inputs job {job_id} ran with ({names}) are no longer kept ({kept}: [supervisor] "
+            f"keep_inputs_days): submit it again with its --input files")
 
 
 # ---------------------------------------------------------------------- a run's inputs

@@ -139,10 +139,11 @@ class RequestHandlers:
 
     async def resubmit(self, req: ResubmitJob) -> dict:
         """A new job from the caller's job `job_id` (an admin may resubmit anyone's: the new
-        job is the admin's own). Its reason names the job it came from."""
+        job is the admin's own), with the inputs it ran with, linked (a Conflict when they
+        were pruned). Its reason names the job it came from."""
         old = await self._job(req.caller, req.job_id)
         (job,) = await self.core.submit(UserId(req.caller.user), [resubmit_spec(old, req.params)],
-                                        reason=f"resubmitted from {old.id}")
+                                        reason=f"resubmitted from {old.id}", inputs_of=old)
         return job.to_dict(self._positions([job]).get(job.id))
 
     async def list_jobs(self, req: ListJobs) -> dict:

@@ -31,7 +31,7 @@ from jobvisor.errors import Unavailable
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.migrate import upgrade
 from jobvisor.protocol import Event, EventKind
-from jobvisor.states import TERMINAL_STATES
+from jobvisor.states import TERMINAL_STATES, JobState
 from jobvisor.pacing import BUSY_BATCH, LAZY_LINGER, batch_delay, linger
 from jobvisor.timing import write_retry_delay
 from supervisor import migrations, tables
@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # what a failed commit may raise (it is then retried)
 COMMIT_ERRORS = (SQLAlchemyError, sqlite3.Error, _PostgresError, OSError)
 
+
+# ids per statement when rows are read by a list of ids
+READ_CHUNK = 500
 
 # above every character of an id (the gateway lets only [A-Za-z0-9_-] through as a prefix)
 ID_PREFIX_END = "~"
@@ -301,6 +304,19 @@ class Store:
     async def get_job(self, job_id: JobId) -> ComputeJob | None:
         rows = await self._read(select(tables.jobs).where(tables.jobs.c.id == job_id))
         return ComputeJob.from_row(rows[0]) if rows else None
+
+    async def ends_of(self, job_ids: list[JobId]) -> dict[JobId, float | None]:
+        """When each of `job_ids` that has a row ended (None: it has not, as far as the
+        database knows); a job with no row is left out. Read in chunks, so a long list costs
+        bounded statements."""
+        ends: dict[JobId, float | None] = {}
+        c = tables.jobs.c
+        for start in range(0, len(job_ids), READ_CHUNK):
+            chunk = job_ids[start:start + READ_CHUNK]
+            for row in await self._read(select(c.id, c.state, c.finished_at, c.updated_at).where(c.id.in_(chunk))):
+                ended = JobState(row.state).is_terminal
+                ends[JobId(row.id)] = (row.finished_at or row.updated_at) if ended else None
+        return ends
 
     async def list_jobs(
         self, owner: UserId | None, states: list[str], limit: int, after: str, *, name: str = "", id_prefix: str = "",

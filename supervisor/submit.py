@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from drivers.base import split_target
 from jobvisor.code_params import check_params
-from jobvisor.errors import Conflict, InvalidRequest
+from jobvisor.errors import InvalidRequest
 from jobvisor.ids import UserId, new_job_ids
 from jobvisor.job_arrays import parse_array
 from jobvisor.job_spec import override_params, parse_retry_on
@@ -52,15 +52,10 @@ def expand_specs(user: UserId, spec: JobSpec, target: str, resources: Resources,
 
 def resubmit_spec(job: ComputeJob, overrides: dict) -> JobSpec:
     """The spec of a new job like `job` (its code, params, resources, driver, retries and
-    name, env and workdir), its params overridden; checked again as any submit's. A job with
-    uploaded inputs is refused (Conflict, naming them): they are kept only until their job ends,
-    and the same job without them would fail for a reason far from its cause. An array
-    element's index is not carried: it becomes a job of its own."""
+    name, env and workdir), its params overridden; checked again as any submit's. Its inputs
+    are not part of the spec: the submit links them from `job` (`Core.submit(inputs_of=)`). An
+    array element's index is not carried: it becomes a job of its own."""
     params, resources, extra = job.unpack_all()
-    if extra.get("inputs"):
-        names = ", ".join(path for path, _size in extra["inputs"][:5]) + (" ..." if len(extra["inputs"]) > 5 else "")
-        raise Conflict(f"job {job.id} ran with uploaded inputs ({names}), which are not kept after a job: "
-                       f"submit it again with its --input files")
     params = override_params(params, overrides)
     try:
         check_params(job.code, params)

@@ -48,6 +48,7 @@ from supervisor.compute_job import ComputeJob, WorkflowMember
 from supervisor.jobs import JobBook
 from supervisor.store import Store
 from supervisor.workflow_graph import RunGraph
+from supervisor.inputs import LINKED_INPUTS, linked_inputs
 from supervisor.workflow_inputs import InputError, WorkflowInputs, shares_files
 from supervisor.workflow_store import VersionRecord, WorkflowRecord, WorkflowStore, canonical_json, sha256_of
 
@@ -305,10 +306,14 @@ class WorkflowBook:
                 self.rows.set_spec(job.id, job.spec)
             if d in graph.inputs:
                 try:
-                    to_fetch = self.inputs.plan(graph, d, run.record.owner)[1]
+                    by_path, to_fetch = self.inputs.plan(graph, d, run.record.owner)
                 except InputError as exc:
                     self._jobs.end(job, JobState.FAILED, str(exc), now)
                     continue
+                if by_path:  # in its spec, so that a resubmit of it places the same files
+                    params, resources, extra = job.unpack_all()
+                    job.spec = ComputeJob.pack_spec(params, resources, {**extra, LINKED_INPUTS: linked_inputs(by_path)})
+                    self.rows.set_spec(job.id, job.spec)
                 if to_fetch:  # released once its files are here (a commit of its own)
                     job.reason = "fetching inputs: " + ", ".join(f"{ref.path} of {ref.job}" for ref, _ in to_fetch)
                     job.updated_at = now
@@ -340,7 +345,8 @@ class WorkflowBook:
         self._jobs.enqueue([job])
 
     def inputs_of(self, job: ComputeJob) -> list[InputFile]:
-        """The Dispatcher: what `job`'s run carries to place in its run dir (none for most)."""
+        """The Dispatcher: what `job`'s run carries to place in its run dir (none for most),
+        for a job released before its spec kept them (`LINKED_INPUTS`)."""
         member = job.member
         if type(member) is not WorkflowMember:
             return []

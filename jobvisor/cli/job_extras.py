@@ -85,7 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "resubmit", help="submit a new job like an old one; prints its id",
         description="A new job from an old job's code, params, resources, driver, retries and name. "
                     "--param changes one key of its params (dotted for nested keys: --param args.size=10; "
-                    "a value is read as JSON if it is JSON, else as a string). An array element is "
+                    "a value is read as JSON if it is JSON, else as a string). The new job gets the old one's "
+                    "input files: its --input files, kept [supervisor] keep_inputs_days (default 7) after "
+                    "it ended, and a workflow job's files from the jobs it depended on. An array element is "
                     "resubmitted as one job. The new job is yours (an admin may resubmit anyone's).",
     )
     p.add_argument("id", metavar="JOB", help="the job to resubmit: its id, a unique id prefix or a unique name")

@@ -53,6 +53,12 @@ async def test_the_python_example_works_from_the_modules_own_folder(real_cli, re
     done = await real.wait_state(submitted.out.strip(), {"completed", "failed"})
     assert done["state"] == "completed", done["reason"]
     assert done["result"] == {"double": 42, "mode": "fast"}
+    # its resubmit, from anywhere, has the uploaded module and folder again
+    again = await real_cli.run("resubmit", done["id"], "--param", "args.n=5", cwd=tmp_path)
+    assert again.rc == 0, again.err
+    done = await real.wait_state(again.out.strip(), {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    assert done["result"] == {"double": 10, "mode": "fast"}
 
 
 async def test_a_bare_memory_number_is_megabytes_as_in_slurm(real_cli, real):

@@ -109,7 +109,7 @@ async def test_retry_on_failed_waits_out_a_backoff_between_attempts(api):
     ends = [h for h in history if h["state"] == "failed"]
     retries = [h for h in history if h["state"] == "queued" and h["attempt"] > 1]
     starts = {h["attempt"]: _at(h) for h in history if h["state"] == "starting"}
-    assert [h["attempt"] for h in ends] == [1, 2, 3] and [h["attempt"] for h in retries] == [2, 3]
+    assert [h["attempt"] for h in ends] == [1, 2, 3] and [h["attempt"] for h in retries] == [2, 3], history
     assert "retrying in 1 s" in retries[0]["reason"] and "retrying in 2 s" in retries[1]["reason"]
     # no attempt starts before its backoff is over (1 s, then 2 s)
     assert starts[2] - _at(ends[0]) >= 1.0 and starts[3] - _at(ends[1]) >= 2.0

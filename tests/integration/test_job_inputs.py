@@ -46,7 +46,7 @@ async def configured(tmp_path):
         proc.cleanup()
 
 
-async def test_a_multipart_submit_places_its_files_and_env_and_they_go_when_the_job_ends(server, api):
+async def test_a_multipart_submit_places_its_files_and_env_and_a_resubmit_runs_with_them(server, api):
     script = b'#!/bin/sh\necho "FOO=$FOO"\ncat data/in.txt\n'
     job = await submit_form(api, {"code": "shell", "params": {"argv": ["./sim.sh"]}, "env": {"FOO": "bar"}},
                             {"sim.sh": script, "data/in.txt": b"input line\n"})
@@ -55,17 +55,33 @@ async def test_a_multipart_submit_places_its_files_and_env_and_they_go_when_the_
     done = await api.wait_state(job["id"], {"completed", "failed"})
     assert done["state"] == "completed", done["reason"]
     assert await api.log(job["id"]) == b"FOO=bar\ninput line\n"
-    kept = server.state_dir / "inputs" / "jobs" / job["id"]
-    await until(lambda: not kept.exists())  # the state dir keeps inputs only until the job ends
     # a list of jobs: each gets every file
     jobs = await submit_form(api, [{"code": "shell", "params": {"argv": ["cat", "x.txt"]}}] * 2, {"x.txt": b"shared\n"})
     for j in jobs:
         assert (await api.wait_state(j["id"], {"completed", "failed"}))["state"] == "completed"
         assert await api.log(j["id"]) == b"shared\n"
-    # its inputs are gone with it: a resubmit is refused naming them, not run without them
-    with pytest.raises(ApiError) as err:
-        await api.request("POST", f"/jobs/{job['id']}/resubmit")
-    assert err.value.status == 409 and "data/in.txt, sim.sh" in err.value.body["detail"]
+    # the ended job's inputs stay ([supervisor] keep_inputs_days): a resubmit runs with them
+    again = await api.request("POST", f"/jobs/{job['id']}/resubmit")
+    assert again["inputs"] == job["inputs"] and again["env"] == {"FOO": "bar"}
+    done = await api.wait_state(again["id"], {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    assert await api.log(again["id"]) == b"FOO=bar\ninput line\n"
+
+
+async def test_ended_jobs_inputs_are_pruned_after_keep_inputs_days_and_a_resubmit_then_says_so(configured):
+    for keep_days in ("0", str(2 / 86400)):  # deleted at the end; kept 2 s (pruned every second)
+        proc, api = await configured(JOBVISOR_SUPERVISOR_KEEP_INPUTS_DAYS=keep_days)
+        job = await submit_form(api, {"code": "shell", "params": {"argv": ["cat", "in.txt"]}}, {"in.txt": b"x\n"})
+        assert (await api.wait_state(job["id"], {"completed", "failed"}))["state"] == "completed"
+        kept = proc.state_dir / "inputs" / "jobs" / job["id"]
+        if keep_days != "0":
+            assert kept.is_dir()
+        await until(lambda: not kept.exists())
+        with pytest.raises(ApiError) as err:
+            await api.request("POST", f"/jobs/{job['id']}/resubmit")
+        assert err.value.status == 409, err.value.body
+        assert "in.txt" in err.value.body["detail"] and "keep_inputs_days" in err.value.body["detail"]
+        assert not any((proc.state_dir / "inputs" / "jobs").iterdir())  # the refused job left nothing
 
 
 async def test_bad_forms_are_400_naming_the_part_and_too_many_bytes_are_413(configured):

@@ -82,6 +82,11 @@ async def test_files_flow_from_producers_to_their_dependents(api):
     assert done["state"] == "completed", [(j["name"], j["state"], j["reason"]) for j in done["jobs"]]
     text = (await api.request("GET", f"/jobs/{by_name(done)['sum']['job_id']}/files/all.txt")).decode()
     assert text.splitlines() == [line for k in range(n) for line in ("mesh-data", str(k))]
+    # a resubmit of a dependent, with other params, places the same file of its producer
+    w2 = by_name(done)["w2"]["job_id"]
+    again = await api.request("POST", f"/jobs/{w2}/resubmit", json={"params": {"script": "cat in.txt; echo again"}})
+    assert (await api.wait_state(again["id"], {"completed", "failed"}))["state"] == "completed"
+    assert await api.log(again["id"]) == b"mesh-data\nagain\n"
     # a promised output that was never written fails its dependent, naming the file
     broken = {"name": "broken", "jobs": [shell("p", "true", outputs=["never.txt"]),
                                          shell("q", "true", inputs=[{"job": "p", "path": "never.txt"}])]}

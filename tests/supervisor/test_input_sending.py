@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pytest
 
@@ -56,7 +57,7 @@ async def test_inputs_are_inline_when_small_and_in_slices_ahead_when_big(tmp_pat
                             InputFile("small.txt", data=b"hi"), InputFile("gone.txt")]  # gone: the agent says it did not arrive
 
 
-async def test_the_store_keeps_uploads_per_owner_until_claimed_and_sweeps_what_a_crash_left(tmp_path):
+async def test_the_store_keeps_uploads_per_owner_until_claimed_links_them_for_a_resubmit_and_prunes(tmp_path):
     store = InputStore(tmp_path, max_upload_bytes=100)
     assert await store.append("ann", "upload-0001", "a/b.txt", 0, b"hello ") == 6
     assert await store.append("ann", "upload-0001", "a/b.txt", 6, b"world") == 11
@@ -72,5 +73,27 @@ async def test_the_store_keeps_uploads_per_owner_until_claimed_and_sweeps_what_a
     with pytest.raises(TooLarge):
         await store.append("ann", "upload-0002", "big", 0, b"x" * 101)
     assert not (tmp_path / "uploads" / "ann" / "upload-0002").exists()
-    await store.sweep({"j2"})  # j1 ended while the supervisor was down
-    assert not (tmp_path / "jobs" / "j1").exists() and (tmp_path / "jobs" / "j2").exists()
+    # a resubmit: the same files (hard links), or None once they are gone
+    assert await store.link("j1", [["a/b.txt", 11]], ["j5"]) == [["a/b.txt", 11]]
+    assert os.stat(tmp_path / "jobs" / "j5" / "a" / "b.txt").st_ino == os.stat(tmp_path / "jobs" / "j1" / "a" / "b.txt").st_ino
+    assert await store.link("j1", [["a/b.txt", 11], ["gone.txt", 1]], ["j6"]) is None
+    assert not (tmp_path / "jobs" / "j6").exists()  # nothing half linked is left
+    # pruning goes by when each job ended, as the database says
+    now = time.time()
+    for fresh_or_stale in ("j3", "j4"):  # dirs whose jobs have no row: a submit in flight, what a crash left
+        (tmp_path / "jobs" / fresh_or_stale).mkdir()
+    os.utime(tmp_path / "jobs" / "j4", (now - 7200, now - 7200))
+    ends = {"j1": now - 100, "j2": None, "j5": now - 5}  # j2 has not ended (or its end is not committed)
+    asked = []
+
+    async def ends_of(ids):
+        asked.append(sorted(ids))
+        return {i: ends[i] for i in ids if i in ends}
+
+    assert await store.prune(1000, ends_of) == 1  # only j4
+    assert asked == [["j1", "j2", "j3", "j4", "j5"]]
+    assert await store.prune(50, ends_of) == 1  # j1 ended 100 s ago
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["j2", "j3", "j5"]
+    assert (tmp_path / "jobs" / "j5" / "a" / "b.txt").read_bytes() == b"hello world"  # its link outlives j1's
+    assert await store.prune(0, ends_of) == 1  # j5; j2 is unfinished and j3 fresh, whatever the setting
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["j2", "j3"]
