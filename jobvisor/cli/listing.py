@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from datetime import datetime, tzinfo
@@ -45,6 +46,14 @@ def detail(job: dict) -> str:
     return fmt.clip(", ".join(parts), DETAIL_WIDTH)
 
 
+def job_label(job: dict) -> str:
+    """The NAME column: the job's name or what it runs, and an array element's index
+    (`sweep[3]`, as Slurm's `%a`), which is never clipped away."""
+    index = job.get("array_index")
+    suffix = f"[{index}]" if index is not None else ""
+    return fmt.clip(job.get("name") or fmt.command_summary(job), NAME_WIDTH - len(suffix)) + suffix
+
+
 def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
              now: datetime | None = None) -> tuple[list[str], list[list[str]]]:
     """The table of `list`: headers and one row per job."""
@@ -53,7 +62,7 @@ def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
     for job in jobs:
         rows.append([
             job["id"], *([job.get("owner", "")] if owners else []),
-            fmt.clip(job.get("name") or fmt.command_summary(job), NAME_WIDTH),
+            job_label(job),
             job.get("state", ""),
             fmt.percent(job.get("progress")) if job.get("progress") is not None else "",
             fmt.short_time(job.get("created_at"), tz, now),
@@ -161,6 +170,12 @@ def format_job(job: dict, tz: tzinfo | None = None, now: datetime | None = None)
     params = job.get("params")
     if "params" in job and not (job.get("code") == "shell" and isinstance(params, dict) and set(params) == {"argv"}):
         fields["params"] = _value(params)  # what `command` does not already say
+    if job.get("env"):
+        fields["env"] = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(job["env"].items()))
+    if job.get("inputs"):
+        fields["inputs"] = ", ".join(f"{i['path']} ({fmt.memory(i['size'])})" for i in job["inputs"])
+    if job.get("retry_on"):
+        fields["retry_on"] = ", ".join(job["retry_on"])
     if job.get("queue_position") is not None:
         fields["queue_position"] = str(job["queue_position"])
     if job.get("progress") is not None:

@@ -132,6 +132,8 @@ class Follower:
     def _show(self, event: dict | None = None) -> None:
         if len(self.jobs) == 1:
             job = next(iter(self.jobs.values()))
+            if not self.pending:
+                return  # its end line said it
             if event is not None:
                 state = event.get("state") or job["state"]
                 self.status.show(render_progress(state, event.get("progress"), event.get("message") or ""))

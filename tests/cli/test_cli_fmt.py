@@ -11,7 +11,7 @@ from jobvisor.cli import fmt
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.jobs import output_path
 from jobvisor.cli.keyvalues import parse_key_values
-from jobvisor.cli.listing import detail, job_rows, render_list
+from jobvisor.cli.listing import detail, job_label, job_rows, render_list
 from jobvisor.cli.waiting import WaitStatus, end_line, wait_status
 
 EST = timezone(timedelta(hours=-5))
@@ -94,6 +94,8 @@ def test_list_rows_say_what_runs_how_long_and_how_it_ended():
         ["j2", "sim", "running", "50%", "09:30:00", "1h 00m", ""],
         ["j1", "sleep 9", "queued", "", "09:30:00", "", "#3 in queue"],
     ]
+    assert job_label(job(name="sweep", array_index=3)) == "sweep[3]"  # an array element, as Slurm's %a
+    assert job_label(job(name="x" * 40, array_index=12)) == "x" * 27 + "…[12]"  # the index is never cut
     assert detail(job(state="failed", reason="exit code 2", exit_code=2)) == "exit code 2"  # said once
     assert detail(job(state="completed", reason="exit code 0", exit_code=0)) == "exit code 0"
     assert detail(job(state="queued", reason="login required")) == "login required"

@@ -47,6 +47,10 @@ def test_show_is_for_a_person():
     assert not any(line.startswith(("params", "queue_position")) for line in shown)  # said by command; none
     assert shown[-3] == "history" and "2147483648" not in "\n".join(shown)
     assert format_job({"id": "j1", "history": []}, EST).splitlines()[-1] == "history  -"
+    extras = format_job({"id": "j1", "env": {"B": "two words", "A": "1"}, "retry_on": ["failed", "lost"],
+                         "inputs": [{"path": "data/mesh.txt", "size": 8}, {"path": "big.h5", "size": 3 << 30}]}).splitlines()
+    assert "env       A=1 'B=two words'" in extras and "retry_on  failed, lost" in extras
+    assert "inputs    data/mesh.txt (8B), big.h5 (3G)" in extras
 
 
 async def test_show_of_a_real_job(real, tmp_path):
