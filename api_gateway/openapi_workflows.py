@@ -1,6 +1,7 @@
 """The workflow routes' part of the OpenAPI document: their paths (`paths()`, merged into
 `api_gateway.openapi`) and the shapes they take and answer (`schemas()`, merged into the
-components). The supervisor's replies (`supervisor.workflows`) have exactly these keys."""
+components). The supervisor's replies (`supervisor.workflow_views`, `workflow_commands`) have
+exactly these keys."""
 
 from __future__ import annotations
 

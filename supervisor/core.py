@@ -8,7 +8,10 @@
     recovery   a restart: the database's jobs meet the agents' hellos
     reports    what agents report, turned into job changes
     agent_ops  analysis and io requests to a job's agent, with their own timeouts
-    workflows  running workflows: their graphs, releases of dependents, publish/execute/cancel
+    workflow_runs      running workflows: their graphs, releases of dependents at a job's end
+    workflow_commands  publish, execute, cancel, delete (workflow_docs checks a document)
+    workflow_views     a workflow's view, list, status, history
+    workflow_restore   running workflows put back after a restart
     store      persistence; events are published once committed
 
 Socket handlers (supervisor.web, supervisor.requests) call the methods below; each is a thin
@@ -50,8 +53,14 @@ from supervisor.retries import RetryBackoff
 from supervisor.submit import expand_specs, new_job
 from supervisor.store import Store
 from supervisor.targets import DEFAULT_DRIVER, Targets
+from supervisor.workflow_commands import WorkflowCommands
+from supervisor.workflow_docs import WorkflowDocs
 from supervisor.workflow_inputs import WorkflowInputs
-from supervisor.workflows import WorkflowBook
+from supervisor.workflow_restore import WorkflowRestore
+from supervisor.workflow_runs import RunBook
+from supervisor.workflow_start import RunStarter
+from supervisor.workflow_store import WorkflowStore
+from supervisor.workflow_views import WorkflowViews
 from supervisor.timers import Timers
 
 log = logging.getLogger(__name__)
@@ -97,10 +106,15 @@ class Supervisor:
         inputs = WorkflowInputs(lambda target, owner, job_id: self.targets.driver(target).run_dir(owner, job_id),
                                 self.agent_ops.call, config.workflows.max_transfer, self.cfg.io_timeout,
                                 self.inputs, self._with_inputs.add)
-        self.workflows = WorkflowBook(config.workflows, self.store, self.jobs, self.place, self.make_job, self.cancel,
-                                      inputs)
-        self.dispatch.inputs_of = self.workflows.inputs_of
-        self.timers = Timers(self.store, self.workflows.execute)
+        self.workflow_rows = rows = WorkflowStore(self.store)
+        self.workflow_runs = runs = RunBook(self.store, rows, self.jobs, self.cancel, inputs)
+        self.workflow_docs = docs = WorkflowDocs(config.workflows, self.place, self.make_job)
+        self.workflow_views = views = WorkflowViews(self.store, rows, self.jobs, runs)
+        self.workflow_commands = WorkflowCommands(self.store, rows, docs, runs,
+                                                  RunStarter(self.store, rows, self.jobs, runs, self.make_job), views)
+        self.workflow_restore = WorkflowRestore(self.store, rows, self.jobs, runs, docs)
+        self.dispatch.inputs_of = runs.inputs_of
+        self.timers = Timers(self.store, self.workflow_commands.execute)
 
     def _wake(self) -> None:
         self.dispatch.wake()
@@ -121,7 +135,7 @@ class Supervisor:
         await self.inputs.prune(keep_inputs, self.store.ends_of)  # before anything new is made
         sizes = await asyncio.to_thread(lambda: {j.id: self.logs.size(j.id) for j in unfinished if j.state.is_active})
         waits_for_agents = self.recovery.restore(unfinished, sizes)
-        await self.workflows.restore()  # the waiting jobs' workflows: released what the crash held up
+        await self.workflow_restore.restore()  # the waiting jobs' workflows: released what the crash held up
         await self.timers.start()
         self._loops.append(asyncio.create_task(self.dispatch.run(), name="scheduler"))
         self._loops.append(asyncio.create_task(self.pool.idle_loop(), name="idle-agents"))
@@ -138,7 +152,7 @@ class Supervisor:
         """Stop agents; a job still running when they are gone ends `lost` with the reason."""
         self.shutting_down = self.dispatch.stopping = self.pool.stopping = True
         self.jobs.retrying = False
-        self.workflows.pause()
+        self.workflow_runs.pause()
         for task in self._loops:
             task.cancel()
         self.timers.close()
@@ -153,7 +167,7 @@ class Supervisor:
             if job.state.is_active:
                 self.jobs.end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
         self._tasks.cancel_all()
-        self.workflows.close()
+        self.workflow_runs.close()
         self.jobs.close()
         self.holds.close()
         await self.targets.close()

@@ -56,7 +56,7 @@ class Dispatcher:
         self._acquiring: set[tuple[UserId, str]] = set()  # (user, target) with an acquire running
         self._outages: dict[tuple[UserId, str], int] = {}  # failed tries in a row of a backend that may come back
         self.stopping = False
-        # files a job's run places in its run dir (a workflow's inputs; supervisor.workflows)
+        # files a job's run places in its run dir (a workflow's inputs; supervisor.workflow_runs)
         self.inputs_of: Callable[[ComputeJob], list[InputFile]] = lambda job: []
 
     def wake(self) -> None:

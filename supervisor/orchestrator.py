@@ -130,7 +130,7 @@ class OrchestratorHandlers:
     async def create_timer(self, req: CreateTimer) -> dict:
         """A timer belongs to the workflow's owner (an admin may make one for any workflow)."""
         timer = self.core.timers.new(req.workflow_id, UserId(req.caller.user), at=req.at, every=req.every, cron=req.cron)
-        workflow = await self.core.workflows.rows.get(req.workflow_id)
+        workflow = await self.core.workflow_rows.get(req.workflow_id)
         if workflow is None or (workflow.owner != req.caller.user and not req.caller.is_admin):
             raise NotFound(f"no workflow {req.workflow_id!r}", field="workflow_id")
         timer.owner = workflow.owner

@@ -75,7 +75,7 @@ class Recovery:
                 with_agents += 1
             elif job.state is JobState.QUEUED and job.retry_at is not None:
                 self._jobs.wait_retry(job, job.retry_at - now)  # a retry waiting out its backoff
-            elif job.state is JobState.QUEUED:  # a waiting job waits for its workflow (supervisor.workflows)
+            elif job.state is JobState.QUEUED:  # a waiting job waits for its workflow (supervisor.workflow_restore)
                 key = (job.owner, job.driver)
                 if key in maybe_alive:
                     restart_held.setdefault(key, []).append(job)

@@ -253,31 +253,31 @@ class RequestHandlers:
         )
         return {"result": result}
 
-    # ------------------------------------------------------------------ workflows (supervisor.workflows)
+    # ------------------------------------------------------------------ workflows (supervisor.workflow_commands, workflow_views)
 
     async def publish_workflow(self, req: PublishWorkflow) -> dict:
-        return await self.core.workflows.publish(req.caller, req.document, req.message, req.execute)
+        return await self.core.workflow_commands.publish(req.caller, req.document, req.message, req.execute)
 
     async def list_workflows(self, req: ListWorkflows) -> dict:
-        return await self.core.workflows.list(req.caller, req.limit, req.after)
+        return await self.core.workflow_views.list(req.caller, req.limit, req.after)
 
     async def get_workflow(self, req: GetWorkflow) -> dict:
-        return await self.core.workflows.get(req.caller, req.workflow_id)
+        return await self.core.workflow_views.get(req.caller, req.workflow_id)
 
     async def execute_workflow(self, req: ExecuteWorkflow) -> dict:
-        return await self.core.workflows.execute_as(req.caller, req.workflow_id)
+        return await self.core.workflow_commands.execute_as(req.caller, req.workflow_id)
 
     async def cancel_workflow(self, req: CancelWorkflow) -> dict:
-        return await self.core.workflows.cancel(req.caller, req.workflow_id)
+        return await self.core.workflow_commands.cancel(req.caller, req.workflow_id)
 
     async def workflow_status(self, req: WorkflowStatus) -> dict:
-        return await self.core.workflows.status(req.caller, req.workflow_id)
+        return await self.core.workflow_views.status(req.caller, req.workflow_id)
 
     async def workflow_history(self, req: WorkflowHistory) -> dict:
-        return await self.core.workflows.history(req.caller, req.workflow_id)
+        return await self.core.workflow_views.history(req.caller, req.workflow_id)
 
     async def delete_workflow(self, req: DeleteWorkflow) -> dict:
-        return await self.core.workflows.delete(req.caller, req.workflow_id, req.force)
+        return await self.core.workflow_commands.delete(req.caller, req.workflow_id, req.force)
 
     # ------------------------------------------------------------------ clusters (sbatch)
 
@@ -360,7 +360,7 @@ class RequestHandlers:
             if job is None or job.owner != user:
                 raise InvalidRequest(f"you have no job {req.job_id!r}", field="job_id")
         if req.workflow_id:
-            record = await self.core.workflows.rows.get(req.workflow_id)
+            record = await self.core.workflow_rows.get(req.workflow_id)
             if record is None or record.owner != user:
                 raise InvalidRequest(f"you have no workflow {req.workflow_id!r}", field="workflow_id")
         emitted = self.core.store.emit(EventKind.USER, user, req.data, job_id=JobId(req.job_id) if req.job_id else None,

@@ -1,9 +1,11 @@
-"""Persistence of workflows: their rows, their published versions, and their runs' jobs.
+"""Persistence of workflows: their rows, their published versions, their runs' jobs, and the
+`workflow` events that announce a row's change.
 
 Writes go into the store's next batch (`Store.execute`), so a workflow's change is committed
 in the same transaction as the job changes that caused it (a run's jobs and the workflow
 becoming `running`; a last job's end and the workflow's end). Reads go through the store's
-engine after whatever was recorded before them is committed (the caller awaits that).
+engine after whatever was recorded before them is committed (the caller awaits that). An event
+goes into the same batch as the row it announces, so none announces a change a crash undid.
 
 A version's document is stored as canonical JSON (sorted keys, no blanks) with the sha256 of
 exactly those bytes, so a later move of the history into git with content hashes finds the
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from jobvisor.ids import UserId
+from jobvisor.protocol import EventKind
 from jobvisor.states import WorkflowState
 from supervisor import tables
 from supervisor.store import Store
@@ -105,6 +108,16 @@ class WorkflowStore:
     def delete(self, workflow_id: str) -> None:
         self.store.execute(delete(tables.workflow_versions).where(tables.workflow_versions.c.workflow_id == workflow_id))
         self.store.execute(delete(tables.workflows).where(tables.workflows.c.id == workflow_id))
+
+    def emit(self, record: WorkflowRecord, counts: dict[str, int]) -> None:
+        """A `workflow` event for the record's state, with its run's counts by job state."""
+        self.store.emit(EventKind.WORKFLOW, record.owner,
+                        {"id": record.id, "name": record.name, "state": record.state.value, "version": record.version,
+                         "run": record.run, "reason": record.reason, "counts": counts}, workflow_id=record.id)
+
+    def emit_deleted(self, record: WorkflowRecord) -> None:
+        self.store.emit(EventKind.WORKFLOW, record.owner, {"id": record.id, "name": record.name, "deleted": True},
+                        workflow_id=record.id)
 
     def set_spec(self, job_id: str, spec: bytes) -> None:
         """A released job's params with its `$ref`s resolved (the spec is otherwise fixed)."""

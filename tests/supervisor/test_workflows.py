@@ -30,11 +30,11 @@ def doc(*jobs: dict, name: str = "wf", **more) -> dict:
 
 
 async def start(core, document: dict) -> dict:
-    return await core.workflows.publish(ALICE, document, "", True)
+    return await core.workflow_commands.publish(ALICE, document, "", True)
 
 
 def jobs_of(core, workflow_id: str) -> dict:
-    run = core.workflows.runs[workflow_id]
+    run = core.workflow_runs.runs[workflow_id]
     return {name: core.jobs.get(run.graph.job_ids[i]) for i, name in enumerate(run.graph.names)}
 
 
@@ -94,9 +94,9 @@ async def test_release_is_in_the_same_commit_as_the_dependencys_end(core, driver
     await finish(core, jobs["b"])
     await finish(core, jobs["c"])
     await core.store.committed()
-    final = await core.workflows.get(ALICE, view["id"])
+    final = await core.workflow_views.get(ALICE, view["id"])
     assert final["state"] == "completed" and final["counts"] == {"completed": 3}
-    assert final["reason"] == "all 3 jobs completed" and view["id"] not in core.workflows.runs
+    assert final["reason"] == "all 3 jobs completed" and view["id"] not in core.workflow_runs.runs
     events = await core.store.read(select(tables.events).where(tables.events.c.kind == "workflow").order_by(tables.events.c.id))
     assert [(e.workflow_id, e.data["state"]) for e in events] == [(view["id"], s) for s in ("draft", "running", "completed")]
     assert events[-1].owner == "alice" and events[-1].data["counts"] == {"completed": 3}
@@ -128,7 +128,7 @@ async def test_cancel_dependents_cancels_the_transitive_ones_only(core, driver):
     await finish(core, jobs["ok"])
     await finish(core, jobs["z"])
     await core.store.committed()
-    final = await core.workflows.status(ALICE, view["id"])
+    final = await core.workflow_views.status(ALICE, view["id"])
     assert final["state"] == "failed" and final["counts"] == {"failed": 1, "canceled": 2, "completed": 2}
 
 
@@ -139,7 +139,7 @@ async def test_continue_runs_dependents_of_a_failed_job(core, driver):
     assert jobs["x"].state in (JobState.QUEUED, JobState.STARTING)
     await finish(core, jobs["x"])
     await core.store.committed()
-    assert (await core.workflows.get(ALICE, view["id"]))["state"] == "failed"
+    assert (await core.workflow_views.get(ALICE, view["id"]))["state"] == "failed"
 
 
 async def test_lost_after_retries_cancels_dependents(core, driver):
@@ -158,52 +158,52 @@ async def test_lost_after_retries_cancels_dependents(core, driver):
 async def test_cancel_delete_versions_and_conflicts(core, driver):
     view = await start(core, doc(job("a"), job("b", "a")))
     with pytest.raises(Conflict):
-        await core.workflows.execute_as(ALICE, view["id"])
+        await core.workflow_commands.execute_as(ALICE, view["id"])
     with pytest.raises(Conflict):
-        await core.workflows.publish(ALICE, doc(job("a")), "", False)
+        await core.workflow_commands.publish(ALICE, doc(job("a")), "", False)
     with pytest.raises(Conflict):
-        await core.workflows.delete(ALICE, view["id"], False)
+        await core.workflow_commands.delete(ALICE, view["id"], False)
     with pytest.raises(NotFound):
-        await core.workflows.cancel(Caller("bob"), view["id"])
-    canceled = await core.workflows.cancel(ALICE, view["id"])
-    jobs = jobs_of(core, view["id"]) if view["id"] in core.workflows.runs else None
+        await core.workflow_commands.cancel(Caller("bob"), view["id"])
+    canceled = await core.workflow_commands.cancel(ALICE, view["id"])
+    jobs = jobs_of(core, view["id"]) if view["id"] in core.workflow_runs.runs else None
     assert canceled["state"] in ("running", "canceled")
     if jobs is not None:  # a was sent: it ends when the agent reports
         await finish(core, jobs["a"], "canceled")
     await core.store.committed()
-    final = await core.workflows.get(ALICE, view["id"])
+    final = await core.workflow_views.get(ALICE, view["id"])
     assert final["state"] == "canceled" and {j["state"] for j in final["jobs"]} == {"canceled"}
-    v2 = await core.workflows.publish(ALICE, doc(job("a")), "smaller", False)
+    v2 = await core.workflow_commands.publish(ALICE, doc(job("a")), "smaller", False)
     assert (v2["id"], v2["version"], v2["state"], v2["jobs_total"]) == (view["id"], 2, "draft", 1)
-    history = (await core.workflows.history(ALICE, view["id"]))["versions"]
+    history = (await core.workflow_views.history(ALICE, view["id"]))["versions"]
     assert [v["version"] for v in history] == [1, 2] and history[1]["message"] == "smaller"
-    assert (await core.workflows.delete(ALICE, view["id"], False)) == {"id": view["id"], "deleted": True}
+    assert (await core.workflow_commands.delete(ALICE, view["id"], False)) == {"id": view["id"], "deleted": True}
     with pytest.raises(NotFound):
-        await core.workflows.get(ALICE, view["id"])
+        await core.workflow_views.get(ALICE, view["id"])
 
 
 async def test_timers_entry_point_executes_as_the_owner(core, driver):
-    view = await core.workflows.publish(ALICE, doc(job("a")), "", False)
+    view = await core.workflow_commands.publish(ALICE, doc(job("a")), "", False)
     with pytest.raises(NotFound):
-        await core.workflows.execute("bob", view["id"], "timer")
-    running = await core.workflows.execute("alice", view["id"], "timer t1 fired")
+        await core.workflow_commands.execute("bob", view["id"], "timer")
+    running = await core.workflow_commands.execute("alice", view["id"], "timer t1 fired")
     assert running["state"] == "running" and running["reason"] == "timer t1 fired" and running["run"] == 1
 
 
 async def test_configuration_checks_name_the_job(core, driver):
     with pytest.raises(InvalidRequest) as info:
-        await core.workflows.publish(ALICE, doc(job("a"), job("b", "a", driver="no-such-driver")), "", False)
+        await core.workflow_commands.publish(ALICE, doc(job("a"), job("b", "a", driver="no-such-driver")), "", False)
     assert info.value.field == "jobs[1].driver"
     with pytest.raises(InvalidRequest) as info:
-        await core.workflows.publish(ALICE, doc(job("a"), job("b", "a", resources={"cpus": 64})), "", False)
+        await core.workflow_commands.publish(ALICE, doc(job("a"), job("b", "a", resources={"cpus": 64})), "", False)
     assert info.value.field == "jobs[1].resources.cpus"
     with pytest.raises(InvalidRequest) as info:
-        await core.workflows.publish(ALICE, doc(job("a"), job("b", "a", workdir="/not/allowed")), "", False)
+        await core.workflow_commands.publish(ALICE, doc(job("a"), job("b", "a", workdir="/not/allowed")), "", False)
     assert info.value.field == "jobs[1].workdir"
-    core.workflows.cfg = dataclasses.replace(core.workflows.cfg, max_transfer=0)
+    core.workflow_docs.cfg = dataclasses.replace(core.workflow_docs.cfg, max_transfer=0)
     across = doc(job("a", outputs=["f"]), job("b", driver="local", inputs=[{"job": "a", "path": "f"}]))
     with pytest.raises(InvalidRequest) as info:
-        await core.workflows.publish(ALICE, across, "", False)
+        await core.workflow_commands.publish(ALICE, across, "", False)
     assert info.value.field == "jobs[1].inputs[0]" and "max_transfer" in info.value.detail
 
 
@@ -215,33 +215,33 @@ async def test_restore_releases_behind_a_completed_dependency_once(core, driver)
     (it ended while the run was not rebuilt yet): restore releases the dependent, once."""
     view = await start(core, doc(job("a"), job("b", "a"), job("c", "b")))
     jobs = jobs_of(core, view["id"])
-    core.workflows.runs.clear()  # the book is gone, as after a crash
+    core.workflow_runs.runs.clear()  # the book is gone, as after a crash
     await finish(core, jobs["a"])
     await core.store.committed()
     assert jobs["b"].state is JobState.WAITING
-    await core.workflows.restore()
+    await core.workflow_restore.restore()
     assert jobs["b"].state in (JobState.QUEUED, JobState.STARTING) and jobs["c"].state is JobState.WAITING
     await core.store.committed()
-    core.workflows.runs.clear()
-    await core.workflows.restore()  # again: b is queued now, never released twice
+    core.workflow_runs.runs.clear()
+    await core.workflow_restore.restore()  # again: b is queued now, never released twice
     history = [t for t in await core.store.transitions_of(jobs["b"].id) if t["state"] == "queued"]
     assert len(history) == 1
     await finish(core, jobs["b"])
     await finish(core, jobs["c"])
     await core.store.committed()
-    assert (await core.workflows.get(ALICE, view["id"]))["state"] == "completed"
+    assert (await core.workflow_views.get(ALICE, view["id"]))["state"] == "completed"
 
 
 async def test_restore_cancels_behind_a_failed_dependency_and_ends_the_workflow(core, driver):
     view = await start(core, doc(job("a"), job("b", "a"), job("c", "b")))
     jobs = jobs_of(core, view["id"])
-    core.workflows.runs.clear()
+    core.workflow_runs.runs.clear()
     await finish(core, jobs["a"], "failed")
     await core.store.committed()
-    await core.workflows.restore()
+    await core.workflow_restore.restore()
     assert jobs["b"].reason == jobs["c"].reason == "dependency a failed"
     await core.store.committed()
-    final = await core.workflows.get(ALICE, view["id"])
+    final = await core.workflow_views.get(ALICE, view["id"])
     assert final["state"] == WorkflowState.FAILED.value and final["counts"] == {"failed": 1, "canceled": 2}
 
 
@@ -268,7 +268,7 @@ async def test_an_input_across_targets_goes_through_the_supervisor_up_to_max_tra
     a = job("a", outputs=["small", "big"])
     b = job("b", driver="fake2", inputs=[{"job": "a", "path": "small"}])
     c = job("c", driver="fake2", inputs=[{"job": "a", "path": "big"}])
-    core.workflows.inputs.max_transfer = 10
+    core.workflow_runs.inputs.max_transfer = 10
     view = await start(core, doc(a, b, c))
     jobs = jobs_of(core, view["id"])
     await finish(core, jobs["a"])
@@ -289,12 +289,12 @@ async def test_an_input_across_targets_goes_through_the_supervisor_up_to_max_tra
 async def test_restore_of_a_document_that_no_longer_parses_ends_the_run(core, driver):
     view = await start(core, doc(job("a"), job("b", "a")))
     jobs = jobs_of(core, view["id"])
-    core.workflows.runs.clear()
+    core.workflow_runs.runs.clear()
     core.store.execute(update(tables.workflow_versions).where(tables.workflow_versions.c.workflow_id == view["id"]),
                        [{"document": b'{"name": "broken"}'}])
     await core.store.committed()
-    await core.workflows.restore()
+    await core.workflow_restore.restore()
     assert jobs["b"].state is JobState.CANCELED and "cannot be read after a restart" in jobs["b"].reason
     await core.store.committed()
-    final = await core.workflows.get(ALICE, view["id"])
+    final = await core.workflow_views.get(ALICE, view["id"])
     assert final["state"] == "failed" and final["reason"].startswith("its document cannot be read")
