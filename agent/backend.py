@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobvisor.protocol import RunJob
+from jobvisor.protocol.agent_wire import RunJob
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 

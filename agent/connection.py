@@ -20,9 +20,10 @@ import aiohttp
 
 from jobvisor.errors import ProtocolError
 from jobvisor.limits import limit_socket_buffer
-from jobvisor.protocol import (
-    AGENT_ID_HEADER, ALLOWED_TO_AGENT, PROTOCOL_VERSION, ErrorMessage, Hello, HelloAck, Message, OpReply, decode_frame,
-)
+from jobvisor.codec import Message, decode_frame
+from jobvisor.protocol.agent_wire import AGENT_ID_HEADER, ErrorMessage, Hello, HelloAck, OpReply
+from jobvisor.protocol.common import PROTOCOL_VERSION
+from jobvisor.protocol.registry import ALLOWED_TO_AGENT
 from jobvisor.timing import backoff_delay
 
 from agent.ops import error_reply

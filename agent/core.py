@@ -26,9 +26,10 @@ from jobvisor import env_names
 from jobvisor.config import AgentConfig
 from jobvisor.errors import InvalidRequest, JobvisorError
 from jobvisor.limits import MAX_MESSAGE_BYTES, analysis_result_limit
-from jobvisor.protocol import (
+from jobvisor.codec import Message, to_wire
+from jobvisor.protocol.agent_wire import (
     Ack, AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, InputChunk, IoRequest, JobReport, KillAgent,
-    LogChunk, Message, OpReply, Progress, RunJob, StartPrefetched, StatusRequest, StatusUpdate, to_wire,
+    LogChunk, OpReply, Progress, RunJob, StartPrefetched, StatusRequest, StatusUpdate,
 )
 from jobvisor.reasons import exit_reason
 from jobvisor.resources import Resources, parse_walltime

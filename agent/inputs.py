@@ -16,7 +16,7 @@ import shutil
 
 from jobvisor.errors import InvalidRequest
 from jobvisor.input_paths import check_input_path
-from jobvisor.protocol import InputFile
+from jobvisor.protocol.agent_wire import InputFile
 
 INPUT_MODE = 0o700
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobvisor.protocol import JobReport, RunJob
+from jobvisor.protocol.agent_wire import JobReport, RunJob
 from jobvisor.reasons import exit_reason
 from jobvisor.states import JobState
 

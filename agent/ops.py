@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from jobvisor.errors import Forbidden, InvalidRequest, OpError, OpTimeout, PathEscape, TooLarge
 from jobvisor.limits import analysis_result_limit
-from jobvisor.protocol import AnalysisRequest, IoRequest, OpReply, WireError
+from jobvisor.protocol.agent_wire import AnalysisRequest, IoRequest, OpReply
+from jobvisor.protocol.common import WireError
 
 from job_cmd import io
 

@@ -23,7 +23,9 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from jobvisor.errors import InvalidRequest, OpError, TooLarge
 from jobvisor.pacing import BACKLOG_COALESCE, FRAME_COALESCE, START_LINGER, Pacer, linger
-from jobvisor.protocol import LogChunk, Message, OpReply, StatusUpdate, WireError, encode_frame
+from jobvisor.codec import Message, encode_frame
+from jobvisor.protocol.agent_wire import LogChunk, OpReply, StatusUpdate
+from jobvisor.protocol.common import WireError
 from jobvisor.states import TERMINAL_STATES, JobState
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from aiohttp import web
 from jobvisor.config import Config
 from jobvisor.errors import AuthError
 from jobvisor.link import LocalLink
-from jobvisor.protocol import Caller
+from jobvisor.protocol.common import Caller
 
 from api_gateway import (
     routes_clusters, routes_events, routes_jobs, routes_orchestrator, routes_system, routes_users, routes_workflows,

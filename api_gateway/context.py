@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from jobvisor.config import Config
-from jobvisor.protocol import Caller
+from jobvisor.protocol.common import Caller
 
 from api_gateway.auth_store import AuthStore
 from api_gateway.events import EventHub

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from jobvisor.protocol import Event
+from jobvisor.protocol.events import Event
 
 QUEUE_LIMIT = 10_000
 

@@ -4,7 +4,7 @@ the API takes and answers, including the events of its server-sent event streams
 from __future__ import annotations
 
 from jobvisor.limits import MAX_USER_EVENT_BYTES
-from jobvisor.protocol import EventKind
+from jobvisor.protocol.events import EventKind
 from jobvisor.resources import MAX_MEMORY
 from jobvisor.states import RETRY_ON_STATES, JobState
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from jobvisor.errors import InvalidRequest
-from jobvisor.protocol import ClusterLogin, ClusterLogout, ListClusters
+from jobvisor.protocol.system_requests import ClusterLogin, ClusterLogout, ListClusters
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway.context import caller_of, op

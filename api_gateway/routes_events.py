@@ -17,7 +17,8 @@ from aiohttp import web
 
 from jobvisor.errors import InvalidRequest, OpError
 from jobvisor.limits import MAX_EVENT_ID, MAX_PAGE
-from jobvisor.protocol import Caller, ListEvents, PushEvent
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.events import ListEvents, PushEvent
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway import sse

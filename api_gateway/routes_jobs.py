@@ -21,19 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from jobvisor.errors import InvalidRequest, NotFound, OpError
-from jobvisor.protocol import (
-    IO_CHUNK_BYTES,
-    CancelJobRequest,
-    GetJob,
-    ListFiles,
-    ListJobs,
-    ReadFile,
-    ReadLog,
-    ResubmitJob,
-    RunAnalysis,
-    SubmitJobs,
+from jobvisor.limits import IO_CHUNK_BYTES, LOG_READ_BYTES, MAX_PAGE
+from jobvisor.protocol.job_requests import (
+    CancelJobRequest, GetJob, ListFiles, ListJobs, ReadFile, ReadLog, ResubmitJob, RunAnalysis, SubmitJobs,
 )
-from jobvisor.limits import LOG_READ_BYTES, MAX_PAGE
 from jobvisor.wire_values import check_wire_value
 
 from api_gateway import sse, uploads

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from jobvisor.errors import Forbidden, InvalidRequest, NotFound
 from jobvisor.ids import AgentId
-from jobvisor.protocol import CancelAgentJobs, CancelAll, ClearQueue, CreateTimer, DeleteTimer, ListTimers, ShutdownAgent, ShutdownServer
+from jobvisor.protocol.system_requests import CancelAgentJobs, CancelAll, ClearQueue, ShutdownAgent, ShutdownServer
+from jobvisor.protocol.workflow_requests import CreateTimer, DeleteTimer, ListTimers
 
 from api_gateway.context import caller_of, op
 from api_gateway.routes_jobs import PREFIX, json_response

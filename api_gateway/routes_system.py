@@ -7,7 +7,8 @@ from pathlib import Path
 from aiohttp import web
 
 from jobvisor import __version__
-from jobvisor.protocol import PROTOCOL_VERSION, GetAgents, GetQueue, GetStatus
+from jobvisor.protocol.common import PROTOCOL_VERSION
+from jobvisor.protocol.system_requests import GetAgents, GetQueue, GetStatus
 
 from api_gateway.context import HUB, SUPERVISOR, caller_of, op, public
 from api_gateway.openapi import build_openapi

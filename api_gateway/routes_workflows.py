@@ -17,7 +17,7 @@ from aiohttp import web
 
 from jobvisor.errors import InvalidRequest, NotFound
 from jobvisor.limits import MAX_PAGE
-from jobvisor.protocol import (
+from jobvisor.protocol.workflow_requests import (
     CancelWorkflow, DeleteWorkflow, ExecuteWorkflow, GetWorkflow, ListWorkflows, PublishWorkflow, WorkflowHistory,
     WorkflowStatus,
 )

@@ -20,17 +20,11 @@ import msgpack
 
 from jobvisor.config import Config
 from jobvisor.errors import InvalidRequest, OpError, OpTimeout, ProtocolError, Unavailable
-from jobvisor.protocol import (
-    GatewayRequest,
-    Event,
-    ReadLog,
-    Reply,
-    RunAnalysis,
-    SubmitJobs,
-    decode,
-    encode,
-    from_wire,
-)
+from jobvisor.codec import decode, encode, from_wire
+from jobvisor.protocol.common import Reply
+from jobvisor.protocol.events import Event
+from jobvisor.protocol.job_requests import ReadLog, RunAnalysis, SubmitJobs
+from jobvisor.protocol.registry import ALLOWED_EVENTS, ALLOWED_REPLY, GatewayRequest
 from jobvisor.link import LocalLink
 from jobvisor.secrets import internal_secret_path, load_or_create_secret
 from jobvisor.timing import backoff_delay
@@ -40,8 +34,6 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Jobvisor-Secret"
 MSGPACK = "application/msgpack"
 DEFAULT_OP_TIMEOUT = 30.0
-_REPLY_ONLY = frozenset({Reply.TYPE})
-_EVENTS_ONLY = frozenset({Event.TYPE})
 
 
 class SupervisorClient:
@@ -121,7 +113,7 @@ class SupervisorClient:
         except aiohttp.ClientError as exc:
             raise Unavailable(f"the supervisor at {self._base} is unreachable: {exc}") from exc
         try:
-            reply = decode(raw, _REPLY_ONLY, self._max_bytes)
+            reply = decode(raw, ALLOWED_REPLY, self._max_bytes)
         except ProtocolError as exc:
             log.warning("unreadable supervisor reply to %s (HTTP %s): %s", request.TYPE, status, exc)
             if status in (401, 403):
@@ -176,7 +168,7 @@ class SupervisorClient:
                     if obj is None:  # the supervisor's keepalive
                         continue
                     try:
-                        message = from_wire(obj, _EVENTS_ONLY)
+                        message = from_wire(obj, ALLOWED_EVENTS)
                     except ProtocolError as exc:
                         log.warning("dropping a malformed event: %s", exc)
                         continue

@@ -22,7 +22,8 @@ from aiohttp.multipart import BodyPartReader
 from jobvisor.errors import InvalidRequest, TooLarge
 from jobvisor.input_paths import check_input_path
 from jobvisor.limits import IO_CHUNK_BYTES
-from jobvisor.protocol import Caller, JobSpec, UploadInput
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.job_requests import JobSpec, UploadInput
 
 from api_gateway.context import CONFIG, caller_of, op
 from api_gateway.validation import parse_job_specs

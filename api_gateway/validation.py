@@ -20,7 +20,7 @@ from aiohttp import web
 
 from jobvisor.errors import InvalidRequest, NotFound, TooLarge
 from jobvisor.job_spec import parse_job_spec
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.states import JobState
 from jobvisor.wire_values import check_wire_value, loads_json
 

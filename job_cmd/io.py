@@ -13,7 +13,7 @@ import os
 import stat
 
 from jobvisor.errors import InvalidRequest, NotFound, PathEscape
-from jobvisor.protocol import IO_CHUNK_BYTES
+from jobvisor.limits import IO_CHUNK_BYTES
 
 from job_cmd.fsutil import META_DIR, PROGRESS_FILE
 

@@ -1,10 +1,11 @@
 """The codec of the wire protocol: declared message types to msgpack and back.
 
-A message is a frozen dataclass with a `TYPE` tag (`jobvisor.protocol` declares them all). On
-the wire it is a msgpack map with the tag under "t"; a frame is an array of them. Decoding
-checks every field against its declared type (typed ids as the strings they name, enums as
-their values, nested messages), with checkers built once per type: thousands of messages a
-second go through here. Anything malformed, unknown or too large raises `ProtocolError`.
+A message is a frozen dataclass with a `TYPE` tag (`jobvisor.protocol`'s modules declare them
+all; `jobvisor.protocol.registry` registers them here). On the wire it is a msgpack map with
+the tag under "t"; a frame is an array of them. Decoding checks every field against its
+declared type (typed ids as the strings they name, enums as their values, nested messages),
+with checkers built once per type: thousands of messages a second go through here. Anything
+malformed, unknown or too large raises `ProtocolError`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from jobvisor import env_names
 from jobvisor.errors import ConfigError
 from jobvisor.job_limits import SETTINGS as LIMIT_SETTINGS
 from jobvisor.limits import MAX_MESSAGE_BYTES
-from jobvisor.protocol import AGENT_PATH
+from jobvisor.protocol.agent_wire import AGENT_PATH
 
 SECRET_KEY = re.compile(r"(secret|password|token|passphrase)", re.IGNORECASE)
 

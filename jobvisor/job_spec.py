@@ -17,7 +17,7 @@ from jobvisor.code_params import check_params
 from jobvisor.errors import InvalidRequest
 from jobvisor.job_arrays import parse_array
 from jobvisor.limits import MAX_RETRIES
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import RETRY_ON_STATES
 from jobvisor.wire_values import check_wire_value

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from jobvisor.protocol import Event, GatewayRequest, Reply
+from jobvisor.protocol.common import Reply
+from jobvisor.protocol.events import Event
+from jobvisor.protocol.registry import GatewayRequest
 
 
 class LocalLink(Protocol):

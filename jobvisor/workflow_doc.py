@@ -32,7 +32,7 @@ from typing import Any
 
 from jobvisor.errors import InvalidRequest
 from jobvisor.job_spec import JOB_FIELDS, parse_job_spec
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.wire_values import check_wire_value, join_path, loads_json
 
 WORKFLOW_FIELDS = frozenset({"name", "on_failure", "jobs", "description"})

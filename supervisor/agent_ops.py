@@ -11,7 +11,7 @@ from typing import Any
 
 from jobvisor.errors import Unavailable
 from jobvisor.ids import OpId
-from jobvisor.protocol import Message
+from jobvisor.codec import Message
 from jobvisor.timing import backoff_delay
 from supervisor.agents import Acquire, AgentRegistry, AgentState
 from supervisor.compute_job import ComputeJob

@@ -20,7 +20,7 @@ from drivers.base import AgentSpec, DriverBase
 from jobvisor.errors import DriverError
 from jobvisor.ids import AgentId, JobId, OpId, UserId, new_agent_id
 from jobvisor.isotime import iso
-from jobvisor.protocol import Message
+from jobvisor.codec import Message
 from jobvisor.secrets import hash_token, new_token, tokens_equal
 
 log = logging.getLogger(__name__)

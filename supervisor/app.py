@@ -8,7 +8,8 @@ import tornado.httpserver
 
 from jobvisor.config import Config
 from jobvisor.secrets import internal_secret_path, load_or_create_secret
-from jobvisor.protocol import GatewayRequest, Reply
+from jobvisor.protocol.common import Reply
+from jobvisor.protocol.registry import GatewayRequest
 from supervisor.core import Supervisor
 from supervisor.requests import RequestHandlers
 from supervisor.web import make_app

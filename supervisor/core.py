@@ -28,7 +28,9 @@ from jobvisor.config import Config
 from jobvisor.errors import Conflict, InvalidRequest, OpError
 from jobvisor.limits import MAX_RETRIES
 from jobvisor.ids import AgentId, JobId, UserId
-from jobvisor.protocol import Hello, JobSpec, Message
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import Hello
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from drivers.base import DriverBase
 from jobvisor.config import SupervisorConfig
 from jobvisor.ids import UserId
-from jobvisor.protocol import CancelJob, InputFile, Message, RunJob, StartPrefetched
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import CancelJob, InputFile, RunJob, StartPrefetched
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks
 from jobvisor.timing import backoff_delay

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from jobvisor.ids import JobId, UserId
-from jobvisor.protocol import Event, EventKind
+from jobvisor.protocol.events import Event, EventKind
 from supervisor import tables
 from supervisor.compute_job import Transition
 

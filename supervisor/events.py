@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from jobvisor.protocol import Event
+from jobvisor.protocol.events import Event
 
 log = logging.getLogger(__name__)
 

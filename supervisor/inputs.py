@@ -26,7 +26,8 @@ from pathlib import Path
 from jobvisor.errors import InvalidRequest, TooLarge
 from jobvisor.ids import JobId, UserId
 from jobvisor.input_paths import check_input_path
-from jobvisor.protocol import InputChunk, InputFile, Message, RunJob
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import InputChunk, InputFile, RunJob
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from drivers.base import DriverBase
 from jobvisor.code_names import unknown_code_message
 from jobvisor.errors import InvalidRequest
 from jobvisor.job_spec import check_env
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 
 
 def check_code(code: str, driver: DriverBase) -> None:

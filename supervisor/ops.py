@@ -11,7 +11,7 @@ import asyncio
 from typing import Any, Callable
 
 from jobvisor.errors import OpError, OpTimeout
-from jobvisor.protocol import WireError
+from jobvisor.protocol.common import WireError
 from jobvisor.ids import JobId, OpId, new_op_id
 
 

@@ -15,9 +15,9 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from jobvisor.errors import Forbidden, NotFound
 from jobvisor.ids import AgentId, UserId
-from jobvisor.protocol import (
-    CancelAgentJobs, CancelAll, Caller, ClearQueue, CreateTimer, DeleteTimer, ListTimers, ShutdownAgent, ShutdownServer,
-)
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.system_requests import CancelAgentJobs, CancelAll, ClearQueue, ShutdownAgent, ShutdownServer
+from jobvisor.protocol.workflow_requests import CreateTimer, DeleteTimer, ListTimers
 from jobvisor.states import JobState
 from supervisor.agents import Agent
 from supervisor.compute_job import ComputeJob

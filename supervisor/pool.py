@@ -15,7 +15,7 @@ from collections.abc import Callable
 from jobvisor.config import SupervisorConfig
 from jobvisor.errors import InvalidRequest, Unavailable
 from jobvisor.ids import AgentId
-from jobvisor.protocol import Hello, KillAgent
+from jobvisor.protocol.agent_wire import Hello, KillAgent
 from jobvisor.tasks import Tasks
 from supervisor.agents import Agent, AgentLink, AgentRegistry, AgentState
 from supervisor.jobs import JobBook

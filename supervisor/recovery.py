@@ -23,7 +23,8 @@ import time
 
 from jobvisor.config import SupervisorConfig
 from jobvisor.ids import JobId, UserId
-from jobvisor.protocol import CancelJob, HelloAck, JobReport, Message
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import CancelJob, HelloAck, JobReport
 from jobvisor.errors import Unavailable
 from jobvisor.states import JobState
 from jobvisor.tasks import Tasks

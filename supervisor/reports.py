@@ -10,8 +10,9 @@ from collections import defaultdict
 
 from jobvisor.ids import AgentId, JobId
 from jobvisor.pacing import FORGET_GATHER
-from jobvisor.protocol import (
-    Ack, ErrorMessage, ForgetJobs, Hello, JobReport, LogChunk, Message, OpReply, Progress, StatusUpdate,
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import (
+    Ack, ErrorMessage, ForgetJobs, Hello, JobReport, LogChunk, OpReply, Progress, StatusUpdate,
 )
 from jobvisor.reasons import exit_reason
 from jobvisor.states import JobState

@@ -16,20 +16,23 @@ from typing import Any, Awaitable, Callable
 
 from jobvisor import __version__
 from jobvisor.job_arrays import format_array
-from jobvisor.errors import Conflict, ErrorKind, InvalidRequest, NotFound, OpError
-from jobvisor.limits import LOG_READ_BYTES, MAX_PAGE, MAX_USER_EVENT_BYTES
+from jobvisor.errors import Conflict, DriverError, ErrorKind, InvalidRequest, NotFound, OpError, Unavailable
+from jobvisor.limits import IO_CHUNK_BYTES, LOG_READ_BYTES, MAX_PAGE, MAX_USER_EVENT_BYTES
 from jobvisor.wire_values import check_wire_value
 from jobvisor.ids import JobId, UserId
 from jobvisor.isotime import iso
-from jobvisor.protocol import (
-    IO_CHUNK_BYTES, PROTOCOL_VERSION, AnalysisRequest, CancelJobRequest, Caller, GetAgents, IoAction,
-    GetJob, GetQueue, GetStatus, IoRequest, ListFiles, ListJobs, Message, ReadFile, ReadLog,
-    Reply, ResubmitJob, RunAnalysis, SubmitJobs, UploadInput,
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import AnalysisRequest, IoAction, IoRequest
+from jobvisor.protocol.common import PROTOCOL_VERSION, Caller, Reply, WireError
+from jobvisor.protocol.events import EventKind, ListEvents, PushEvent
+from jobvisor.protocol.job_requests import (
+    CancelJobRequest, GetJob, ListFiles, ListJobs, ReadFile, ReadLog, ResubmitJob, RunAnalysis, SubmitJobs,
+    UploadInput,
 )
-from jobvisor.errors import DriverError, Unavailable
-from jobvisor.protocol import (
-    CancelWorkflow, ClusterLogin, ClusterLogout, DeleteWorkflow, EventKind, ExecuteWorkflow, GetWorkflow, ListClusters,
-    ListEvents, ListWorkflows, PublishWorkflow, PushEvent, WireError, WorkflowHistory, WorkflowStatus,
+from jobvisor.protocol.system_requests import ClusterLogin, ClusterLogout, GetAgents, GetQueue, GetStatus, ListClusters
+from jobvisor.protocol.workflow_requests import (
+    CancelWorkflow, DeleteWorkflow, ExecuteWorkflow, GetWorkflow, ListWorkflows, PublishWorkflow, WorkflowHistory,
+    WorkflowStatus,
 )
 from drivers.base import DriverBase, Logins, kind_serving, target_name
 from jobvisor.states import JobState

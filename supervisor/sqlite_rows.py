@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 
 from supervisor import tables
-from jobvisor.protocol import Event, EventKind
+from jobvisor.protocol.events import Event, EventKind
 from supervisor.compute_job import ComputeJob, Transition
 
 _FIXED, _MUTABLE = ComputeJob.FIXED_COLUMNS, ComputeJob.MUTABLE_COLUMNS

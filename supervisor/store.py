@@ -30,7 +30,7 @@ from jobvisor.config import DatabaseConfig, EventsConfig
 from jobvisor.errors import Unavailable
 from jobvisor.ids import AgentId, JobId, UserId
 from jobvisor.migrate import upgrade
-from jobvisor.protocol import Event, EventKind
+from jobvisor.protocol.events import Event, EventKind
 from jobvisor.states import TERMINAL_STATES, JobState
 from jobvisor.pacing import BUSY_BATCH, LAZY_LINGER, batch_delay, linger
 from jobvisor.timing import write_retry_delay

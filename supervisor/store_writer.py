@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from supervisor import tables
-from jobvisor.protocol import Event
+from jobvisor.protocol.events import Event
 from supervisor.compute_job import ComputeJob, Transition
 from supervisor.event_log import Source
 

@@ -10,7 +10,7 @@ from jobvisor.errors import InvalidRequest
 from jobvisor.ids import UserId, new_job_ids
 from jobvisor.job_arrays import parse_array
 from jobvisor.job_spec import override_params, parse_retry_on
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from jobvisor.wire_values import check_wire_value

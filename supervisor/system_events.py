@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 
 from jobvisor.ids import UserId
-from jobvisor.protocol import EventKind
+from jobvisor.protocol.events import EventKind
 from supervisor.store import Store
 
 

@@ -15,11 +15,10 @@ import tornado.websocket
 from tornado.iostream import StreamClosedError
 
 from jobvisor.errors import ErrorKind, InvalidRequest, ProtocolError
-from jobvisor.protocol import (
-    AGENT_ID_HEADER, AGENT_PATH,
-    ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, PROTOCOL_VERSION, ErrorMessage, Hello, Message,
-    Reply, WireError, decode, decode_frame, encode, encode_frame, pack, to_wire,
-)
+from jobvisor.codec import Message, decode, decode_frame, encode, encode_frame, pack, to_wire
+from jobvisor.protocol.agent_wire import AGENT_ID_HEADER, AGENT_PATH, ErrorMessage, Hello
+from jobvisor.protocol.common import PROTOCOL_VERSION, Reply, WireError
+from jobvisor.protocol.registry import ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS
 from jobvisor.limits import limit_socket_buffer
 from jobvisor.secrets import tokens_equal
 from jobvisor.pacing import FRAME_COALESCE, Pacer

@@ -16,7 +16,7 @@ import time
 
 from jobvisor.errors import Conflict
 from jobvisor.ids import UserId, new_workflow_id
-from jobvisor.protocol import Caller
+from jobvisor.protocol.common import Caller
 from jobvisor.states import WorkflowState
 from supervisor.store import Store
 from supervisor.workflow_docs import WorkflowDocs

@@ -16,7 +16,7 @@ from typing import Any
 from jobvisor.config import WorkflowsConfig
 from jobvisor.errors import InvalidRequest
 from jobvisor.ids import UserId
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.resources import Resources
 from jobvisor.workflow_doc import WorkflowDoc, parse_workflow
 from supervisor.compute_job import ComputeJob

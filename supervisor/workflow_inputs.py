@@ -20,7 +20,7 @@ from typing import Any
 from jobvisor.errors import OpError
 from jobvisor.ids import JobId, UserId
 from jobvisor.limits import IO_CHUNK_BYTES
-from jobvisor.protocol import InputFile, IoAction, IoRequest
+from jobvisor.protocol.agent_wire import InputFile, IoAction, IoRequest
 from jobvisor.workflow_doc import InputRef
 from supervisor.compute_job import ComputeJob
 from supervisor.inputs import InputStore

@@ -24,7 +24,7 @@ from typing import Any
 
 from jobvisor.code_params import check_params
 from jobvisor.errors import InvalidRequest
-from jobvisor.protocol import InputFile
+from jobvisor.protocol.agent_wire import InputFile
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.tasks import Tasks
 from jobvisor.workflow_doc import OnFailure, RefError, resolve_refs

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from jobvisor.ids import UserId
-from jobvisor.protocol import EventKind
+from jobvisor.protocol.events import EventKind
 from jobvisor.states import WorkflowState
 from supervisor import tables
 from supervisor.store import Store

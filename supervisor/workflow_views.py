@@ -15,7 +15,7 @@ from jobvisor.errors import NotFound
 from jobvisor.ids import UserId
 from jobvisor.isotime import iso
 from jobvisor.limits import MAX_PAGE
-from jobvisor.protocol import Caller
+from jobvisor.protocol.common import Caller
 from jobvisor.states import JobState
 from supervisor.compute_job import ComputeJob
 from supervisor.jobs import JobBook

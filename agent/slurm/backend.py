@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jobvisor.errors import JobvisorError
-from jobvisor.protocol import RunJob
+from jobvisor.protocol.agent_wire import RunJob
 from jobvisor.reasons import exit_reason, walltime_exceeded
 from jobvisor.resources import Resources
 from jobvisor.states import JobState

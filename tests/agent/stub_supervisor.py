@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from jobvisor.protocol import (
-    ALLOWED_FROM_AGENT, ErrorMessage, Hello, HelloAck, LogChunk, Message, StatusUpdate, decode_frame, encode_frame,
-)
+from jobvisor.codec import Message, decode_frame, encode_frame
+from jobvisor.protocol.agent_wire import ErrorMessage, Hello, HelloAck, LogChunk, StatusUpdate
+from jobvisor.protocol.registry import ALLOWED_FROM_AGENT
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "agent-test-token-0123456789"

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from jobvisor.protocol import InputChunk, InputFile, RunJob
+from jobvisor.protocol.agent_wire import InputChunk, InputFile, RunJob
 
 from tests.agent.stub_supervisor import AgentProcess
 

@@ -5,9 +5,9 @@ import asyncio
 
 import msgpack
 
-from jobvisor.protocol import (
-    AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, LogChunk, OpReply, RunJob, StatusRequest,
-    StatusUpdate,
+from jobvisor.protocol.agent_wire import (
+    AnalysisRequest, CancelJob, ErrorMessage, ForgetJobs, HelloAck, IoRequest, LogChunk, OpReply, RunJob,
+    StatusRequest, StatusUpdate,
 )
 
 from tests.agent.test_agent_stop import group_gone

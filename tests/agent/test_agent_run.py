@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from jobvisor.protocol import Ack, LogChunk, OpReply, Progress, RunJob, StatusRequest, StatusUpdate
+from jobvisor.protocol.agent_wire import Ack, LogChunk, OpReply, Progress, RunJob, StatusRequest, StatusUpdate
 
 from tests.agent.stub_supervisor import WAIT
 

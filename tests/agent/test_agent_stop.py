@@ -4,7 +4,7 @@ import asyncio
 import os
 import time
 
-from jobvisor.protocol import CancelJob, KillAgent, RunJob, StatusUpdate
+from jobvisor.protocol.agent_wire import CancelJob, KillAgent, RunJob, StatusUpdate
 
 from tests.agent.stub_supervisor import WAIT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobvisor.config import AgentConfig
-from jobvisor.protocol import (
+from jobvisor.protocol.agent_wire import (
     Ack, CancelJob, ForgetJobs, HelloAck, KillAgent, LogChunk, OpReply, Progress, RunJob, StatusRequest, StatusUpdate,
 )
 from jobvisor.states import JobState
@@ -264,7 +264,7 @@ def test_status_and_kill(env):
 
 
 def test_prefetched_jobs_start_in_order_as_started_jobs_end(env):
-    from jobvisor.protocol import CancelJob, StartPrefetched
+    from jobvisor.protocol.agent_wire import CancelJob, StartPrefetched
 
     core, comm, procs, tmp_path = env
     core.handle(run("j1", tmp_path))

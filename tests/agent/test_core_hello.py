@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobvisor.protocol import ForgetJobs, HelloAck, LogChunk, StatusUpdate
+from jobvisor.protocol.agent_wire import ForgetJobs, HelloAck, LogChunk, StatusUpdate
 from jobvisor.states import JobState
 from tests.agent.test_core import env, run  # noqa: F401  (the fixture and the RunJob maker)
 

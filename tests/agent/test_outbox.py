@@ -1,7 +1,9 @@
 import asyncio
 import contextlib
 
-from jobvisor.protocol import ALLOWED_FROM_AGENT, Ack, JobReport, LogChunk, OpReply, StatusUpdate, decode_frame
+from jobvisor.codec import decode_frame
+from jobvisor.protocol.agent_wire import Ack, JobReport, LogChunk, OpReply, StatusUpdate
+from jobvisor.protocol.registry import ALLOWED_FROM_AGENT
 from jobvisor.states import JobState
 
 from agent.outbox import LOG_FRAME_BYTES, Outbox, size_hint

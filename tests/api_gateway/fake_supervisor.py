@@ -25,33 +25,15 @@ from aiohttp import web
 from jobvisor import __version__
 from jobvisor.errors import Conflict, InvalidRequest, NotFound, OpError, Unavailable
 from jobvisor.ids import JobId, UserId, new_job_id
-from jobvisor.protocol import (
-    ALLOWED_GATEWAY_REQUESTS,
-    WireError,
-    IO_CHUNK_BYTES,
-    PROTOCOL_VERSION,
-    CancelJobRequest,
-    Caller,
-    GetAgents,
-    GetJob,
-    GetQueue,
-    GetStatus,
-    Event,
-    EventKind,
-    ListEvents,
-    PushEvent,
-    ListFiles,
-    ListJobs,
-    ReadFile,
-    ReadLog,
-    Reply,
-    RunAnalysis,
-    SubmitJobs,
-    decode,
-    encode,
-    pack,
-    to_wire,
+from jobvisor.codec import decode, encode, pack, to_wire
+from jobvisor.limits import IO_CHUNK_BYTES
+from jobvisor.protocol.common import PROTOCOL_VERSION, Caller, Reply, WireError
+from jobvisor.protocol.events import Event, EventKind, ListEvents, PushEvent
+from jobvisor.protocol.job_requests import (
+    CancelJobRequest, GetJob, ListFiles, ListJobs, ReadFile, ReadLog, RunAnalysis, SubmitJobs,
 )
+from jobvisor.protocol.registry import ALLOWED_GATEWAY_REQUESTS
+from jobvisor.protocol.system_requests import GetAgents, GetQueue, GetStatus
 from jobvisor.resources import Resources
 from jobvisor.states import JobState
 from supervisor.agents import AgentState

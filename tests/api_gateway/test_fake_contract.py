@@ -16,10 +16,11 @@ import pytest
 
 from api_gateway.context import SUPERVISOR
 from jobvisor.errors import OpError
-from jobvisor.protocol import (
-    CancelJobRequest, Caller, GetAgents, GetJob, GetQueue, GetStatus, JobSpec, ListFiles, ListJobs, ReadFile,
-    ReadLog, RunAnalysis, SubmitJobs,
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.job_requests import (
+    CancelJobRequest, GetJob, JobSpec, ListFiles, ListJobs, ReadFile, ReadLog, RunAnalysis, SubmitJobs,
 )
+from jobvisor.protocol.system_requests import GetAgents, GetQueue, GetStatus
 
 from real_env import RealEnv, start_real_env
 

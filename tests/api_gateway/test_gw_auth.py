@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from jobvisor.errors import AuthError, Conflict, InvalidRequest, NotFound
-from jobvisor.protocol import PROTOCOL_VERSION
+from jobvisor.protocol.common import PROTOCOL_VERSION
 
 from api_gateway.auth_store import AuthStore, bootstrap_admin
 

@@ -12,7 +12,7 @@ import re
 import aiohttp
 import pytest
 
-from jobvisor.protocol import EventKind
+from jobvisor.protocol.events import EventKind
 from jobvisor.limits import MAX_USER_EVENT_BYTES
 
 from api_gateway import events as hub_module

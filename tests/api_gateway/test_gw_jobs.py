@@ -8,7 +8,7 @@ import json
 import pytest
 
 from api_gateway.openapi import build_openapi
-from jobvisor.protocol import GetJob, SubmitJobs
+from jobvisor.protocol.job_requests import GetJob, SubmitJobs
 
 from gateway_env import MAX_BODY
 

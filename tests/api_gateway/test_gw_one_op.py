@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from jobvisor.protocol import CancelJobRequest, GetJob, ListFiles, ReadFile, ReadLog, RunAnalysis
+from jobvisor.protocol.job_requests import CancelJobRequest, GetJob, ListFiles, ReadFile, ReadLog, RunAnalysis
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ routes against `jobvisor up` in a subprocess.)"""
 from __future__ import annotations
 
 from jobvisor.ids import UserId
-from jobvisor.protocol import JobSpec
+from jobvisor.protocol.job_requests import JobSpec
 from real_env import start_real_env
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobvisor.protocol import SubmitJobs
+from jobvisor.protocol.job_requests import SubmitJobs
 
 PROBLEM = "application/problem+json"
 

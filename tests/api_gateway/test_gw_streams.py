@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from jobvisor.protocol import IO_CHUNK_BYTES, ReadFile
+from jobvisor.limits import IO_CHUNK_BYTES
+from jobvisor.protocol.job_requests import ReadFile
 
 from sse_client import next_event
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from jobvisor.protocol import SubmitJobs, UploadInput
+from jobvisor.protocol.job_requests import SubmitJobs, UploadInput
 from real_env import MAX_BODY, start_real_env
 from tests.harness import job_form
 

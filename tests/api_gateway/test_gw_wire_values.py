@@ -16,7 +16,8 @@ import pytest
 
 from api_gateway.context import SUPERVISOR
 from jobvisor.errors import InvalidRequest
-from jobvisor.protocol import Caller, RunAnalysis
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.job_requests import RunAnalysis
 
 from real_env import RealEnv, start_real_env
 

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from jobvisor.config import AgentConfig
-from jobvisor.protocol import CancelJob, ForgetJobs, RunJob, StatusUpdate
+from jobvisor.protocol.agent_wire import CancelJob, ForgetJobs, RunJob, StatusUpdate
 from jobvisor.states import JobState
 
 from agent.core import AgentCore

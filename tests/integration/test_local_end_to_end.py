@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import pytest
 
-from jobvisor.protocol import PROTOCOL_VERSION
+from jobvisor.protocol.common import PROTOCOL_VERSION
 from tests.harness import REPO, Api, ApiError, JobvisorProcess
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from jobvisor.errors import MessageTooLarge, ProtocolError
-from jobvisor.protocol import (
-    ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT, Caller, Hello, JobReport, JobSpec,
-    InputChunk, InputFile, RunJob, StatusUpdate, SubmitJobs, decode, decode_frame, encode, encode_frame, pack,
-)
+from jobvisor.codec import decode, decode_frame, encode, encode_frame, pack
+from jobvisor.protocol.agent_wire import Hello, InputChunk, InputFile, JobReport, RunJob, StatusUpdate
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.job_requests import JobSpec, SubmitJobs
+from jobvisor.protocol.registry import ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT
 
 
 def test_round_trip_with_nested_messages():

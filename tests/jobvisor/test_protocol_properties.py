@@ -13,13 +13,9 @@ from typing import Any, Union
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobvisor import protocol
-from jobvisor.codec import message_types
+from jobvisor.codec import Message, decode, decode_frame, encode, encode_frame, from_wire, message_types, pack, to_wire
 from jobvisor.errors import MessageTooLarge, ProtocolError
-from jobvisor.protocol import (
-    ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT, Message, decode, decode_frame,
-    encode, encode_frame, from_wire, pack,
-)
+from jobvisor.protocol.registry import ALLOWED_FROM_AGENT, ALLOWED_GATEWAY_REQUESTS, ALLOWED_TO_AGENT
 from jobvisor.wire_values import MAX_INT, MIN_INT
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,7 +102,7 @@ def test_garbage_bytes_are_a_protocol_error_or_a_message(data):
 def _corrupt(draw: st.DrawFn) -> dict:
     """A map that names a real message type, with some fields of the wrong type or missing."""
     cls = draw(st.sampled_from(MESSAGE_TYPES))
-    wire = protocol.to_wire(draw(message_of(cls)))
+    wire = to_wire(draw(message_of(cls)))
     names = [f.name for f in dataclasses.fields(cls)]
     for name in draw(st.lists(st.sampled_from(names), max_size=3)) if names else ():
         if draw(st.booleans()):
@@ -138,7 +134,7 @@ def test_a_message_over_the_limit_is_message_too_large(message):
     else:
         raise AssertionError("a message over the limit was decoded")
     try:
-        decode_frame(pack([protocol.to_wire(message)] * 2), frozenset(TAGS), max_bytes=len(data))
+        decode_frame(pack([to_wire(message)] * 2), frozenset(TAGS), max_bytes=len(data))
     except MessageTooLarge:
         pass
     else:

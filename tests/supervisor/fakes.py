@@ -8,7 +8,8 @@ import asyncio
 
 from drivers.base import AgentSpec, DriverBase
 from jobvisor.config import Config, load_config
-from jobvisor.protocol import Hello, JobReport, Message, OpReply, RunJob, StatusUpdate
+from jobvisor.codec import Message
+from jobvisor.protocol.agent_wire import Hello, JobReport, OpReply, RunJob, StatusUpdate
 from jobvisor.states import JobState
 from supervisor.core import Supervisor
 

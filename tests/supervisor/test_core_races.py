@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from jobvisor.errors import OpTimeout
-from jobvisor.protocol import (
-    CancelJob, CancelJobRequest, Caller, ForgetJobs, JobReport, JobSpec, OpReply, RunAnalysis, RunJob,
-)
+from jobvisor.protocol.agent_wire import CancelJob, ForgetJobs, JobReport, OpReply, RunJob
+from jobvisor.protocol.common import Caller
+from jobvisor.protocol.job_requests import CancelJobRequest, JobSpec, RunAnalysis
 from jobvisor.states import JobState
 from supervisor.requests import RequestHandlers
 from tests.supervisor.fakes import eventually, report
@@ -70,7 +70,7 @@ async def test_reply_for_a_destroyed_op_is_dropped(core, driver):
     handlers = RequestHandlers(core)
     with pytest.raises(OpTimeout):
         await handlers.handle(RunAnalysis(Caller("alice"), job.id, {}))
-    from jobvisor.protocol import AnalysisRequest
+    from jobvisor.protocol.agent_wire import AnalysisRequest
 
     (request,) = link.of(AnalysisRequest)
     agent = core.agents.by_id[job.agent_id]
@@ -155,7 +155,7 @@ def ahead_at(core, agent) -> list:
 
 
 async def test_sent_ahead_jobs_take_freed_slots_in_order(core, driver):
-    from jobvisor.protocol import StartPrefetched
+    from jobvisor.protocol.agent_wire import StartPrefetched
 
     send_ahead(core)
     first = await submit_one(core)
@@ -231,7 +231,7 @@ async def test_jobs_sent_ahead_are_queued_with_their_positions(core, driver):
     assert [core.queue_position(j) for j in [*rest, later]] == [1, 2, 3, 4]
     views = [RequestHandlers(core)._view(j) for j in rest]
     assert [(v["state"], v["queue_position"], v["agent_id"]) for v in views] == [("queued", n, None) for n in (1, 2, 3)]
-    from jobvisor.protocol import GetQueue
+    from jobvisor.protocol.system_requests import GetQueue
 
     queue = await RequestHandlers(core).handle(GetQueue(Caller("alice")))
     assert queue["drivers"]["fake"]["queued"] == 4
@@ -264,7 +264,7 @@ async def test_a_run_lost_on_the_way_is_sent_again_and_a_restarted_agents_job_is
 async def test_a_retried_jobs_log_is_the_new_attempts_alone(core, driver):
     """The soak's finding: attempt 2's bytes were written over attempt 1's longer log, whose
     tail stayed. A new attempt's log starts empty; a late chunk of the old attempt is dropped."""
-    from jobvisor.protocol import LogChunk
+    from jobvisor.protocol.agent_wire import LogChunk
 
     job = await submit_one(core, max_retries=1)
     await running(core, driver, job)
@@ -395,7 +395,8 @@ async def test_an_end_comes_before_its_log_and_the_job_is_forgotten_once_the_log
     """The end carries the final log size; the bytes after it are taken, a read waits for
     them, and ForgetJobs goes only once the log store holds them all. An end sent again with
     less (the agent could not read the rest) lowers what is waited for."""
-    from jobvisor.protocol import LogChunk, ReadLog
+    from jobvisor.protocol.agent_wire import LogChunk
+    from jobvisor.protocol.job_requests import ReadLog
 
     job = await submit_one(core)
     link = await running(core, driver, job)

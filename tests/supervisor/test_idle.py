@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from jobvisor.protocol import JobSpec, KillAgent
+from jobvisor.protocol.agent_wire import KillAgent
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.states import JobState
 from supervisor.agents import AgentState
 from tests.supervisor.fakes import FakeDriver, eventually, report

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from jobvisor.errors import InvalidRequest, TooLarge
-from jobvisor.protocol import CancelJob, InputChunk, InputFile, RunJob
+from jobvisor.protocol.agent_wire import CancelJob, InputChunk, InputFile, RunJob
 from supervisor.agents import Agent, AgentState
 from supervisor.inputs import InputStore, read_inputs
 from tests.supervisor.fakes import FakeLink

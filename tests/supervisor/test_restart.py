@@ -4,7 +4,8 @@ SQLite and on PostgreSQL (the `database` fixture)."""
 
 from __future__ import annotations
 
-from jobvisor.protocol import ForgetJobs, HelloAck, JobReport, JobSpec, RunJob
+from jobvisor.protocol.agent_wire import ForgetJobs, HelloAck, JobReport, RunJob
+from jobvisor.protocol.job_requests import JobSpec
 from jobvisor.states import JobState
 from supervisor.core import Supervisor
 from tests.supervisor.fakes import FakeDriver, eventually, make_config, report

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from jobvisor.config import EventsConfig
-from jobvisor.protocol import Event, EventKind
+from jobvisor.protocol.events import Event, EventKind
 from jobvisor.states import JobState
 from supervisor import tables
 from supervisor.compute_job import ComputeJob, WorkflowMember

@@ -7,10 +7,11 @@ import aiohttp
 import pytest
 
 from jobvisor.ids import AgentId, UserId
-from jobvisor.protocol import (
-    ALLOWED_TO_AGENT, PROTOCOL_VERSION, ErrorMessage, GetStatus, Hello, HelloAck, Reply, decode,
-    decode_frame, encode, encode_frame, pack,
-)
+from jobvisor.codec import decode, decode_frame, encode, encode_frame, pack
+from jobvisor.protocol.agent_wire import ErrorMessage, Hello, HelloAck
+from jobvisor.protocol.common import PROTOCOL_VERSION, Reply
+from jobvisor.protocol.registry import ALLOWED_TO_AGENT
+from jobvisor.protocol.system_requests import GetStatus
 from jobvisor.secrets import hash_token, internal_secret_path
 from supervisor.agents import Agent
 from supervisor.app import start_supervisor

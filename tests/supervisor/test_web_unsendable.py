@@ -11,7 +11,9 @@ import pytest
 
 from jobvisor.config import load_config
 from jobvisor.errors import InvalidRequest
-from jobvisor.protocol import AnalysisRequest, Caller, GetJob, JobSpec, ListFiles, Reply, RunAnalysis, SubmitJobs
+from jobvisor.protocol.agent_wire import AnalysisRequest
+from jobvisor.protocol.common import Caller, Reply
+from jobvisor.protocol.job_requests import GetJob, JobSpec, ListFiles, RunAnalysis, SubmitJobs
 from supervisor.app import LocalLink, RunningSupervisor, start_supervisor
 from tests.harness import free_port
 

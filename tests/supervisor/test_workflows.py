@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select, update
 
 from jobvisor.errors import Conflict, InvalidRequest, NotFound
-from jobvisor.protocol import Caller, InputFile, IoRequest, OpReply, RunJob
+from jobvisor.protocol.agent_wire import InputFile, IoRequest, OpReply, RunJob
+from jobvisor.protocol.common import Caller
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import parse_workflow
 from supervisor import tables
