@@ -1,18 +1,18 @@
 """The supervisor: its parts, wired, and the calls its sockets make.
 
-    targets    driver instances by target, each with its fair queue (scheduler.DriverQueue)
-    jobs       the unfinished jobs and every change to one (JobBook)
-    holds      queued jobs kept out of their queue for a reason (restart, login, outage)
-    dispatch   the scheduling loop: agents for waiting users, runs and sends ahead, cancel
-    pool       agents after their start: connect, drop, idle, death
-    recovery   a restart: the database's jobs meet the agents' hellos
-    reports    what agents report, turned into job changes
-    agent_ops  analysis and io requests to a job's agent, with their own timeouts
+    targets            driver instances by target, each with its fair queue (scheduler.DriverQueue)
+    jobs               the unfinished jobs and every change to one (JobBook)
+    holds              queued jobs kept out of their queue for a reason (restart, login, outage)
+    dispatch           the scheduling loop: agents for waiting users, runs and sends ahead, cancel
+    pool               agents after their start: connect, drop, idle, death
+    recovery           a restart: the database's jobs meet the agents' hellos
+    reports            what agents report, turned into job changes
+    agent_ops          analysis and io requests to a job's agent, with their own timeouts
     workflow_runs      running workflows: their graphs, releases of dependents at a job's end
     workflow_commands  publish, execute, cancel, delete (workflow_docs checks a document)
     workflow_views     a workflow's view, list, status, history
     workflow_restore   running workflows put back after a restart
-    store      persistence; events are published once committed
+    store              persistence; events are published once committed
 
 Socket handlers (supervisor.web, supervisor.requests) call the methods below; each is a thin
 hand-off to the part that owns the matter.

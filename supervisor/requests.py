@@ -256,7 +256,7 @@ class RequestHandlers:
         )
         return {"result": result}
 
-    # ------------------------------------------------------------------ workflows (supervisor.workflow_commands, workflow_views)
+    # ------------------------------------------------------- workflows (supervisor.workflow_commands, workflow_views)
 
     async def publish_workflow(self, req: PublishWorkflow) -> dict:
         return await self.core.workflow_commands.publish(req.caller, req.document, req.message, req.execute)
