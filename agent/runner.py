@@ -261,10 +261,13 @@ def _keep_previous_log(job: JobRecord) -> None:
             return
     except FileNotFoundError:
         return
-    previous = read_status(job.run_dir)
-    number = previous.attempt if previous is not None and previous.attempt != job.attempt else "previous"
+    previous = read_status(job.run_dir)  # says this attempt already when it was written for it
+    number = previous.attempt if previous is not None and previous.attempt < job.attempt else job.attempt - 1
+    kept = os.path.join(job.run_path, f"output.{number}.log")
+    while os.path.exists(kept):  # never over an earlier attempt's log
+        kept = kept[: -len(".log")] + "+.log"
     try:
-        os.replace(job.log_path, os.path.join(job.run_path, f"output.{number}.log"))
+        os.replace(job.log_path, kept)
     except OSError as exc:
         logger.warning("job %s: cannot keep the previous output log: %s", job.job_id, exc)
 

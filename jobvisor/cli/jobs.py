@@ -98,8 +98,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     args.id = resolve_job(client, args.id)
     out = sys.stdout
+    path, accept = f"/jobs/{args.id}/log", "text/plain"
+    if args.attempt is not None:
+        job = client.call("GET", f"/jobs/{args.id}")
+        if not 1 <= args.attempt <= job["attempt"]:
+            raise CliError(f"--attempt {args.attempt}: job {args.id} has had attempts 1 to {job['attempt']}", status=USAGE)
+        if args.attempt < job["attempt"]:  # an earlier attempt's log, kept in the run dir
+            if args.follow:
+                raise CliError("--follow reads the current attempt's log; drop --follow or --attempt", status=USAGE)
+            path, accept = f"/jobs/{args.id}/files/output.{args.attempt}.log", "*/*"
     if not args.follow:
-        with client.open("GET", f"/jobs/{args.id}/log", accept="text/plain") as resp:
+        with client.open("GET", path, accept=accept) as resp:
             while chunk := resp.read(64 * 1024):
                 out.buffer.write(chunk)
         out.flush()
@@ -224,6 +233,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", metavar="JOB", help=JOB_HELP)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("-q", "--quiet", action="store_true", help="no final state line on stderr")
+    p.add_argument("--attempt", type=int, metavar="N",
+                   help="an earlier attempt's log (a retried job's run dir keeps each as output.N.log); "
+                        "default: the current attempt's")
     add_client_arguments(p)
     p.set_defaults(func=cmd_logs)
 

@@ -58,3 +58,20 @@ async def test_submit_an_array_and_resubmit_one_of_its_jobs(real_cli, real):
     assert (await cli.run("logs", new_id)).out == "again\n"
     other = await cli.run("resubmit", last["id"], user="bob")
     assert other.rc != 0 and "HTTP 404" in other.err
+
+
+async def test_each_attempts_log_is_kept_and_logs_attempt_reads_it(real_cli, real):
+    script = "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo attempt $n; [ $n -ge 3 ]"
+    submitted = await real_cli.run("submit", "--max-retries", "2", "--retry-on", "failed", "--", "sh", "-c", script)
+    assert submitted.rc == 0, submitted.err
+    job_id = submitted.out.strip()
+    job = await real.wait_state(job_id, {"completed", "failed"}, timeout=30)
+    assert (job["state"], job["attempt"]) == ("completed", 3), job
+    for attempt in (1, 2, 3):
+        shown = await real_cli.run("logs", job_id, "--attempt", str(attempt))
+        assert (shown.rc, shown.out) == (0, f"attempt {attempt}\n"), shown.err
+    assert (await real_cli.run("logs", job_id)).out == "attempt 3\n"
+    files = (await real_cli.run("files", job_id)).out
+    assert "output.1.log" in files and "output.2.log" in files
+    beyond = await real_cli.run("logs", job_id, "--attempt", "4")
+    assert beyond.rc == 2 and "attempts 1 to 3" in beyond.err
