@@ -57,9 +57,9 @@ def exception_reason(type_name: str, message: str) -> str:
 def describe_end(state: str, exit_code: int | None, reason: str) -> str:
     """A job's end in one line for a person, each thing said once: "completed (exit code 0)",
     "failed (exit code 3)", "failed (exit code 1): ValueError: bad mesh size", "failed: killed
-    by SIGKILL" (a signal's code is its reason), "lost (exit code -): agent lost"."""
+    by SIGKILL" (a signal's code is its reason), "lost: agent lost" (no process, no code)."""
+    line = state if exit_code is None or exit_code < 0 else f"{state} (exit code {exit_code})"
     signaled = exit_code is not None and exit_code < 0
-    line = state if signaled else f"{state} (exit code {'-' if exit_code is None else exit_code})"
     said = exit_code is not None and not signaled and reason == exit_reason(exit_code)
     if reason and state != "completed" and not said:
         line += f": {reason}"

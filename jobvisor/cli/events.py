@@ -22,11 +22,14 @@ from jobvisor.cli.errors import CliError
 from jobvisor.cli.fmt import local_time
 from jobvisor.cli.resolve import resolve_job
 from jobvisor.limits import MAX_EVENT_ID
+from jobvisor.reasons import describe_end
+from jobvisor.states import TERMINAL_STATES
 from jobvisor.timing import backoff_delay
 
 PAGE = 1000
 FOLLOW_IDLE = 40.0  # seconds without a byte (heartbeats come every 15 s) before reconnecting
 STREAM_KINDS = frozenset({"transition", "progress", "workflow", "user", "system"})
+TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 
 def summary(event: dict) -> str:
@@ -34,10 +37,13 @@ def summary(event: dict) -> str:
     data = event.get("data") or {}
     kind = event.get("kind")
     if kind == "transition":
-        text = f"{data.get('state')} (attempt {data.get('attempt')})"
-        if data.get("exit_code") is not None:
-            text += f" exit code {data['exit_code']}"
-        return text + (f": {data['reason']}" if data.get("reason") else "")
+        state, reason = str(data.get("state")), data.get("reason") or ""
+        if state in TERMINAL:
+            text = describe_end(state, data.get("exit_code"), reason)
+        else:
+            text = state + (f": {reason}" if reason and reason != state else "")
+        attempt = data.get("attempt")
+        return text + (f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else "")
     if kind == "progress":
         fraction = data.get("progress")
         text = f"{round(fraction * 100)}%" if isinstance(fraction, (int, float)) else "-"

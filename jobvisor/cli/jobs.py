@@ -18,6 +18,7 @@ from jobvisor.cli.errors import CliError
 from jobvisor.cli.keyvalues import parse_key_values
 from jobvisor.cli.job_extras import add_submit_options, print_submitted, submit_fields
 from jobvisor.cli.resolve import USAGE, resolve_job
+from jobvisor.reasons import describe_end
 from jobvisor.resources import WALLTIME_FORMS
 
 SLURM_OPTIONS = ("cluster", "partition", "qos", "account", "constraint")
@@ -124,8 +125,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
                         offset = data["next"]
                     elif kind == "end":
                         if not args.quiet:
-                            code = data.get("exit_code")
-                            print(f"[{data['state']} (exit code {code if code is not None else '-'})]", file=sys.stderr)
+                            print(f"[{describe_end(data['state'], data.get('exit_code'), data.get('reason') or '')}]",
+                                  file=sys.stderr)
                         return 0
                     elif kind == "error":
                         raise CliError(f"log stream failed: {data.get('detail')}")

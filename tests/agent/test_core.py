@@ -130,7 +130,7 @@ def test_an_end_is_described_without_saying_a_thing_twice():
     assert describe_end("failed", 1, "ValueError: bad mesh size") == "failed (exit code 1): ValueError: bad mesh size"
     assert describe_end("failed", -9, "killed by SIGKILL") == "failed: killed by SIGKILL"
     assert describe_end("completed", 0, "") == describe_end("completed", 0, "exit code 0") == "completed (exit code 0)"
-    assert describe_end("timed_out", None, "walltime 00:05:00 exceeded") == "timed_out (exit code -): walltime 00:05:00 exceeded"
+    assert describe_end("timed_out", None, "walltime 00:05:00 exceeded") == "timed_out: walltime 00:05:00 exceeded"
 
 
 def test_run_then_complete(env):

@@ -26,8 +26,8 @@ async def test_events_prints_the_history_one_line_each_or_as_json(real, real_cli
     assert result.rc == 0, result.err
     lines = result.out.splitlines()
     assert len(lines) == 4 and all(f"job {job['id']}" in line for line in lines)
-    assert [line.split()[6] for line in lines] == ["queued", "starting", "running", "completed"]
-    assert "exit code 0" in lines[-1] and lines[0].split()[3] == "transition"
+    assert [line.split()[6].rstrip(":") for line in lines] == ["queued", "starting", "running", "completed"]
+    assert lines[-1].endswith("completed (exit code 0)") and lines[0].split()[3] == "transition"
     as_json = [json.loads(line) for line in (await real_cli.run("events", "--json")).out.splitlines()]
     assert [e["data"]["state"] for e in as_json] == ["queued", "starting", "running", "completed"]
     later = await real_cli.run("events", "--json", "--since", str(as_json[1]["id"]))
@@ -72,5 +72,11 @@ def test_human_lines_say_what_each_kind_is():
     assert summary({**base, "kind": "workflow", "data": {"name": "study", "state": "running", "counts": {"queued": 2, "waiting": 1}}}) \
         == "study running (queued 2, waiting 1)"
     assert summary({**base, "kind": "user", "data": {"b": 1, "a": "x"}}) == '{"a":"x","b":1}'
+    def transition(**data):
+        return summary({**base, "kind": "transition", "data": {"attempt": 1, "exit_code": None, **data}})
+    assert transition(state="running", reason="running") == "running"  # each thing said once
+    assert transition(state="completed", exit_code=0, reason="exit code 0") == "completed (exit code 0)"
+    assert transition(state="failed", exit_code=3, reason="exit code 3", attempt=2) == "failed (exit code 3) (attempt 2)"
+    assert transition(state="canceled", reason="canceled by user") == "canceled: canceled by user"
     line = format_event({**base, "kind": "system", "workflow_id": "w1", "data": {"action": "timer_fired"}})
     assert "#7" in line and "system" in line and "workflow w1" in line and "2026-12-05" in line

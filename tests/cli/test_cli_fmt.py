@@ -132,7 +132,7 @@ def test_end_line_says_a_reason_once():
     assert end_line({"id": "j1", "state": "failed", "exit_code": 3, "reason": "exit code 3"}, True) == (
         "j1 failed (exit code 3)")
     assert end_line({"id": "j1", "state": "lost", "exit_code": None, "reason": "agent lost"}, True) == (
-        "j1 lost (exit code -): agent lost")
+        "j1 lost: agent lost")
 
 
 def test_analysis_arguments():
