@@ -11,6 +11,8 @@ import argparse
 import json
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
+from jobvisor.cli.errors import CliError
+from jobvisor.cli.resolve import USAGE
 from jobvisor.cli.fmt import local_time, table as format_table
 from jobvisor.cli.workflows import resolve_workflow
 
@@ -79,7 +81,11 @@ def cmd_timer_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_clear(args: argparse.Namespace) -> int:
-    reply = client_from_args(args).call("POST", "/queue/clear", query={"user": args.user})
+    if args.user and args.all_users:
+        raise CliError("--user and --all-users say different things: give one", status=USAGE)
+    client = client_from_args(args)
+    user = None if args.all_users else args.user or client.call("GET", "/whoami")["user"]
+    reply = client.call("POST", "/queue/clear", query={"user": user})
     whose = "every user's" if reply.get("all_users") else f"{reply.get('user')}'s"
     print(f"canceled {reply['canceled']} of {whose} queued and waiting jobs")
     return 0
@@ -121,8 +127,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     queue = command(subparsers, "queue", "the queue")
     p = actions_of(queue, "queue_command").add_parser(
-        "clear", help="cancel your queued and waiting jobs (admins: everyone's, or --user's)")
-    p.add_argument("--user", help="admins: only this user's jobs (without it, an admin clears every user's)")
+        "clear", help="cancel your queued and waiting jobs (admins: --user's, or --all-users')")
+    p.add_argument("--user", help="admins: this user's jobs instead of yours")
+    p.add_argument("--all-users", dest="all_users", action="store_true", help="admins: every user's jobs")
     add_client_arguments(p)
     p.set_defaults(func=cmd_queue_clear)
 

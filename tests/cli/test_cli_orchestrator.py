@@ -52,6 +52,8 @@ async def test_queue_clear_and_agent_actions(one_slot):
     for job_id in queued:
         assert (await real.wait_state(job_id, "canceled"))["reason"] == "canceled by user (queue_clear)"
     assert (await real.wait_state(bobs, "queued", user="bob"))["state"] == "queued"
+    own = await cli.run("queue", "clear", user="root")  # an admin clears their own queue unless they say whose
+    assert own.rc == 0 and own.out.strip() == "canceled 0 of root's queued and waiting jobs"
     by_admin = await cli.run("queue", "clear", "--user", "bob", user="root")
     assert by_admin.rc == 0 and by_admin.out.strip() == "canceled 1 of bob's queued and waiting jobs"
 
