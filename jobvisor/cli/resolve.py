@@ -3,8 +3,10 @@ and the jobs of a filter (state, name, job array), page after page.
 
 Every command that takes a job goes through `resolve_job(s)`, which asks the API
 (`GET /jobs?id_prefix=` and `?name=`), so what a name means is decided by the server's view of
-the caller's jobs (all jobs for an admin). No match, or more than one, is a usage error
-(exit status 2) that lists the candidates.
+the caller's jobs (all jobs for an admin). A name shared by several jobs of one owner means the
+newest of them, as a researcher who submits `--name sim` again expects (a note on stderr says
+which, and how many there are), except where a mistake costs work (`cancel`). No match, or an
+ambiguity otherwise, is a usage error (exit status 2) that lists the candidates.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def _candidate(job: dict) -> str:
     return f"{job['id']}{name} {job.get('state', '')}, owner {job.get('owner', '?')}"
 
 
-def resolve_job(client: ApiClient, ref: str) -> str:
+def resolve_job(client: ApiClient, ref: str, *, newest: bool = True) -> str:
     """The id of the one job `ref` names (a full id is taken as it is: the route says if it
-    exists). CliError with status 2 if none or several match."""
+    exists); with `newest`, the newest of one owner's jobs that all have the name `ref`.
+    CliError with status 2 if none or several match."""
     if FULL_ID.match(ref):
         return ref
     found = _matches(client, ref)
@@ -51,17 +54,24 @@ def resolve_job(client: ApiClient, ref: str) -> str:
     if not found:
         raise CliError(f"no job has the id prefix or name {ref!r}", status=USAGE)
     listed = sorted(found.values(), key=lambda j: j["id"])
+    if newest and all(j.get("name") == ref for j in listed) and len({j.get("owner") for j in listed}) == 1:
+        chosen = listed[-1]  # ids grow with time
+        older = len(listed) - 1
+        count = f"{older} or more older jobs" if len(listed) > SHOWN else f"{older} older job{'s' if older > 1 else ''}"
+        print(f"jobvisor: {ref!r} also names {count}; using the newest, {chosen['id']} "
+              f"({chosen.get('state', '')}); give an id for another", file=sys.stderr)
+        return chosen["id"]
     more = " ..." if len(listed) > SHOWN else ""
     lines = "\n  ".join(_candidate(j) for j in listed[:SHOWN])
     raise CliError(f"{ref!r} names more than one job; use a longer prefix or the full id:\n  {lines}{more}",
                    status=USAGE)
 
 
-def resolve_jobs(client: ApiClient, refs: Iterable[str]) -> list[str]:
+def resolve_jobs(client: ApiClient, refs: Iterable[str], *, newest: bool = True) -> list[str]:
     """Each reference's job id, in order, without repeats."""
     ids: list[str] = []
     for ref in refs:
-        job_id = resolve_job(client, ref)
+        job_id = resolve_job(client, ref, newest=newest)
         if job_id not in ids:
             ids.append(job_id)
     return ids

@@ -253,7 +253,7 @@ def _targets(client: ApiClient, args: argparse.Namespace) -> list[str]:
         raise CliError("cancel takes jobs (ids, prefixes or names), or --array A, or --state S, or --all: one of them",
                        status=USAGE)
     if args.ids:
-        return resolve_jobs(client, args.ids)
+        return resolve_jobs(client, args.ids, newest=False)  # a name of several jobs: say which
     unfinished = [s.value for s in JobState if s.value not in TERMINAL]
     if args.array:
         return [job["id"] for ref in args.array
