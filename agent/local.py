@@ -41,7 +41,8 @@ def cannot_start(program: str, exc: BaseException) -> str:
     why = getattr(exc, "strerror", None) or str(exc)
     reason = f"cannot start {program!r}: {why}"
     if getattr(exc, "errno", None) == errno.ENOENT and "/" in program and not program.startswith("/"):
-        reason += " in the job's run dir (send it as an input: jobvisor submit --input, or give an absolute path)"
+        reason += (" in the job's run dir (make it an input: jobvisor submit --input, a workflow job's inputs;"
+                   " or give an absolute path)")
     return reason
 
 

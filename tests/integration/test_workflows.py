@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,16 @@ async def test_another_users_workflow_is_not_found(server, api):
         assert done["state"] == "completed" and (await bob.job(done["jobs"][0]["job_id"]))["owner"] == "bob"
     finally:
         await bob.close()
+
+
+async def test_the_readmes_workflow_runs_as_it_is(api):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\nname: mesh-study") + len("```yaml\n")
+    text = readme[start:readme.index("```", start)]
+    wf = await api.request("POST", "/workflows", data=text.encode(), params={"execute": "true"},
+                           headers={"Content-Type": "application/yaml"})
+    done = await wait_workflow(api, wf["id"])
+    assert done["state"] == "completed", [(j["name"], j["state"], j["reason"]) for j in done["jobs"]]
+    jobs = by_name(done)
+    assert (await api.job(jobs["solve"]["job_id"]))["result"] == (1 + 2 + 64) / 3  # the $ref, resolved
+    assert (await api.log(jobs["report"]["job_id"])).strip() == b"64"
