@@ -3,14 +3,17 @@
 
 A DEST defaults to FILE itself when FILE is a relative path below the current directory
 (`data/x.csv` -> `data/x.csv`), else to its name; a directory brings all its files below DEST.
-Programs and modules the command names are found here too: `submit -- ./sim.sh` and
-`submit --code python --entry mysim:simulate` upload `sim.sh` and `mysim.py` (or the package
-`mysim/`) from the current directory when they are there and not given already, since the job
-runs in its own run dir, where nothing else would find them.
+Programs, files and modules the command names are found here too: `submit -- ./sim.sh`,
+`submit -- python train.py` and `submit --code python --entry mysim:simulate` upload `sim.sh`,
+`train.py` and `mysim.py` (or the package `mysim/`), and the modules of this directory those
+python files import, when they are there and not given already, since the job runs in its own
+run dir, where nothing else would find them.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import posixpath
@@ -87,27 +90,86 @@ def _directory(root: Path, base: str, spec: str) -> list[Upload]:
 
 def implied_inputs(job: dict, given: list[Upload]) -> list[Upload]:
     """What the job's command names in the current directory and the inputs lack: a relative
-    program (`./sim.sh`), a python entry's module (`mysim.py` or the package `mysim/`)."""
+    program (`./sim.sh`) or file argument (`python train.py`), a python entry's module
+    (`mysim.py` or the package `mysim/`), and the modules of this directory those python files
+    import (`helpers.py`), since the job runs in its own run dir, where nothing else would be."""
     dests = {u.dest for u in given}
-    params = job.get("params") if isinstance(job.get("params"), dict) else {}
     found: list[Upload] = []
+
+    def add(path: Path, dest: str) -> None:
+        if dest not in dests and not dest.startswith(".."):
+            dests.add(dest)
+            found.append(Upload(path, dest, path.stat().st_size))
+
+    params = job.get("params") if isinstance(job.get("params"), dict) else {}
     argv = params.get("argv") if job.get("code") == "shell" else None
-    if isinstance(argv, list) and argv and isinstance(argv[0], str) and "/" in argv[0] and not os.path.isabs(argv[0]):
-        program = Path(argv[0])
-        dest = posixpath.normpath(argv[0])
-        if program.is_file() and dest not in dests and not dest.startswith(".."):
-            found.append(Upload(program, dest, program.stat().st_size))
+    if isinstance(argv, list) and argv:
+        for i, arg in enumerate(argv):
+            if _names_a_file_here(arg, program=i == 0):
+                add(Path(arg), posixpath.normpath(arg))
     entry = params.get("entry") if job.get("code") == "python" else None
     if isinstance(entry, str) and ":" in entry:
         top = entry.split(":", 1)[0].split(".")[0]
         module, package = Path(f"{top}.py"), Path(top)
-        if module.is_file() and module.name not in dests:
-            found.append(Upload(module, module.name, module.stat().st_size))
-        elif (package / "__init__.py").is_file() and not any(d == top or d.startswith(top + "/") for d in dests):
-            found += [u for u in _directory(package, top, top) if "__pycache__" not in u.dest.split("/")]
+        if module.is_file():
+            add(module, module.name)
+        elif (package / "__init__.py").is_file():
+            if not any(d == top or d.startswith(top + "/") for d in dests):
+                for u in _directory(package, top, top):
+                    if "__pycache__" not in u.dest.split("/"):
+                        add(u.source, u.dest)
+        elif top not in dests and not _importable(top):
+            print(f"jobvisor: warning: no {top}.py or package {top}/ here, and this python cannot import "
+                  f"{top!r}: the job will fail unless its agent finds it (--path DIR, or --input)", file=sys.stderr)
+    for upload in list(found):
+        if upload.dest.endswith(".py"):
+            for module in _local_imports(upload.source):
+                add(module, module.as_posix())
     for upload in found:
         print(f"jobvisor: uploading {upload.source} as {upload.dest} (the job runs in its own run dir)", file=sys.stderr)
     return found
+
+
+def _names_a_file_here(arg: object, *, program: bool) -> bool:
+    """Whether a command's word is a file below the current directory: the program only as a
+    path (`./sim.sh`; a bare `sim` is looked up on PATH), other words as any relative path."""
+    if not isinstance(arg, str) or not arg or arg.startswith("-") or os.path.isabs(arg):
+        return False
+    if program and "/" not in arg:
+        return False
+    return Path(arg).is_file()
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _local_imports(source: Path, limit: int = 200) -> list[Path]:
+    """The modules of the current directory that python file `source` imports, and theirs in
+    turn (absolute imports whose top name is a `NAME.py` here; at most `limit`)."""
+    seen: set[Path] = set()
+    todo = [source]
+    while todo and len(seen) < limit:
+        try:
+            tree = ast.parse(todo.pop().read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue  # not ours to judge: the job says so when it runs
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                module = Path(name.split(".")[0] + ".py")
+                if module.is_file() and module not in seen and module != source:
+                    seen.add(module)
+                    todo.append(module)
+    return sorted(seen)
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

@@ -61,6 +61,30 @@ async def test_the_python_example_works_from_the_modules_own_folder(real_cli, re
     assert done["result"] == {"double": 10, "mode": "fast"}
 
 
+async def test_files_the_command_names_and_the_modules_they_import_are_uploaded(real_cli, real, tmp_path):
+    work = tmp_path / "train"
+    work.mkdir()
+    (work / "train.py").write_text("import sys\nfrom helpers import total\nprint(total(open(sys.argv[1])))\n")
+    (work / "helpers.py").write_text("import numbers_here\n\ndef total(f):\n    return numbers_here.add(f)\n")
+    (work / "numbers_here.py").write_text("def add(f):\n    return sum(int(x) for x in f)\n")
+    (work / "nums.txt").write_text("1\n2\n3\n")
+    (work / "unused.py").write_text("raise SystemExit('not imported, not sent')\n")
+    submitted = await real_cli.run("submit", "--", "python3", "train.py", "nums.txt", "--flag", cwd=work)
+    assert submitted.rc == 0, submitted.err
+    for name in ("train.py", "nums.txt", "helpers.py", "numbers_here.py"):  # the last imported by helpers.py
+        assert f"uploading {name} as {name}" in submitted.err
+    assert "unused.py" not in submitted.err
+    done = await real.wait_state(submitted.out.strip(), {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    assert await _log(real, done["id"]) == "6\n"
+    # a python entry found nowhere: said at submit, not only when the job fails
+    typo = await real_cli.run("submit", "--code", "python", "--entry", "mysimm:simulate", cwd=work)
+    assert typo.rc == 0 and "warning: no mysimm.py or package mysimm/ here" in typo.err
+    stdlib = await real_cli.run("submit", "--code", "python", "--entry", "statistics:fmean",
+                                "--params", '{"data": [1, 2]}', cwd=work)
+    assert stdlib.rc == 0 and "warning" not in stdlib.err
+
+
 async def test_a_bare_memory_number_is_megabytes_as_in_slurm(real_cli, real):
     submitted = await real_cli.run("submit", "--mem", "512", "--", "true")
     assert submitted.rc == 0, submitted.err
