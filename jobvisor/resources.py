@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from jobvisor.durations import parse_units
 from jobvisor.errors import InvalidRequest
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -39,7 +40,7 @@ def parse_memory(text: str | int) -> int:
     return value
 
 
-WALLTIME_FORMS = "HH:MM:SS, MM:SS, D-HH:MM:SS or seconds"
+WALLTIME_FORMS = "HH:MM:SS, MM:SS, D-HH:MM:SS, units (1h30m, 90m, 2d) or seconds"
 
 
 def _bad_walltime(text: object) -> InvalidRequest:
@@ -48,9 +49,11 @@ def _bad_walltime(text: object) -> InvalidRequest:
 
 
 def parse_walltime(text: str | int | float) -> float:
-    """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS' or seconds -> seconds."""
+    """'HH:MM:SS', 'MM:SS', 'D-HH:MM:SS', '1h30m' or seconds -> seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
+    elif isinstance(text, str) and len(text) <= 32 and (with_units := parse_units(text)) is not None:
+        seconds = with_units
     else:
         raw = str(text).strip()
         if len(raw) > 32:  # no walltime needs more; and int() of thousands of digits refuses

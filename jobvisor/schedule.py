@@ -17,9 +17,9 @@ detail names the cron field at fault.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
+from jobvisor.durations import parse_units
 from jobvisor.errors import InvalidRequest
 
 UTC = dt.timezone.utc
@@ -27,8 +27,6 @@ MIN_INTERVAL = 1.0  # seconds
 MAX_INTERVAL = 366 * 86400.0
 SEARCH_YEARS = 5  # a cron expression that does not fire within this many years never will (31 February)
 
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_INTERVAL = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
 
 def parse_at(text: str, *, field: str = "at") -> float:
@@ -49,9 +47,7 @@ def parse_interval(text: str, *, field: str = "every") -> float:
     try:
         seconds = float(raw)
     except ValueError:
-        match = _INTERVAL.match(raw)
-        if raw and match is not None:
-            seconds = sum(float(value) * _UNITS[unit] for unit, value in match.groupdict().items() if value)
+        seconds = parse_units(raw)
     if seconds is None or seconds != seconds:
         raise InvalidRequest(f"{text!r} is not an interval: seconds (90) or units d, h, m, s (1h30m)", field=field)
     if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:

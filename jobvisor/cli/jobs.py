@@ -19,7 +19,6 @@ from jobvisor.cli.keyvalues import parse_key_values
 from jobvisor.cli.job_extras import add_submit_options, print_submitted, submit_fields
 from jobvisor.cli.resolve import USAGE, resolve_job
 from jobvisor.reasons import describe_end
-from jobvisor.resources import WALLTIME_FORMS
 
 SLURM_OPTIONS = ("cluster", "partition", "qos", "account", "constraint")
 JOB_HELP = "job id, unique id prefix or unique name"
@@ -59,6 +58,9 @@ def build_job(args: argparse.Namespace) -> dict:
     if args.mem:
         resources["memory"] = args.mem
     if args.walltime:
+        if args.walltime.strip().isdigit():  # Slurm's --time=30 is 30 minutes; the API's 30 is seconds
+            raise CliError(f"--walltime {args.walltime}: say its unit: {args.walltime}m (minutes, as Slurm's "
+                           f"--time={args.walltime}) or {args.walltime}s; or HH:MM:SS", status=USAGE)
         resources["walltime"] = args.walltime
     for key in SLURM_OPTIONS:  # sbatch driver: where and under which allocation
         value = getattr(args, key, None)
@@ -206,7 +208,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--driver", help="local, docker, sbatch (default: the server's)")
     p.add_argument("--cpus", type=int)
     p.add_argument("--mem", help="memory, e.g. 512M or 2G; a bare number is megabytes, as in Slurm (--mem 512 = 512M)")
-    p.add_argument("--walltime", help=f"the most it may run: {WALLTIME_FORMS}")
+    p.add_argument("--walltime", help="the most it may run: HH:MM:SS, MM:SS, D-HH:MM:SS or units (1h30m, 90m, "
+                                      "45s); a bare number is refused, as Slurm reads it as minutes")
     for key in SLURM_OPTIONS:
         p.add_argument(f"--{key}", help=f"sbatch driver: Slurm {key}" if key != "cluster" else "sbatch driver: the cluster")
     p.add_argument("--name")

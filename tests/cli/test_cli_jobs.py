@@ -33,6 +33,10 @@ def test_build_job_from_options():
         build_job(parse())
     with pytest.raises(CliError, match="not valid JSON"):
         build_job(parse("--code", "demo", "--params", "{oops"))
+    assert build_job(parse("--walltime", "1h30m", "--", "true"))["resources"] == {"walltime": "1h30m"}
+    with pytest.raises(CliError, match=r"say its unit: 30m \(minutes, as Slurm's --time=30\) or 30s") as bare:
+        build_job(parse("--walltime", "30", "--", "true"))
+    assert bare.value.status == 2
 
 
 def test_render_progress():

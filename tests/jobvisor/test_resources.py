@@ -35,9 +35,15 @@ def test_the_largest_values_still_pack():
     assert Resources.parse({"memory": "1.5G"}).memory == 1536 * 1024**2
 
 
-@pytest.mark.parametrize("text", ["x-01:00:00", "1:2:3:4", "ninety", "1-aa:00:00"])
+@pytest.mark.parametrize("text, seconds", [("1h30m", 5400), ("90m", 5400), ("2d", 172800), ("45s", 45),
+                                           ("1H 30M", 5400), ("01:30:00", 5400), ("90", 90), (90, 90)])
+def test_a_walltime_takes_units_as_a_timer_does(text, seconds):
+    assert Resources.parse({"walltime": text}).walltime == seconds
+
+
+@pytest.mark.parametrize("text", ["x-01:00:00", "1:2:3:4", "ninety", "1-aa:00:00", "30m1h"])
 def test_a_walltime_in_no_form_gets_the_one_message(text):
     with pytest.raises(InvalidRequest) as info:
         Resources.parse({"walltime": text})
-    assert info.value.detail == f"walltime {text!r} is not HH:MM:SS, MM:SS, D-HH:MM:SS or seconds"
+    assert info.value.detail == f"walltime {text!r} is not HH:MM:SS, MM:SS, D-HH:MM:SS, units (1h30m, 90m, 2d) or seconds"
     assert info.value.field == "resources.walltime"
