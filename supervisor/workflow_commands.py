@@ -98,7 +98,7 @@ class WorkflowCommands:
             run = self._runs.runs.get(record.id)
             if run is not None:
                 if not force:
-                    raise Conflict(f"workflow {record.id} ({record.name}) is running; cancel it first, or delete with force=true")
+                    raise Conflict(f"workflow {record.id} ({record.name}) is running; cancel it first, or delete it with force (?force=true; jobvisor workflow delete --force)")
                 self._runs.cancel_run(run, "canceled: the workflow was deleted")
                 self._runs.runs.pop(record.id, None)  # its jobs end as jobs; there is no workflow left to end
             self.rows.delete(record.id)

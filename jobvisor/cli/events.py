@@ -21,6 +21,7 @@ from jobvisor.cli.client import ApiClient, ApiError, add_client_arguments, clien
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.fmt import local_time
 from jobvisor.cli.resolve import resolve_job
+from jobvisor.cli.workflows import resolve_workflow
 from jobvisor.limits import MAX_EVENT_ID
 from jobvisor.reasons import describe_end
 from jobvisor.states import TERMINAL_STATES
@@ -145,7 +146,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.job:
         body["job_id"] = resolve_job(client, args.job)
     if args.workflow:
-        body["workflow_id"] = args.workflow
+        body["workflow_id"] = resolve_workflow(client, args.workflow)
     event = client.call("POST", "/events", body=body)
     print(json.dumps(event) if args.json else event["id"])
     return 0
@@ -174,7 +175,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "if named. Every stream of yours (and admins') carries it.")
     push.add_argument("data", metavar="JSON", help="the event's data, a JSON object")
     push.add_argument("--job", metavar="JOB", help="one of your jobs it is about (its id, a unique id prefix or a unique name)")
-    push.add_argument("--workflow", metavar="ID", help="one of your workflows it is about")
+    push.add_argument("--workflow", metavar="WF", help="one of your workflows it is about: its id, a unique id prefix, or its name")
     push.add_argument("--json", action="store_true", help="print the whole event, not only its id")
     add_client_arguments(push)
     push.set_defaults(func=cmd_push)

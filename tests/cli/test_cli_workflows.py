@@ -84,6 +84,10 @@ async def test_submit_list_show_history_watch_execute_cancel_delete(env, tmp_pat
     assert status["state"] == "completed" and status["counts"] == {"completed": 2} and status["started_at"]
     assert sorted(j["name"] for j in status["jobs"]) == ["prep", "report"]
 
+    pushed = await cli.run("events", "push", '{"step": "x"}', "--workflow", "study")  # by its name, as everywhere
+    assert pushed.rc == 0, pushed.err
+    event = json.loads((await cli.run("events", "--json", "--since", str(int(pushed.out) - 1))).out.splitlines()[0])
+    assert event["workflow_id"] == workflow_id and event["data"] == {"step": "x"}
     history = await cli.run("workflow", "history", workflow_id[:12])  # by a prefix of its id
     rows = [line.split(None, 5) for line in history.out.splitlines()[1:]]  # the time is two words
     assert [(r[0], r[3], len(r[4]), r[5]) for r in rows] == [("1", "alice", 12, "first try"), ("2", "alice", 12, "second")]
