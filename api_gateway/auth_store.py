@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import Boolean, Connection, DateTime, ForeignKey, String, delete, event, func, inspect, select, update
+from sqlalchemy import Boolean, Connection, DateTime, ForeignKey, String, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -282,7 +282,9 @@ class AuthStore:
         return IssuedToken(id=token_id, user=UserId(user), token=token, expires_at=expires_at)
 
     async def revoke_token(self, token_or_id: str) -> str:
-        """Revoke by token id (`tok_...`) or by the token itself; returns the token id."""
+        """Revoke by token id (`tok_...`) or by the token itself; returns the token id.
+        Conflict for the last working token of any admin: after it nobody could reach the admin
+        routes (a new token would need the server's state dir)."""
         if token_or_id.startswith(TOKEN_PREFIX + "_"):
             where = TokenRow.token_hash == hash_token(token_or_id)
         else:
@@ -292,10 +294,27 @@ class AuthStore:
             if row is None:
                 raise NotFound("no such token", field="token")
             if row.revoked_at is None:
+                if await self._is_last_admin_token(session, row):
+                    raise Conflict(f"{row.id} is the last working token of an admin ({row.user}): create another "
+                                   f"first (jobvisor token create {row.user}), then revoke this one", field="id")
                 await session.execute(update(TokenRow).where(TokenRow.id == row.id).values(revoked_at=_now()))
             token_id, token_hash = row.id, row.token_hash
         self._cache.pop(token_hash, None)
         return token_id
+
+    @staticmethod
+    async def _is_last_admin_token(session: Any, row: TokenRow) -> bool:
+        now = _now()
+        others = (await session.execute(
+            select(func.count()).select_from(TokenRow).join(UserRow, UserRow.name == TokenRow.user).where(
+                UserRow.is_admin.is_(True), TokenRow.id != row.id, TokenRow.revoked_at.is_(None),
+                or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now),
+            )
+        )).scalar_one()
+        if others:
+            return False
+        user = await session.get(UserRow, row.user)
+        return user is not None and user.is_admin and row.state(now) == "active"
 
     async def list_tokens(self, user: str | None = None) -> list[TokenRow]:
         query = select(TokenRow).order_by(TokenRow.created_at)

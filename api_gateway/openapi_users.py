@@ -110,9 +110,10 @@ def users_paths(prefix: str, op: Callable[..., dict], json: Callable[[dict, str]
                                "description": "Only this user's tokens"}], tag="admin"),
         },
         f"{prefix}/tokens/{{id}}": {
-            "delete": op("Revoke a token (the gateway refuses it within [gateway] token_cache_seconds)",
+            "delete": op("Revoke a token (the gateway refuses it within [gateway] token_cache_seconds). The last "
+                         "working token of any admin is a 409: no one could use the admin routes after it",
                          {"200": json(ref("TokenRevoked"), "Revoked"), **bad, **forbidden, "404": problem("No such token"),
-                          **errors},
+                          "409": problem("The last working admin token"), **errors},
                          params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
                                   "description": "Token id (tok_...)"}], tag="admin"),
         },

@@ -52,6 +52,13 @@ async def test_users_and_tokens_on_each_database(tmp_path, database):
         assert await store.revoke_token(issued.token) == issued.id
         with pytest.raises(AuthError, match="revoked"):
             await store.authenticate(issued.token)
+        # the last working admin token stays: nobody could reach the admin routes after it
+        (only,) = [t for t in await store.list_tokens("admin")]
+        with pytest.raises(Conflict, match="last working token of an admin"):
+            await store.revoke_token(only.id)
+        spare = await store.create_token("admin")
+        assert await store.revoke_token(only.id) == only.id  # another works now
+        assert (await store.authenticate(spare.token)).is_admin
 
 
 async def test_the_real_gateway_authenticates_from_each_database(tmp_path, database):
