@@ -41,6 +41,8 @@ def detail(job: dict) -> str:
             parts.append(exit_text)
     if state == "queued" and job.get("queue_position") is not None:
         parts.append(f"#{job['queue_position']} in queue")
+    elif state == "queued" and job.get("array_cap"):  # held out of the queue by its array's %N
+        parts.append(f"waits: at most {job['array_cap']} of its array at once")
     if shown_reason:
         parts.append(reason)
     return fmt.clip(", ".join(parts), DETAIL_WIDTH)
@@ -91,9 +93,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     array = array_of(client, args.array) if args.array else None
     owners = bool(client.call("GET", "/whoami").get("admin")) if output == "table" else False
     if not args.watch:
-        text = render_list(fetch_jobs(client, args.state, args.limit, args.name, array), output, owners=owners)
+        jobs = fetch_jobs(client, args.state, args.limit + 1, args.name, array)
+        text = render_list(jobs[:args.limit], output, owners=owners)
         if text:
             print(text)
+        if len(jobs) > args.limit:  # a cut list says so, where a pipe does not read it
+            print(f"jobvisor: the newest {args.limit} jobs shown; there are more (--limit N, or filter with "
+                  f"--state, --name, --array)", file=sys.stderr)
         return 0
     return _watch(client, args, output, array, owners)
 

@@ -100,6 +100,8 @@ def test_list_rows_say_what_runs_how_long_and_how_it_ended():
     assert detail(job(state="completed", reason="exit code 0", exit_code=0)) == "exit code 0"
     assert detail(job(state="queued", reason="login required")) == "login required"
     assert detail(job(state="queued", reason="submitted: element of array j0", queue_position=2)) == "#2 in queue"
+    assert detail(job(state="queued", reason="submitted: element of array j0", array_cap=2)) == (
+        "waits: at most 2 of its array at once")
     assert detail(job(state="failed", reason="out of memory", exit_code=-9)) == "killed by SIGKILL, out of memory"
     assert detail(job(state="failed", reason="killed by SIGKILL", exit_code=-9)) == "killed by SIGKILL"
     assert detail(job(state="canceled", reason="canceled by user", exit_code=-15)) == "canceled by user"

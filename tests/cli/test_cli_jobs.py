@@ -68,6 +68,11 @@ async def test_submit_show_list_cancel(real_cli):
     assert listed.rc == 0 and job_id in listed.out and "STATE" in listed.out
     other = await cli.run("list", user="bob")
     assert other.rc == 0 and job_id not in other.out
+    second = (await cli.run("submit", "--", "true")).out.strip()
+    cut = await cli.run("list", "--limit", "1", "--format", "ids")
+    assert cut.out.split() == [second] and "the newest 1 jobs shown; there are more" in cut.err
+    whole = await cli.run("list", "--limit", "2", "--format", "ids")
+    assert whole.out.split() == [second, job_id] and whole.err == ""
 
     canceled = await cli.run("cancel", job_id)  # prints the state after the cancel: its agent stopped it
     assert canceled.rc == 0 and canceled.out.strip() == f"{job_id} canceled", canceled
