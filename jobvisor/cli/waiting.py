@@ -240,6 +240,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         still = ", ".join(f"{job_id} {jobs[job_id]['state']}" for job_id in sorted(follower.pending))
         print(f"jobvisor: --timeout of {args.timeout:g} s passed; still not ended: {still}", file=sys.stderr)
         return WaitStatus.WAIT_TIMEOUT
+    if several and not args.quiet:  # the totals, after a line per job
+        print(summary_line(jobs), file=sys.stderr)
     return wait_status(job["state"] for job in jobs.values())
 
 

@@ -211,7 +211,8 @@ async def test_arrays_in_list_wait_and_cancel(real_cli):
     canceled = await cli.run("cancel", "--array", sleepers)
     assert canceled.rc == 0 and len(canceled.out.splitlines()) == 3
     assert all(line.endswith(" canceled") for line in canceled.out.splitlines())
-    assert (await cli.run("wait", "-q", "--array", sleepers)).rc == 3
+    totals = await cli.run("wait", "--array", sleepers)
+    assert totals.rc == 3 and totals.err.splitlines()[-1] == "3 jobs: 3 canceled"  # after a line per job
     lone = await cli.run("wait", "--array", other)
     assert lone.rc == 2 and "is not part of a job array" in lone.err
     assert (await cli.run("cancel", "--array", sleepers, "--all")).rc == 2
