@@ -60,7 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if getattr(args, "argv", None) is not None:  # submit: a command's own options, without `--`
+            print("jobvisor: error: unrecognized arguments: " + " ".join(unknown) + "\n"
+                  "jobvisor: options after the command are its own: put -- before the command "
+                  "(jobvisor submit [OPTIONS] -- python -c 'print(1)')", file=sys.stderr)
+            return 2
+        parser.error("unrecognized arguments: " + " ".join(unknown))
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2

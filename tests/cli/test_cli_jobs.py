@@ -100,6 +100,8 @@ async def test_errors_are_one_clear_line(real_cli):
     assert bad_token.rc == 1 and "HTTP 401" in bad_token.err
     unreachable = await cli.run("list", "--url", "http://127.0.0.1:9")
     assert unreachable.rc == 1 and "cannot reach the gateway" in unreachable.err
+    no_dashes = await cli.run("submit", "python", "-c", "print(1)")  # the command's own options need --
+    assert no_dashes.rc == 2 and "put -- before the command" in no_dashes.err
 
 
 async def test_wait_follows_events_until_completed(real_cli):
