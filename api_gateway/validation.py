@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from jobvisor.suggest import unknown_name
 from jobvisor.errors import InvalidRequest, NotFound, TooLarge
 from jobvisor.job_spec import parse_job_spec
 from jobvisor.protocol.job_requests import JobSpec
@@ -82,9 +83,7 @@ def query_states(request: web.Request) -> list[str]:
             if not item:
                 continue
             if item not in STATES:
-                raise InvalidRequest(
-                    f"unknown state {item!r}; one of {', '.join(s.value for s in JobState)}", field="state"
-                )
+                raise InvalidRequest(unknown_name("state", item, [s.value for s in JobState], "states"), field="state")
             states.append(item)
     return states
 

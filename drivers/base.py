@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from jobvisor import env_names
+from jobvisor.suggest import unknown_name
 from jobvisor.config import Config
 from jobvisor.errors import DriverRefused, InvalidRequest
 from jobvisor.ids import AgentId, JobId, UserId
@@ -233,7 +234,7 @@ def kind_serving(instance_resource: str = CLUSTER_RESOURCE) -> str | None:
 def driver_class(kind: str) -> type[DriverBase]:
     drivers = available_drivers()
     if kind not in drivers:
-        raise DriverRefused(f"unknown driver {kind!r}; installed: {', '.join(sorted(drivers))}")
+        raise DriverRefused(unknown_name("driver", kind, sorted(drivers), "installed drivers"))
     return drivers[kind]
 
 

@@ -4,9 +4,10 @@ this installation (the local driver), instead of letting the job fail when it st
 
 from __future__ import annotations
 
-import difflib
 import functools
 from importlib.metadata import entry_points
+
+from jobvisor.suggest import unknown_name
 
 GROUP = "jobvisor.codes"  # the entry-point group of code plugins (job_cmd.codes.registry loads them)
 
@@ -17,7 +18,5 @@ def installed_codes() -> frozenset[str]:
 
 
 def unknown_code_message(name: str, known: frozenset[str]) -> str:
-    """'unknown code 'dmeo'; did you mean 'demo'? installed codes: demo, python, shell'."""
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown code {name!r}{hint} (installed codes: {', '.join(sorted(known)) or 'none'})"
+    """'unknown code 'dmeo'; did you mean 'demo'? (installed codes: demo, python, shell)'."""
+    return unknown_name("code", name, sorted(known), "installed codes")

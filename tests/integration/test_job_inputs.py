@@ -103,6 +103,13 @@ async def test_bad_forms_are_400_naming_the_part_and_too_many_bytes_are_413(conf
         await submit_form(api, {"code": "dmeo", "params": {}}, {"a.txt": b"x"})
     assert code.value.status == 400 and "did you mean 'demo'?" in code.value.body["detail"]
     assert (await api.request("GET", "/jobs"))["jobs"] == []  # nothing was submitted
+    # a misspelled state or driver gets the nearest name too
+    with pytest.raises(ApiError) as state:
+        await api.request("GET", "/jobs", params={"state": "runing"})
+    assert state.value.status == 400 and "unknown state 'runing'; did you mean 'running'?" in state.value.body["detail"]
+    with pytest.raises(ApiError) as driver:
+        await api.submit({"code": "shell", "params": {"argv": ["true"]}, "driver": "dokcer"})
+    assert driver.value.status == 400 and "did you mean 'docker'?" in driver.value.body["detail"]
 
 
 async def test_unknown_query_parameters_are_400_on_every_route(server, api):
