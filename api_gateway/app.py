@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,16 +143,17 @@ class GatewayHandle:
 
 async def start_gateway(
     config: Config, host: str | None = None, port: int | None = None, *, secret: str | None = None,
-    link: LocalLink | None = None,
+    link: LocalLink | None = None, sock: socket.socket | None = None,
 ) -> GatewayHandle:
-    """Serve the gateway on host:port (default: [server] host and port; port 0: a free one).
+    """Serve the gateway on host:port (default: [server] host and port; port 0: a free one),
+    or on `sock`, bound already (`jobvisor up` binds it before its supervisor starts).
     With `link`, it talks to a supervisor in this process (see jobvisor.link)."""
     host = config.server.host if host is None else host
     port = config.server.port if port is None else port
     app = make_app(config, secret=secret, link=link)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError:

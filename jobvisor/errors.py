@@ -2,6 +2,8 @@
 
     JobvisorError
     ├── ConfigError             bad or missing configuration (permanent)
+    │   ├── InUse               the state dir or database is another supervisor's (one per database)
+    │   └── ListenError         a port cannot be bound (taken, or not this machine's address)
     ├── ProtocolError           a message that cannot be decoded or is not allowed
     │   ├── MessageTooLarge
     │   └── VersionMismatch
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 
 
 class JobvisorError(Exception):
@@ -40,6 +43,27 @@ class JobvisorError(Exception):
 
 class ConfigError(JobvisorError):
     pass
+
+
+class InUse(ConfigError):
+    """Another supervisor (a `jobvisor up`) holds the state dir or the database: two would
+    assign the same event ids and job places and corrupt each other's view, so the second one
+    stops before it opens anything. The message names the holder and the way out."""
+
+
+class ListenError(ConfigError):
+    """A server cannot bind its port. Keeps what was tried, so that the command that chose
+    the port (`jobvisor up`) can say which option changes it and who holds it."""
+
+    def __init__(self, what: str, host: str, port: int, exc: OSError) -> None:
+        self.what, self.host, self.port, self.errno = what, host, port, exc.errno
+        # the system's words for the errno: socket.create_server adds the address to strerror
+        self.reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        super().__init__(f"the {what} cannot listen on {host}:{port}: {self.reason}")
+
+    @property
+    def in_use(self) -> bool:
+        return self.errno == errno.EADDRINUSE
 
 
 class ProtocolError(JobvisorError):

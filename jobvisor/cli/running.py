@@ -5,7 +5,8 @@ removes it when it stops. The commands that write a state dir directly (`user ad
 `token create` without an API token) look the server they would talk to up there, so they
 write the state dir it reads instead of a new one whose tokens it would refuse (401).
 
-The file holds no secret: the gateway's URL, the pid and the state dir.
+The file holds no secret: the gateway's URL, the pid, the state dir and the supervisor's URL
+(so that an `up` that finds a port taken can say which `up` holds it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RunningServer:
     url: str
     pid: int
     state_dir: Path
+    supervisor_url: str = ""
 
 
 def registry_dir() -> Path:
@@ -51,7 +53,7 @@ def _port_of(url: str) -> int | None:
         return None
 
 
-def record(url: str, state_dir: Path) -> Path | None:
+def record(url: str, state_dir: Path, supervisor_url: str = "") -> Path | None:
     """`up` (this process) serves `url` from `state_dir`: say so; the file to remove at stop.
     None when it cannot be written (the commands then simply do not find this server)."""
     port = _port_of(url)
@@ -61,7 +63,8 @@ def record(url: str, state_dir: Path) -> Path | None:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "state_dir": str(state_dir)}))
+        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "state_dir": str(state_dir),
+                                  "supervisor_url": supervisor_url}))
         os.replace(tmp, path)
     except OSError:
         return None
@@ -82,14 +85,30 @@ def forget(path: Path | None) -> None:
 def running_at(url: str) -> RunningServer | None:
     """The `up` of this user that serves `url` on this machine, if one does."""
     port = _port_of(url)
-    if port is None:
+    return None if port is None else _read(_entry(port))
+
+
+def running_on_port(port: int) -> RunningServer | None:
+    """The `up` of this user on this machine whose gateway or supervisor listens on `port`."""
+    try:
+        paths = sorted(registry_dir().glob("up-*.json"))
+    except OSError:
         return None
-    path = _entry(port)
+    for path in paths:
+        server = _read(path)
+        if server is not None and port in (_port_of(server.url), server.supervisor_url and _port_of(server.supervisor_url)):
+            return server
+    return None
+
+
+def _read(path: Path) -> RunningServer | None:
+    """An entry of this user whose process is alive."""
     try:
         if path.stat().st_uid != os.getuid():
             return None
         data = json.loads(path.read_text())
-        server = RunningServer(str(data["url"]), int(data["pid"]), Path(data["state_dir"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        server = RunningServer(str(data["url"]), int(data["pid"]), Path(data["state_dir"]),
+                               str(data.get("supervisor_url") or ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return server if pid_alive(server.pid) else None

@@ -11,13 +11,14 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 
-from jobvisor.cli import running
+from jobvisor.cli import listen_advice, running
 from jobvisor.cli.config_args import add_config_argument
 from jobvisor.cli.config_args import config_from_args as shared_config_from_args
 from jobvisor.config import Config
-from jobvisor.errors import ConfigError, JobvisorError
+from jobvisor.errors import JobvisorError, ListenError
 from jobvisor.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,26 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.logging.level)
     try:
         return asyncio.run(serve(config))
-    except JobvisorError as exc:
+    except ListenError as exc:
+        print(f"jobvisor: {listen_advice.explain(exc)}", file=sys.stderr)
+        return 1
+    except JobvisorError as exc:  # InUse: another `up` has the state dir or the database
         print(f"jobvisor: {exc}", file=sys.stderr)
         return 1
+
+
+def bind_gateway(config: Config) -> socket.socket:
+    """The gateway's port, bound before the supervisor starts: a port taken then costs
+    nothing, where a supervisor already started would have to stop its agents again."""
+    host, port = config.server.host, config.server.port
+    try:
+        if not host and socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+        return socket.create_server(address, family=family)
+    except OSError as exc:
+        raise ListenError("gateway", host, port, exc) from exc
 
 
 # The youngest generation is collected every GC_THRESHOLDS[0] allocations (Python's default: 700).
@@ -81,20 +99,31 @@ async def _until_stopped(*events: asyncio.Event) -> None:
 async def serve(config: Config) -> int:
     from api_gateway.app import start_gateway
     from api_gateway.auth_store import bootstrap_admin
-    from supervisor.app import start_supervisor
+    from supervisor.app import claim_supervisor
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    supervisor = await start_supervisor(config)
+    claimed = await claim_supervisor(config, "jobvisor up")  # one per state dir and database, then its port
+    try:
+        gateway_socket = bind_gateway(config)
+    except BaseException:
+        await claimed.release()
+        raise
+    try:
+        supervisor = await claimed.start()
+    except BaseException:
+        gateway_socket.close()
+        raise
     try:
         link = supervisor.local_link() if config.server.in_process else None
-        gateway = await start_gateway(config, link=link)
+        gateway = await start_gateway(config, link=link, sock=gateway_socket)
     except OSError as exc:
         await supervisor.close()
-        raise ConfigError(f"the gateway cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from exc
+        raise ListenError("gateway", config.server.host, config.server.port, exc) from exc
+    supervisor.lock.note_url(gateway.url)
     token = await bootstrap_admin(gateway.store)
     print(f"jobvisor is up: {gateway.url}", flush=True)
     print(f"state dir: {config.state_dir}", flush=True)
@@ -104,7 +133,7 @@ async def serve(config: Config) -> int:
     else:
         print("use your API token (`jobvisor token create NAME` makes a new one)", flush=True)
     print(f"JOBVISOR_URL={gateway.url}", flush=True)
-    recorded = running.record(gateway.url, config.state_dir)  # `user add` finds this state dir
+    recorded = running.record(gateway.url, config.state_dir, config.supervisor_url)  # `user add` finds this state dir
     tune_gc()
     try:
         await _until_stopped(stop, supervisor.core.stop_requested)
