@@ -272,7 +272,7 @@ class SupervisorLock:
         lock = cls([], database, holder)
         try:
             for file in files:
-                file.acquire(holder)
+                await asyncio.to_thread(file.acquire, holder)  # a refusal reads the holder, waiting a moment
                 lock.files.append(file)
             if database is not None:
                 await database.acquire(holder)
