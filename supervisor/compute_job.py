@@ -110,7 +110,7 @@ class ComputeJob:
         "id", "owner", "name", "code", "spec", "driver", "cpus", "max_retries", "state", "attempt",
         "reason", "exit_code", "result", "info", "created_at", "started_at",
         "finished_at", "updated_at", "progress", "progress_message", "cancel_reason", "placement",
-        "log_size", "member", "retry_on", "retry_at",
+        "log_size", "member", "retry_on", "retry_at", "interrupted",
     )
 
     def __init__(
@@ -119,7 +119,7 @@ class ComputeJob:
         attempt: int = 1, reason: str = "", exit_code: int | None = None, result: Any = None,
         agent_id: AgentId | None = None, info: dict | None = None, started_at: float | None = None,
         finished_at: float | None = None, updated_at: float | None = None, member: Member = None,
-        retry_on: frozenset[JobState] = RETRY_LOST, retry_at: float | None = None,
+        retry_on: frozenset[JobState] = RETRY_LOST, retry_at: float | None = None, interrupted: int = 0,
     ) -> None:
         self.id = id
         self.owner = owner
@@ -147,6 +147,7 @@ class ComputeJob:
         self.member = member
         self.retry_on = retry_on  # the end states that start a new attempt while retries remain
         self.retry_at = retry_at  # queued, waiting out a retry's backoff until then (not in a queue)
+        self.interrupted = interrupted  # attempts a planned stop ended: not counted against max_retries
 
     @property
     def agent_id(self) -> AgentId | None:
@@ -215,9 +216,21 @@ class ComputeJob:
         self.updated_at = now
         return Transition(self.id, self.owner, self.attempt, JobState.QUEUED, reason, now, None, previous, self.workflow_id)
 
+    def retry_interrupted(self, reason: str, now: float) -> Transition:
+        """A new attempt, at once, for one a planned stop of the supervisor ended: the job did
+        nothing wrong, so this attempt is not one of its `max_retries`."""
+        self.interrupted += 1
+        return self.retry(reason, now)
+
     @property
     def retries_left(self) -> bool:
-        return self.attempt <= self.max_retries
+        return self.attempt - self.interrupted <= self.max_retries
+
+    @property
+    def attempts_allowed(self) -> int:
+        """The attempt number its last retry may reach (`max_retries` + 1, plus the attempts
+        planned stops interrupted)."""
+        return self.max_retries + 1 + self.interrupted
 
     def retries_after(self, state: JobState) -> bool:
         """Whether an attempt that ended in `state` starts another one: one of `retry_on`
@@ -233,7 +246,7 @@ class ComputeJob:
     )
     MUTABLE_COLUMNS = (
         "state", "attempt", "reason", "exit_code", "result", "agent_id", "info", "started_at",
-        "finished_at", "updated_at", "progress", "progress_message", "retry_at",
+        "finished_at", "updated_at", "progress", "progress_message", "retry_at", "interrupted",
     )
     JSON_COLUMNS = ("result", "info")
 
@@ -253,7 +266,7 @@ class ComputeJob:
         """The MUTABLE_COLUMNS' values, in their order (JSON columns as Python values)."""
         return (self.state.value, self.attempt, self.reason, self.exit_code, self.result, self.agent_id, self.info,
                 self.started_at, self.finished_at, self.updated_at, self.progress, self.progress_message,
-                self.retry_at)
+                self.retry_at, self.interrupted)
 
     def row(self) -> dict:
         """The mutable columns, as one executemany row."""
@@ -270,7 +283,7 @@ class ComputeJob:
             reason=row.reason, exit_code=row.exit_code, result=row.result, agent_id=row.agent_id,
             info=row.info, created_at=row.created_at, started_at=row.started_at,
             finished_at=row.finished_at, updated_at=row.updated_at, member=member_of_row(row),
-            retry_on=retry_on_of(row.retry_on), retry_at=row.retry_at,
+            retry_on=retry_on_of(row.retry_on), retry_at=row.retry_at, interrupted=row.interrupted or 0,
         )
         job.progress = row.progress
         job.progress_message = row.progress_message or ""

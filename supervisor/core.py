@@ -70,6 +70,11 @@ log = logging.getLogger(__name__)
 MAX_CODE_NAME: int = tables.jobs.c.code.type.length  # PostgreSQL refuses a longer one; SQLite would keep it
 
 
+def _with_agent(job: ComputeJob) -> bool:
+    """Placed with an agent (starting, running, or sent ahead) and not ended."""
+    return job.agent_id is not None and not job.state.is_terminal
+
+
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -114,7 +119,7 @@ class Supervisor:
         self.workflow_views = views = WorkflowViews(self.store, rows, self.jobs, runs)
         self.workflow_commands = WorkflowCommands(self.store, rows, docs, runs,
                                                   RunStarter(self.store, rows, self.jobs, runs, self.make_job), views)
-        self.workflow_restore = WorkflowRestore(self.store, rows, self.jobs, runs, docs)
+        self.workflow_restore = WorkflowRestore(rows, self.jobs, runs, docs)
         self.dispatch.inputs_of = runs.inputs_of
         self.timers = Timers(self.store, self.workflow_commands.execute)
 
@@ -151,23 +156,24 @@ class Supervisor:
         self.stop_requested.set()
 
     async def shutdown(self) -> None:
-        """Stop agents; a job still running when they are gone ends `lost` with the reason."""
-        self.shutting_down = self.dispatch.stopping = self.pool.stopping = True
-        self.jobs.retrying = False
-        self.workflow_runs.pause()
+        """A planned stop: the agents stop their jobs, and each run stopped so is committed
+        `queued` again as the job's next attempt (`JobBook.interrupt`), to run when the
+        supervisor starts again; also one whose agent has not reported its end by
+        `shutdown_timeout`."""
+        self.shutting_down = self.dispatch.stopping = self.pool.stopping = self.jobs.stopping = True
         for task in self._loops:
             task.cancel()
         self.timers.close()
         await self.pool.stop_all("the supervisor is shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.shutdown_timeout
-        while (any(j.state.is_active for j in self.jobs) or self.tails) and loop.time() < deadline:
+        while (any(_with_agent(j) for j in self.jobs) or self.tails) and loop.time() < deadline:
             await asyncio.sleep(0.05)  # the jobs' ends, then the rest of their logs
         await asyncio.gather(*(self.pool.stop(a) for a in list(self.agents.by_id.values())), return_exceptions=True)
         now = time.time()
         for job in self.jobs:
-            if job.state.is_active:
-                self.jobs.end(job, JobState.LOST, "the supervisor shut down before its agent reported the job's end", now)
+            if _with_agent(job):
+                self.jobs.interrupt(job, now)
         self._tasks.cancel_all()
         self.workflow_runs.close()
         self.jobs.close()

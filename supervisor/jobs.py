@@ -13,6 +13,11 @@ states (`lost` always; `failed`, `timed_out` if the job asked) starts a new atte
 `max_retries` allows. The new attempt is `queued` but waits out its backoff
 (`supervisor.retries.retry_delay`) outside the queues until its `retry_at`, which is persisted:
 a restarted supervisor sets the same timer again (`wait_retry`).
+
+A planned stop (SIGTERM, Ctrl-C, an admin's shutdown: `stopping`) is not an end: the runs it
+stops are not the jobs' doing, so each is committed `queued` again as its next attempt
+(`interrupt`), one that does not count against `max_retries`, and runs when the supervisor
+starts again. A job the user is canceling ends `canceled` as always.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from supervisor.targets import Targets
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED = "interrupted by the supervisor's stop; runs again when it starts"
+NOT_STARTED = "queued; the supervisor stopped before its agent started it"
+
 
 class JobBook:
     def __init__(self, store: Store, targets: Targets, agents: AgentRegistry, wake: Callable[[], None],
@@ -43,7 +51,7 @@ class JobBook:
         self._wake = wake  # the scheduler: a slot freed or a job queued
         self._on_evicted = on_evicted
         self._live: dict[JobId, ComputeJob] = {}  # every job not yet terminal (and committed)
-        self.retrying = True  # off while shutting down: an agent lost then is no reason to retry
+        self.stopping = False  # a planned stop: the runs it ends are interrupted, not ended (`interrupt`)
         # every job that reaches a terminal state, on every path, before that end is committed
         # (the workflows release or cancel its dependents in the same commit)
         self.on_end: Callable[[ComputeJob, float], None] = lambda job, now: None
@@ -179,9 +187,9 @@ class JobBook:
             agent.jobs.discard(job.id)
             agent.idle_since = time.monotonic()
         self.store.record(job, job.move(state, reason, now))
-        if self.retrying and job.retries_after(state):
+        if job.retries_after(state):
             delay = self.backoff.delay(job.attempt)
-            after = f"attempt {job.attempt + 1} of {job.max_retries + 1} after: {reason}"
+            after = f"attempt {job.attempt + 1} of {job.attempts_allowed} after: {reason}"
             self.store.record(job, job.retry(f"retrying in {delay:g} s, {after}" if delay > 0 else f"retrying, {after}",
                                              now, delay))
             self.store.restart_log(job.id)
@@ -228,11 +236,38 @@ class JobBook:
 
     def lose_or_cancel(self, job: ComputeJob, reason: str, now: float) -> None:
         """Its agent is gone: a job being canceled is canceled; any other one may have
-        started there, so it is `lost` (a new attempt if retries remain)."""
+        started there, so it is `lost` (a new attempt if retries remain), or, when the
+        supervisor's planned stop took the agent away, interrupted."""
         if job.cancel_reason is not None:
             self.end(job, JobState.CANCELED, job.cancel_reason, now)
+        elif self.stopping:
+            self.interrupt(job, now)
         else:
             self.end(job, JobState.LOST, reason, now)
+
+    def interrupt(self, job: ComputeJob, now: float, *, never_started: bool = False) -> None:
+        """The supervisor's planned stop ended the job's run (its agent canceled it on the way
+        out, or went away with it): `queued` again as its next attempt, which does not count
+        against `max_retries` and runs once the supervisor starts again. `never_started`: its
+        agent said so of a job sent ahead, which then stays `queued` under the same attempt.
+        A job being canceled is canceled."""
+        if job.cancel_reason is not None:
+            self.end(job, JobState.CANCELED, job.cancel_reason, now)
+            return
+        if never_started and job.state is JobState.QUEUED:
+            self.requeue(job, NOT_STARTED, now)
+            return
+        agent = self.agent_of(job)
+        self._release(job)
+        self._targets.queue(job.driver).remove(job)
+        self._cancel_retry_timer(job.id)
+        if agent is not None:
+            agent.jobs.discard(job.id)
+            agent.idle_since = time.monotonic()
+        self.store.record(job, job.retry_interrupted(INTERRUPTED, now))
+        self.store.restart_log(job.id)
+        log.info("job %s of %s: attempt %d interrupted by the stop; attempt %d runs after the restart",
+                 job.id, job.owner, job.attempt - 1, job.attempt)
 
     def _release(self, job: ComputeJob) -> None:
         """Free the job's slots (if it holds any) and wake the scheduler to hand them out."""

@@ -106,9 +106,14 @@ class Reports:
                 reason = exit_reason(report.exit_code)
             else:
                 reason = str(state)
-            attempt = job.attempt
-            self._jobs.end(job, state, reason, report.at or now)
-            self._tails.expect(job.id, agent.id, attempt, report.log_size, job.log_size)
+            if state is JobState.CANCELED and job.cancel_reason is None and self._jobs.stopping:
+                # the planned stop's cancel (KillAgent), not the user's: the job runs again, as
+                # its next attempt with a log of its own
+                self._jobs.interrupt(job, report.at or now, never_started=report.started_at is None)
+            else:
+                attempt = job.attempt
+                self._jobs.end(job, state, reason, report.at or now)
+                self._tails.expect(job.id, agent.id, attempt, report.log_size, job.log_size)
             self.forget_after_commit(agent, [job.id])
         elif report.info:
             self._jobs.store.record(job)

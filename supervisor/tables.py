@@ -61,6 +61,9 @@ jobs = Table(
     # and when a retry waiting out its backoff may queue (null: not waiting)
     Column("retry_on", String(32)),
     Column("retry_at", Float),
+    # attempts a planned stop of the supervisor interrupted: they run again without counting
+    # against max_retries
+    Column("interrupted", Integer, nullable=False, server_default="0"),
 )
 Index("ix_jobs_owner_id", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_workflow", jobs.c.workflow_id, jobs.c.workflow_run)

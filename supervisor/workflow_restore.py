@@ -7,36 +7,29 @@ all completed is released, one behind a failed dependency is canceled. Only `wai
 ever released, and a release is committed with the job's row, so no job is released twice (a
 released job reads back `queued`, and the rest of its life is the recovery of any queued job).
 
-After a planned stop, the jobs the shutdown ended (noted in the workflow's row while the
-`RunBook` was paused) start a new attempt first, so a workflow goes on across a planned
-restart as across a crash.
+A planned stop needs nothing of its own here: the runs it stopped were committed `queued` again
+as their jobs' next attempts (`JobBook.interrupt`), so they read back as queued jobs of the run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from jobvisor.errors import OpError
 from jobvisor.states import JobState, WorkflowState
 from jobvisor.workflow_doc import OnFailure, WorkflowDoc
-from supervisor.compute_job import ComputeJob
 from supervisor.jobs import JobBook
-from supervisor.store import Store
 from supervisor.workflow_docs import WorkflowDocs
 from supervisor.workflow_graph import RunGraph
-from supervisor.workflow_runs import INTERRUPTED, RunBook, WorkflowRun
-from supervisor.workflow_store import WorkflowRecord, WorkflowStore
+from supervisor.workflow_runs import RunBook, WorkflowRun
+from supervisor.workflow_store import WorkflowStore
 
 log = logging.getLogger(__name__)
 
-RESUMABLE = frozenset({JobState.CANCELED, JobState.LOST})  # how a job the shutdown interrupted may have ended
-
 
 class WorkflowRestore:
-    def __init__(self, store: Store, rows: WorkflowStore, jobs: JobBook, runs: RunBook, docs: WorkflowDocs) -> None:
-        self.store = store
+    def __init__(self, rows: WorkflowStore, jobs: JobBook, runs: RunBook, docs: WorkflowDocs) -> None:
         self.rows = rows
         self._jobs = jobs
         self._runs = runs
@@ -63,39 +56,18 @@ class WorkflowRestore:
                 continue
             run = WorkflowRun(record, RunGraph(doc))
             graph = run.graph
-            now = time.time()
-            resumed: list[ComputeJob] = []
             for row in await self.rows.run_jobs(record.id, record.run):
                 i = graph.index.get(row.workflow_job)
                 if i is None:
                     continue
-                again = await self._resume_interrupted(record, row, now)
-                if again is not None:
-                    resumed.append(again)
                 live = self._jobs.get(row.id)
                 graph.job_ids[i] = row.id
                 graph.targets[i] = row.driver
                 graph.set_state(i, live.state if live is not None else JobState(row.state))
                 if i in graph.referenced and graph.state(i) is JobState.COMPLETED:
                     graph.results[row.workflow_job] = live.result if live is not None else row.result
-            if INTERRUPTED in record.info:
-                record.info = {k: v for k, v in record.info.items() if k != INTERRUPTED}
-                self.rows.save(record)
             self._runs.runs[record.id] = run
-            self._jobs.enqueue(resumed)
             self._resume(run, doc)
-
-    async def _resume_interrupted(self, record: WorkflowRecord, row: Any, now: float) -> ComputeJob | None:
-        """A job the last shutdown ended (see `RunBook.pause`), back in its queue as a new attempt."""
-        if row.id not in record.info.get(INTERRUPTED, ()) or JobState(row.state) not in RESUMABLE:
-            return None
-        job = await self.store.get_job(row.id)
-        if job is None:
-            return None
-        self.store.record(job, job.retry(f"queued again: {job.reason or JobState(row.state).value} when the supervisor stopped", now))
-        self.store.restart_log(job.id)
-        self._jobs.adopt(job)
-        return job
 
     def _resume(self, run: WorkflowRun, doc: WorkflowDoc) -> None:
         graph = run.graph

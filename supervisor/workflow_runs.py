@@ -43,7 +43,6 @@ RELEASED_ANYWAY = "dependencies ended (on_failure: continue)"
 # how a dependency ended, in its dependents' reason ("dependency prep timed out")
 ENDED_AS = {JobState.FAILED: "failed", JobState.TIMED_OUT: "timed out", JobState.LOST: "was lost",
             JobState.CANCELED: "was canceled"}
-INTERRUPTED = "interrupted"  # the workflow row's info: jobs the last shutdown ended, to run again
 
 
 @dataclass(slots=True)
@@ -71,7 +70,6 @@ class RunBook:
         self.inputs = inputs
         self.runs: dict[str, WorkflowRun] = {}  # running workflows by id
         self._tasks = Tasks(log, "workflow inputs")
-        self.pausing = False  # the supervisor is stopping: ends do not cascade, they resume after the restart
         jobs.on_end = self.on_end
 
     # ================================================================== a job's end
@@ -83,9 +81,6 @@ class RunBook:
             return
         run = self.runs.get(member.workflow_id)
         if run is None or run.record.run != member.run:
-            return
-        if self.pausing and job.state is not JobState.COMPLETED and run.canceling is None:
-            self._interrupted(run, job)
             return
         graph = run.graph
         i = graph.index[member.name]
@@ -227,7 +222,7 @@ class RunBook:
         self.runs.pop(record.id, None)
         log.info("workflow %s (%s) run %d %s: %s", record.id, record.name, record.run, record.state, record.reason)
 
-    # ================================================================== cancel, pause
+    # ================================================================== cancel
 
     def cancel_run(self, run: WorkflowRun, reason: str) -> None:
         """Every unfinished job canceled; the workflow ends `canceled` with the last of them."""
@@ -244,21 +239,6 @@ class RunBook:
                 self._cancel_job(job, f"workflow {reason}")
         if graph.unfinished == 0:
             self.finish(run, now)
-
-    def pause(self) -> None:
-        """The supervisor is stopping (SIGTERM, admin shutdown): the jobs its agents cancel on
-        the way out, or that end `lost` with the shutdown, are not failures of their
-        workflows. Each is noted in its workflow's row (`INTERRUPTED`) and starts a new attempt
-        after the restart (supervisor.workflow_restore), so a workflow goes on across a planned
-        restart as across a crash."""
-        self.pausing = True
-
-    def _interrupted(self, run: WorkflowRun, job: ComputeJob) -> None:
-        record = run.record
-        noted = record.info.get(INTERRUPTED, [])
-        if job.id not in noted:
-            record.info = {**record.info, INTERRUPTED: [*noted, job.id]}
-            self.rows.save(record)
 
     def close(self) -> None:
         """Shutdown: inputs still being fetched are dropped (their jobs stay waiting, and are

@@ -97,11 +97,19 @@ async def test_users_are_isolated(server, api, backend):
         await carol.close()
 
 
-async def test_sigterm_ends_running_jobs_with_a_reason(server, api, backend):
-    submitted = await api.submit(job("sleep 120", driver=backend.kind))
+async def test_sigterm_stops_running_jobs_and_the_restart_runs_them_again(server, api, backend):
+    """A planned stop of `up` stops the agents and their jobs, and queues each job it
+    interrupted again as its next attempt (max_retries 0 notwithstanding), which runs when `up`
+    starts again."""
+    submitted = await api.submit(job('echo "attempt $JOBVISOR_ATTEMPT"; [ "$JOBVISOR_ATTEMPT" != 1 ] || sleep 120',
+                                     driver=backend.kind))
     await api.wait_state(submitted["id"], "running", timeout=60)
     assert server.stop() == 0
     assert not server.agent_pids()
     server.restart()
-    done = await api.job(submitted["id"])
-    assert done["state"] in ("canceled", "lost") and "shut" in done["reason"], done
+    done = await api.wait_state(submitted["id"], {"completed", "failed", "canceled", "lost"}, timeout=120)
+    assert (done["state"], done["attempt"], done["max_retries"]) == ("completed", 2, 0), done
+    history = [(h["attempt"], h["state"]) for h in done["history"]]
+    assert history[:3] == [(1, "queued"), (1, "starting"), (1, "running")] and history[-1] == (2, "completed"), history
+    assert done["history"][3]["reason"] == "interrupted by the supervisor's stop; runs again when it starts"
+    assert (await api.log(submitted["id"])).decode() == "attempt 2\n"

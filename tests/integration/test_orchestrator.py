@@ -163,11 +163,13 @@ async def test_admin_shutdown_answers_then_stops_up_as_sigterm_does(tmp_path, in
         server.stop()
         assert "jobvisor stopped" in server.output
         assert not server.agent_pids()
-        server.restart()  # everything was committed before the exit: the job ended with the shutdown
+        server.restart()  # committed before the exit: the job was queued again, as its next attempt
         await admin.close()
         admin = Api(server.url, token)
-        ended = await admin.job(job["id"])
-        assert ended["state"] == "canceled" and "shutting down" in ended["reason"], ended
+        again = await admin.wait_state(job["id"], "running")
+        assert again["attempt"] == 2 and again["max_retries"] == 0, again
+        assert [(h["attempt"], h["state"], h["reason"]) for h in again["history"] if h["attempt"] == 2][0] == \
+            (2, "queued", "interrupted by the supervisor's stop; runs again when it starts"), again["history"]
     finally:
         await admin.close()
         server.cleanup()

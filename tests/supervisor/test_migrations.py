@@ -57,7 +57,7 @@ def _pre_migration_database(path, version: int = 1) -> None:
                      driver="local", cpus=1, created_at=1000.0, reason="submitted")
     with engine.begin() as conn:
         conn.execute(insert(tables.meta), [{"key": "schema_version", "value": str(version)}])
-        row = {k: v for k, v in job.insert_row().items() if not k.startswith(("workflow_", "array_", "retry_"))}
+        row = {k: v for k, v in job.insert_row().items() if not k.startswith(("workflow_", "array_", "retry_", "interrupted"))}
         conn.execute(insert(tables.jobs), [row])
     engine.dispose()
 
