@@ -109,6 +109,7 @@ class JobRecord:
     finished_at: float | None = None
     walltime: float | None = None
     pid: int | None = None  # of its process once spawned (kept after the end: its status says it)
+    usage: dict | None = None  # peak memory and CPU time of its ended process (Child.usage)
     code_obj: Any = None  # the job_cmd Code, for the result at the end
     # output log
     log_fd: int | None = None  # read-only fd of output.log while bytes may remain to be sent

@@ -190,7 +190,8 @@ class LocalBackend:
     # ------------------------------------------------------------------ the rest
 
     def info(self, job: JobRecord) -> dict:
-        return {"pid": job.pid} if job.pid is not None else {}
+        info: dict = {"pid": job.pid} if job.pid is not None else {}
+        return {**info, **job.usage} if job.usage else info
 
     def write_status(self, job: JobRecord) -> None:
         self.processes.write_status(job)

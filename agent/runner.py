@@ -149,6 +149,7 @@ class Runner:
         returncode = child.poll()
         if returncode is None:  # the pidfd said it exited, so this cannot block
             returncode = child.wait()
+        job.usage = child.usage or None
         self.on_exit(job, returncode)
 
     def signal_group(self, job: JobRecord, sig: int) -> None:

@@ -35,34 +35,37 @@ class Child:
     """A spawned process: its pid and, once reaped, its return code (Popen's convention:
     negative is the signal that killed it)."""
 
-    __slots__ = ("pid", "returncode")
+    __slots__ = ("pid", "returncode", "usage")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.usage: dict[str, float] = {}  # what the kernel counted for it, once reaped
 
     def poll(self) -> int | None:
         """The return code if the process has ended (reaping it), else None; never blocks."""
         if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: nothing more to learn
-                self.returncode = 0
-            else:
-                if pid == self.pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
+            self._reap(os.WNOHANG)
         return self.returncode
 
     def wait(self) -> int:
         """The return code, waiting for the end (only called once the pidfd said it ended)."""
         while self.returncode is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                self.returncode = 0
-            else:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            self._reap(0)
         return self.returncode
+
+    def _reap(self, options: int) -> None:
+        """wait4, which reaps as waitpid does and also says what the process (and the children
+        it waited for) used: the peak resident memory and the CPU time, as `sacct` shows them."""
+        try:
+            pid, status, usage = os.wait4(self.pid, options)
+        except ChildProcessError:  # reaped elsewhere: nothing more to learn
+            self.returncode = 0
+            return
+        if pid == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+            self.usage = {"max_rss": usage.ru_maxrss * 1024,  # Linux counts kilobytes
+                          "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)}
 
 
 def resolve_program(program: str, job_path: str, cwd: str | os.PathLike) -> str:

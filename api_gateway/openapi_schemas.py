@@ -101,7 +101,7 @@ def _job_schema(states: list[str]) -> dict:
         "max_retries": {"type": "integer", "minimum": 0},
         "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "progress_message": {"type": "string"},
-        "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id)"},
+        "info": {"type": "object", "description": "Driver details of the run (pid, container, Slurm job id); once its process ended on a local or docker agent, `max_rss` (peak resident bytes) and `cpu_seconds` (user + system), as sacct's MaxRSS and CPUTime"},
         "agent_id": {"type": ["string", "null"], "description": "The agent running the job's current attempt"},
         "retry_on": {"type": "array", "items": {"type": "string", "enum": RETRY_ON}, "uniqueItems": True,
                      "description": "The end states that start a new attempt while max_retries allows (lost always)"},

@@ -180,6 +180,10 @@ def format_job(job: dict, tz: tzinfo | None = None, now: datetime | None = None)
         fields["env"] = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(job["env"].items()))
     if job.get("inputs"):
         fields["inputs"] = ", ".join(f"{i['path']} ({fmt.memory(i['size'])})" for i in job["inputs"])
+    info = job.get("info") if isinstance(job.get("info"), dict) else {}
+    if "max_rss" in info or "cpu_seconds" in info:  # what its process used, as sacct's MaxRSS and CPUTime
+        fields["usage"] = (f"max memory {fmt.memory(info.get('max_rss'))}, "
+                           f"cpu time {fmt.duration(info.get('cpu_seconds'))}")
     if job.get("retry_on"):
         fields["retry_on"] = ", ".join(job["retry_on"])
     if job.get("queue_position") is not None:

@@ -112,6 +112,17 @@ async def test_bad_forms_are_400_naming_the_part_and_too_many_bytes_are_413(conf
     assert driver.value.status == 400 and "did you mean 'docker'?" in driver.value.body["detail"]
 
 
+async def test_an_ended_job_says_its_peak_memory_and_cpu_time(server, api):
+    burn = ("import time\nkept = b'x' * (80 << 20)\nstart = time.process_time()\n"
+            "while time.process_time() - start < 0.3:\n    pass\n")
+    job = await api.submit({"code": "shell", "params": {"argv": [sys.executable, "-c", burn]}})
+    done = await api.wait_state(job["id"], {"completed", "failed"})
+    assert done["state"] == "completed", done["reason"]
+    info = done["info"]
+    assert 80 << 20 <= info["max_rss"] < 1 << 30 and 0.3 <= info["cpu_seconds"] < 30, info
+    assert info["pid"] > 0
+
+
 async def test_unknown_query_parameters_are_400_on_every_route(server, api):
     """Every route of the OpenAPI document, with a query parameter it does not declare."""
     done = await api.submit({"code": "shell", "params": {"argv": ["true"]}})
