@@ -58,6 +58,10 @@ def client_from_args(args: argparse.Namespace, *, token_required: bool = True) -
     if not url or getattr(args, "config", None):  # a --config FILE given is read (and checked) even if unused
         config_url = config_from_args(args).gateway_url
         url = url or config_url
+    if "://" not in url:  # `--url 127.0.0.1:8765`, as a person types it
+        url = "http://" + url
+    elif not url.startswith(("http://", "https://")):
+        raise CliError(f"the gateway's URL {url!r} is not http:// or https://")
     token = args.token or os.environ.get("JOBVISOR_TOKEN")
     if not token and token_required:
         raise CliError(NO_TOKEN)

@@ -100,6 +100,9 @@ async def test_errors_are_one_clear_line(real_cli):
     assert bad_token.rc == 1 and "HTTP 401" in bad_token.err
     unreachable = await cli.run("list", "--url", "http://127.0.0.1:9")
     assert unreachable.rc == 1 and "cannot reach the gateway" in unreachable.err
+    bare = await cli.run("list", "--url", cli.environ()["JOBVISOR_URL"].removeprefix("http://"))  # no scheme
+    assert bare.rc == 0, bare.err
+    assert "not http:// or https://" in (await cli.run("list", "--url", "ftp://x")).err
     no_dashes = await cli.run("submit", "python", "-c", "print(1)")  # the command's own options need --
     assert no_dashes.rc == 2 and "put -- before the command" in no_dashes.err
 
