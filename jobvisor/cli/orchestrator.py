@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from jobvisor.cli.client import add_client_arguments, client_from_args
 from jobvisor.cli.errors import CliError
-from jobvisor.cli.resolve import USAGE
-from jobvisor.cli.fmt import local_time, table as format_table
+from jobvisor.cli.resolve import USAGE, fetch_pages
+from jobvisor.cli.fmt import duration, local_time, table as format_table
 from jobvisor.cli.workflows import resolve_workflow
 
 
@@ -52,20 +53,22 @@ def describe_schedule(timer: dict) -> str:
     if timer["kind"] == "at":
         return f"at {_when(timer['at'])}"
     if timer["kind"] == "every":
-        return f"every {timer['every']:g} s"
+        return f"every {duration(timer['every'])}"
     return f"cron {timer['cron']}"
 
 
 def cmd_timer_list(args: argparse.Namespace) -> int:
-    timers = client_from_args(args).call("GET", "/timers")["timers"]
+    client = client_from_args(args)
+    timers = client.call("GET", "/timers")["timers"]
     if args.json:
         print(json.dumps(timers, indent=2))
         return 0
-    rows = [[t["id"], t["workflow_id"], describe_schedule(t), _when(t["next_at"]), _when(t["last_at"]),
+    names = {w["id"]: w["name"] for w in fetch_pages(client, "/workflows", "workflows", sys.maxsize)} if timers else {}
+    rows = [[t["id"], names.get(t["workflow_id"], t["workflow_id"]), describe_schedule(t), _when(t["next_at"]),
+             _when(t["last_at"]),
              (t["last_outcome"] or "-") + (f": {t['last_reason']}" if t["last_outcome"] and t["last_outcome"] != "executed" else "")]
             for t in timers]
-    if rows:
-        print(format_table(rows, ["ID", "WORKFLOW", "SCHEDULE", "NEXT", "LAST", "LAST OUTCOME"]))
+    print(format_table(rows, ["ID", "WORKFLOW", "SCHEDULE", "NEXT", "LAST", "LAST OUTCOME"]))  # a header even when empty
     return 0
 
 
