@@ -89,8 +89,9 @@ class LocalDriver(DriverBase):
         works beside whatever else is there, outside its run dir's isolation."""
         allowed = [os.path.realpath(os.path.expanduser(d.strip())) for d in self._cfg.workdirs.split(",") if d.strip()]
         if not allowed:
-            raise InvalidRequest("running a job in place is off on this server (the local driver's workdirs "
-                                 "setting allows no directory)", field="workdir")
+            raise InvalidRequest("running a job in place is off on this server: its admin allows directories "
+                                 "with [local] workdirs = \"/path/a,/path/b\" (or JOBVISOR_LOCAL_WORKDIRS) and a "
+                                 "restart of up", field="workdir")
         if not isinstance(workdir, str) or not os.path.isabs(workdir):
             raise InvalidRequest("workdir must be an absolute path", field="workdir")
         real = os.path.realpath(workdir)

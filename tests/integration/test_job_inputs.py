@@ -189,6 +189,7 @@ async def test_workdir_is_off_by_default_and_runs_in_place_where_allowed(tmp_pat
     with pytest.raises(ApiError) as off:
         await api.submit(job)
     assert off.value.status == 400 and off.value.body["field"] == "workdir"
+    assert "[local] workdirs" in off.value.body["detail"]  # says how an admin allows it
     _, allowed = await configured(JOBVISOR_LOCAL_WORKDIRS=str(tmp_path / "allowed"))
     ran = await allowed.submit(job)
     done = await allowed.wait_state(ran["id"], {"completed", "failed"})
