@@ -178,6 +178,14 @@ class DatabaseLock:
         await self._take()
         self._watch = asyncio.create_task(self._keep(), name="database-lock")
 
+    async def note(self, holder: Holder) -> None:
+        """Rename the session after its holder (and take that name again after a reconnect)."""
+        self._holder = holder
+        try:
+            await self._conn.execute("SELECT set_config('application_name', $1, false)", holder.application_name())
+        except Exception as exc:  # noqa: BLE001 - the lock holds all the same; the next refusal says less
+            log.warning("cannot rename the session holding the database lock: %s", exc)
+
     async def _take(self) -> None:
         import asyncpg
 
@@ -282,12 +290,13 @@ class SupervisorLock:
             raise
         return lock
 
-    def note_url(self, url: str) -> None:
-        """The gateway's URL as bound (its port may have been 0), for the next refusal. (A
-        PostgreSQL session's name was given at connect, with the configured URL.)"""
+    async def note_url(self, url: str) -> None:
+        """The gateway's URL as bound (its port may have been 0), for the next refusal."""
         self.holder = replace(self.holder, url=url)
         for file in self.files:
             file.note(self.holder)
+        if self.database is not None:
+            await self.database.note(self.holder)
 
     async def release(self) -> None:
         if self.database is not None:

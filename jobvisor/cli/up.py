@@ -123,7 +123,7 @@ async def serve(config: Config) -> int:
     except OSError as exc:
         await supervisor.close()
         raise ListenError("gateway", config.server.host, config.server.port, exc) from exc
-    supervisor.lock.note_url(gateway.url)
+    await supervisor.lock.note_url(gateway.url)
     token = await bootstrap_admin(gateway.store)
     print(f"jobvisor is up: {gateway.url}", flush=True)
     print(f"state dir: {config.state_dir}", flush=True)

@@ -165,3 +165,16 @@ async def test_postgresql_lock_taken_again_when_its_session_is_lost(postgres_dat
             await DatabaseLock(url).acquire(Holder())
     finally:
         await lock.release()
+
+
+async def test_the_bound_url_is_noted_in_the_file_and_the_session(postgres_database, tmp_path):
+    """`up` notes its gateway's URL once bound (a port 0 becomes a real one)."""
+    lock = await SupervisorLock.take(_config(tmp_path, postgres_database.url), "jobvisor up")
+    try:
+        assert await _lock_sessions(postgres_database.url) == [f"jobvisor up pid={os.getpid()} http://127.0.0.1:8765"]
+        await lock.note_url("http://127.0.0.1:4321")
+        assert await _lock_sessions(postgres_database.url) == [f"jobvisor up pid={os.getpid()} http://127.0.0.1:4321"]
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["url"] == "http://127.0.0.1:4321"
+    finally:
+        await lock.release()
+    assert await _lock_sessions(postgres_database.url) == []
