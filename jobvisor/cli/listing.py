@@ -130,8 +130,9 @@ def _watch(client: ApiClient, args: argparse.Namespace, output: str, array: str 
 # --------------------------------------------------------------------------- show
 
 
-SKIP = frozenset({"history", "params", "resources", "progress", "progress_message", "queue_position"})
-FIRST = ("id", "name", "owner", "state", "reason", "exit_code", "code", "command", "driver", "resources",
+SKIP = frozenset({"history", "params", "resources", "progress", "progress_message", "queue_position",
+                  "array_id", "array_index", "array_cap"})
+FIRST = ("id", "name", "array", "owner", "state", "reason", "exit_code", "code", "command", "driver", "resources",
          "attempt", "max_retries", "queue_position", "progress", "created_at", "started_at", "finished_at",
          "run time", "agent_id", "result", "info", "params")
 TIME_KEYS = frozenset({"created_at", "started_at", "finished_at"})
@@ -180,6 +181,9 @@ def format_job(job: dict, tz: tzinfo | None = None, now: datetime | None = None)
         fields["env"] = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(job["env"].items()))
     if job.get("inputs"):
         fields["inputs"] = ", ".join(f"{i['path']} ({fmt.memory(i['size'])})" for i in job["inputs"])
+    if job.get("array_id"):  # one line, as list's NAME[3] says it
+        cap = f", at most {job['array_cap']} at once" if job.get("array_cap") else ""
+        fields["array"] = f"element {job.get('array_index')} of {job['array_id']}{cap}"
     info = job.get("info") if isinstance(job.get("info"), dict) else {}
     if "max_rss" in info or "cpu_seconds" in info:  # what its process used, as sacct's MaxRSS and CPUTime
         fields["usage"] = (f"max memory {fmt.memory(info.get('max_rss'))}, "

@@ -51,6 +51,8 @@ def test_show_is_for_a_person():
                          "inputs": [{"path": "data/mesh.txt", "size": 8}, {"path": "big.h5", "size": 3 << 30}]}).splitlines()
     assert "env       A=1 'B=two words'" in extras and "retry_on  failed, lost" in extras
     assert "inputs    data/mesh.txt (8B), big.h5 (3G)" in extras
+    element = format_job({"id": "j2", "name": "sweep", "array_id": "j1", "array_index": 3, "array_cap": 2}).splitlines()
+    assert element[:3] == ["id     j2", "name   sweep", "array  element 3 of j1, at most 2 at once"]
     used = format_job({"id": "j1", "info": {"pid": 7, "max_rss": 3 << 29, "cpu_seconds": 75.5}}).splitlines()
     assert "usage  max memory 1.5G, cpu time 1m 15s" in used
 
