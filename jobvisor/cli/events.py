@@ -122,10 +122,32 @@ def follow(client: ApiClient, since: int | None, job: str | None, as_json: bool)
         time.sleep(backoff_delay(failures, base=0.2, cap=5.0) if failures else 0.05)
 
 
+def newest(client: ApiClient, count: int, job: str | None) -> list[dict]:
+    """The newest `count` events the caller sees, oldest first. Ids are shared by every user's
+    events, so the window read grows from the newest id back until it holds enough."""
+    last_id = client.call("GET", "/events", query={"format": "json", "since": MAX_EVENT_ID, "limit": 1})["last_id"]
+    window = count
+    while True:
+        since = max(0, last_id - window)
+        found = [e for e in history(client, since, job) if e["id"] <= last_id]
+        if len(found) >= count or since == 0:
+            return found[-count:] if count else []
+        window *= 4
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     client = client_from_args(args)
     since = args.since
     job_id = resolve_job(client, args.job) if args.job else None
+    if args.last is not None:
+        if since is not None:
+            raise CliError("--last and --since say different things: give one", status=2)
+        shown = newest(client, args.last, job_id)
+        for event in shown:
+            _print(event, args.json)
+        if not args.follow:
+            return 0
+        since = shown[-1]["id"] if shown else None
     if args.follow:
         follow(client, since, job_id, args.json)
         return 0
@@ -165,6 +187,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(from --since if given), reconnecting by itself without losing or repeating an event.")
     p.add_argument("--follow", "-f", action="store_true", help="follow the live stream until interrupted")
     p.add_argument("--since", type=_since, metavar="ID", help="only events after this id")
+    p.add_argument("--last", type=_since, metavar="N", help="only the newest N events (then the live ones with --follow)")
     p.add_argument("--job", metavar="JOB", help="only this job's events (its id, a unique id prefix or a unique name)")
     p.add_argument("--json", action="store_true", help="one JSON object per line, as the API gives them")
     add_client_arguments(p)

@@ -33,6 +33,10 @@ async def test_events_prints_the_history_one_line_each_or_as_json(real, real_cli
     later = await real_cli.run("events", "--json", "--since", str(as_json[1]["id"]))
     assert [json.loads(line) for line in later.out.splitlines()] == as_json[2:]
     assert (await real_cli.run("events", user="bob")).out == ""  # alice's are not bob's
+    await _done(real, user="bob")  # the newest ids are bob's now: alice's newest are further back
+    newest = [json.loads(line) for line in (await real_cli.run("events", "--json", "--last", "2")).out.splitlines()]
+    assert newest == as_json[-2:]
+    assert (await real_cli.run("events", "--last", "2", "--since", "1")).rc == 2
 
 
 async def test_push_prints_the_id_and_the_event_is_in_the_history(real, real_cli):
