@@ -80,7 +80,10 @@ def _error_from(exc: urllib.error.HTTPError) -> ApiError:
             detail = str(problem.get("detail") or problem.get("title") or detail)
             field = problem.get("field")
     except ValueError:
-        if raw:
+        if raw.lstrip()[:1] == b"<":  # a web page: not a jobvisor gateway, whose errors are JSON
+            detail = (f"{exc.url} answered with a web page, not a jobvisor gateway's problem: is it the "
+                      f"gateway's address (jobvisor up prints it), not the supervisor's port?")
+        elif raw:
             detail = raw.decode(errors="replace")[:200]
     err = ApiError(exc.code, str(detail), field)
     if exc.code == 401:

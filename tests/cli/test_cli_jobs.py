@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import urllib.error
 
 import pytest
 
+from jobvisor.cli.client import _error_from
 from jobvisor.cli.errors import CliError
 from jobvisor.cli.jobs import build_job
 from jobvisor.cli.waiting import render_progress
@@ -178,3 +181,11 @@ async def test_files_and_get(real_cli, tmp_path):
     assert target.read_bytes() == payload
     missing = await cli.run("get", job_id, "nope", "-o", str(tmp_path / "x"))
     assert missing.rc == 1 and "HTTP 404" in missing.err and not (tmp_path / "x").exists()
+
+
+def test_a_web_page_instead_of_a_problem_says_it_is_not_a_gateway():
+    page = urllib.error.HTTPError("http://127.0.0.1:8766/api/v1/jobs", 404, "Not Found", None,
+                                  io.BytesIO(b"<html><title>404: Not Found</title></html>"))
+    err = _error_from(page)
+    assert err.http_status == 404 and "answered with a web page, not a jobvisor gateway" in str(err)
+    assert "supervisor's port" in str(err)
