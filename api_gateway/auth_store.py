@@ -191,7 +191,8 @@ class AuthStore:
     async def add_user(self, name: str, *, is_admin: bool = False) -> None:
         if not _USER_NAME.match(name or ""):
             raise InvalidRequest(
-                f"user name {name!r} must be 1-64 letters, digits or _.@- (not starting with one of those)",
+                f"user name {name!r} must start with a letter or digit, followed by up to 63 letters, digits, "
+                "dots, dashes, underscores or @",
                 field="name",
             )
         try:
