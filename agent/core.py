@@ -347,6 +347,10 @@ class AgentCore:
                     reason = f"the result cannot be sent: {exc.field}: {exc.detail}"
         elif state is JobState.FAILED and code is not None and returncode is not None and returncode > 0:
             reason = self._told(job, code, reason, returncode, names)
+            if reason == exit_reason(returncode):  # the job said nothing better: its last words
+                last = tail.last_output_line(job.log_path)
+                if last:
+                    reason += f"; last output: {last}"
         job.end(state, reason, self.backend.log_size(job), time.time())
         log = logger.debug if quiet and state is JobState.COMPLETED else logger.info
         log("job %s attempt %d: %s%s", job.job_id, job.attempt, state, f" ({reason})" if reason else "")

@@ -40,6 +40,27 @@ def log_size(job: JobRecord) -> int:
         return 0
 
 
+LAST_LINE_BYTES = 4096  # read from the end of a failed job's log for its last line
+LAST_LINE_CHARS = 200  # of it kept in the reason
+
+
+def last_output_line(log_path: str) -> str:
+    """The last non-blank line of a log (what a failing program printed last: often why), as
+    printable text of at most LAST_LINE_CHARS; "" when there is none or it cannot be read."""
+    try:
+        with open(log_path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - LAST_LINE_BYTES))
+            tail = f.read(LAST_LINE_BYTES)
+    except OSError:
+        return ""
+    for raw in reversed(tail.splitlines()):
+        line = "".join(c if c.isprintable() else " " for c in raw.decode(errors="replace")).strip()
+        if line:
+            return line if len(line) <= LAST_LINE_CHARS else line[: LAST_LINE_CHARS - 1] + "…"
+    return ""
+
+
 def few_names(path: str, limit: int = 32) -> set[str] | None:
     """The names in a directory of at most `limit` entries; None for a bigger one (or one that
     cannot be read). At a job's end one look at its run dir says whether it left a progress

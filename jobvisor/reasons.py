@@ -59,8 +59,9 @@ def describe_end(state: str, exit_code: int | None, reason: str) -> str:
     "failed (exit code 3)", "failed (exit code 1): ValueError: bad mesh size", "failed: killed
     by SIGKILL" (a signal's code is its reason), "lost: agent lost" (no process, no code)."""
     line = state if exit_code is None or exit_code < 0 else f"{state} (exit code {exit_code})"
-    signaled = exit_code is not None and exit_code < 0
-    said = exit_code is not None and not signaled and reason == exit_reason(exit_code)
-    if reason and state != "completed" and not said:
+    bare = exit_reason(exit_code) if exit_code is not None and exit_code >= 0 else None
+    if bare is not None and (reason == bare or reason.startswith(bare + ";")):
+        reason = reason[len(bare) + 1:].strip()  # the code is said already; what follows it is not
+    if reason and state != "completed":
         line += f": {reason}"
     return line

@@ -81,7 +81,7 @@ async def test_failures_have_clear_reasons(supervisor, start_agent, tmp_path):
     no_prog = await supervisor.status("no-prog", "failed")
     assert no_prog.report.reason == "cannot start '/nonexistent/prog-xyz': No such file or directory"
     exit3 = await supervisor.status("exit3", "failed")
-    assert exit3.report.reason == "exit code 3" and exit3.report.exit_code == 3
+    assert exit3.report.reason == "exit code 3; last output: oops" and exit3.report.exit_code == 3
     assert bytes(supervisor.logs["exit3"]) == b"oops\n"
     killed = await supervisor.status("killed", "failed")
     assert killed.report.reason == "killed by SIGKILL"

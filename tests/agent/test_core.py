@@ -127,6 +127,7 @@ def test_exit_outcome_rules():
 
 def test_an_end_is_described_without_saying_a_thing_twice():
     assert describe_end("failed", 3, "exit code 3") == "failed (exit code 3)"
+    assert describe_end("failed", 1, "exit code 1; last output: diverged") == "failed (exit code 1): last output: diverged"
     assert describe_end("failed", 1, "ValueError: bad mesh size") == "failed (exit code 1): ValueError: bad mesh size"
     assert describe_end("failed", -9, "killed by SIGKILL") == "failed: killed by SIGKILL"
     assert describe_end("completed", 0, "") == describe_end("completed", 0, "exit code 0") == "completed (exit code 0)"

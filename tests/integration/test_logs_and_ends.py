@@ -116,10 +116,14 @@ async def test_a_python_jobs_reason_is_its_exception(api, tmp_path):
 
 async def test_a_shell_jobs_reason_is_its_exit_code_or_signal_and_walltime_is_named(server, api):
     exit3 = await api.submit({"code": "shell", "params": {"script": "echo oops; exit 3"}})
+    silent = await api.submit({"code": "shell", "params": {"script": "exit 4"}})
+    noisy = await api.submit({"code": "shell", "params": {"script": "printf 'step 1\\nmesh diverged at step 13\\n\\n' >&2; exit 1"}})
     killed = await api.submit({"code": "shell", "params": {"script": "kill -9 $$"}})
     late = await api.submit({"code": "shell", "params": {"argv": ["sleep", "60"]}, "resources": {"walltime": "00:00:01"}})
     done = await wait_failed(api, exit3)
-    assert done["reason"] == "exit code 3" and done["exit_code"] == 3
+    assert done["reason"] == "exit code 3; last output: oops" and done["exit_code"] == 3  # what it said last
+    assert (await wait_failed(api, silent))["reason"] == "exit code 4"
+    assert (await wait_failed(api, noisy))["reason"] == "exit code 1; last output: mesh diverged at step 13"
     done = await wait_failed(api, killed)
     assert done["reason"] == "killed by SIGKILL"
     done = await wait_failed(api, late, "timed_out")
@@ -127,7 +131,7 @@ async def test_a_shell_jobs_reason_is_its_exit_code_or_signal_and_walltime_is_na
     env = {**os.environ, "JOBVISOR_URL": server.url, "JOBVISOR_TOKEN": server.token}
     waited = subprocess.run([sys.executable, "-m", "jobvisor", "wait", exit3["id"]], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=60)
-    assert waited.stdout.strip() == "failed (exit code 3)"  # once, not "failed (exit code 3): exit code 3"
+    assert waited.stdout.strip() == "failed (exit code 3): last output: oops"  # the code once, then the job's last words
 
 
 async def test_a_log_still_arriving_when_up_is_killed_is_whole_after_the_restart(server, api):
