@@ -15,6 +15,7 @@ from typing import Any
 from jobvisor.cli import fmt
 from jobvisor.cli.client import ApiClient, add_client_arguments, client_from_args
 from jobvisor.cli.resolve import array_of, fetch_jobs, resolve_job
+from jobvisor.job_arrays import format_array
 from jobvisor.reasons import exit_reason
 
 NAME_WIDTH = 32
@@ -58,10 +59,21 @@ def job_label(job: dict) -> str:
 
 def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
              now: datetime | None = None) -> tuple[list[str], list[list[str]]]:
-    """The table of `list`: headers and one row per job."""
+    """The table of `list`: headers and one row per job, except that the queued elements of a
+    job array share one row (`sweep[5-100%10]`, as squeue shows a pending array): an array of
+    thousands reads as one line until its elements start."""
     headers = ["ID", *(["OWNER"] if owners else []), "NAME", "STATE", "PROGRESS", "SUBMITTED", "RUN TIME", "EXIT/REASON"]
+    waiting: dict[str, list[dict]] = {}
+    for job in jobs:
+        if job.get("state") == "queued" and job.get("array_id"):
+            waiting.setdefault(job["array_id"], []).append(job)
     rows = []
     for job in jobs:
+        group = waiting.get(job.get("array_id") or "") if job.get("state") == "queued" else None
+        if group is not None and len(group) > 1:
+            if job is group[0]:
+                rows.append(_array_row(group, owners, tz, now))
+            continue
         rows.append([
             job["id"], *([job.get("owner", "")] if owners else []),
             job_label(job),
@@ -72,6 +84,17 @@ def job_rows(jobs: list[dict], *, owners: bool, tz: tzinfo | None = None,
             detail(job),
         ])
     return headers, rows
+
+
+def _array_row(group: list[dict], owners: bool, tz: tzinfo | None, now: datetime | None) -> list[str]:
+    first = group[0]
+    cap = first.get("array_cap") or 0
+    indexes = format_array(sorted(j["array_index"] for j in group), cap)
+    name = fmt.clip(first.get("name") or fmt.command_summary(first), NAME_WIDTH // 2)
+    return [first["array_id"], *([first.get("owner", "")] if owners else []),
+            name + "[" + fmt.clip(indexes, NAME_WIDTH - len(name) - 2) + "]", "queued", "",
+            fmt.short_time(first.get("created_at"), tz, now), "",
+            f"{len(group)} elements" + (f", at most {cap} at once" if cap else "")]
 
 
 def render_list(jobs: list[dict], output: str, tz: tzinfo | None = None, now: datetime | None = None,

@@ -109,6 +109,19 @@ def test_list_rows_say_what_runs_how_long_and_how_it_ended():
         "walltime 00:00:02 exceeded")
 
 
+def test_an_arrays_queued_elements_share_a_row_as_squeue_shows_them():
+    jobs = [job(id=f"j{i}", name="sweep", array_id="j0", array_index=i, array_cap=2, state="queued")
+            for i in (9, 8, 7, 6, 5, 3, 2)]
+    jobs.insert(0, job(id="j9x", name="sweep", array_id="j0", array_index=1, state="running",
+                       started_at="2026-12-05T09:30:01Z"))
+    headers, rows = job_rows(jobs, owners=False, tz=timezone.utc, now=NOW)
+    assert rows[0][:3] == ["j9x", "sweep[1]", "running"]
+    assert rows[1] == ["j0", "sweep[2-3,5-9%2]", "queued", "", "09:30:00", "", "7 elements, at most 2 at once"]
+    assert len(rows) == 2
+    lone = job(id="j5", name="sweep", array_id="j0", array_index=5, state="queued", queue_position=1)
+    assert job_rows([lone], owners=False)[1][0][:3] == ["j5", "sweep[5]", "queued"]  # one element: its own row
+
+
 def test_list_has_a_header_when_empty_and_an_owner_column_for_several_users():
     assert render_list([], "table") == "ID  NAME  STATE  PROGRESS  SUBMITTED  RUN TIME  EXIT/REASON"
     assert render_list([], "ids") == "" and render_list([], "json") == "[]"
