@@ -128,3 +128,14 @@ def test_a_port_held_by_another_program_says_so(tmp_path):
             "another program (not a jobvisor supervisor) holds it; give another --supervisor-port ([server] supervisor_port)")
     # nothing of it started: the state dir holds no database and no lock held
     assert not (tmp_path / "state" / "jobvisor.sqlite").exists()
+
+
+def test_an_address_not_of_this_machine_names_the_host_option(tmp_path):
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobvisor", "up", "--state-dir", str(tmp_path / "state"), "--host", "192.0.2.1",
+         "--port", str(port), "--supervisor-port", str(free_port())],
+        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert _refused_line(proc) == (
+        f"jobvisor: the gateway cannot listen on 192.0.2.1:{port}: Cannot assign requested address; "
+        "give another --host ([server] host) or --port ([server] port)")
