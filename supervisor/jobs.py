@@ -179,13 +179,7 @@ class JobBook:
         """Move a job to a terminal state, or, when its attempt ended in one of its `retry_on`
         states with retries left, to a new attempt (after its backoff): the one place that
         decides a retry."""
-        agent = self.agent_of(job)
-        self._release(job)
-        self._targets.queue(job.driver).remove(job)
-        self._cancel_retry_timer(job.id)
-        if agent is not None:
-            agent.jobs.discard(job.id)
-            agent.idle_since = time.monotonic()
+        self._detach(job)
         self.store.record(job, job.move(state, reason, now))
         if job.retries_after(state):
             delay = self.backoff.delay(job.attempt)
@@ -257,6 +251,14 @@ class JobBook:
         if never_started and job.state is JobState.QUEUED:
             self.requeue(job, NOT_STARTED, now)
             return
+        self._detach(job)
+        self.store.record(job, job.retry_interrupted(INTERRUPTED, now))
+        self.store.restart_log(job.id)
+        log.info("job %s of %s: attempt %d interrupted by the stop; attempt %d runs after the restart",
+                 job.id, job.owner, job.attempt - 1, job.attempt)
+
+    def _detach(self, job: ComputeJob) -> None:
+        """The attempt is over: out of its slots, its queue, its retry timer and its agent's jobs."""
         agent = self.agent_of(job)
         self._release(job)
         self._targets.queue(job.driver).remove(job)
@@ -264,10 +266,6 @@ class JobBook:
         if agent is not None:
             agent.jobs.discard(job.id)
             agent.idle_since = time.monotonic()
-        self.store.record(job, job.retry_interrupted(INTERRUPTED, now))
-        self.store.restart_log(job.id)
-        log.info("job %s of %s: attempt %d interrupted by the stop; attempt %d runs after the restart",
-                 job.id, job.owner, job.attempt - 1, job.attempt)
 
     def _release(self, job: ComputeJob) -> None:
         """Free the job's slots (if it holds any) and wake the scheduler to hand them out."""
