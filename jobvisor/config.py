@@ -98,7 +98,7 @@ class SupervisorConfig:
     io_timeout: float = _doc("Seconds an io op (list or read files, logs) may take; on expiry only that op fails.", default=30.0)
     max_message_bytes: int = _doc("Largest protocol message accepted on any channel.", default=MAX_MESSAGE_BYTES)
     per_user_cpus: int = _doc("Most cpu slots one user may hold at once per driver; 0: no cap beyond the driver's.", default=0)
-    shutdown_timeout: float = _doc("Seconds `up` waits on SIGTERM for agents to stop their jobs.", default=10.0)
+    shutdown_timeout: float = _doc("Seconds `up` waits on SIGTERM (Ctrl-C, POST /admin/shutdown) for agents to stop their jobs, which run again as their next attempt when it starts.", default=10.0)
     agent_start_timeout: float = _doc("Seconds a newly started agent has to connect before its jobs fail with the reason.", default=60.0)
     prefetch: int = _doc("Jobs sent ahead to an agent beyond its cpu slots while only one user has jobs waiting for the driver, so a freed slot is reused without a round trip; 0 turns it off.", default=32)
     schedule_debounce: float = _doc("Seconds the scheduler waits after a wake-up so that a burst is scheduled at once.", default=0.0)
