@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 
 from jobvisor.config import Config
@@ -166,8 +167,9 @@ class DatabaseLock:
     def __init__(self, url: str, check_every: float = DB_LOCK_CHECK) -> None:
         parsed = make_url(url)
         self.check_every = check_every
-        self.dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.shown = parsed.set(drivername="postgresql", password=None).render_as_string()
+        # asyncpg's arguments as the store's engine gets them (host, port, ssl=... of the URL's query)
+        _, self.connect_args = PGDialect_asyncpg().create_connect_args(parsed.set(drivername="postgresql+asyncpg"))
+        self.shown = parsed.set(drivername="postgresql").render_as_string()  # a password as ***
         self._conn: Any = None
         self._holder = Holder()
         self._watch: asyncio.Task | None = None
@@ -190,8 +192,9 @@ class DatabaseLock:
         import asyncpg
 
         try:
-            conn = await asyncpg.connect(self.dsn, timeout=DB_CONNECT_TIMEOUT, server_settings={
-                "application_name": self._holder.application_name(), **DB_KEEPALIVES})
+            conn = await asyncpg.connect(**{**self.connect_args, "timeout": DB_CONNECT_TIMEOUT, "server_settings": {
+                **self.connect_args.get("server_settings", {}), "application_name": self._holder.application_name(),
+                **DB_KEEPALIVES}})
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
             raise Unavailable(f"cannot open the database {self.shown}: {exc}") from exc
         try:

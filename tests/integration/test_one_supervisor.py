@@ -139,3 +139,14 @@ def test_an_address_not_of_this_machine_names_the_host_option(tmp_path):
     assert _refused_line(proc) == (
         f"jobvisor: the gateway cannot listen on 192.0.2.1:{port}: Cannot assign requested address; "
         "give another --host ([server] host) or --port ([server] port)")
+
+
+def test_a_database_that_does_not_answer_is_named_without_its_password(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobvisor", "up", "--state-dir", str(tmp_path / "state"),
+         "--port", str(free_port()), "--supervisor-port", str(free_port())],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "JOBVISOR_DATABASE_URL": f"postgresql://jv:hunter2@127.0.0.1:{free_port()}/jobs"})
+    line = _refused_line(proc)
+    assert line.startswith("jobvisor: cannot open the database postgresql://jv:***@127.0.0.1:"), line
+    assert "hunter2" not in proc.stderr
