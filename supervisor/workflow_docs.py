@@ -2,8 +2,9 @@
 that needs the configuration (the drivers, their resources and clusters, what files can travel
 between them), beside the checks of its form (jobvisor.workflow_doc), which need nothing.
 
-Publish, execute and a restart each read a document through here, so a document that passes
-once passes the same way each time the configuration is the same.
+Publish and execute read and check a document through here, each time (the configuration
+may have changed since the version was published); a restart only reads the running version
+again, whose checks passed when its run started.
 """
 
 from __future__ import annotations
