@@ -6,6 +6,7 @@ not) stay queued under attempt 1 and run once."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -96,4 +97,27 @@ async def test_a_running_job_survives_a_planned_stop_and_queued_ones_stay_queued
     assert shown.returncode == 0, shown.stderr
     (line,) = [line for line in shown.stdout.splitlines() if INTERRUPTED in line]
     assert "#2" in line and "queued" in line and "canceled" not in shown.stdout, shown.stdout
-    print(shown.stdout)
+
+
+async def test_ctrl_c_is_the_same_planned_stop(tmp_path):
+    """SIGINT (Ctrl-C in the terminal running `up`; its agents, in sessions of their own, do not
+    get it) stops as SIGTERM does: the running job runs again as attempt 2 after the restart."""
+    server = JobvisorProcess(tmp_path / "state")
+    server.start()
+    token = server.token
+    api = Api(server.url, token)
+    try:
+        job = await api.submit(shell("sim", 'echo "attempt $JOBVISOR_ATTEMPT"; [ "$JOBVISOR_ATTEMPT" != 1 ] || sleep 120'))
+        await api.wait_state(job["id"], "running", timeout=60)
+        server.proc.send_signal(signal.SIGINT)
+        assert server.stop() == 0 and "jobvisor stopped" in server.output
+        server.restart()
+        await api.close()
+        api = Api(server.url, token)
+        done = await api.wait_state(job["id"], {"completed", "failed", "canceled", "lost"}, timeout=60)
+        assert (done["state"], done["attempt"]) == ("completed", 2), done
+        assert (2, "queued", INTERRUPTED) in [(h["attempt"], h["state"], h["reason"]) for h in done["history"]]
+        assert await api.log(job["id"]) == b"attempt 2\n"
+    finally:
+        await api.close()
+        server.cleanup()
