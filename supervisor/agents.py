@@ -70,6 +70,7 @@ class Agent:
         self.changed = asyncio.Event()
         self.failure = ""
         self.failure_may_pass = False  # its start failed with an error that is not permanent
+        self.known_before = False  # from the database at a restart: it had run before
         self.info: dict = {}
         # Messages waiting behind a run whose input files are being read (send_after_read):
         # whatever is sent meanwhile (a cancel of that run) must not overtake it.
@@ -142,6 +143,7 @@ class AgentRegistry:
     def add_known(self, agent: Agent) -> None:
         """An agent from the database (a supervisor restart): it may reconnect."""
         agent.state = AgentState.DISCONNECTED
+        agent.known_before = True
         self.by_id[agent.id] = agent
         self.current.setdefault((agent.user, agent.kind), agent)
 
@@ -179,6 +181,12 @@ class AgentRegistry:
 
     @staticmethod
     def _failed(agent: Agent) -> Acquired:
+        """What a dead agent means to the jobs waiting for it: the failure of one that never
+        connected is theirs (permanent, or one that may pass); one that died after it had run
+        (lost, or never back after a restart) says nothing of the next one, so a new one is
+        tried."""
+        if agent.connected_at is not None or agent.known_before:
+            return Acquired(Acquire.RETRY, agent)
         return Acquired(Acquire.UNAVAILABLE if agent.failure_may_pass else Acquire.FAILED, agent,
                         agent.failure or "the agent died")
 

@@ -421,3 +421,19 @@ async def test_an_end_comes_before_its_log_and_the_job_is_forgotten_once_the_log
     assert core.tails.pending(other.id).final_size == 100
     core.on_agent_messages(agent, [report(other.id, "completed", log_size=0, exit_code=0)])
     assert core.tails.pending(other.id) is None
+
+
+async def test_an_agent_that_dies_after_it_ran_fails_no_queued_job_a_new_one_starts(core, driver):
+    first = await submit_one(core)
+    await running(core, driver, first)
+    agent = core.agents.by_id[first.agent_id]
+    core.on_agent_disconnected(agent, agent.link)  # dropped: it may come back within the grace
+    driver.connect_automatically = False
+    waiting = await submit_one(core)  # the user's next job waits for that agent
+    await asyncio.sleep(0.05)
+    core.agent_exited(agent.id, "agent process exited with code -9")  # it never will
+    await eventually(lambda: len(driver.started) == 2, what="a new agent's start")
+    assert waiting.state is JobState.QUEUED, waiting.reason  # the dead agent's end is not this job's
+    assert first.state is JobState.LOST
+    driver.connect(driver.started[1].agent_id)
+    await eventually(lambda: waiting.agent_id == driver.started[1].agent_id, what="the job sent to the new agent")
