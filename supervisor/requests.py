@@ -164,11 +164,18 @@ class RequestHandlers:
         more = len(jobs) > limit
         jobs = jobs[:limit]
         positions = self._positions([(self.core.jobs.get(j.id) or j) for j in jobs])
-        return {"jobs": [self._view(j, positions) for j in jobs], "next": jobs[-1].id if more else None}
+        views = [self._view(j, positions) for j in jobs]
+        if any(j.id in self.core.jobs for j in jobs):
+            await self.core.store.committed()  # a live job may have moved since the first wait
+        return {"jobs": views, "next": jobs[-1].id if more else None}
 
     async def get_job(self, req: GetJob) -> dict:
         job = await self._job(req.caller, req.job_id)
         view = self._view(job)
+        if job.id in self.core.jobs:
+            # Its live state may have moved on while `_job` waited (a short job's start and end
+            # come in one report): the view answered is durable, and its history reaches it.
+            await self.core.store.committed()
         view["history"] = [{**t, "at": iso(t["at"])} for t in await self.core.store.transitions_of(job.id)]
         return view
 

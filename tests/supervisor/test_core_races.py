@@ -10,10 +10,11 @@ import pytest
 from jobvisor.errors import OpTimeout
 from jobvisor.protocol.agent_wire import CancelJob, ForgetJobs, JobReport, OpReply, RunJob
 from jobvisor.protocol.common import Caller
-from jobvisor.protocol.job_requests import CancelJobRequest, JobSpec, RunAnalysis
+from jobvisor.protocol.job_requests import CancelJobRequest, GetJob, JobSpec, RunAnalysis
 from jobvisor.states import JobState
 from supervisor.requests import RequestHandlers
-from tests.supervisor.fakes import eventually, report
+from supervisor.core import Supervisor
+from tests.supervisor.fakes import FakeDriver, eventually, make_config, report
 
 
 def spec(**kw) -> JobSpec:
@@ -437,3 +438,44 @@ async def test_an_agent_that_dies_after_it_ran_fails_no_queued_job_a_new_one_sta
     assert first.state is JobState.LOST
     driver.connect(driver.started[1].agent_id)
     await eventually(lambda: waiting.agent_id == driver.started[1].agent_id, what="the job sent to the new agent")
+
+
+@pytest.fixture
+async def batched(tmp_path):
+    """A supervisor whose every write waits for the writer's batch, as on PostgreSQL (SQLite
+    commits a small one inline)."""
+    sup = Supervisor(make_config(tmp_path).replace("database", inline_rows=0))
+    sup.targets.drivers["fake"] = FakeDriver(sup.config, sup, cpus=1)
+    await sup.start()
+    yield sup
+    await sup.shutdown()
+
+
+async def test_a_job_view_is_durable_and_its_history_reaches_it_when_the_job_moves_during_the_read(batched):
+    core, driver = batched, batched.targets.drivers["fake"]
+    job = await submit_one(core)
+    await running(core, driver, job)
+    await core.store.committed()
+    agent = core.agents.by_id[job.agent_id]
+    plain = core.store.committed
+    calls = []
+
+    def committed_then_the_end_arrives():
+        calls.append(1)
+        waited = plain()
+        if len(calls) > 1:
+            return waited
+
+        async def then_report():
+            await waited
+            core.on_agent_messages(agent, [report(job.id, "completed", exit_code=0)])  # not committed yet
+
+        return asyncio.ensure_future(then_report())
+
+    core.store.committed = committed_then_the_end_arrives
+    try:
+        view = await RequestHandlers(core).get_job(GetJob(Caller("alice"), job.id))
+    finally:
+        core.store.committed = plain
+    assert view["state"] == "completed"
+    assert [h["state"] for h in view["history"]] == ["queued", "starting", "running", "completed"]
