@@ -98,13 +98,14 @@ class StatusLine:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.shown = ""  # the last line shown, which stays on the screen after `done`
 
     def show(self, line: str) -> None:
         if self.quiet or line == self.last:
             return
         sys.stderr.write(("\r\x1b[K" + line) if self.tty else line + "\n")
         sys.stderr.flush()
-        self.last = line
+        self.last = self.shown = line
 
     def done(self) -> None:
         if self.tty and self.last and not self.quiet:
@@ -240,7 +241,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         still = ", ".join(f"{job_id} {jobs[job_id]['state']}" for job_id in sorted(follower.pending))
         print(f"jobvisor: --timeout of {args.timeout:g} s passed; still not ended: {still}", file=sys.stderr)
         return WaitStatus.WAIT_TIMEOUT
-    if several and not args.quiet:  # the totals, after a line per job
+    if several and status.shown != summary_line(jobs):  # the totals, unless the status line ended on them
         print(summary_line(jobs), file=sys.stderr)
     return wait_status(job["state"] for job in jobs.values())
 

@@ -206,6 +206,8 @@ async def test_arrays_in_list_wait_and_cancel(real_cli):
     assert waited.rc == 1, waited  # element 2 failed
     assert [line.split()[1] for line in waited.out.splitlines()] == ["completed", "completed", "failed", "completed"]
     assert waited.out.splitlines()[0].startswith(array_id)  # by index
+    totals = waited.err.splitlines()[-1]  # -q: no progress, but the totals
+    assert totals.startswith("4 jobs: ") and "3 completed" in totals and "1 failed" in totals
 
     sleepers = (await cli.run("submit", "--array", "0-2", "--", "sleep", "30")).out.strip()
     canceled = await cli.run("cancel", "--array", sleepers)
