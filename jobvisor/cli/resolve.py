@@ -98,7 +98,12 @@ def fetch_jobs(client: ApiClient, states: str | None, limit: int, name: str | No
 
 def array_of(client: ApiClient, ref: str) -> str:
     """The id of the job array `ref` names: its id (its first job's, as submit printed it) or a
-    unique prefix of it. A job that belongs to no array is a usage error."""
+    unique prefix of it, or the name its elements share. A job that belongs to no array is a
+    usage error."""
+    if not FULL_ID.match(ref):
+        arrays = {job.get("array_id") for job in _matches(client, ref).values()}
+        if len(arrays) == 1 and None not in arrays:
+            return str(arrays.pop())  # every job the name or prefix matches is of one array
     job_id = resolve_job(client, ref)
     job = client.call("GET", f"/jobs/{job_id}")
     if not job.get("array_id"):

@@ -206,6 +206,8 @@ async def test_arrays_in_list_wait_and_cancel(real_cli):
     assert waited.rc == 1, waited  # element 2 failed
     assert [line.split()[1] for line in waited.out.splitlines()] == ["completed", "completed", "failed", "completed"]
     assert waited.out.splitlines()[0].startswith(array_id)  # by index
+    by_name = await cli.run("wait", "-q", "--array", "arr")  # the name its elements share
+    assert by_name.out == waited.out and "also names" not in by_name.err
     totals = waited.err.splitlines()[-1]  # -q: no progress, but the totals
     assert totals.startswith("4 jobs: ") and "3 completed" in totals and "1 failed" in totals
 
