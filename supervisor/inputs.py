@@ -126,14 +126,15 @@ class InputStore:
 
     async def prune_loop(self, keep_seconds: float, ends_of: Callable[[list[JobId]], Awaitable[dict]]) -> None:
         """Prune now and then for as long as the supervisor runs (a tenth of the keeping
-        time apart, between a second and PRUNE_INTERVAL), logging what fails and going on."""
+        time apart, between a second and PRUNE_INTERVAL), logging what fails and going on.
+        The start pruned already: the first turn waits."""
         interval = min(PRUNE_INTERVAL, max(1.0, keep_seconds / 10))
         while True:
+            await asyncio.sleep(interval)
             try:
                 await self.prune(keep_seconds, ends_of)
             except Exception as exc:  # a database that cannot be read, a full disk: next time
                 log.warning("pruning job inputs failed (%s); trying again in %.0f s", exc, interval)
-            await asyncio.sleep(interval)
 
 
 def _write_slice(path: Path, offset: int, data: bytes) -> int:
